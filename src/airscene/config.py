@@ -1,0 +1,104 @@
+"""Typed configuration: saved beside every checkpoint, so a checkpoint alone rebuilds its model."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from airscene.errors import AirsceneError
+
+ESTIMATORS = ("enumerate", "nvil")
+SCHEDULES = ("none", "linear", "exponential")
+
+
+@dataclass
+class ModelConfig:
+    model: str = "air"  # "air": the recurrent input is the image
+    max_objects: int = 3  # N, the number of inference steps
+    image_size: int = 50  # canvases are image_size x image_size
+    channels: int = 1
+    glimpse_size: int = 28  # the attention window is resampled to glimpse_size x glimpse_size
+    what_size: int = 50  # C, the appearance code
+    hidden_size: int = 256  # LSTM units
+    embedding_size: int = 256  # the image is embedded once before the LSTM sees it
+    glimpse_hidden_size: int = 200  # hidden units of the glimpse encoder and decoder MLPs
+    glimpse_network: str = "mlp"  # "mlp" or "conv", for the glimpse encoder and decoder
+    decoder_bias: float = -2.0  # added before the decoder's sigmoid: glimpses start nearly blank
+    likelihood: str = "gaussian"  # "gaussian" (sd below) or "bernoulli"
+    likelihood_sd: float = 0.3
+    where_prior_mean: tuple[float, float, float] = (3.0, 0.0, 0.0)  # scale s, x, y
+    where_prior_sd: tuple[float, float, float] = (0.2, 1.0, 1.0)
+    min_scale: float = 0.5  # the window is never more than 1/min_scale canvases wide
+
+
+@dataclass
+class TrainConfig:
+    estimator: str = "enumerate"
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    baseline_learning_rate: float = 1e-2  # nvil only: the baseline must track the signal faster
+    normalise_signal: bool = True  # nvil only: divide the centred signal by its running sd
+    clip_norm: float = 10.0
+    count_prior: str = "exponential"  # schedule of the presence prior rho: none, linear, exponential
+    count_prior_start: float = 0.9
+    count_prior_end: float = 1e-5
+    count_prior_steps: int = 3000  # anneal over this many steps, then hold the end value
+    count_exploration: float = 1.0  # enumerate only: initial weight e of the uniform count mixture
+    count_exploration_steps: int = 1500  # e decays linearly to 0 over this many steps
+    steps: int = 20_000
+    minutes: float | None = None  # wall-clock budget; whichever of steps and minutes ends first
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 500
+    eval_images: int = 1000
+    checkpoint_every: int = 1000
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+
+
+@dataclass
+class Config:
+    data: str = "data/multi-mnist"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        try:
+            model = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values["model"].items()})
+            return cls(data=values["data"], model=model, train=TrainConfig(**values["train"]))
+        except (KeyError, TypeError) as error:
+            raise AirsceneError(f"configuration does not match this airscene version ({error}): "
+                                "retrain, or use the airscene version that wrote it") from None
+
+    def validate(self) -> "Config":
+        model, train = self.model, self.train
+        checks = [
+            (model.model == "air", f"model '{model.model}' is unknown: use air"),
+            (model.max_objects >= 1, f"max_objects is {model.max_objects}: use N >= 1"),
+            (model.image_size >= 4 and model.glimpse_size >= 4, "image_size and glimpse_size must be >= 4"),
+            (model.channels in (1, 3), f"channels is {model.channels}: use 1 or 3"),
+            (model.glimpse_network in ("mlp", "conv"), f"glimpse_network '{model.glimpse_network}' is unknown: use mlp or conv"),
+            (model.likelihood in ("gaussian", "bernoulli"), f"likelihood '{model.likelihood}' is unknown: use gaussian or bernoulli"),
+            (model.likelihood_sd > 0, "likelihood_sd must be > 0"),
+            (min(model.where_prior_sd) > 0, "where_prior_sd must be > 0"),
+            (0 < model.min_scale < model.where_prior_mean[0], "min_scale must lie in (0, prior mean scale)"),
+            (train.estimator in ESTIMATORS, f"estimator '{train.estimator}' is unknown: use one of {', '.join(ESTIMATORS)}"),
+            (train.batch_size >= 1, f"batch size {train.batch_size} must be >= 1"),
+            (train.learning_rate > 0, f"learning rate {train.learning_rate} must be > 0"),
+            (train.baseline_learning_rate > 0, f"baseline learning rate {train.baseline_learning_rate} must be > 0"),
+            (train.clip_norm > 0, "clip_norm must be > 0"),
+            (train.count_prior in SCHEDULES, f"count prior schedule '{train.count_prior}' is unknown: use none, linear or exponential"),
+            (0 < train.count_prior_end < 1 and 0 < train.count_prior_start < 1, "count prior values must lie in (0, 1)"),
+            (0 <= train.count_exploration <= 1, "count_exploration must lie in [0, 1]"),
+            (train.steps >= 1, f"steps is {train.steps}: use >= 1"),
+            (train.minutes is None or train.minutes > 0, "minutes must be > 0"),
+            (min(train.log_every, train.eval_every, train.checkpoint_every, train.eval_images) >= 1,
+             "log_every, eval_every, checkpoint_every and eval_images must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise AirsceneError(f"setting rejected: {message}")
+        return self

@@ -1,0 +1,63 @@
+"""The ELBO's terms, computed once from a trace and shared by every estimator."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from airscene.model.air import AIR, Trace
+
+
+def prefix_canvases(trace: Trace) -> torch.Tensor:
+    """(B, N+1, C, H, W): canvas n = sum of the first n objects, from the empty canvas n = 0 to n = N."""
+    empty = torch.zeros_like(trace.objects[:, :1])
+    return torch.cat([empty, trace.objects], dim=1).cumsum(dim=1)
+
+
+def count_log_posterior(trace: Trace) -> torch.Tensor:
+    """(B, N+1) log q(n | x) = sum_{i<=n} log p_i + log(1 - p_{n+1}), with p_{N+1} = 0; computed from logits
+    so that confident steps cannot give log 0."""
+    log_present = F.logsigmoid(trace.presence_logits)  # (B, N)
+    log_absent = F.logsigmoid(-trace.presence_logits)
+    zero = torch.zeros_like(log_present[:, :1])
+    return torch.cat([zero, log_present.cumsum(1)], 1) + torch.cat([log_absent, zero], 1)
+
+
+def cumulative_latent_terms(trace: Trace) -> torch.Tensor:
+    """(B, N+1): sum_{i<=n} (log p(z^i) - log q(z^i)) for the continuous latents of each prefix n."""
+    per_step = trace.log_p_latents - trace.log_q_latents
+    return torch.cat([torch.zeros_like(per_step[:, :1]), per_step.cumsum(1)], 1)
+
+
+def elbo_per_count(model: AIR, trace: Trace, count_log_q: torch.Tensor) -> torch.Tensor:
+    """(B, N+1): the ELBO's integrand for each count n with the continuous latents of the trace:
+    log p(x | z^{1:n}) + log p(n) - log q(n) + sum_{i<=n} (log p(z^i) - log q(z^i)).
+    count_log_q (B, N+1) is count_log_posterior(trace)."""
+    counts = torch.arange(model.config.max_objects + 1, device=trace.images.device, dtype=torch.float32)
+    return (model.log_likelihood(trace.images, prefix_canvases(trace)) + model.count_log_prior(counts)
+            - count_log_q + cumulative_latent_terms(trace))
+
+
+def presence_log_ratio(model: AIR, trace: Trace) -> torch.Tensor:
+    """(B, N): per step taken, log p(z_pres^i) - log q(z_pres^i); their sum is log p(n) - log q(n)."""
+    rho = model.count_prior
+    log_prior = trace.z_pres * math.log(rho) + (1 - trace.z_pres) * math.log1p(-rho)
+    log_posterior = -F.binary_cross_entropy_with_logits(trace.presence_logits, trace.z_pres, reduction="none")
+    return (log_prior - log_posterior) * trace.steps_taken
+
+
+def sampled_elbo_terms(model: AIR, trace: Trace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For a trace with sampled z_pres: log p(x | z) (B,), the per-step latent terms (B, N) of the steps
+    present (the presence terms of every step taken), and z_pres^i's log q (B, N) masked to steps taken."""
+    canvas = (trace.objects * trace.z_pres[:, :, None, None, None]).sum(1)  # (B, C, H, W)
+    log_likelihood = model.log_likelihood(trace.images, canvas)
+    per_step = (trace.log_p_latents - trace.log_q_latents) * trace.z_pres + presence_log_ratio(model, trace)
+    log_q_presence = -F.binary_cross_entropy_with_logits(trace.presence_logits, trace.z_pres, reduction="none")
+    return log_likelihood, per_step, log_q_presence * trace.steps_taken
+
+
+def greedy_counts(trace: Trace) -> torch.Tensor:
+    """(B,) the count inference would report: the run of leading steps with presence probability > 0.5."""
+    return torch.cumprod((trace.presence_logits > 0).float(), dim=1).sum(1)

@@ -1,0 +1,143 @@
+"""Attend, Infer, Repeat (Eslami et al. 2016): the inference network q_phi and generative model p_theta.
+
+One forward pass returns a Trace of per-step tensors. How z_pres is drawn is the caller's choice
+("sample" for score-function estimators, "all" for exact enumeration of the count), so the model does
+not know which estimator trains it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.distributions import Normal
+
+from airscene.config import ModelConfig
+from airscene.model.networks import GlimpseDecoder, GlimpseEncoder, ImageEmbedding, InferenceStep
+from airscene.model.priors import count_log_prior
+from airscene.model.transformer import crop_glimpse, paste_glimpse
+
+PRESENCE_MODES = ("sample", "all")
+
+
+@dataclass
+class Trace:
+    """Everything one forward pass drew, for an estimator to turn into a loss. N steps, B images."""
+
+    images: torch.Tensor  # (B, C, H, W)
+    presence_logits: torch.Tensor  # (B, N) logit of q(z_pres^i = 1 | x, z^{<i})
+    z_pres: torch.Tensor  # (B, N) 0/1; under "all", every step is taken conditioned on presence
+    z_where: torch.Tensor  # (B, N, 3)
+    z_what: torch.Tensor  # (B, N, C_what)
+    log_q_latents: torch.Tensor  # (B, N) log q(z_where^i) + log q(z_what^i)
+    log_p_latents: torch.Tensor  # (B, N) log p(z_where^i) + log p(z_what^i)
+    objects: torch.Tensor  # (B, N, C, H, W) each step's glimpse pasted onto an empty canvas
+
+    @property
+    def steps_taken(self) -> torch.Tensor:
+        """(B, N): 1 where step i was reached, i.e. every earlier z_pres was 1."""
+        ones = torch.ones_like(self.z_pres[:, :1])
+        return torch.cumprod(torch.cat([ones, self.z_pres[:, :-1]], dim=1), dim=1)
+
+
+class AIR(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed = ImageEmbedding(config.channels, config.image_size, config.embedding_size)
+        self.infer_step = InferenceStep(config.embedding_size, config.what_size, config.hidden_size,
+                                        config.where_prior_mean)
+        self.encode = GlimpseEncoder(config.channels, config.glimpse_size, config.glimpse_hidden_size,
+                                     config.what_size, config.glimpse_network)
+        self.decode = GlimpseDecoder(config.channels, config.glimpse_size, config.glimpse_hidden_size,
+                                     config.what_size, config.decoder_bias, config.glimpse_network)
+        self.register_buffer("where_prior_mean", torch.tensor(config.where_prior_mean))
+        self.register_buffer("where_prior_sd", torch.tensor(config.where_prior_sd))
+        self.count_prior = 0.5  # rho, set by the training loop's annealing schedule; saved in checkpoints
+
+    def initial_latents(self, batch: int, device: torch.device):
+        c = self.config
+        zeros = lambda *shape: torch.zeros(batch, *shape, device=device)  # noqa: E731
+        return zeros(3), zeros(c.what_size), torch.ones(batch, 1, device=device), (zeros(c.hidden_size), zeros(c.hidden_size))
+
+    def forward(self, images: torch.Tensor, presence: str = "sample") -> Trace:
+        """images (B, C, H, W) in [0, 1] -> a Trace of all N steps."""
+        if presence not in PRESENCE_MODES:
+            raise ValueError(f"presence must be one of {PRESENCE_MODES}")
+        c = self.config
+        embedding = self.embed(images)  # (B, E): AIR's recurrent input is the same image at every step
+        z_where, z_what, z_pres, state = self.initial_latents(images.shape[0], images.device)
+        steps = []
+        for _ in range(c.max_objects):
+            logit, where_mean, where_sd, state = self.infer_step(embedding, z_where, z_what, z_pres, state)
+            z_where, z_what, log_q, log_p = self.infer_object(images, where_mean, where_sd)
+            if presence == "all":
+                z_pres = torch.ones_like(z_pres)
+            else:
+                # z_pres is sampled, not reparameterised: its gradient comes from the estimator's score
+                # function. Once a step is absent every later one is too (the unary count code).
+                z_pres = torch.bernoulli(torch.sigmoid(logit.detach())).unsqueeze(1) * z_pres
+            steps.append((logit, z_pres[:, 0], z_where, z_what, log_q, log_p, self.render_object(z_what, z_where)))
+        columns = [torch.stack(column, dim=1) for column in zip(*steps)]
+        return Trace(images, *columns)
+
+    def infer_object(self, images, where_mean, where_sd):
+        """Sample z_where, crop x_att there, sample z_what from it (both reparameterised); return their
+        log-densities under q and under the prior."""
+        c = self.config
+        q_where = Normal(where_mean, where_sd)
+        z_where = q_where.rsample()  # (B, 3)
+        glimpse = crop_glimpse(images, z_where, c.glimpse_size, c.min_scale)  # (B, C, g, g)
+        q_what = Normal(*self.encode(glimpse))
+        z_what = q_what.rsample()  # (B, C_what)
+        log_q = q_where.log_prob(z_where).sum(-1) + q_what.log_prob(z_what).sum(-1)
+        log_p = (Normal(self.where_prior_mean, self.where_prior_sd).log_prob(z_where).sum(-1)
+                 + Normal(0.0, 1.0).log_prob(z_what).sum(-1))
+        return z_where, z_what, log_q, log_p
+
+    def render_object(self, z_what: torch.Tensor, z_where: torch.Tensor) -> torch.Tensor:
+        """y^i: the decoded glimpse y_att placed on the canvas by the inverse transform. (B, C, H, W)"""
+        return paste_glimpse(self.decode(z_what), z_where, self.config.image_size, self.config.min_scale)
+
+    def log_likelihood(self, images: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
+        """log p(x | canvas) summed over pixels; images (B, C, H, W), canvas (B, ..., C, H, W) -> (B, ...)."""
+        images = images.view(images.shape[0], *([1] * (canvas.dim() - images.dim())), *images.shape[1:])
+        if self.config.likelihood == "gaussian":
+            sd = self.config.likelihood_sd
+            log_density = -0.5 * ((images - canvas) / sd) ** 2 - math.log(sd) - 0.5 * math.log(2 * math.pi)
+        else:
+            mean = canvas.clamp(1e-4, 1 - 1e-4)  # a sum of glimpses can leave [0, 1]
+            log_density = images * torch.log(mean) + (1 - images) * torch.log1p(-mean)
+        return log_density.flatten(-3).sum(-1)
+
+    def count_log_prior(self, counts: torch.Tensor) -> torch.Tensor:
+        return count_log_prior(counts, self.count_prior, self.config.max_objects)
+
+    @torch.no_grad()
+    def describe(self, images: torch.Tensor, threshold: float = 0.5):
+        """Test-time inference: means instead of samples, stop at the first absent step (early exit once
+        every image in the batch has stopped), no rendering.
+        Returns z_pres (B, N), presence probabilities (B, N), z_where (B, N, 3), z_what (B, N, C_what)."""
+        c = self.config
+        batch = images.shape[0]
+        embedding = self.embed(images)
+        z_where, z_what, z_pres, state = self.initial_latents(batch, images.device)
+        presence = images.new_zeros(batch, c.max_objects)
+        wheres = images.new_full((batch, c.max_objects, 3), float("nan"))
+        whats = images.new_full((batch, c.max_objects, c.what_size), float("nan"))
+        present = images.new_zeros(batch, c.max_objects)
+        for step in range(c.max_objects):
+            logit, z_where, _sd, state = self.infer_step(embedding, z_where, z_what, z_pres, state)
+            z_what, _ = self.encode(crop_glimpse(images, z_where, c.glimpse_size, c.min_scale))
+            probability = torch.sigmoid(logit)
+            z_pres = z_pres * (probability > threshold).unsqueeze(1)
+            presence[:, step] = probability * present[:, step - 1] if step else probability
+            present[:, step] = z_pres[:, 0]
+            keep = z_pres.bool()
+            wheres[:, step] = torch.where(keep, z_where, wheres[:, step])
+            whats[:, step] = torch.where(keep, z_what, whats[:, step])
+            if not keep.any():
+                break
+        return present, presence, wheres, whats

@@ -1,0 +1,105 @@
+"""The small networks of AIR, each with one job."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MIN_SD = 1e-4  # keeps every Gaussian proper
+PRESENCE_LOGIT_BOUND = 8.0  # presence probabilities stay within [3e-4, 1 - 3e-4]
+
+
+def gaussian_parameters(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., 2D) -> mean (..., D), sd (..., D) > 0."""
+    mean, sd = raw.chunk(2, dim=-1)
+    return mean, F.softplus(sd) + MIN_SD
+
+
+class ImageEmbedding(nn.Module):
+    """Embeds the whole canvas once per image: the LSTM then sees 256 numbers, not 2,500 pixels."""
+
+    def __init__(self, channels: int, image_size: int, embedding_size: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(channels * image_size ** 2, embedding_size), nn.ReLU())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, E)
+        return self.net(images)
+
+
+class GlimpseEncoder(nn.Module):
+    """x_att -> mean and sd of q(z_what | x_att)."""
+
+    def __init__(self, channels: int, glimpse_size: int, hidden_size: int, what_size: int, kind: str = "mlp"):
+        super().__init__()
+        if kind == "mlp":
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(channels * glimpse_size ** 2, hidden_size), nn.ReLU(),
+                                     nn.Linear(hidden_size, 2 * what_size))
+        else:
+            self.net = nn.Sequential(
+                nn.Conv2d(channels, 16, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+                nn.LazyLinear(hidden_size), nn.ReLU(), nn.Linear(hidden_size, 2 * what_size))
+            self.net(torch.zeros(1, channels, glimpse_size, glimpse_size))  # materialise the lazy layer
+        # Start with q(z_what) close to its N(0, I) prior: an object then costs almost nothing in KL
+        # before the decoder has learned to use its code, so early steps are not switched off for it.
+        last = self.net[-1]
+        with torch.no_grad():
+            last.weight.mul_(0.1)
+            last.bias.zero_()
+            last.bias[what_size:] = 0.5413  # softplus(0.5413) = 1
+    def forward(self, glimpses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (B, C, g, g)
+        return gaussian_parameters(self.net(glimpses))
+
+
+class GlimpseDecoder(nn.Module):
+    """z_what -> y_att, a glimpse in [0, 1]. The fixed negative bias before the sigmoid starts every
+    glimpse nearly blank, so early objects do not paint the canvas grey (Pyro's recipe)."""
+
+    def __init__(self, channels: int, glimpse_size: int, hidden_size: int, what_size: int, bias: float,
+                 kind: str = "mlp"):
+        super().__init__()
+        self.shape = (channels, glimpse_size, glimpse_size)
+        self.bias = bias
+        if kind == "mlp":
+            self.net = nn.Sequential(nn.Linear(what_size, hidden_size), nn.ReLU(),
+                                     nn.Linear(hidden_size, channels * glimpse_size ** 2))
+        else:
+            quarter = (glimpse_size + 3) // 4
+            self.net = nn.Sequential(
+                nn.Linear(what_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, 32 * quarter ** 2), nn.ReLU(),
+                nn.Unflatten(1, (32, quarter, quarter)),
+                nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), nn.ReLU(),
+                nn.ConvTranspose2d(16, channels, 4, stride=2, padding=1),
+                nn.Upsample(size=(glimpse_size, glimpse_size), mode="bilinear", align_corners=False), nn.Flatten())
+
+    def forward(self, z_what: torch.Tensor) -> torch.Tensor:  # (B, C_what) -> (B, C, g, g)
+        return torch.sigmoid(self.net(z_what) + self.bias).view(-1, *self.shape)
+
+
+class InferenceStep(nn.Module):
+    """One step of the recurrent inference network: h^i = LSTM([embed(x), z^{i-1}], h^{i-1}), and a head
+    giving the presence logit and the mean and sd of q(z_where^i)."""
+
+    def __init__(self, embedding_size: int, what_size: int, hidden_size: int,
+                 where_mean: tuple[float, float, float]):
+        super().__init__()
+        self.lstm = nn.LSTMCell(embedding_size + 3 + what_size + 1, hidden_size)
+        self.head = nn.Linear(hidden_size, 1 + 6)
+        with torch.no_grad():
+            # Start at the prior's window (a third of the canvas, centred) with a wide spread in
+            # position, so early samples land on objects and the attention learns where they are, and
+            # with presence probability sigmoid(2) = 0.88 so that early steps are tried and learn.
+            self.head.weight.mul_(0.1)
+            self.head.bias.copy_(torch.tensor([2.0, *where_mean, -2.0, 0.0, 0.0]))
+
+    def forward(self, embedding, z_where, z_what, z_pres, state):
+        """(B, E), (B, 3), (B, C), (B, 1), ((B, H), (B, H)) -> logit (B,), mean (B, 3), sd (B, 3), state."""
+        hidden, cell = self.lstm(torch.cat([embedding, z_where, z_what, z_pres], dim=-1), state)
+        output = self.head(hidden)
+        mean, sd = gaussian_parameters(output[:, 1:])
+        # A bounded logit: an unbounded one saturates early (when a weak decoder makes several steps
+        # per digit worth it), its gradient then vanishes below Adam's epsilon, and the count can never
+        # recover once a single step explains a digit better. The bound costs q at most 3e-4 nats a step.
+        logit = PRESENCE_LOGIT_BOUND * torch.tanh(output[:, 0] / PRESENCE_LOGIT_BOUND)
+        return logit, mean, sd, (hidden, cell)

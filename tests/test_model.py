@@ -1,0 +1,146 @@
+import math
+
+import torch
+
+from airscene.config import ModelConfig
+from airscene.estimators import NVIL, Enumerate
+from airscene.estimators.elbo import count_log_posterior, elbo_per_count, greedy_counts, prefix_canvases
+from airscene.model import AIR
+from airscene.model.priors import count_log_prior, count_prior_at
+
+
+def small_config(**overrides) -> ModelConfig:
+    options = dict(image_size=20, glimpse_size=8, what_size=4, hidden_size=16, embedding_size=16,
+                   glimpse_hidden_size=16, max_objects=3)
+    return ModelConfig(**{**options, **overrides})
+
+
+def test_trace_shapes_and_unary_presence():
+    torch.manual_seed(0)
+    model = AIR(small_config())
+    images = torch.rand(6, 1, 20, 20)
+    trace = model(images, presence="sample")
+    assert trace.z_where.shape == (6, 3, 3) and trace.z_what.shape == (6, 3, 4)
+    assert trace.objects.shape == (6, 3, 1, 20, 20) and trace.log_q_latents.shape == (6, 3)
+    # once a step is absent, every later one is too
+    assert torch.all(trace.z_pres[:, 1:] <= trace.z_pres[:, :-1])
+    assert torch.all(model(images, presence="all").z_pres == 1)
+
+
+def test_count_posterior_is_a_distribution_and_matches_probabilities():
+    torch.manual_seed(0)
+    trace = AIR(small_config())(torch.rand(5, 1, 20, 20), presence="all")
+    log_q = count_log_posterior(trace)
+    torch.testing.assert_close(log_q.exp().sum(1), torch.ones(5))
+    p = torch.sigmoid(trace.presence_logits)
+    torch.testing.assert_close(log_q[:, 1].exp(), p[:, 0] * (1 - p[:, 1]))
+    torch.testing.assert_close(log_q[:, 3].exp(), p.prod(1))
+
+
+def test_count_prior_is_a_truncated_geometric():
+    counts = torch.arange(4.0)
+    probabilities = count_log_prior(counts, 0.3, 3).exp()
+    torch.testing.assert_close(probabilities.sum(), torch.tensor(1.0))
+    torch.testing.assert_close(probabilities[1], torch.tensor(0.3 * 0.7))
+    assert count_prior_at(0, "exponential", 0.9, 1e-5, 100) == 0.9
+    assert math.isclose(count_prior_at(100, "exponential", 0.9, 1e-5, 100), 1e-5)
+    assert math.isclose(count_prior_at(50, "linear", 0.9, 0.1, 100), 0.5)
+    assert count_prior_at(5, "none", 0.9, 0.01, 100) == 0.01
+
+
+def test_enumerate_equals_average_of_sampled_counts():
+    """The enumerated ELBO is the exact expectation over the count of the sampled-count ELBO with the
+    same continuous latents: check it against the explicit sum."""
+    torch.manual_seed(1)
+    model = AIR(small_config())
+    model.count_prior = 0.2
+    trace = model(torch.rand(4, 1, 20, 20), presence="all")
+    loss, _ = Enumerate()(model, trace)
+    log_q = count_log_posterior(trace)
+    canvases = prefix_canvases(trace)
+    expected = torch.zeros(4)
+    for n in range(4):
+        integrand = (model.log_likelihood(trace.images, canvases[:, n]) + count_log_prior(torch.tensor(float(n)), 0.2, 3)
+                     - log_q[:, n] + (trace.log_p_latents - trace.log_q_latents)[:, :n].sum(1))
+        expected += log_q[:, n].exp() * integrand
+    torch.testing.assert_close(loss, -expected.mean())
+    torch.testing.assert_close(elbo_per_count(model, trace, log_q)[:, 0],
+                               model.log_likelihood(trace.images, torch.zeros_like(trace.images)) - log_q[:, 0]
+                               + count_log_prior(torch.tensor(0.0), 0.2, 3))
+
+
+def test_enumerate_exploration_keeps_a_valid_count_distribution():
+    torch.manual_seed(2)
+    model = AIR(small_config())
+    trace = model(torch.rand(3, 1, 20, 20), presence="all")
+    estimator = Enumerate()
+    losses = []
+    for exploration in (0.0, 0.5, 1.0):
+        estimator.exploration = exploration
+        losses.append(estimator(model, trace)[0])
+    assert len({round(loss.item(), 3) for loss in losses}) == 3
+    estimator.exploration = 1.0
+    estimator(model, trace)[0].backward()
+    # with e = 1 the count weights are uniform: the presence head learns nothing yet
+    assert model.infer_step.head.weight.grad[0].abs().max() == 0
+
+
+def _presence_head_gradient(model, estimator, images, seed):
+    model.zero_grad()
+    torch.manual_seed(seed)
+    loss, _ = estimator(model, model(images, presence=estimator.presence))
+    loss.backward()
+    return model.infer_step.head.weight.grad[0].clone()
+
+
+def test_nvil_baseline_is_used_and_trained():
+    torch.manual_seed(0)
+    config = small_config()
+    model, images = AIR(config), torch.rand(8, 1, 20, 20)
+    model.count_prior = 0.3
+    with_baseline = NVIL(config, normalise_signal=False)
+    without = NVIL(config, normalise_signal=False, use_baseline=False)
+    with torch.no_grad():
+        with_baseline.baseline.out.bias.fill_(-500.0)  # a baseline far from the signal
+    gradient = _presence_head_gradient(model, with_baseline, images, seed=3)
+    assert gradient.abs().sum() > 0
+    assert not torch.allclose(gradient, _presence_head_gradient(model, without, images, seed=3))
+    # the baseline's output changes the presence gradient through the centred signal only
+    with torch.no_grad():
+        with_baseline.baseline.out.bias.fill_(500.0)
+    assert not torch.allclose(gradient, _presence_head_gradient(model, with_baseline, images, seed=3))
+    # and it learns: its own parameters get a gradient from the MSE on the signal
+    assert with_baseline.baseline.out.weight.grad.abs().sum() > 0
+    # but it feeds no gradient into the model's other heads (its inputs are detached)
+    model.zero_grad()
+    torch.manual_seed(3)
+    trace = model(images, presence="sample")
+    with_baseline.baseline(trace).sum().backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.parameters())
+
+
+def test_nvil_signal_normalisation_tracks_running_statistics():
+    torch.manual_seed(0)
+    config = small_config()
+    model, estimator = AIR(config), NVIL(config, normalise_signal=True)
+    estimator(model, model(torch.rand(8, 1, 20, 20)))
+    assert estimator.signal_mean.item() != 0 and estimator.signal_variance.item() != 1
+
+
+def test_describe_stops_at_the_first_absent_step():
+    torch.manual_seed(0)
+    model = AIR(small_config()).eval()
+    with torch.no_grad():
+        model.infer_step.head.bias[0] = -20.0  # presence probability ~0 at every step
+    present, presence, wheres, whats = model.describe(torch.rand(4, 1, 20, 20))
+    assert present.sum() == 0 and torch.isnan(wheres).all() and presence[:, 1:].abs().sum() == 0
+    with torch.no_grad():
+        model.infer_step.head.bias[0] = 20.0
+    present, presence, wheres, _ = model.describe(torch.rand(4, 1, 20, 20))
+    assert torch.all(present.sum(1) == 3) and not torch.isnan(wheres).any()
+
+
+def test_greedy_counts_stop_at_first_low_probability():
+    trace = AIR(small_config())(torch.rand(2, 1, 20, 20), presence="all")
+    trace.presence_logits = torch.tensor([[2.0, -1.0, 3.0], [1.0, 1.0, 1.0]])
+    assert greedy_counts(trace).tolist() == [1.0, 3.0]
