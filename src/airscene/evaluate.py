@@ -1,0 +1,106 @@
+"""Held-out metrics: counts, ELBO, importance-weighted log p(x), localisation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from airscene.estimators.elbo import count_log_posterior, elbo_per_count
+from airscene.model import AIR, window_boxes
+
+
+@torch.no_grad()
+def infer_counts(model: AIR, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+    return np.concatenate([model.describe(chunk)[0].sum(1).long().numpy() for chunk in images.split(batch_size)])
+
+
+def count_accuracy(inferred: np.ndarray, true: np.ndarray) -> float:
+    return float(np.mean(np.asarray(inferred) == np.asarray(true)))
+
+
+def confusion_matrix(inferred: np.ndarray, true: np.ndarray, max_count: int) -> np.ndarray:
+    """(max_count+1, max_count+1): rows are true counts, columns inferred counts."""
+    matrix = np.zeros((max_count + 1, max_count + 1), dtype=np.int64)
+    np.add.at(matrix, (np.minimum(true, max_count), np.minimum(inferred, max_count)), 1)
+    return matrix
+
+
+@torch.no_grad()
+def elbo_and_log_likelihood(model: AIR, images: torch.Tensor, samples: int = 50, batch_size: int = 100):
+    """Per image: the ELBO with the count summed out exactly (one continuous sample), and the
+    importance-weighted estimate of log p(x) from `samples` samples. For each sample of the continuous
+    latents, sum_n p(x, n, z^{1:n}) / q(z^{1:n}) is an unbiased estimate of p(x) (the count is summed,
+    not sampled), so its log-mean-exp over samples is a tighter bound than the ELBO."""
+    elbos, log_likelihoods = [], []
+    for chunk in images.split(batch_size):
+        repeated = chunk.repeat_interleave(samples, dim=0)  # (b * S, C, H, W)
+        trace = model(repeated, presence="all")
+        count_log_q = count_log_posterior(trace)
+        integrand = elbo_per_count(model, trace, count_log_q)  # (b * S, N+1)
+        elbo = (count_log_q.exp() * integrand).sum(1).view(-1, samples)
+        log_weight = torch.logsumexp(integrand + count_log_q, dim=1).view(-1, samples)
+        elbos.append(elbo.mean(1))
+        log_likelihoods.append(torch.logsumexp(log_weight, dim=1) - math.log(samples))
+    return torch.cat(elbos).numpy(), torch.cat(log_likelihoods).numpy()
+
+
+def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """(P, 4), (T, 4) boxes x0, y0, x1, y1 -> (P, T) intersection over union."""
+    low = np.maximum(first[:, None, :2], second[None, :, :2])
+    high = np.minimum(first[:, None, 2:], second[None, :, 2:])
+    intersection = np.clip(high - low, 0, None).prod(-1)
+    area = lambda boxes: (boxes[:, 2:] - boxes[:, :2]).clip(0).prod(-1)  # noqa: E731
+    return intersection / (area(first)[:, None] + area(second)[None, :] - intersection + 1e-9)
+
+
+def localisation(pred_boxes: np.ndarray, scores: np.ndarray, true_boxes: np.ndarray, true_counts: np.ndarray,
+                 threshold: float = 0.5) -> dict:
+    """Inferred boxes (B, N, 4; NaN where absent, scored by presence) matched to true boxes (B, K, 4) per
+    image by the Hungarian algorithm on IoU. Returns mean IoU of matched pairs and AP at IoU >= threshold."""
+    matched_ious, detections = [], []  # detections: (score, is_true_positive)
+    for boxes, score, truth, count in zip(pred_boxes, scores, true_boxes, true_counts):
+        present = ~np.isnan(boxes[:, 0])
+        boxes, score, truth = boxes[present], score[present], truth[:count].astype(np.float64)
+        true_positive = np.zeros(len(boxes), dtype=bool)
+        if len(boxes) and len(truth):
+            iou = box_iou(boxes, truth)
+            rows, columns = linear_sum_assignment(-iou)
+            matched_ious.extend(iou[rows, columns])
+            true_positive[rows] = iou[rows, columns] >= threshold
+        detections.extend(zip(score, true_positive))
+    total_true = int(np.sum(true_counts))
+    if not detections or total_true == 0:
+        return {"mean_iou": float(np.mean(matched_ious)) if matched_ious else 0.0, "ap50": 0.0}
+    order = np.argsort([-score for score, _ in detections], kind="stable")
+    hits = np.array([detections[i][1] for i in order], dtype=np.float64)
+    recall = np.cumsum(hits) / total_true
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    # all-point interpolated average precision (PASCAL VOC 2010+)
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    recall_steps = np.diff(np.concatenate([[0.0], recall]))
+    return {"mean_iou": float(np.mean(matched_ious)) if matched_ious else 0.0,
+            "ap50": float(np.sum(recall_steps * precision))}
+
+
+@torch.no_grad()
+def evaluate(model: AIR, images: torch.Tensor, counts: np.ndarray, boxes: np.ndarray, samples: int = 50,
+             likelihood_images: int = 1000) -> dict:
+    """All held-out metrics of DESIGN.md for one model."""
+    model.eval()
+    present, presence, wheres, _whats = zip(*(model.describe(chunk) for chunk in images.split(1000)))
+    inferred = torch.cat(present).sum(1).long().numpy()
+    pred_boxes = window_boxes(torch.cat(wheres), model.config.image_size, model.config.min_scale).numpy()
+    elbo, log_likelihood = elbo_and_log_likelihood(model, images[:likelihood_images], samples)
+    return {
+        "images": len(counts),
+        "count_accuracy": count_accuracy(inferred, counts),
+        "confusion_matrix": confusion_matrix(inferred, counts, max(model.config.max_objects, int(counts.max()))).tolist(),
+        "test_elbo": float(elbo.mean()),
+        "test_log_likelihood_iw": float(log_likelihood.mean()),
+        "importance_samples": samples,
+        "likelihood_images": min(likelihood_images, len(counts)),
+        **localisation(pred_boxes, torch.cat(presence).numpy(), boxes, counts),
+    }

@@ -1,0 +1,226 @@
+"""The training loop: config, Adam, annealing, clipping, checkpoints, logging, progress, budgets."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from airscene.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from airscene.config import Config
+from airscene.data import load_dataset
+from airscene.data.scenes import SceneSet
+from airscene.errors import AirsceneError
+from airscene.estimators import make_estimator
+from airscene.estimators.elbo import greedy_counts
+from airscene.evaluate import count_accuracy, infer_counts
+from airscene.model import AIR
+from airscene.model.priors import count_prior_at
+
+MAX_BAD_STEPS = 5  # consecutive non-finite losses or gradients before the run stops
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W) or (B, H, W, 3) -> float (B, C, H, W) in [0, 1]."""
+    tensor = torch.from_numpy(images).float().div_(255)
+    return tensor.unsqueeze(1) if tensor.dim() == 3 else tensor.permute(0, 3, 1, 2).contiguous()
+
+
+def batch_indices(step: int, size: int, batch_size: int, seed: int) -> np.ndarray:
+    """The batch of a step, from a per-epoch permutation seeded by (seed, epoch): resuming at any step
+    sees exactly the batches an uninterrupted run would."""
+    per_epoch = size // batch_size
+    epoch, position = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(size)
+    return order[position * batch_size:(position + 1) * batch_size]
+
+
+def model_config_for(config: Config, train: SceneSet, settings: dict) -> None:
+    """Fit the model's canvas to the data and check the data fits the model."""
+    images = train.images
+    if images.shape[1] != images.shape[2]:
+        raise AirsceneError(f"data {config.data} has {images.shape[1]}x{images.shape[2]} images: AIR here needs square canvases")
+    config.model.image_size = images.shape[1]
+    config.model.channels = 1 if images.ndim == 3 else 3
+    if config.train.batch_size > len(train):
+        raise AirsceneError(f"batch size {config.train.batch_size} exceeds the {len(train)} training images: "
+                            "lower --batch-size or make more data")
+    largest = int(max(settings.get("counts", [0])))
+    if largest > config.model.max_objects:
+        raise AirsceneError(f"data {config.data} has scenes with {largest} objects but the model has "
+                            f"N = {config.model.max_objects} steps: raise --max-objects to at least {largest}")
+
+
+class Run:
+    """A run directory: config, metrics (JSONL and TensorBoard), checkpoint, figures."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe = self.directory / ".writable"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as error:
+            raise AirsceneError(f"run directory {self.directory} is not writable ({error.strerror}): "
+                                "choose another --out") from None
+        self.checkpoint = self.directory / CHECKPOINT_NAME
+        self.metrics_path = self.directory / "metrics.jsonl"
+        self._writer = None
+
+    def log(self, record: dict) -> None:
+        with open(self.metrics_path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.directory / "tensorboard"))
+        for key, value in record.items():
+            if key not in ("step", "kind") and isinstance(value, (int, float)):
+                self._writer.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+@contextmanager
+def stop_requests():
+    """SIGINT/SIGTERM set a flag instead of killing the run, so the loop can checkpoint and exit cleanly."""
+    requested = {"signal": None}
+
+    def handler(number, _frame):
+        requested["signal"] = signal.Signals(number).name
+
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+def train(config: Config, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train (or resume) a run; returns the final summary."""
+    run = Run(out)
+    state = None
+    if resume:
+        if not run.checkpoint.is_file():
+            raise AirsceneError(f"nothing to resume: {run.checkpoint} does not exist; drop --resume to start a new run")
+        state, saved = load_checkpoint(run.checkpoint)
+        saved.train.steps, saved.train.minutes = config.train.steps, config.train.minutes  # budgets may grow
+        config = saved
+    elif run.checkpoint.is_file():
+        raise AirsceneError(f"run directory {run.directory} already holds a checkpoint: pass --resume to continue it, "
+                            "or choose a new --out")
+    config.validate()
+    train_set, test_set, settings = load_dataset(config.data)
+    model_config_for(config, train_set, settings)
+    t = config.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+
+    model = AIR(config.model)
+    estimator = make_estimator(config)
+    optimiser = torch.optim.Adam([
+        {"params": model.parameters(), "lr": t.learning_rate},
+        {"params": estimator.parameters(), "lr": t.baseline_learning_rate},
+    ])
+    step, elapsed = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        estimator.load_state_dict(state["estimator"])
+        optimiser.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        step, elapsed = state["step"], state["elapsed_seconds"]
+    else:
+        (run.directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+    def checkpoint() -> None:
+        save_checkpoint(run.checkpoint, {
+            "config": config.to_dict(), "model": model.state_dict(), "estimator": estimator.state_dict(),
+            "optimizer": optimiser.state_dict(), "rng": torch.get_rng_state(), "step": step,
+            "elapsed_seconds": elapsed})
+
+    test_images = images_to_tensor(test_set.images[:t.eval_images])
+    test_counts = test_set.counts[:t.eval_images]
+    budget = t.minutes * 60 if t.minutes else math.inf
+    bar = tqdm(total=t.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    window = {"loss": [], "elbo": [], "correct": []}
+    bad_steps, stop_reason = 0, "steps"
+    started = time.perf_counter() - elapsed
+    with stop_requests() as requested:
+        while step < t.steps:
+            if elapsed >= budget:
+                stop_reason = "minutes"
+                break
+            if requested["signal"]:
+                stop_reason = requested["signal"]
+                break
+            model.count_prior = count_prior_at(step, t.count_prior, t.count_prior_start, t.count_prior_end,
+                                               t.count_prior_steps)
+            if hasattr(estimator, "exploration"):
+                estimator.exploration = t.count_exploration * max(0.0, 1 - step / max(t.count_exploration_steps, 1))
+            index = batch_indices(step, len(train_set), t.batch_size, t.seed)
+            images = images_to_tensor(train_set.images[index])
+            trace = model(images, estimator.presence)
+            loss, stats = estimator(model, trace)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            gradient_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
+            if not (torch.isfinite(loss) and torch.isfinite(gradient_norm)):
+                bad_steps += 1
+                run.log({"kind": "skipped", "step": step, "loss": float(loss), "gradient_norm": float(gradient_norm)})
+                if bad_steps >= MAX_BAD_STEPS:
+                    bar.close()
+                    raise AirsceneError(f"training stopped at step {step}: {bad_steps} non-finite losses or gradients "
+                                        f"in a row; the last good checkpoint {run.checkpoint} is intact. "
+                                        "Lower --learning-rate or --clip-norm")
+                step += 1
+                continue
+            bad_steps = 0
+            optimiser.step()
+            step += 1
+            elapsed = time.perf_counter() - started
+            window["loss"].append(loss.item())
+            window["elbo"].append(stats["elbo"])
+            counts = greedy_counts(trace).numpy()
+            window["correct"].append(float(np.mean(counts == train_set.counts[index])))
+            if step % t.log_every == 0 or step == t.steps:
+                record = {"kind": "train", "step": step, "seconds": round(elapsed, 2), "count_prior": model.count_prior,
+                          **{k: float(np.mean(v)) for k, v in window.items() if k != "correct"},
+                          "train_count_accuracy": float(np.mean(window["correct"]))}
+                run.log(record)
+                bar.set_postfix(loss=f"{record['loss']:.1f}", acc=f"{record['train_count_accuracy']:.3f}")
+                window = {key: [] for key in window}
+            if step % t.eval_every == 0:
+                accuracy = evaluate_counts(model, test_images, test_counts)
+                run.log({"kind": "eval", "step": step, "seconds": round(elapsed, 2), "test_count_accuracy": accuracy})
+                bar.set_description(f"test acc {accuracy:.3f}")
+            if step % t.checkpoint_every == 0:
+                checkpoint()
+            bar.update(1)
+    bar.close()
+    accuracy = evaluate_counts(model, test_images, test_counts)
+    run.log({"kind": "eval", "step": step, "seconds": round(elapsed, 2), "test_count_accuracy": accuracy})
+    checkpoint()
+    run.close()
+    summary = {"step": step, "seconds": round(elapsed, 1), "stopped_by": stop_reason, "test_count_accuracy": accuracy,
+               "checkpoint": str(run.checkpoint)}
+    (run.directory / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def evaluate_counts(model: AIR, images: torch.Tensor, counts: np.ndarray) -> float:
+    model.eval()
+    accuracy = count_accuracy(infer_counts(model, images), counts)
+    model.train()
+    return accuracy

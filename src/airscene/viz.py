@@ -1,0 +1,116 @@
+"""Figures: the data preview and the paper's Fig. 3 (reconstructions with a box per step, count accuracy
+over training, where each step attends)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from airscene.data.scenes import SceneSet  # noqa: E402
+
+STEP_COLOURS = ("red", "lime", "deepskyblue", "yellow", "magenta", "orange")
+
+
+def _show(axis, image: np.ndarray) -> None:
+    """image (H, W), (H, W, 3) or (C, H, W), uint8 or float in [0, 1]."""
+    if image.ndim == 3 and image.shape[0] in (1, 3):
+        image = np.moveaxis(image, 0, -1)
+    axis.imshow(image.squeeze(), cmap="gray", vmin=0, vmax=255 if image.dtype == np.uint8 else 1,
+                interpolation="nearest")
+    axis.set_xticks([])
+    axis.set_yticks([])
+
+
+def _draw_box(axis, box, colour: str) -> None:
+    """box x0, y0, x1, y1 in pixel edges; imshow puts pixel centres at integers, so shift by half."""
+    x0, y0, x1, y1 = box
+    axis.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.2))
+
+
+def preview(scenes: SceneSet, out: str | Path, number: int = 32, columns: int = 8) -> Path:
+    """A grid of scenes with their ground-truth boxes and counts."""
+    number = min(number, len(scenes))
+    rows = max(1, -(-number // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.4, rows * 1.55), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        if index >= number:
+            axis.axis("off")
+            continue
+        _show(axis, scenes.images[index])
+        for slot in range(scenes.counts[index]):
+            _draw_box(axis, scenes.boxes[index, slot], STEP_COLOURS[slot % len(STEP_COLOURS)])
+        labels = ",".join(str(v) for v in scenes.labels[index, :scenes.counts[index]])
+        axis.set_title(f"n={scenes.counts[index]} [{labels}]", fontsize=7)
+    figure.tight_layout()
+    return _save(figure, out)
+
+
+def _save(figure, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+    return out
+
+
+def read_metrics(run: str | Path) -> list[dict]:
+    path = Path(run) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def attention_maps(boxes: np.ndarray, image_size: int) -> np.ndarray:
+    """(B, N, 4) windows (NaN where absent) -> (N, H, W): how often each step's window covers each pixel."""
+    centres = np.arange(image_size) + 0.5
+    maps = np.zeros((boxes.shape[1], image_size, image_size))
+    for step in range(boxes.shape[1]):
+        valid = boxes[~np.isnan(boxes[:, step, 0]), step]  # (M, 4)
+        inside_x = (centres[None, :] >= valid[:, 0:1]) & (centres[None, :] < valid[:, 2:3])  # (M, W)
+        inside_y = (centres[None, :] >= valid[:, 1:2]) & (centres[None, :] < valid[:, 3:4])  # (M, H)
+        maps[step] = np.einsum("mh,mw->hw", inside_y.astype(float), inside_x.astype(float)) / max(len(boxes), 1)
+    return maps
+
+
+def figure3(images: np.ndarray, reconstructions: np.ndarray, boxes: np.ndarray, counts: np.ndarray,
+            true_counts: np.ndarray, metrics: list[dict], out: str | Path, shown: int = 10) -> Path:
+    """Top: data and reconstructions with one coloured box per inference step (red, green, blue).
+    Bottom: held-out count accuracy over training; per step, where its window falls over the test set."""
+    steps = boxes.shape[1]
+    shown = min(shown, len(images))
+    columns = max(shown, 3 + 2 * steps)  # the bottom row: the curve, then two columns per step's map
+    figure = plt.figure(figsize=(columns * 1.25, 6.2))
+    grid = figure.add_gridspec(3, columns, height_ratios=[1, 1, 1.6], hspace=0.35)
+    for index in range(shown):
+        axis = figure.add_subplot(grid[0, index])
+        _show(axis, images[index])
+        axis.set_title(f"true {true_counts[index]}", fontsize=8)
+        axis = figure.add_subplot(grid[1, index])
+        _show(axis, reconstructions[index])
+        for step in range(steps):
+            if not np.isnan(boxes[index, step, 0]):
+                _draw_box(axis, boxes[index, step], STEP_COLOURS[step % len(STEP_COLOURS)])
+        axis.set_title(f"inferred {counts[index]}", fontsize=8,
+                       color="black" if counts[index] == true_counts[index] else "red")
+    curve = figure.add_subplot(grid[2, :columns - 2 * steps - 1])
+    evals = [m for m in metrics if m.get("kind") == "eval"]
+    if evals:
+        curve.plot([m["step"] for m in evals], [m["test_count_accuracy"] for m in evals], marker=".")
+    curve.set_xlabel("training step")
+    curve.set_ylabel("held-out count accuracy")
+    curve.set_ylim(0, 1.02)
+    curve.grid(alpha=0.3)
+    maps = attention_maps(boxes, images.shape[-1])
+    for step in range(steps):
+        start = columns - 2 * (steps - step)
+        axis = figure.add_subplot(grid[2, start:start + 2])
+        axis.imshow(maps[step], cmap="magma", vmin=0, vmax=max(maps.max(), 1e-9))
+        axis.set_title(f"step {step + 1}", fontsize=9, color=STEP_COLOURS[step % len(STEP_COLOURS)])
+        axis.set_xticks([])
+        axis.set_yticks([])
+    return _save(figure, out)

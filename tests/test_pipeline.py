@@ -1,0 +1,119 @@
+"""Training, checkpoints, evaluation, inference and figures, end to end through the CLI and the API."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import airscene
+from airscene.cli import main
+from airscene.data import make_multi_mnist
+
+TINY_MODEL = ["--glimpse-size", "10", "--what-size", "8", "--hidden-size", "32", "--embedding-size", "32",
+              "--glimpse-hidden-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("data")
+    make_multi_mnist(directory, train=256, test=64, seed=0, progress=False)
+    return directory
+
+
+def _train(data_dir, out, *extra):
+    return main(["train", "--data", str(data_dir), "--out", str(out), "--quiet", "--batch-size", "16",
+                 "--eval-every", "5", "--eval-images", "32", "--log-every", "5", "--checkpoint-every", "5",
+                 *TINY_MODEL, *extra])
+
+
+@pytest.fixture(scope="module")
+def trained_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert _train(data_dir, out, "--steps", "10") == 0
+    return out
+
+
+def test_training_writes_run_directory(trained_run):
+    names = {path.name for path in trained_run.iterdir()}
+    assert {"checkpoint.pt", "config.json", "metrics.jsonl", "tensorboard", "train_summary.json"} <= names
+    records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [5, 10]
+    assert all(np.isfinite(r["loss"]) for r in records if r["kind"] == "train")
+    assert any(r["kind"] == "eval" for r in records)
+    assert json.loads((trained_run / "train_summary.json").read_text())["step"] == 10
+
+
+@pytest.mark.parametrize("estimator", ["nvil", "enumerate"])
+def test_resume_matches_an_uninterrupted_run(data_dir, tmp_path, estimator):
+    assert _train(data_dir, tmp_path / "whole", "--steps", "10", "--estimator", estimator) == 0
+    assert _train(data_dir, tmp_path / "split", "--steps", "5", "--estimator", estimator) == 0
+    assert _train(data_dir, tmp_path / "split", "--steps", "10", "--estimator", estimator, "--resume") == 0
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    assert split["step"] == whole["step"] == 10
+    for key, value in whole["model"].items():
+        assert torch.equal(value, split["model"][key]), key
+    for key, value in whole["estimator"].items():
+        assert torch.equal(value, split["estimator"][key]), key
+
+
+def test_existing_run_is_not_overwritten(data_dir, trained_run, capsys):
+    before = (trained_run / "checkpoint.pt").read_bytes()
+    assert _train(data_dir, trained_run, "--steps", "3") == 2
+    assert "already holds a checkpoint: pass --resume" in capsys.readouterr().err
+    assert (trained_run / "checkpoint.pt").read_bytes() == before
+
+
+def test_load_and_infer_api(trained_run, data_dir):
+    model = airscene.load(trained_run / "checkpoint.pt")
+    from airscene.data import load_dataset
+
+    _, test, _ = load_dataset(data_dir)
+    scenes = model.infer(test.images[:7], batch_size=3)
+    n = model.config.model.max_objects
+    assert scenes.counts.shape == (7,) and scenes.boxes.shape == (7, n, 4)
+    assert scenes.presence.shape == (7, n) and scenes.what.shape == (7, n, 8)
+    for count, boxes, what in zip(scenes.counts, scenes.boxes, scenes.what):
+        assert not np.isnan(boxes[:count]).any() and np.isnan(boxes[count:]).all()
+        assert np.isnan(what[count:]).all()
+    # uint8, float and channel-first inputs describe the same scenes
+    as_float = model.infer(test.images[:7].astype(np.float32)[:, None] / 255)
+    np.testing.assert_array_equal(as_float.counts, scenes.counts)
+    np.testing.assert_allclose(as_float.presence, scenes.presence, atol=1e-6)
+    records = scenes.to_records()
+    assert len(records) == 7 and all(len(r["objects"]) == r["count"] for r in records)
+
+
+def test_eval_viz_and_infer_commands(trained_run, data_dir, tmp_path, capsys):
+    assert main(["eval", str(trained_run), "--samples", "3"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics == json.loads((trained_run / "eval.json").read_text())
+    assert 0 <= metrics["count_accuracy"] <= 1 and np.isfinite(metrics["test_elbo"])
+    assert np.array(metrics["confusion_matrix"]).sum() == 64
+    # the importance-weighted estimate is a tighter bound than the ELBO
+    assert metrics["test_log_likelihood_iw"] >= metrics["test_elbo"]
+    assert main(["viz", str(trained_run)]) == 0
+    assert (trained_run / "figure3.png").read_bytes()[:4] == b"\x89PNG"
+    from airscene.data import load_dataset
+
+    _, test, _ = load_dataset(data_dir)
+    paths = []
+    for index in range(2):
+        paths.append(str(tmp_path / f"scene{index}.png"))
+        Image.fromarray(test.images[index]).save(paths[-1])
+    capsys.readouterr()
+    assert main(["infer", str(trained_run / "checkpoint.pt"), *paths, "--json"]) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert [o["image"] for o in output] == paths and all("count" in o for o in output)
+
+
+def test_run_command_does_data_training_eval_and_figures(tmp_path, capsys):
+    data, out = tmp_path / "data", tmp_path / "run"
+    make_multi_mnist(data, train=64, test=32, seed=1, progress=False)
+    assert main(["run", "--data", str(data), "--out", str(out), "--quiet", "--steps", "4", "--batch-size", "16",
+                 "--eval-images", "16", *TINY_MODEL]) == 0
+    printed = capsys.readouterr().out
+    assert "figure3.png" in printed and "count_accuracy" in printed
+    assert (out / "eval.json").is_file() and (out / "figure3.png").is_file()
