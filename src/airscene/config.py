@@ -26,8 +26,12 @@ class ModelConfig:
     decoder_bias: float = -2.0  # added before the decoder's sigmoid: glimpses start nearly blank
     likelihood: str = "gaussian"  # "gaussian" (sd below) or "bernoulli"
     likelihood_sd: float = 0.3
-    where_prior_mean: tuple[float, float, float] = (3.0, 0.0, 0.0)  # scale s, x, y
-    where_prior_sd: tuple[float, float, float] = (0.2, 1.0, 1.0)
+    # z_where = (s, x, y): the window spans 1/s of the canvas. s ~ N(2.3, 0.1) is a window of 20-24 pixels
+    # on a 50-pixel canvas: any unscaled MNIST digit (ink <= 20 pixels) fits, two digits do not. A looser
+    # or smaller window (Pyro's N(3, 0.2), made for digits shrunk to ~15 pixels) lets one step cover two
+    # digits or split one, and the count then fails.
+    where_prior_mean: tuple[float, float, float] = (2.3, 0.0, 0.0)
+    where_prior_sd: tuple[float, float, float] = (0.1, 1.0, 1.0)
     min_scale: float = 0.5  # the window is never more than 1/min_scale canvases wide
 
 
@@ -39,12 +43,16 @@ class TrainConfig:
     baseline_learning_rate: float = 1e-2  # nvil only: the baseline must track the signal faster
     normalise_signal: bool = True  # nvil only: divide the centred signal by its running sd
     clip_norm: float = 10.0
-    count_prior: str = "exponential"  # schedule of the presence prior rho: none, linear, exponential
+    # The presence prior rho: fixed at count_prior_end ("none"), or annealed from count_prior_start to
+    # count_prior_end over count_prior_steps ("linear", "exponential") and held there. A small fixed rho
+    # (each object costs log(1/rho) = 23 nats) learns more reliably than the paper's annealing from near 1:
+    # with exploration (below) nothing needs a high rho to keep the steps in use early on.
+    count_prior: str = "none"
     count_prior_start: float = 0.9
-    count_prior_end: float = 1e-5
-    count_prior_steps: int = 3000  # anneal over this many steps, then hold the end value
-    count_exploration: float = 1.0  # enumerate only: initial weight e of the uniform count mixture
-    count_exploration_steps: int = 1500  # e decays linearly to 0 over this many steps
+    count_prior_end: float = 1e-10
+    count_prior_steps: int = 3000
+    presence_exploration: float = 1.0  # initial weight e of the exploration mixture in q(z_pres) (model/air.py)
+    presence_exploration_steps: int = 1500  # e decays linearly to 0 over this many steps
     steps: int = 20_000
     minutes: float | None = None  # wall-clock budget; whichever of steps and minutes ends first
     seed: int = 0
@@ -92,7 +100,7 @@ class Config:
             (train.clip_norm > 0, "clip_norm must be > 0"),
             (train.count_prior in SCHEDULES, f"count prior schedule '{train.count_prior}' is unknown: use none, linear or exponential"),
             (0 < train.count_prior_end < 1 and 0 < train.count_prior_start < 1, "count prior values must lie in (0, 1)"),
-            (0 <= train.count_exploration <= 1, "count_exploration must lie in [0, 1]"),
+            (0 <= train.presence_exploration <= 1, "presence_exploration must lie in [0, 1]"),
             (train.steps >= 1, f"steps is {train.steps}: use >= 1"),
             (train.minutes is None or train.minutes > 0, "minutes must be > 0"),
             (min(train.log_every, train.eval_every, train.checkpoint_every, train.eval_images) >= 1,

@@ -167,11 +167,10 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
                 break
             model.count_prior = count_prior_at(step, t.count_prior, t.count_prior_start, t.count_prior_end,
                                                t.count_prior_steps)
-            if hasattr(estimator, "exploration"):
-                estimator.exploration = t.count_exploration * max(0.0, 1 - step / max(t.count_exploration_steps, 1))
+            exploration = t.presence_exploration * max(0.0, 1 - step / max(t.presence_exploration_steps, 1))
             index = batch_indices(step, len(train_set), t.batch_size, t.seed)
             images = images_to_tensor(train_set.images[index])
-            trace = model(images, estimator.presence)
+            trace = model(images, estimator.presence, exploration)
             loss, stats = estimator(model, trace)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

@@ -3,6 +3,13 @@
 One forward pass returns a Trace of per-step tensors. How z_pres is drawn is the caller's choice
 ("sample" for score-function estimators, "all" for exact enumeration of the count), so the model does
 not know which estimator trains it.
+
+Exploration: during early training q(z_pres^i) is the mixture (1 - e) Bernoulli(p_i) + e Bernoulli(u_i),
+itself a valid variational distribution, so the ELBO stays a bound for every e; u_i = (N-i+1)/(N-i+2)
+makes the count uniform on 0..N when e = 1. With e near 1 every prefix of the steps keeps real weight
+and is trained to explain the image on its own: step 1 alone learns to explain a whole digit. Without it the count commits early to spreading one digit over
+several steps (which a weak decoder prefers), and the count rarely recovers. The training loop anneals
+e to 0, after which q is the network's own.
 """
 
 from __future__ import annotations
@@ -62,16 +69,19 @@ class AIR(nn.Module):
         zeros = lambda *shape: torch.zeros(batch, *shape, device=device)  # noqa: E731
         return zeros(3), zeros(c.what_size), torch.ones(batch, 1, device=device), (zeros(c.hidden_size), zeros(c.hidden_size))
 
-    def forward(self, images: torch.Tensor, presence: str = "sample") -> Trace:
-        """images (B, C, H, W) in [0, 1] -> a Trace of all N steps."""
+    def forward(self, images: torch.Tensor, presence: str = "sample", exploration: float = 0.0) -> Trace:
+        """images (B, C, H, W) in [0, 1] -> a Trace of all N steps; exploration is e above."""
         if presence not in PRESENCE_MODES:
             raise ValueError(f"presence must be one of {PRESENCE_MODES}")
         c = self.config
         embedding = self.embed(images)  # (B, E): AIR's recurrent input is the same image at every step
         z_where, z_what, z_pres, state = self.initial_latents(images.shape[0], images.device)
         steps = []
-        for _ in range(c.max_objects):
+        for step in range(c.max_objects):
             logit, where_mean, where_sd, state = self.infer_step(embedding, z_where, z_what, z_pres, state)
+            if exploration > 0:
+                uniform_count = (c.max_objects - step) / (c.max_objects - step + 1)
+                logit = torch.logit((1 - exploration) * torch.sigmoid(logit) + exploration * uniform_count)
             z_where, z_what, log_q, log_p = self.infer_object(images, where_mean, where_sd)
             if presence == "all":
                 z_pres = torch.ones_like(z_pres)
@@ -117,27 +127,30 @@ class AIR(nn.Module):
 
     @torch.no_grad()
     def describe(self, images: torch.Tensor, threshold: float = 0.5):
-        """Test-time inference: means instead of samples, stop at the first absent step (early exit once
-        every image in the batch has stopped), no rendering.
-        Returns z_pres (B, N), presence probabilities (B, N), z_where (B, N, 3), z_what (B, N, C_what)."""
+        """Test-time inference: means instead of samples, no rendering, and early exit: each step runs
+        only on the images whose every earlier step was present, and stops once none is left.
+        Returns z_pres (B, N), presence probabilities (B, N; 0 for steps not reached), z_where (B, N, 3)
+        and z_what (B, N, C_what), NaN where absent."""
         c = self.config
         batch = images.shape[0]
-        embedding = self.embed(images)
-        z_where, z_what, z_pres, state = self.initial_latents(batch, images.device)
+        present = images.new_zeros(batch, c.max_objects)
         presence = images.new_zeros(batch, c.max_objects)
         wheres = images.new_full((batch, c.max_objects, 3), float("nan"))
         whats = images.new_full((batch, c.max_objects, c.what_size), float("nan"))
-        present = images.new_zeros(batch, c.max_objects)
+        active = torch.arange(batch, device=images.device)  # images still being explained
+        embedding = self.embed(images)
+        z_where, z_what, z_pres, state = self.initial_latents(batch, images.device)
         for step in range(c.max_objects):
             logit, z_where, _sd, state = self.infer_step(embedding, z_where, z_what, z_pres, state)
-            z_what, _ = self.encode(crop_glimpse(images, z_where, c.glimpse_size, c.min_scale))
+            z_what, _ = self.encode(crop_glimpse(images[active], z_where, c.glimpse_size, c.min_scale))
             probability = torch.sigmoid(logit)
-            z_pres = z_pres * (probability > threshold).unsqueeze(1)
-            presence[:, step] = probability * present[:, step - 1] if step else probability
-            present[:, step] = z_pres[:, 0]
-            keep = z_pres.bool()
-            wheres[:, step] = torch.where(keep, z_where, wheres[:, step])
-            whats[:, step] = torch.where(keep, z_what, whats[:, step])
-            if not keep.any():
+            presence[active, step] = probability
+            keep = probability > threshold
+            active = active[keep]
+            present[active, step] = 1.0
+            wheres[active, step], whats[active, step] = z_where[keep], z_what[keep]
+            if len(active) == 0:
                 break
+            embedding, z_where, z_what, z_pres = embedding[keep], z_where[keep], z_what[keep], z_pres[keep]
+            state = (state[0][keep], state[1][keep])
         return present, presence, wheres, whats

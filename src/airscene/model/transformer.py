@@ -19,19 +19,22 @@ def window_scale(scale: torch.Tensor, min_scale: float) -> torch.Tensor:
     return min_scale + F.softplus(scale - min_scale, beta=SHARPNESS)
 
 
-def _affine(scale: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor) -> torch.Tensor:
-    """(B, 2, 3) matrices [[scale, 0, shift_x], [0, scale, shift_y]]."""
-    zero = torch.zeros_like(scale)
-    return torch.stack([scale, zero, shift_x, zero, scale, shift_y], dim=-1).view(-1, 2, 3)
+def _sampling_grid(scale: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, size, size, 2) grid for grid_sample: output pixel (row, column) reads the input at
+    (scale * u_column + shift_x, scale * u_row + shift_y), u = pixel centres in [-1, 1] with
+    align_corners=False. This is affine_grid for a diagonal affine map, without its batched matmul."""
+    centres = (torch.arange(size, device=scale.device, dtype=scale.dtype) * 2 + 1) / size - 1  # (size,)
+    x = scale[:, None] * centres + shift_x[:, None]  # (B, size)
+    y = scale[:, None] * centres + shift_y[:, None]
+    return torch.stack([x[:, None, :].expand(-1, size, -1), y[:, :, None].expand(-1, -1, size)], dim=-1)
 
 
 def crop_glimpse(images: torch.Tensor, z_where: torch.Tensor, glimpse_size: int, min_scale: float) -> torch.Tensor:
     """(B, C, H, W), (B, 3) -> (B, C, g, g): the window at z_where, resampled to a glimpse."""
     scale = window_scale(z_where[:, 0], min_scale)
-    theta = _affine(1 / scale, z_where[:, 1], z_where[:, 2])  # glimpse v -> canvas v / s + (x, y)
+    grid = _sampling_grid(1 / scale, z_where[:, 1], z_where[:, 2], glimpse_size)  # glimpse v -> v / s + (x, y)
     # align_corners=False everywhere: its default changed across torch versions, and with it the
     # pixel grid; fixing it makes crop and paste exact inverses on aligned grids.
-    grid = F.affine_grid(theta, [images.shape[0], images.shape[1], glimpse_size, glimpse_size], align_corners=False)
     return F.grid_sample(images, grid, align_corners=False)
 
 
@@ -39,8 +42,7 @@ def paste_glimpse(glimpses: torch.Tensor, z_where: torch.Tensor, image_size: int
     """(B, C, g, g), (B, 3) -> (B, C, H, W): the glimpse placed on an empty canvas at z_where
     (zero outside the window)."""
     scale = window_scale(z_where[:, 0], min_scale)
-    theta = _affine(scale, -scale * z_where[:, 1], -scale * z_where[:, 2])  # canvas u -> s (u - (x, y))
-    grid = F.affine_grid(theta, [glimpses.shape[0], glimpses.shape[1], image_size, image_size], align_corners=False)
+    grid = _sampling_grid(scale, -scale * z_where[:, 1], -scale * z_where[:, 2], image_size)  # u -> s (u - (x, y))
     return F.grid_sample(glimpses, grid, align_corners=False)
 
 
