@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from airscene.config import ModelConfig
+from airscene.config import ModelConfig, TrainConfig
 from airscene.estimators import NVIL, Enumerate
 from airscene.estimators.elbo import count_log_posterior, elbo_per_count, greedy_counts, prefix_canvases
 from airscene.model import AIR
@@ -42,10 +42,14 @@ def test_count_prior_is_a_truncated_geometric():
     probabilities = count_log_prior(counts, 0.3, 3).exp()
     torch.testing.assert_close(probabilities.sum(), torch.tensor(1.0))
     torch.testing.assert_close(probabilities[1], torch.tensor(0.3 * 0.7))
-    assert count_prior_at(0, "exponential", 0.9, 1e-5, 100) == 0.9
-    assert math.isclose(count_prior_at(100, "exponential", 0.9, 1e-5, 100), 1e-5)
-    assert math.isclose(count_prior_at(50, "linear", 0.9, 0.1, 100), 0.5)
-    assert count_prior_at(5, "none", 0.9, 0.01, 100) == 0.01
+    schedule = TrainConfig(count_prior="exponential", count_prior_start=0.9, count_prior_end=1e-5, count_prior_steps=100)
+    assert count_prior_at(0, schedule) == 0.9
+    assert math.isclose(count_prior_at(100, schedule), 1e-5) and math.isclose(count_prior_at(500, schedule), 1e-5)
+    assert math.isclose(count_prior_at(50, schedule), math.sqrt(0.9 * 1e-5))
+    schedule.count_prior, schedule.count_prior_end = "linear", 0.1
+    assert math.isclose(count_prior_at(50, schedule), 0.5)
+    schedule.count_prior, schedule.count_prior_end = "none", 0.01
+    assert count_prior_at(5, schedule) == 0.01
 
 
 def test_enumerate_equals_average_of_sampled_counts():
@@ -146,3 +150,23 @@ def test_greedy_counts_stop_at_first_low_probability():
     trace = AIR(small_config())(torch.rand(2, 1, 20, 20), presence="all")
     trace.presence_logits = torch.tensor([[2.0, -1.0, 3.0], [1.0, 1.0, 1.0]])
     assert greedy_counts(trace).tolist() == [1.0, 3.0]
+
+
+def test_conv_glimpse_networks_and_bernoulli_likelihood_train():
+    torch.manual_seed(0)
+    model = AIR(small_config(glimpse_network="conv", likelihood="bernoulli", glimpse_size=12))
+    model.count_prior = 0.1
+    trace = model(torch.rand(4, 1, 20, 20), presence="all")
+    assert trace.objects.shape == (4, 3, 1, 20, 20)
+    loss, _ = Enumerate()(model, trace)
+    loss.backward()
+    assert torch.isfinite(loss) and model.decode.net[-3].weight.grad.abs().sum() > 0
+    assert model.encode.net[0].weight.grad.abs().sum() > 0
+
+
+def test_colour_canvases():
+    model = AIR(small_config(channels=3))
+    trace = model(torch.rand(2, 3, 20, 20), presence="sample")
+    assert trace.objects.shape == (2, 3, 3, 20, 20)
+    present, *_ = model.describe(torch.rand(2, 3, 20, 20))
+    assert present.shape == (2, 3)

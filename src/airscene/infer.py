@@ -17,6 +17,7 @@ from airscene.checkpoint import load_checkpoint
 from airscene.config import Config
 from airscene.errors import AirsceneError
 from airscene.model import AIR, window_boxes
+from airscene.model.priors import count_prior_at
 
 
 @dataclass
@@ -117,4 +118,6 @@ def load(path: str | Path) -> TrainedModel:
         first = str(error).strip().splitlines()[-1].strip()
         raise AirsceneError(f"checkpoint {path} does not match its own config ({first}): it is corrupt "
                             "or from an incompatible airscene version; retrain") from None
-    return TrainedModel(model, config, state.get("step", 0))
+    step = state.get("step", 0)
+    model.count_prior = count_prior_at(step, config.train)
+    return TrainedModel(model, config, step)

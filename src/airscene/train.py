@@ -144,6 +144,15 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
     else:
         (run.directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
+    last_evaluation = {"step": None, "accuracy": math.nan}
+
+    def log_evaluation() -> float:
+        if last_evaluation["step"] != step:
+            accuracy = evaluate_counts(model, test_images, test_counts)
+            run.log({"kind": "eval", "step": step, "seconds": round(elapsed, 2), "test_count_accuracy": accuracy})
+            last_evaluation.update(step=step, accuracy=accuracy)
+        return last_evaluation["accuracy"]
+
     def checkpoint() -> None:
         save_checkpoint(run.checkpoint, {
             "config": config.to_dict(), "model": model.state_dict(), "estimator": estimator.state_dict(),
@@ -165,8 +174,7 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
             if requested["signal"]:
                 stop_reason = requested["signal"]
                 break
-            model.count_prior = count_prior_at(step, t.count_prior, t.count_prior_start, t.count_prior_end,
-                                               t.count_prior_steps)
+            model.count_prior = count_prior_at(step, t)
             exploration = t.presence_exploration * max(0.0, 1 - step / max(t.presence_exploration_steps, 1))
             index = batch_indices(step, len(train_set), t.batch_size, t.seed)
             images = images_to_tensor(train_set.images[index])
@@ -201,15 +209,13 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
                 bar.set_postfix(loss=f"{record['loss']:.1f}", acc=f"{record['train_count_accuracy']:.3f}")
                 window = {key: [] for key in window}
             if step % t.eval_every == 0:
-                accuracy = evaluate_counts(model, test_images, test_counts)
-                run.log({"kind": "eval", "step": step, "seconds": round(elapsed, 2), "test_count_accuracy": accuracy})
+                accuracy = log_evaluation()
                 bar.set_description(f"test acc {accuracy:.3f}")
             if step % t.checkpoint_every == 0:
                 checkpoint()
             bar.update(1)
     bar.close()
-    accuracy = evaluate_counts(model, test_images, test_counts)
-    run.log({"kind": "eval", "step": step, "seconds": round(elapsed, 2), "test_count_accuracy": accuracy})
+    accuracy = log_evaluation()
     checkpoint()
     run.close()
     summary = {"step": step, "seconds": round(elapsed, 1), "stopped_by": stop_reason, "test_count_accuracy": accuracy,

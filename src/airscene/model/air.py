@@ -7,9 +7,9 @@ not know which estimator trains it.
 Exploration: during early training q(z_pres^i) is the mixture (1 - e) Bernoulli(p_i) + e Bernoulli(u_i),
 itself a valid variational distribution, so the ELBO stays a bound for every e; u_i = (N-i+1)/(N-i+2)
 makes the count uniform on 0..N when e = 1. With e near 1 every prefix of the steps keeps real weight
-and is trained to explain the image on its own: step 1 alone learns to explain a whole digit. Without it the count commits early to spreading one digit over
-several steps (which a weak decoder prefers), and the count rarely recovers. The training loop anneals
-e to 0, after which q is the network's own.
+and is trained to explain the image on its own: step 1 alone learns to explain a whole digit. Without
+it the count commits early to spreading one digit over several steps (which a weak decoder prefers),
+and rarely recovers. The training loop anneals e to 0, after which q is the network's own.
 """
 
 from __future__ import annotations
@@ -62,12 +62,15 @@ class AIR(nn.Module):
                                      config.what_size, config.decoder_bias, config.glimpse_network)
         self.register_buffer("where_prior_mean", torch.tensor(config.where_prior_mean))
         self.register_buffer("where_prior_sd", torch.tensor(config.where_prior_sd))
-        self.count_prior = 0.5  # rho, set by the training loop's annealing schedule; saved in checkpoints
+        self.count_prior = 0.5  # rho; the training loop and airscene.load set it from the config's schedule
 
     def initial_latents(self, batch: int, device: torch.device):
-        c = self.config
-        zeros = lambda *shape: torch.zeros(batch, *shape, device=device)  # noqa: E731
-        return zeros(3), zeros(c.what_size), torch.ones(batch, 1, device=device), (zeros(c.hidden_size), zeros(c.hidden_size))
+        """z^0 = (z_where, z_what, z_pres) and the LSTM state before the first step."""
+        z_where = torch.zeros(batch, 3, device=device)
+        z_what = torch.zeros(batch, self.config.what_size, device=device)
+        z_pres = torch.ones(batch, 1, device=device)
+        hidden = torch.zeros(batch, self.config.hidden_size, device=device)
+        return z_where, z_what, z_pres, (hidden, torch.zeros_like(hidden))
 
     def forward(self, images: torch.Tensor, presence: str = "sample", exploration: float = 0.0) -> Trace:
         """images (B, C, H, W) in [0, 1] -> a Trace of all N steps; exploration is e above."""
@@ -115,12 +118,11 @@ class AIR(nn.Module):
         """log p(x | canvas) summed over pixels; images (B, C, H, W), canvas (B, ..., C, H, W) -> (B, ...)."""
         images = images.view(images.shape[0], *([1] * (canvas.dim() - images.dim())), *images.shape[1:])
         if self.config.likelihood == "gaussian":
-            sd = self.config.likelihood_sd
-            log_density = -0.5 * ((images - canvas) / sd) ** 2 - math.log(sd) - 0.5 * math.log(2 * math.pi)
-        else:
-            mean = canvas.clamp(1e-4, 1 - 1e-4)  # a sum of glimpses can leave [0, 1]
-            log_density = images * torch.log(mean) + (1 - images) * torch.log1p(-mean)
-        return log_density.flatten(-3).sum(-1)
+            sd, pixels = self.config.likelihood_sd, images.shape[1:].numel()
+            squared_error = (images - canvas).square().flatten(-3).sum(-1)
+            return -0.5 * squared_error / sd ** 2 - pixels * (math.log(sd) + 0.5 * math.log(2 * math.pi))
+        mean = canvas.clamp(1e-4, 1 - 1e-4)  # a sum of glimpses can leave [0, 1]
+        return (images * torch.log(mean) + (1 - images) * torch.log1p(-mean)).flatten(-3).sum(-1)
 
     def count_log_prior(self, counts: torch.Tensor) -> torch.Tensor:
         return count_log_prior(counts, self.count_prior, self.config.max_objects)

@@ -87,7 +87,7 @@ class InferenceStep(nn.Module):
         self.lstm = nn.LSTMCell(embedding_size + 3 + what_size + 1, hidden_size)
         self.head = nn.Linear(hidden_size, 1 + 6)
         with torch.no_grad():
-            # Start at the prior's window (a third of the canvas, centred) with a wide spread in
+            # Start at the prior's window size, centred, with a wide spread in
             # position, so early samples land on objects and the attention learns where they are, and
             # with presence probability sigmoid(2) = 0.88 so that early steps are tried and learn.
             self.head.weight.mul_(0.1)

@@ -6,14 +6,18 @@ import math
 
 import torch
 
+from airscene.config import TrainConfig
 
-def count_prior_at(step: int, schedule: str, start: float, end: float, steps: int) -> float:
-    """The presence prior rho at a training step. Starting near 1 lets every step be used while the
-    decoder learns; decaying it then charges each extra object log(rho), favouring sparse scenes."""
-    if schedule == "none":
+
+def count_prior_at(step: int, config: TrainConfig) -> float:
+    """The presence prior rho at a training step: fixed, or annealed as in the paper (from near 1, which
+    lets every step be used while the decoder learns, down to a value that charges each extra object
+    log(1/rho))."""
+    start, end = config.count_prior_start, config.count_prior_end
+    if config.count_prior == "none":
         return end
-    progress = min(step / max(steps, 1), 1.0)
-    if schedule == "linear":
+    progress = min(step / max(config.count_prior_steps, 1), 1.0)
+    if config.count_prior == "linear":
         return start + (end - start) * progress
     return math.exp(math.log(start) + (math.log(end) - math.log(start)) * progress)
 

@@ -1,0 +1,33 @@
+"""Writes one benchmark's section of benchmarks/RESULTS.md, leaving the other sections as they are."""
+
+from __future__ import annotations
+
+import platform
+import re
+import shlex
+import sys
+from datetime import date
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+HEADER = "# airscene benchmark results\n\nEach section is written by the script named in it; rerun that command to refresh it.\n"
+
+
+def machine() -> str:
+    import os
+
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch threads, {date.today().isoformat()}")
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the section between this benchmark's markers."""
+    command = "python " + " ".join(shlex.quote(part) for part in [f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    section = (f"<!-- {name}:start -->\n## {name}\n\nCommand: `{command}`  \nMachine: {machine()}\n\n{body.strip()}\n"
+               f"<!-- {name}:end -->")
+    text = RESULTS.read_text() if RESULTS.is_file() else HEADER
+    pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
+    RESULTS.write_text(text)

@@ -1,0 +1,86 @@
+"""Training ms/step at batch 64 and inference ms/image (batched at 1000, and one image at a time).
+
+Inference is timed through the public API (`airscene.load(...).infer`) on held-out scenes, with a
+trained checkpoint, so early exit works as it does for users."""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results import write_section  # noqa: E402
+
+import airscene  # noqa: E402
+from airscene.config import Config  # noqa: E402
+from airscene.data import load_dataset  # noqa: E402
+from airscene.estimators import make_estimator  # noqa: E402
+from airscene.model import AIR  # noqa: E402
+from airscene.train import batch_indices, images_to_tensor  # noqa: E402
+
+
+def training_ms_per_step(train, estimator_name: str, steps: int, batch_size: int = 64) -> float:
+    torch.manual_seed(0)
+    config = Config()
+    config.train.estimator = estimator_name
+    model, estimator = AIR(config.model), make_estimator(config)
+    model.count_prior = 1e-5
+    optimiser = torch.optim.Adam([*model.parameters(), *estimator.parameters()], lr=1e-4)
+    times = []
+    for step in range(steps + 10):
+        started = time.perf_counter()
+        images = images_to_tensor(train.images[batch_indices(step, len(train), batch_size, 0)])
+        loss, _ = estimator(model, model(images, estimator.presence))
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optimiser.step()
+        if step >= 10:  # the first steps warm up allocators and kernels
+            times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def inference_ms_per_image(model, images, batch_size: int, repeats: int) -> float:
+    model.infer(images[:batch_size])  # warm up
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        if batch_size == 1:
+            for image in images:
+                model.infer(image[None])
+        else:
+            model.infer(images, batch_size=batch_size)
+        best = min(best, (time.perf_counter() - started) / len(images))
+    return 1000 * best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default="data/multi-mnist")
+    parser.add_argument("--checkpoint", required=True, help="a trained run's checkpoint.pt")
+    parser.add_argument("--steps", type=int, default=100)
+    args = parser.parse_args()
+    train, test, _ = load_dataset(args.data)
+    model = airscene.load(args.checkpoint)
+    rows = [f"| training, `{name}`, batch 64 | {training_ms_per_step(train, name, args.steps):.1f} ms/step |"
+            for name in ("enumerate", "nvil")]
+    batched = inference_ms_per_image(model, test.images[:5000], 1000, repeats=5)
+    single = inference_ms_per_image(model, test.images[:300], 1, repeats=3)
+    rows += [f"| inference, batches of 1,000 | {batched:.4f} ms/image |",
+             f"| inference, one image per call | {single:.3f} ms/image |"]
+    body = "\n".join([
+        "Median over the steps after 10 warm-up steps; inference is the best of repeated passes over held-out "
+        f"scenes with checkpoint `{args.checkpoint}` (step {model.step}).\n",
+        "| what | time |", "| --- | --- |", *rows,
+        "\nAnchor (same kind of machine, same digits): Pyro's AIR example takes 149 ms/step at batch 64 and its "
+        "guide infers at 0.14 ms/image batched, 3.3 ms for a single image.",
+    ])
+    write_section("Speed", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
