@@ -19,7 +19,7 @@ from airscene.config import Config  # noqa: E402
 from airscene.data import load_dataset  # noqa: E402
 from airscene.estimators import make_estimator  # noqa: E402
 from airscene.model import AIR  # noqa: E402
-from airscene.train import batch_indices, images_to_tensor  # noqa: E402
+from airscene.train import batch_indices, images_to_tensor, make_optimiser  # noqa: E402
 
 
 def training_ms_per_step(train, estimator_name: str, steps: int, batch_size: int = 64) -> float:
@@ -28,7 +28,7 @@ def training_ms_per_step(train, estimator_name: str, steps: int, batch_size: int
     config.train.estimator = estimator_name
     model, estimator = AIR(config.model), make_estimator(config)
     model.count_prior = 1e-5
-    optimiser = torch.optim.Adam([*model.parameters(), *estimator.parameters()], lr=1e-4)
+    optimiser = make_optimiser(model, estimator, config.train)
     times = []
     for step in range(steps + 10):
         started = time.perf_counter()
@@ -36,7 +36,7 @@ def training_ms_per_step(train, estimator_name: str, steps: int, batch_size: int
         loss, _ = estimator(model, model(images, estimator.presence))
         optimiser.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_norm)
         optimiser.step()
         if step >= 10:  # the first steps warm up allocators and kernels
             times.append(time.perf_counter() - started)

@@ -4,7 +4,8 @@ import torch
 
 from airscene.config import ModelConfig, TrainConfig
 from airscene.estimators import NVIL, Enumerate
-from airscene.estimators.elbo import count_log_posterior, elbo_per_count, greedy_counts, prefix_canvases
+from airscene.estimators.elbo import (count_log_posterior, elbo_per_count, greedy_counts, prefix_canvases,
+                                      prefix_log_likelihoods)
 from airscene.model import AIR
 from airscene.model.priors import count_log_prior, count_prior_at
 
@@ -71,6 +72,15 @@ def test_enumerate_equals_average_of_sampled_counts():
     torch.testing.assert_close(elbo_per_count(model, trace, log_q)[:, 0],
                                model.log_likelihood(trace.images, torch.zeros_like(trace.images)) - log_q[:, 0]
                                + count_log_prior(torch.tensor(0.0), 0.2, 3))
+
+
+def test_prefix_likelihoods_match_explicit_canvases():
+    torch.manual_seed(3)
+    for likelihood in ("gaussian", "bernoulli"):
+        model = AIR(small_config(likelihood=likelihood))
+        trace = model(torch.rand(4, 1, 20, 20), presence="all")
+        expected = model.log_likelihood(trace.images, prefix_canvases(trace))
+        torch.testing.assert_close(prefix_log_likelihoods(model, trace), expected, rtol=1e-5, atol=1e-3)
 
 
 def test_exploration_mixes_presence_towards_a_uniform_count():
@@ -170,3 +180,14 @@ def test_colour_canvases():
     assert trace.objects.shape == (2, 3, 3, 20, 20)
     present, *_ = model.describe(torch.rand(2, 3, 20, 20))
     assert present.shape == (2, 3)
+
+
+def test_inference_step_is_the_lstm_cell_with_precomputed_image_gates():
+    torch.manual_seed(0)
+    step = AIR(small_config()).infer_step
+    embedding, z_where, z_what, z_pres = torch.randn(5, 16), torch.randn(5, 3), torch.randn(5, 4), torch.ones(5, 1)
+    state = (torch.randn(5, 16), torch.randn(5, 16))
+    _, _, _, (hidden, cell) = step(step.image_gates(embedding), z_where, z_what, z_pres, state)
+    expected_hidden, expected_cell = step.lstm(torch.cat([embedding, z_where, z_what, z_pres], -1), state)
+    torch.testing.assert_close(hidden, expected_hidden)
+    torch.testing.assert_close(cell, expected_cell)

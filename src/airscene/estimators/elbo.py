@@ -16,6 +16,23 @@ def prefix_canvases(trace: Trace) -> torch.Tensor:
     return torch.cat([empty, trace.objects], dim=1).cumsum(dim=1)
 
 
+def prefix_log_likelihoods(model: AIR, trace: Trace) -> torch.Tensor:
+    """(B, N+1): log p(x | canvas n) for every count n = 0..N."""
+    if model.config.likelihood != "gaussian":
+        return model.log_likelihood(trace.images, prefix_canvases(trace))
+    # sum (x - canvas_n)^2 = |x|^2 - 2 sum_{i<=n} <x, y^i> + sum_{i,j<=n} <y^i, y^j>: all N+1 squared errors
+    # from N inner products and an N x N Gram matrix, without building the N+1 canvases.
+    objects = trace.objects.flatten(2)  # (B, N, P)
+    image = trace.images.flatten(1)  # (B, P)
+    cross = torch.bmm(objects, image.unsqueeze(2)).squeeze(2)  # (B, N) <x, y^i>
+    gram = torch.bmm(objects, objects.transpose(1, 2))  # (B, N, N) <y^i, y^j>
+    canvas_norms = gram.cumsum(1).cumsum(2).diagonal(dim1=1, dim2=2)  # (B, N) |canvas_n|^2 for n >= 1
+    zero = torch.zeros_like(cross[:, :1])
+    squared_error = (image.square().sum(1, keepdim=True) - 2 * torch.cat([zero, cross.cumsum(1)], 1)
+                     + torch.cat([zero, canvas_norms], 1))
+    return model.gaussian_log_likelihood(squared_error)
+
+
 def count_log_posterior(trace: Trace) -> torch.Tensor:
     """(B, N+1) log q(n | x) = sum_{i<=n} log p_i + log(1 - p_{n+1}), with p_{N+1} = 0; computed from logits
     so that confident steps cannot give log 0."""
@@ -36,7 +53,7 @@ def elbo_per_count(model: AIR, trace: Trace, count_log_q: torch.Tensor) -> torch
     log p(x | z^{1:n}) + log p(n) - log q(n) + sum_{i<=n} (log p(z^i) - log q(z^i)).
     count_log_q (B, N+1) is count_log_posterior(trace)."""
     counts = torch.arange(model.config.max_objects + 1, device=trace.images.device, dtype=torch.float32)
-    return (model.log_likelihood(trace.images, prefix_canvases(trace)) + model.count_log_prior(counts)
+    return (prefix_log_likelihoods(model, trace) + model.count_log_prior(counts)
             - count_log_q + cumulative_latent_terms(trace))
 
 

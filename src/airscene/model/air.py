@@ -77,11 +77,11 @@ class AIR(nn.Module):
         if presence not in PRESENCE_MODES:
             raise ValueError(f"presence must be one of {PRESENCE_MODES}")
         c = self.config
-        embedding = self.embed(images)  # (B, E): AIR's recurrent input is the same image at every step
+        image_gates = self.infer_step.image_gates(self.embed(images))  # (B, 4H), once: x is the same every step
         z_where, z_what, z_pres, state = self.initial_latents(images.shape[0], images.device)
         steps = []
         for step in range(c.max_objects):
-            logit, where_mean, where_sd, state = self.infer_step(embedding, z_where, z_what, z_pres, state)
+            logit, where_mean, where_sd, state = self.infer_step(image_gates, z_where, z_what, z_pres, state)
             if exploration > 0:
                 uniform_count = (c.max_objects - step) / (c.max_objects - step + 1)
                 logit = torch.logit((1 - exploration) * torch.sigmoid(logit) + exploration * uniform_count)
@@ -118,11 +118,14 @@ class AIR(nn.Module):
         """log p(x | canvas) summed over pixels; images (B, C, H, W), canvas (B, ..., C, H, W) -> (B, ...)."""
         images = images.view(images.shape[0], *([1] * (canvas.dim() - images.dim())), *images.shape[1:])
         if self.config.likelihood == "gaussian":
-            sd, pixels = self.config.likelihood_sd, images.shape[1:].numel()
-            squared_error = (images - canvas).square().flatten(-3).sum(-1)
-            return -0.5 * squared_error / sd ** 2 - pixels * (math.log(sd) + 0.5 * math.log(2 * math.pi))
+            return self.gaussian_log_likelihood((images - canvas).square().flatten(-3).sum(-1))
         mean = canvas.clamp(1e-4, 1 - 1e-4)  # a sum of glimpses can leave [0, 1]
         return (images * torch.log(mean) + (1 - images) * torch.log1p(-mean)).flatten(-3).sum(-1)
+
+    def gaussian_log_likelihood(self, squared_error: torch.Tensor) -> torch.Tensor:
+        """log N(x; canvas, sd^2 I) from sum (x - canvas)^2."""
+        sd, pixels = self.config.likelihood_sd, self.config.channels * self.config.image_size ** 2
+        return -0.5 * squared_error / sd ** 2 - pixels * (math.log(sd) + 0.5 * math.log(2 * math.pi))
 
     def count_log_prior(self, counts: torch.Tensor) -> torch.Tensor:
         return count_log_prior(counts, self.count_prior, self.config.max_objects)
@@ -140,19 +143,20 @@ class AIR(nn.Module):
         wheres = images.new_full((batch, c.max_objects, 3), float("nan"))
         whats = images.new_full((batch, c.max_objects, c.what_size), float("nan"))
         active = torch.arange(batch, device=images.device)  # images still being explained
-        embedding = self.embed(images)
+        image_gates = self.infer_step.image_gates(self.embed(images))
         z_where, z_what, z_pres, state = self.initial_latents(batch, images.device)
         for step in range(c.max_objects):
-            logit, z_where, _sd, state = self.infer_step(embedding, z_where, z_what, z_pres, state)
-            z_what, _ = self.encode(crop_glimpse(images[active], z_where, c.glimpse_size, c.min_scale))
+            logit, z_where, _sd, state = self.infer_step(image_gates, z_where, z_what, z_pres, state)
+            z_what, _ = self.encode(crop_glimpse(images, z_where, c.glimpse_size, c.min_scale))
             probability = torch.sigmoid(logit)
             presence[active, step] = probability
             keep = probability > threshold
-            active = active[keep]
+            if not keep.all():  # drop the images that stopped (only then: indexing costs time)
+                active, images, image_gates, z_where, z_what, z_pres = (
+                    tensor[keep] for tensor in (active, images, image_gates, z_where, z_what, z_pres))
+                state = (state[0][keep], state[1][keep])
             present[active, step] = 1.0
-            wheres[active, step], whats[active, step] = z_where[keep], z_what[keep]
+            wheres[active, step], whats[active, step] = z_where, z_what
             if len(active) == 0:
                 break
-            embedding, z_where, z_what, z_pres = embedding[keep], z_where[keep], z_what[keep], z_pres[keep]
-            state = (state[0][keep], state[1][keep])
         return present, presence, wheres, whats

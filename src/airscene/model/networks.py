@@ -84,18 +84,32 @@ class InferenceStep(nn.Module):
     def __init__(self, embedding_size: int, what_size: int, hidden_size: int,
                  where_mean: tuple[float, float, float]):
         super().__init__()
+        self.embedding_size = embedding_size
         self.lstm = nn.LSTMCell(embedding_size + 3 + what_size + 1, hidden_size)
         self.head = nn.Linear(hidden_size, 1 + 6)
         with torch.no_grad():
-            # Start at the prior's window size, centred, with a wide spread in
-            # position, so early samples land on objects and the attention learns where they are, and
-            # with presence probability sigmoid(2) = 0.88 so that early steps are tried and learn.
+            # Start at the prior's window size, centred, with a wide spread in position, so early
+            # samples land on objects and the attention learns where they are, and with presence
+            # probability sigmoid(2) = 0.88 so that early steps are tried and learn.
             self.head.weight.mul_(0.1)
             self.head.bias.copy_(torch.tensor([2.0, *where_mean, -2.0, 0.0, 0.0]))
 
-    def forward(self, embedding, z_where, z_what, z_pres, state):
-        """(B, E), (B, 3), (B, C), (B, 1), ((B, H), (B, H)) -> logit (B,), mean (B, 3), sd (B, 3), state."""
-        hidden, cell = self.lstm(torch.cat([embedding, z_where, z_what, z_pres], dim=-1), state)
+    def image_gates(self, embedding: torch.Tensor) -> torch.Tensor:
+        """(B, E) -> (B, 4H): the image's share of the LSTM's gate pre-activations. AIR's recurrent input
+        is the same image at every step, so this is computed once per image rather than once per step."""
+        weight = self.lstm.weight_ih[:, :self.embedding_size]
+        return F.linear(embedding, weight, self.lstm.bias_ih + self.lstm.bias_hh)
+
+    def forward(self, image_gates, z_where, z_what, z_pres, state):
+        """(B, 4H), (B, 3), (B, C), (B, 1), ((B, H), (B, H)) -> logit (B,), mean (B, 3), sd (B, 3), state.
+        The LSTM cell of nn.LSTMCell (gates i, f, g, o), with the image's gates precomputed."""
+        hidden, cell = state
+        latents = torch.cat([z_where, z_what, z_pres], dim=-1)
+        gates = (image_gates + F.linear(latents, self.lstm.weight_ih[:, self.embedding_size:])
+                 + F.linear(hidden, self.lstm.weight_hh))
+        input_gate, forget_gate, cell_gate, output_gate = gates.chunk(4, dim=1)
+        cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(input_gate) * torch.tanh(cell_gate)
+        hidden = torch.sigmoid(output_gate) * torch.tanh(cell)
         output = self.head(hidden)
         mean, sd = gaussian_parameters(output[:, 1:])
         # A bounded logit: an unbounded one saturates early (when a weak decoder makes several steps
