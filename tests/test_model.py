@@ -5,7 +5,7 @@ import torch
 from airscene.config import ModelConfig, TrainConfig
 from airscene.estimators import NVIL, Enumerate
 from airscene.estimators.elbo import (count_log_posterior, elbo_per_count, greedy_counts, prefix_canvases,
-                                      prefix_log_likelihoods)
+                                      prefix_log_likelihoods, sampled_elbo_terms)
 from airscene.model import AIR
 from airscene.model.priors import count_log_prior, count_prior_at
 
@@ -191,3 +191,17 @@ def test_inference_step_is_the_lstm_cell_with_precomputed_image_gates():
     expected_hidden, expected_cell = step.lstm(torch.cat([embedding, z_where, z_what, z_pres], -1), state)
     torch.testing.assert_close(hidden, expected_hidden)
     torch.testing.assert_close(cell, expected_cell)
+
+
+def test_sampled_elbo_sums_to_the_count_and_latent_terms():
+    torch.manual_seed(4)
+    model = AIR(small_config())
+    model.count_prior = 0.3
+    trace = model(torch.rand(16, 1, 20, 20), presence="sample")
+    log_likelihood, per_step, log_q_presence = sampled_elbo_terms(model, trace)
+    counts = trace.z_pres.sum(1)
+    log_q_count = count_log_posterior(trace).gather(1, counts.long()[:, None])[:, 0]
+    expected = (model.count_log_prior(counts) - log_q_count
+                + ((trace.log_p_latents - trace.log_q_latents) * trace.z_pres).sum(1))
+    torch.testing.assert_close(per_step.sum(1), expected)
+    assert torch.all(log_q_presence[trace.steps_taken == 0] == 0)

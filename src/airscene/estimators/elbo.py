@@ -57,22 +57,18 @@ def elbo_per_count(model: AIR, trace: Trace, count_log_q: torch.Tensor) -> torch
             - count_log_q + cumulative_latent_terms(trace))
 
 
-def presence_log_ratio(model: AIR, trace: Trace) -> torch.Tensor:
-    """(B, N): per step taken, log p(z_pres^i) - log q(z_pres^i); their sum is log p(n) - log q(n)."""
-    rho = model.count_prior
-    log_prior = trace.z_pres * math.log(rho) + (1 - trace.z_pres) * math.log1p(-rho)
-    log_posterior = -F.binary_cross_entropy_with_logits(trace.presence_logits, trace.z_pres, reduction="none")
-    return (log_prior - log_posterior) * trace.steps_taken
-
-
 def sampled_elbo_terms(model: AIR, trace: Trace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For a trace with sampled z_pres: log p(x | z) (B,), the per-step latent terms (B, N) of the steps
-    present (the presence terms of every step taken), and z_pres^i's log q (B, N) masked to steps taken."""
+    """For a trace with sampled z_pres: log p(x | z) (B,); the per-step ELBO terms (B, N), i.e. the
+    continuous latents' log p - log q of the steps present plus log p(z_pres^i) - log q(z_pres^i) of every
+    step taken (their sum over steps is log p(n) - log q(n) + ...); and log q(z_pres^i) (B, N) of the steps
+    taken, 0 elsewhere."""
     canvas = (trace.objects * trace.z_pres[:, :, None, None, None]).sum(1)  # (B, C, H, W)
     log_likelihood = model.log_likelihood(trace.images, canvas)
-    per_step = (trace.log_p_latents - trace.log_q_latents) * trace.z_pres + presence_log_ratio(model, trace)
-    log_q_presence = -F.binary_cross_entropy_with_logits(trace.presence_logits, trace.z_pres, reduction="none")
-    return log_likelihood, per_step, log_q_presence * trace.steps_taken
+    rho, taken = model.count_prior, trace.steps_taken
+    log_p_presence = trace.z_pres * math.log(rho) + (1 - trace.z_pres) * math.log1p(-rho)
+    log_q_presence = -F.binary_cross_entropy_with_logits(trace.presence_logits, trace.z_pres, reduction="none") * taken
+    per_step = (trace.log_p_latents - trace.log_q_latents) * trace.z_pres + log_p_presence * taken - log_q_presence
+    return log_likelihood, per_step, log_q_presence
 
 
 def greedy_counts(trace: Trace) -> torch.Tensor:

@@ -33,7 +33,7 @@ class BaselineNetwork(nn.Module):
         # model: its inputs are detached, so it changes the estimator's variance and not its mean.
         previous = [torch.cat([torch.zeros_like(t[:, :1]), t[:, :-1].detach()], 1)
                     for t in (trace.z_where, trace.z_what, trace.z_pres.unsqueeze(-1))]
-        previous[2][:, 0] = 1.0
+        previous[2][:, 0] = 1.0  # z_pres^0 = 1: the first step is always taken
         embedding = self.embed(trace.images)
         state, outputs = None, []
         for step in range(trace.z_pres.shape[1]):
