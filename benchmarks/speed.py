@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from results import write_section  # noqa: E402
 
 import airscene  # noqa: E402
-from airscene.config import Config  # noqa: E402
+from airscene.config import ESTIMATORS, Config  # noqa: E402
 from airscene.data import load_dataset  # noqa: E402
 from airscene.estimators import make_estimator  # noqa: E402
 from airscene.model import AIR  # noqa: E402
@@ -33,7 +33,7 @@ def training_ms_per_step(train, estimator_name: str, steps: int, batch_size: int
     for step in range(steps + 10):
         started = time.perf_counter()
         images = images_to_tensor(train.images[batch_indices(step, len(train), batch_size, 0)])
-        loss, _ = estimator(model, model(images, estimator.presence))
+        loss, _ = estimator(model, estimator.draw(model, images, 0.0, step))
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_norm)
@@ -66,7 +66,7 @@ def main() -> None:
     train, test, _ = load_dataset(args.data)
     model = airscene.load(args.checkpoint)
     rows = [f"| training, `{name}`, batch 64 | {training_ms_per_step(train, name, args.steps):.1f} ms/step |"
-            for name in ("enumerate", "nvil")]
+            for name in ESTIMATORS]
     batched = inference_ms_per_image(model, test.images[:5000], 1000, repeats=5)
     single = inference_ms_per_image(model, test.images[:300], 1, repeats=3)
     rows += [f"| inference, batches of 1,000 | {batched:.4f} ms/image |",

@@ -104,7 +104,7 @@ def test_exploration_mixes_presence_towards_a_uniform_count():
 def _presence_head_gradient(model, estimator, images, seed):
     model.zero_grad()
     torch.manual_seed(seed)
-    loss, _ = estimator(model, model(images, presence=estimator.presence))
+    loss, _ = estimator(model, estimator.draw(model, images, 0.0, 0))
     loss.backward()
     return model.infer_step.head.weight.grad[0].clone()
 
@@ -205,3 +205,45 @@ def test_sampled_elbo_sums_to_the_count_and_latent_terms():
                 + ((trace.log_p_latents - trace.log_q_latents) * trace.z_pres).sum(1))
     torch.testing.assert_close(per_step.sum(1), expected)
     assert torch.all(log_q_presence[trace.steps_taken == 0] == 0)
+
+
+def _recorded_embedding_inputs(model):
+    inputs, embed = [], model.embed.forward
+    model.embed.forward = lambda images: inputs.append(images.clone()) or embed(images)
+    return inputs
+
+
+def test_air_embeds_the_image_once():
+    model = AIR(small_config())
+    inputs = _recorded_embedding_inputs(model)
+    images = torch.rand(2, 1, 20, 20)
+    model(images)
+    model.describe(images)
+    assert len(inputs) == 2 and all(torch.equal(x, images) for x in inputs)
+
+
+def test_dair_feeds_the_error_canvas_to_each_step():
+    torch.manual_seed(8)
+    model = AIR(small_config(model="dair"))
+    images = torch.rand(5, 1, 20, 20)
+    inputs = _recorded_embedding_inputs(model)
+    trace = model(images, presence="sample")
+    assert len(inputs) == 3  # one error canvas per step
+    canvas = torch.zeros_like(images)
+    for step in range(3):
+        torch.testing.assert_close(inputs[step], images - canvas)
+        canvas = canvas + trace.z_pres[:, step, None, None, None] * trace.objects[:, step]
+
+
+def test_dair_inference_subtracts_what_it_has_explained():
+    torch.manual_seed(9)
+    model = AIR(small_config(model="dair"))
+    with torch.no_grad():
+        model.infer_step.head.bias[0] = 50.0  # every step present: no early exit
+    images = torch.rand(4, 1, 20, 20)
+    inputs = _recorded_embedding_inputs(model)
+    present, _, wheres, whats = model.describe(images)
+    assert present.all()
+    first = model.render_object(whats[:, 0], wheres[:, 0])
+    torch.testing.assert_close(inputs[1], images - first)
+    torch.testing.assert_close(inputs[2], images - first - model.render_object(whats[:, 1], wheres[:, 1]))

@@ -9,6 +9,7 @@ from PIL import Image
 
 import airscene
 from airscene.cli import main
+from airscene.config import ESTIMATORS
 from airscene.data import make_multi_mnist
 
 TINY_MODEL = ["--glimpse-size", "10", "--what-size", "8", "--hidden-size", "32", "--embedding-size", "32",
@@ -45,7 +46,7 @@ def test_training_writes_run_directory(trained_run):
     assert json.loads((trained_run / "train_summary.json").read_text())["step"] == 10
 
 
-@pytest.mark.parametrize("estimator", ["nvil", "enumerate"])
+@pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_resume_matches_an_uninterrupted_run(data_dir, tmp_path, estimator):
     assert _train(data_dir, tmp_path / "whole", "--steps", "10", "--estimator", estimator) == 0
     assert _train(data_dir, tmp_path / "split", "--steps", "5", "--estimator", estimator) == 0
@@ -117,3 +118,12 @@ def test_run_command_does_data_training_eval_and_figures(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "figure3.png" in printed and "count_accuracy" in printed
     assert (out / "eval.json").is_file() and (out / "figure3.png").is_file()
+
+
+def test_gradvar_writes_every_estimators_variance(trained_run, data_dir, capsys):
+    assert main(["gradvar", str(trained_run), "--samples", "3", "--batch-size", "4", "--baseline-steps", "2"]) == 0
+    results = json.loads((trained_run / "gradvar.json").read_text())
+    assert len(results["estimators"]) == 6 and results["baseline_fitted_steps"] == 2
+    for values in results["estimators"].values():
+        assert np.isfinite(values["presence_head_variance"]) and values["decoder_variance"] > 0
+    assert (trained_run / "gradvar.png").stat().st_size > 0

@@ -38,8 +38,6 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group(f"{section} settings")
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
-            if field.name == "model":
-                continue
             hint, flag = hints[field.name], "--" + field.name.replace("_", "-")
             options = dict(dest=f"{section}.{field.name}", default=argparse.SUPPRESS, help=f"default: {field.default}")
             if hint is bool:
@@ -161,6 +159,22 @@ def _viz_command(args: argparse.Namespace) -> None:
     print(f"wrote {_figures(Path(args.run), args.data)}")
 
 
+def _gradvar_command(args: argparse.Namespace) -> None:
+    from airscene.gradvar import measure
+    from airscene.viz import gradient_variance_chart
+
+    if args.samples < 2 or args.batch_size < 1:
+        raise AirsceneError("--samples must be >= 2 and --batch-size >= 1")
+    run = Path(args.run)
+    results = measure(run, args.data, samples=args.samples, batch_size=args.batch_size,
+                      baseline_steps=args.baseline_steps, seed=args.seed)
+    directory = run if run.is_dir() else run.parent
+    (directory / "gradvar.json").write_text(json.dumps(results, indent=2) + "\n")
+    chart = gradient_variance_chart(results, directory / "gradvar.png")
+    print(json.dumps(results, indent=2))
+    print(f"wrote {directory / 'gradvar.json'} and {chart}")
+
+
 def _run_command(args: argparse.Namespace) -> None:
     """The README's main job: data (if missing), training for a fixed budget, held-out evaluation, figures."""
     from airscene.data import make_multi_mnist
@@ -238,6 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     viewer.add_argument("run")
     viewer.add_argument("--data", default=None)
     viewer.set_defaults(handler=_viz_command)
+
+    variance = commands.add_parser("gradvar", help="variance of each estimator's gradient on a trained run "
+                                   "(writes RUN/gradvar.json and RUN/gradvar.png)")
+    variance.add_argument("run")
+    variance.add_argument("--data", default=None)
+    variance.add_argument("--samples", type=int, default=1000, help="gradient draws per estimator")
+    variance.add_argument("--batch-size", type=int, default=64)
+    variance.add_argument("--baseline-steps", type=int, default=1000,
+                          help="steps to fit nvil's baseline when the run was trained by another estimator")
+    variance.add_argument("--seed", type=int, default=0)
+    variance.set_defaults(handler=_gradvar_command)
 
     runner = commands.add_parser("run", help="the main job: data, training, evaluation, figures")
     runner.add_argument("--data", default=DEFAULT_DATA)

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 
 from airscene.errors import AirsceneError
 
-ESTIMATORS = ("enumerate", "nvil")
+ESTIMATORS = ("enumerate", "nvil", "vimco", "relaxed")
 SCHEDULES = ("none", "linear", "exponential")
 
 
 @dataclass
 class ModelConfig:
-    model: str = "air"  # "air": the recurrent input is the image
+    model: str = "air"  # "air": the recurrent input is the image; "dair": the error canvas x - xhat^{i-1}
     max_objects: int = 3  # N, the number of inference steps
     image_size: int = 50  # canvases are image_size x image_size
     channels: int = 1
@@ -42,6 +42,11 @@ class TrainConfig:
     learning_rate: float = 1e-3
     baseline_learning_rate: float = 1e-2  # nvil only: the baseline must track the signal faster
     normalise_signal: bool = True  # nvil only: divide the centred signal by its running sd
+    vimco_samples: int = 4  # vimco only: K traces per image (a step costs about K times as much)
+    temperature_start: float = 1.0  # relaxed only: the Concrete temperature, annealed exponentially
+    temperature_end: float = 0.5
+    temperature_steps: int = 5000
+    straight_through: bool = False  # relaxed only: hard z_pres forward, relaxed gradient backward
     clip_norm: float = 10.0
     # The presence prior rho: fixed at count_prior_end ("none"), or annealed from count_prior_start to
     # count_prior_end over count_prior_steps ("linear", "exponential") and held there. A small fixed rho
@@ -84,7 +89,7 @@ class Config:
     def validate(self) -> "Config":
         model, train = self.model, self.train
         checks = [
-            (model.model == "air", f"model '{model.model}' is unknown: use air"),
+            (model.model in ("air", "dair"), f"model '{model.model}' is unknown: use air or dair"),
             (model.max_objects >= 1, f"max_objects is {model.max_objects}: use N >= 1"),
             (model.image_size >= 4 and model.glimpse_size >= 4, "image_size and glimpse_size must be >= 4"),
             (model.channels in (1, 3), f"channels is {model.channels}: use 1 or 3"),
@@ -98,6 +103,8 @@ class Config:
             (train.learning_rate > 0, f"learning rate {train.learning_rate} must be > 0"),
             (train.baseline_learning_rate > 0, f"baseline learning rate {train.baseline_learning_rate} must be > 0"),
             (train.clip_norm > 0, "clip_norm must be > 0"),
+            (train.vimco_samples >= 2, f"vimco_samples is {train.vimco_samples}: VIMCO needs >= 2"),
+            (train.temperature_start > 0 and train.temperature_end > 0, "temperatures must be > 0"),
             (train.count_prior in SCHEDULES, f"count prior schedule '{train.count_prior}' is unknown: use none, linear or exponential"),
             (0 < train.count_prior_end < 1 and 0 < train.count_prior_start < 1, "count prior values must lie in (0, 1)"),
             (0 <= train.presence_exploration <= 1, "presence_exploration must lie in [0, 1]"),

@@ -182,14 +182,14 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
             exploration = t.presence_exploration * max(0.0, 1 - step / max(t.presence_exploration_steps, 1))
             index = batch_indices(step, len(train_set), t.batch_size, t.seed)
             images = images_to_tensor(train_set.images[index])
-            trace = model(images, estimator.presence, exploration)
+            trace = estimator.draw(model, images, exploration, step)
             loss, stats = estimator(model, trace)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             gradient_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
             if not (torch.isfinite(loss) and torch.isfinite(gradient_norm)):
                 bad_steps += 1
-                run.log({"kind": "skipped", "step": step, "loss": float(loss), "gradient_norm": float(gradient_norm)})
+                run.log({"kind": "skipped", "step": step, "loss": loss.item(), "gradient_norm": gradient_norm.item()})
                 if bad_steps >= MAX_BAD_STEPS:
                     bar.close()
                     raise AirsceneError(f"training stopped at step {step}: {bad_steps} non-finite losses or gradients "
@@ -203,7 +203,7 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
             elapsed = time.perf_counter() - started
             window["loss"].append(loss.item())
             window["elbo"].append(stats["elbo"])
-            counts = greedy_counts(trace).numpy()
+            counts = greedy_counts(trace).view(len(index), -1)[:, 0].numpy()  # the first trace of each image
             window["correct"].append(float(np.mean(counts == train_set.counts[index])))
             if step % t.log_every == 0 or step == t.steps:
                 record = {"kind": "train", "step": step, "seconds": round(elapsed, 2), "count_prior": model.count_prior,

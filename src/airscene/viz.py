@@ -114,3 +114,20 @@ def figure3(images: np.ndarray, reconstructions: np.ndarray, boxes: np.ndarray, 
         axis.set_xticks([])
         axis.set_yticks([])
     return _save(figure, out)
+
+
+def gradient_variance_chart(results: dict, out: str | Path) -> Path:
+    """Horizontal bars (log scale) of each estimator's presence-head gradient variance, from airscene gradvar."""
+    names = list(results["estimators"])
+    variances = [results["estimators"][name]["presence_head_variance"] for name in names]
+    figure, axis = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    axis.barh(names[::-1], variances[::-1], color="tab:blue")
+    axis.set_xscale("log")
+    axis.set_xlabel("total variance of the presence-head gradient (log scale)")
+    axis.set_title(f"{results['samples']} gradient samples, one batch of {results['batch_size']}, "
+                   f"model at step {results['checkpoint_step']}", fontsize=9)
+    axis.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return Path(out)

@@ -3,17 +3,23 @@ surrogate with the same gradient in expectation). The model never knows which on
 
 from __future__ import annotations
 
-import torch.nn as nn
-
 from airscene.config import Config
+from airscene.estimators.base import Estimator
 from airscene.estimators.enumerate import Enumerate
 from airscene.estimators.nvil import NVIL
+from airscene.estimators.relaxed import Relaxed
+from airscene.estimators.vimco import VIMCO
 
 
-def make_estimator(config: Config) -> nn.Module:
-    if config.train.estimator == "nvil":
-        return NVIL(config.model, normalise_signal=config.train.normalise_signal)
+def make_estimator(config: Config) -> Estimator:
+    t = config.train
+    if t.estimator == "nvil":
+        return NVIL(config.model, normalise_signal=t.normalise_signal)
+    if t.estimator == "vimco":
+        return VIMCO(t.vimco_samples)
+    if t.estimator == "relaxed":
+        return Relaxed(t.temperature_start, t.temperature_end, t.temperature_steps, t.straight_through)
     return Enumerate()
 
 
-__all__ = ["Enumerate", "NVIL", "make_estimator"]
+__all__ = ["Enumerate", "Estimator", "NVIL", "Relaxed", "VIMCO", "make_estimator"]

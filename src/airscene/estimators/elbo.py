@@ -57,13 +57,26 @@ def elbo_per_count(model: AIR, trace: Trace, count_log_q: torch.Tensor) -> torch
             - count_log_q + cumulative_latent_terms(trace))
 
 
+def present_canvas(trace: Trace) -> torch.Tensor:
+    """(B, C, H, W): the sum of the objects weighted by their z_pres."""
+    return (trace.objects * trace.z_pres[:, :, None, None, None]).sum(1)
+
+
+def presence_kl(model: AIR, trace: Trace) -> torch.Tensor:
+    """(B, N): KL(q(z_pres^i) || Bernoulli(rho)) of each step, in closed form. Summed over the steps taken
+    it is KL(q(n | x) || p(n)), the count's whole share of the ELBO."""
+    rho = model.count_prior
+    log_present, log_absent = F.logsigmoid(trace.presence_logits), F.logsigmoid(-trace.presence_logits)
+    return (log_present.exp() * (log_present - math.log(rho))
+            + log_absent.exp() * (log_absent - math.log1p(-rho)))
+
+
 def sampled_elbo_terms(model: AIR, trace: Trace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For a trace with sampled z_pres: log p(x | z) (B,); the per-step ELBO terms (B, N), i.e. the
     continuous latents' log p - log q of the steps present plus log p(z_pres^i) - log q(z_pres^i) of every
     step taken (their sum over steps is log p(n) - log q(n) + ...); and log q(z_pres^i) (B, N) of the steps
     taken, 0 elsewhere."""
-    canvas = (trace.objects * trace.z_pres[:, :, None, None, None]).sum(1)  # (B, C, H, W)
-    log_likelihood = model.log_likelihood(trace.images, canvas)
+    log_likelihood = model.log_likelihood(trace.images, present_canvas(trace))
     rho, taken = model.count_prior, trace.steps_taken
     log_p_presence = trace.z_pres * math.log(rho) + (1 - trace.z_pres) * math.log1p(-rho)
     log_q_presence = -F.binary_cross_entropy_with_logits(trace.presence_logits, trace.z_pres, reduction="none") * taken

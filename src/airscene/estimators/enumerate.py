@@ -8,13 +8,13 @@ presence probabilities differentiably, so the count's gradient is exact.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
+from airscene.estimators.base import Estimator
 from airscene.estimators.elbo import count_log_posterior, elbo_per_count
 from airscene.model.air import AIR, Trace
 
 
-class Enumerate(nn.Module):
+class Enumerate(Estimator):
     presence = "all"
 
     def forward(self, model: AIR, trace: Trace) -> tuple[torch.Tensor, dict]:

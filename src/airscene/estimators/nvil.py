@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from airscene.config import ModelConfig
+from airscene.estimators.base import Estimator
 from airscene.estimators.elbo import sampled_elbo_terms
 from airscene.model.air import AIR, Trace
 from airscene.model.networks import ImageEmbedding
@@ -42,7 +43,7 @@ class BaselineNetwork(nn.Module):
         return torch.stack(outputs, 1)
 
 
-class NVIL(nn.Module):
+class NVIL(Estimator):
     presence = "sample"
 
     def __init__(self, config: ModelConfig, normalise_signal: bool = True, use_baseline: bool = True):

@@ -48,6 +48,7 @@ class GlimpseEncoder(nn.Module):
             last.weight.mul_(0.1)
             last.bias.zero_()
             last.bias[what_size:] = 0.5413  # softplus(0.5413) = 1
+
     def forward(self, glimpses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (B, C, g, g)
         return gaussian_parameters(self.net(glimpses))
 

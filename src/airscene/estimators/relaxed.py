@@ -1,0 +1,43 @@
+"""The Concrete relaxation of z_pres (Maddison et al. 2017; Jang et al. 2017): every latent is
+reparameterised, so the whole ELBO is differentiated by backprop and no score function is needed.
+
+During training each z_pres^i is a relaxed sample in (0, 1): objects are weighted by it on the canvas,
+their continuous latents' terms by it, and each step's presence KL (in closed form) by how far the
+previous steps let it be reached. The gradient is biased by the relaxation, less so as the temperature is
+annealed down. With straight_through the forward pass uses hard 0/1 values, so the objective is the
+ELBO itself and only the gradient is relaxed. Evaluation and inference always use hard counts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from airscene.estimators.base import Estimator
+from airscene.estimators.elbo import present_canvas, presence_kl
+from airscene.model.air import AIR, Trace
+
+
+class Relaxed(Estimator):
+    def __init__(self, temperature_start: float, temperature_end: float, temperature_steps: int,
+                 straight_through: bool = False):
+        super().__init__()
+        self.presence = "straight_through" if straight_through else "relaxed"
+        self.temperatures = (temperature_start, temperature_end, temperature_steps)
+
+    def temperature_at(self, step: int) -> float:
+        """Annealed exponentially from the start to the end temperature, then held."""
+        start, end, steps = self.temperatures
+        progress = min(step / max(steps, 1), 1.0)
+        return math.exp(math.log(start) + (math.log(end) - math.log(start)) * progress)
+
+    def draw(self, model: AIR, images: torch.Tensor, exploration: float, step: int) -> Trace:
+        return model(images, self.presence, exploration, temperature=self.temperature_at(step))
+
+    def forward(self, model: AIR, trace: Trace) -> tuple[torch.Tensor, dict]:
+        log_likelihood = model.log_likelihood(trace.images, present_canvas(trace))  # (B,)
+        latents = ((trace.log_p_latents - trace.log_q_latents) * trace.z_pres).sum(1)  # (B,)
+        count_kl = (presence_kl(model, trace) * trace.steps_taken).sum(1)  # (B,)
+        elbo = log_likelihood + latents - count_kl
+        return -elbo.mean(), {"elbo": elbo.mean().item()}

@@ -1,0 +1,103 @@
+"""Variance of each estimator's gradient on one fixed, trained model: the measurement behind the choice of
+estimator (cf. Table 1 of ../shared/reference/report-experiments-with-air.txt).
+
+The model's parameters and one batch are fixed; each estimator draws `samples` independent traces of the
+batch and backpropagates its loss. We report the total variance (the trace of the gradient's covariance,
+E ||g - E g||^2) for the presence head, the row of the inference network's head that outputs the
+presence logit, where the estimators differ; and, for reference, for the glimpse decoder, whose gradient
+is reparameterised under every estimator (the report's "backprop" row).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from airscene.checkpoint import load_checkpoint
+from airscene.config import Config
+from airscene.data import load_dataset
+from airscene.estimators import NVIL, VIMCO, Enumerate, Estimator, Relaxed
+from airscene.infer import load, prepare_images
+from airscene.model import AIR
+from airscene.train import images_to_tensor
+
+
+def estimators_to_compare(config: Config, baseline_state: dict | None) -> dict[str, Estimator]:
+    """Every estimator as it is at the end of training. NVIL's signal is not normalised here: that divides
+    the gradient by a running scale (a step size, not a variance reduction) and would flatter it."""
+    t = config.train
+    with_baseline = NVIL(config.model, normalise_signal=False)
+    if baseline_state is not None:
+        with_baseline.load_state_dict(baseline_state)
+    return {
+        "score function, no baseline": NVIL(config.model, normalise_signal=False, use_baseline=False),
+        "nvil (score function + neural baseline)": with_baseline,
+        f"vimco (K = {t.vimco_samples})": VIMCO(t.vimco_samples),
+        "relaxed (Concrete)": Relaxed(t.temperature_end, t.temperature_end, 1),
+        "relaxed, straight-through": Relaxed(t.temperature_end, t.temperature_end, 1, straight_through=True),
+        "enumerate": Enumerate(),
+    }
+
+
+def fit_baseline(model: AIR, nvil: NVIL, images: np.ndarray, steps: int, batch_size: int, seed: int) -> None:
+    """Train NVIL's baseline on a fixed model (for runs trained by another estimator, which have none):
+    the model runs without gradients, so only the baseline's MSE is minimised."""
+    generator = np.random.default_rng(seed)
+    optimiser = torch.optim.Adam(nvil.baseline.parameters(), lr=1e-3)
+    for _ in range(steps):
+        batch = images_to_tensor(images[generator.choice(len(images), batch_size, replace=False)])
+        with torch.no_grad():
+            trace = model(batch, "sample")
+        loss, _ = nvil(model, trace)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+
+def presence_head_gradient(model: AIR) -> torch.Tensor:
+    head = model.infer_step.head
+    return torch.cat([head.weight.grad[0], head.bias.grad[:1]])
+
+
+def decoder_gradient(model: AIR) -> torch.Tensor:
+    return torch.cat([parameter.grad.flatten() for parameter in model.decode.parameters()])
+
+
+def gradient_variance(model: AIR, estimator: Estimator, images: torch.Tensor, samples: int) -> dict:
+    """Total variance over `samples` draws of the gradient of the estimator's loss on a fixed batch."""
+    presence, decoder = [], []
+    for _ in range(samples):
+        model.zero_grad(set_to_none=True)
+        loss, _ = estimator(model, estimator.draw(model, images, 0.0, 0))
+        loss.backward()
+        presence.append(presence_head_gradient(model))
+        decoder.append(decoder_gradient(model))
+    presence, decoder = torch.stack(presence), torch.stack(decoder)  # (samples, P)
+    return {"presence_head_variance": presence.var(0).sum().item(),
+            "presence_head_mean_norm": presence.mean(0).norm().item(),
+            "decoder_variance": decoder.var(0).sum().item()}
+
+
+def measure(run: str | Path, data: str | None = None, samples: int = 1000, batch_size: int = 64,
+            baseline_steps: int = 1000, seed: int = 0) -> dict:
+    """Load a run, fix one held-out batch, and measure every estimator's gradient variance on it."""
+    state, config = load_checkpoint(run)
+    trained = load(run)
+    model = trained.model
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    train_set, test_set, _ = load_dataset(data or config.data)
+    batch = np.random.default_rng(seed).choice(len(test_set), batch_size, replace=False)
+    images = prepare_images(test_set.images[batch], config.model.image_size, config.model.channels)
+    baseline_state = state["estimator"] if config.train.estimator == "nvil" else None
+    estimators = estimators_to_compare(config, baseline_state)
+    torch.manual_seed(seed)
+    if baseline_state is None:
+        fit_baseline(model, estimators["nvil (score function + neural baseline)"], train_set.images,
+                     baseline_steps, batch_size, seed)
+    results = {name: gradient_variance(model, estimator, images, samples) for name, estimator in estimators.items()}
+    return {"checkpoint_step": trained.step, "trained_with": config.train.estimator, "samples": samples,
+            "batch_size": batch_size, "baseline_fitted_steps": 0 if baseline_state else baseline_steps,
+            "count_prior": model.count_prior, "estimators": results}
