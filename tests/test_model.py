@@ -247,3 +247,17 @@ def test_dair_inference_subtracts_what_it_has_explained():
     first = model.render_object(whats[:, 0], wheres[:, 0])
     torch.testing.assert_close(inputs[1], images - first)
     torch.testing.assert_close(inputs[2], images - first - model.render_object(whats[:, 1], wheres[:, 1]))
+
+
+def test_without_step_memory_every_step_starts_from_an_empty_state():
+    for memory in (True, False):
+        torch.manual_seed(10)
+        model = AIR(small_config(model="dair", step_memory=memory))
+        with torch.no_grad():
+            model.infer_step.head.bias[0] = 50.0  # every step present: no early exit
+        states, step = [], model.infer_step.forward
+        model.infer_step.forward = lambda *args: states.append(args[-1][0].clone()) or step(*args)
+        model(torch.rand(3, 1, 20, 20))
+        model.describe(torch.rand(3, 1, 20, 20))
+        assert len(states) == 6 and all(s.abs().sum() == 0 for s in (states[0], states[3]))
+        assert all((s.abs().sum() > 0) == memory for s in states[1:3] + states[4:6])

@@ -14,6 +14,10 @@ SCHEDULES = ("none", "linear", "exponential")
 @dataclass
 class ModelConfig:
     model: str = "air"  # "air": the recurrent input is the image; "dair": the error canvas x - xhat^{i-1}
+    # False: every inference step starts from an empty LSTM state. It then cannot count its own steps and
+    # must decide from its input alone (for DAIR: is anything left to explain?), which is what lets a
+    # model trained on at most 2 objects find a third.
+    step_memory: bool = True
     max_objects: int = 3  # N, the number of inference steps
     image_size: int = 50  # canvases are image_size x image_size
     channels: int = 1

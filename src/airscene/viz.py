@@ -34,6 +34,17 @@ def _draw_box(axis, box, colour: str) -> None:
     axis.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.2))
 
 
+def draw_scene(axis, image: np.ndarray, boxes: np.ndarray | None = None, title: str | None = None,
+               title_colour: str = "black") -> None:
+    """An image with one box per step (rows of NaN skipped), coloured by step: red, green, blue, ..."""
+    _show(axis, image)
+    for step, box in enumerate([] if boxes is None else boxes):
+        if not np.isnan(box[0]):
+            _draw_box(axis, box, STEP_COLOURS[step % len(STEP_COLOURS)])
+    if title is not None:
+        axis.set_title(title, fontsize=8, color=title_colour)
+
+
 def preview(scenes: SceneSet, out: str | Path, number: int = 32, columns: int = 8) -> Path:
     """A grid of scenes with their ground-truth boxes and counts."""
     number = min(number, len(scenes))
@@ -43,11 +54,9 @@ def preview(scenes: SceneSet, out: str | Path, number: int = 32, columns: int = 
         if index >= number:
             axis.axis("off")
             continue
-        _show(axis, scenes.images[index])
-        for slot in range(scenes.counts[index]):
-            _draw_box(axis, scenes.boxes[index, slot], STEP_COLOURS[slot % len(STEP_COLOURS)])
-        labels = ",".join(str(v) for v in scenes.labels[index, :scenes.counts[index]])
-        axis.set_title(f"n={scenes.counts[index]} [{labels}]", fontsize=7)
+        count = scenes.counts[index]
+        labels = ",".join(str(v) for v in scenes.labels[index, :count])
+        draw_scene(axis, scenes.images[index], scenes.boxes[index, :count].astype(float), f"n={count} [{labels}]")
     figure.tight_layout()
     return _save(figure, out)
 
@@ -87,16 +96,9 @@ def figure3(images: np.ndarray, reconstructions: np.ndarray, boxes: np.ndarray, 
     figure = plt.figure(figsize=(columns * 1.25, 6.2))
     grid = figure.add_gridspec(3, columns, height_ratios=[1, 1, 1.6], hspace=0.35)
     for index in range(shown):
-        axis = figure.add_subplot(grid[0, index])
-        _show(axis, images[index])
-        axis.set_title(f"true {true_counts[index]}", fontsize=8)
-        axis = figure.add_subplot(grid[1, index])
-        _show(axis, reconstructions[index])
-        for step in range(steps):
-            if not np.isnan(boxes[index, step, 0]):
-                _draw_box(axis, boxes[index, step], STEP_COLOURS[step % len(STEP_COLOURS)])
-        axis.set_title(f"inferred {counts[index]}", fontsize=8,
-                       color="black" if counts[index] == true_counts[index] else "red")
+        draw_scene(figure.add_subplot(grid[0, index]), images[index], title=f"true {true_counts[index]}")
+        draw_scene(figure.add_subplot(grid[1, index]), reconstructions[index], boxes[index],
+                   f"inferred {counts[index]}", "black" if counts[index] == true_counts[index] else "red")
     curve = figure.add_subplot(grid[2, :columns - 2 * steps - 1])
     evals = [m for m in metrics if m.get("kind") == "eval"]
     if evals:

@@ -108,6 +108,8 @@ class AIR(nn.Module):
                 # The recurrent input's share of the LSTM gates, (B, 4H): AIR's input is x at every step,
                 # so it is computed once; DAIR's is x - xhat^{i-1}, new at every step.
                 image_gates = self.infer_step.image_gates(self.embed(images - canvas))
+            if not c.step_memory:
+                state = tuple(torch.zeros_like(part) for part in state)
             logit, where_mean, where_sd, state = self.infer_step(image_gates, z_where, z_what, z_pres, state)
             if exploration > 0:
                 uniform_count = (c.max_objects - step) / (c.max_objects - step + 1)
@@ -173,6 +175,8 @@ class AIR(nn.Module):
         for step in range(c.max_objects):
             if step == 0 or self.difference:
                 image_gates = self.infer_step.image_gates(self.embed(images - canvas))
+            if not c.step_memory:
+                state = tuple(torch.zeros_like(part) for part in state)
             logit, z_where, _sd, state = self.infer_step(image_gates, z_where, z_what, z_pres, state)
             z_what, _ = self.encode(crop_glimpse(images, z_where, c.glimpse_size, c.min_scale))
             probability = torch.sigmoid(logit)
