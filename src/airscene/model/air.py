@@ -182,14 +182,14 @@ class AIR(nn.Module):
             probability = torch.sigmoid(logit)
             presence[active, step] = probability
             keep = probability > threshold
+            if not keep.any():
+                break
             if not keep.all():  # drop the images that stopped (only then: indexing costs time)
                 active, images, image_gates, z_where, z_what, z_pres, canvas = (
                     tensor[keep] for tensor in (active, images, image_gates, z_where, z_what, z_pres, canvas))
                 state = (state[0][keep], state[1][keep])
             present[active, step] = 1.0
             wheres[active, step], whats[active, step] = z_where, z_what
-            if len(active) == 0:
-                break
             if self.difference:
                 canvas = canvas + self.render_object(z_what, z_where)
         return present, presence, wheres, whats

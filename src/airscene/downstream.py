@@ -1,0 +1,152 @@
+"""What a scene description is worth downstream (the paper's Sec. 3.1.2, Fig. 5).
+
+AIR is trained without labels on 0-2 digit scenes. On separate 2-digit scenes, small supervised heads then
+learn (a) the sum of the two digits and (b) whether they appear in ascending order, left to right, from
+one of three representations of the same images:
+- `air`: AIR's inferred objects, ordered left to right by their window's x, each (presence, z_where,
+  z_what): a structured code;
+- `cae`: the code of a convolutional autoencoder trained on the same unlabelled scenes as AIR;
+- `pixels`: the raw image, learned end to end by a small CNN.
+Test accuracy against the number of labelled scenes gives the data-efficiency curves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from airscene.data.scenes import multi_mnist
+from airscene.data.sources import DigitPool
+from airscene.infer import TrainedModel
+from airscene.train import images_to_tensor
+
+TASKS = {"sum": 19, "ascending": 2}  # task: number of classes
+REPRESENTATIONS = ("air", "cae", "pixels")
+BATCH_SIZE = 64
+
+
+@dataclass
+class PairScenes:
+    images: np.ndarray  # (M, H, W) uint8, two digits each
+    digits: np.ndarray  # (M, 2) int64: the digits' labels, left to right
+
+    def targets(self, task: str) -> np.ndarray:
+        """(M,) the label of a task: the digits' sum, or 1 if left < right (strictly ascending)."""
+        if task == "sum":
+            return self.digits.sum(1)
+        return (self.digits[:, 0] < self.digits[:, 1]).astype(np.int64)
+
+
+def pair_scenes(pool: DigitPool, number: int, seed: int, size: int = 50) -> PairScenes:
+    """2-digit Multi-MNIST scenes with the digits' labels ordered by the left edge of their ink."""
+    scenes = multi_mnist(pool, number, seed=seed, counts=(2,), size=size, progress=False)
+    order = np.argsort(scenes.boxes[:, :2, 0], axis=1, kind="stable")  # (M, 2)
+    return PairScenes(scenes.images, np.take_along_axis(scenes.labels[:, :2], order, axis=1))
+
+
+def air_features(trained: TrainedModel, images: np.ndarray, objects: int = 2) -> np.ndarray:
+    """(M, objects * (4 + C)): per inferred object, left to right, its presence, z_where and z_what;
+    zeros for objects not found (and the first `objects` by x if more were)."""
+    scenes = trained.infer(images)
+    per_object = np.concatenate([scenes.presence[..., None], scenes.where, scenes.what], -1)  # (M, N, 4 + C)
+    per_object = np.nan_to_num(per_object * (np.arange(scenes.presence.shape[1]) < scenes.counts[:, None])[..., None])
+    x = np.where(np.arange(per_object.shape[1]) < scenes.counts[:, None], scenes.where[..., 1], np.inf)
+    order = np.argsort(x, axis=1)[:, :objects]  # present objects first, by x; then empty slots
+    return np.take_along_axis(per_object, order[..., None], axis=1).reshape(len(images), -1).astype(np.float32)
+
+
+class ConvEncoder(nn.Module):
+    """(B, 1, 50, 50) -> (B, code): the CNN of the pixel baseline and the autoencoder's encoder."""
+
+    def __init__(self, code_size: int, image_size: int = 50):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(16, 32, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+            nn.Linear(32 * ((image_size + 7) // 8) ** 2, code_size))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+
+class ConvAutoencoder(nn.Module):
+    def __init__(self, code_size: int = 128, image_size: int = 50):
+        super().__init__()
+        self.image_size = image_size
+        self.encode = ConvEncoder(code_size, image_size)
+        side = (image_size + 7) // 8
+        self.decode = nn.Sequential(
+            nn.Linear(code_size, 32 * side ** 2), nn.ReLU(), nn.Unflatten(1, (32, side, side)),
+            nn.ConvTranspose2d(32, 32, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Reconstruction logits, (B, 1, H, W)."""
+        logits = self.decode(self.encode(images))
+        return F.interpolate(logits, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+
+
+def train_autoencoder(images: np.ndarray, steps: int, seed: int, code_size: int = 128) -> ConvAutoencoder:
+    """Trained by Bernoulli reconstruction loss on unlabelled scenes."""
+    torch.manual_seed(seed)
+    generator = np.random.default_rng(seed)
+    autoencoder = ConvAutoencoder(code_size, images.shape[-1])
+    optimiser = torch.optim.Adam(autoencoder.parameters(), lr=1e-3)
+    for _ in range(steps):
+        batch = images_to_tensor(images[generator.integers(0, len(images), BATCH_SIZE)])
+        loss = F.binary_cross_entropy_with_logits(autoencoder(batch), batch, reduction="sum") / len(batch)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    return autoencoder.eval()
+
+
+@torch.no_grad()
+def cae_features(autoencoder: ConvAutoencoder, images: np.ndarray) -> np.ndarray:
+    chunks = np.array_split(images, max(1, len(images) // 1000))
+    return torch.cat([autoencoder.encode(images_to_tensor(chunk)) for chunk in chunks]).numpy()
+
+
+def make_head(representation: str, inputs: np.ndarray, classes: int) -> nn.Module:
+    """An MLP on a code, or a CNN on pixels."""
+    if representation == "pixels":
+        return nn.Sequential(ConvEncoder(128, inputs.shape[-1]), nn.ReLU(), nn.Linear(128, classes))
+    return nn.Sequential(nn.Linear(inputs.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                         nn.Linear(256, classes))
+
+
+def training_steps(labelled: int) -> int:
+    """30 epochs, at least 200 and at most 1,000 steps of batch 64."""
+    return int(np.clip(30 * labelled / BATCH_SIZE, 200, 1000))
+
+
+def as_tensor(representation: str, inputs: np.ndarray) -> torch.Tensor:
+    return images_to_tensor(inputs) if representation == "pixels" else torch.from_numpy(inputs)
+
+
+def fit_and_score(representation: str, train_inputs: np.ndarray, train_targets: np.ndarray,
+                  test_inputs: np.ndarray, test_targets: np.ndarray, classes: int, learning_rate: float,
+                  weight_decay: float, seed: int) -> float:
+    """Train a head on the labelled scenes for training_steps(...) steps; its accuracy on the test scenes."""
+    torch.manual_seed(seed)
+    generator = np.random.default_rng(seed)
+    head = make_head(representation, train_inputs, classes)
+    optimiser = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    targets = torch.from_numpy(train_targets)
+    for _ in range(training_steps(len(train_inputs))):
+        index = generator.integers(0, len(train_inputs), min(BATCH_SIZE, len(train_inputs)))
+        loss = F.cross_entropy(head(as_tensor(representation, train_inputs[index])), targets[index])
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    head.eval()
+    with torch.no_grad():
+        predicted = torch.cat([head(as_tensor(representation, chunk)).argmax(1)
+                               for chunk in np.array_split(test_inputs, max(1, len(test_inputs) // 500))])
+    return float((predicted.numpy() == test_targets).mean())

@@ -1,0 +1,57 @@
+"""Downstream tasks: task labels, AIR's per-object features, and heads that learn."""
+
+import numpy as np
+import torch
+
+from airscene.config import Config, ModelConfig
+from airscene.data import multi_mnist
+from airscene.downstream import (PairScenes, air_features, cae_features, fit_and_score, pair_scenes,
+                                 train_autoencoder)
+from airscene.infer import Scenes, TrainedModel
+from airscene.model import AIR
+
+
+def test_pair_scenes_order_digits_left_to_right(tiny_pool):
+    pairs = pair_scenes(tiny_pool, 40, seed=0, size=50)
+    scenes = multi_mnist(tiny_pool, 40, seed=0, counts=(2,), size=50, progress=False)
+    assert np.array_equal(pairs.images, scenes.images) and (scenes.counts == 2).all()
+    for digits, boxes, labels in zip(pairs.digits, scenes.boxes, scenes.labels):
+        left = 0 if boxes[0, 0] <= boxes[1, 0] else 1
+        assert digits.tolist() == [labels[left], labels[1 - left]]
+    scenes = PairScenes(np.zeros((3, 50, 50), np.uint8), np.array([[3, 4], [4, 3], [5, 5]]))
+    assert scenes.targets("sum").tolist() == [7, 7, 10]
+    assert scenes.targets("ascending").tolist() == [1, 0, 0]
+
+
+def test_air_features_order_objects_by_x_and_zero_what_is_missing(monkeypatch):
+    config = Config(model=ModelConfig(image_size=20, glimpse_size=8, what_size=2, hidden_size=16,
+                                      embedding_size=16, glimpse_hidden_size=16))
+    trained = TrainedModel(AIR(config.model), config)
+    nan = np.nan
+    scenes = Scenes(counts=np.array([2, 1]), boxes=np.zeros((2, 3, 4)),
+                    presence=np.array([[0.9, 0.8, 0.1], [0.7, 0.2, 0.0]]),
+                    what=np.array([[[1, 1], [2, 2], [nan, nan]], [[3, 3], [nan, nan], [nan, nan]]]),
+                    where=np.array([[[2.3, 0.5, 0], [2.3, -0.5, 0], [nan] * 3], [[2.3, 0.1, 0], [nan] * 3, [nan] * 3]]))
+    monkeypatch.setattr(trained, "infer", lambda images: scenes)
+    features = air_features(trained, np.zeros((2, 20, 20), np.uint8))
+    assert features.shape == (2, 2 * 6)
+    np.testing.assert_allclose(features[0], [0.8, 2.3, -0.5, 0, 2, 2, 0.9, 2.3, 0.5, 0, 1, 1])  # left one first
+    np.testing.assert_allclose(features[1], [0.7, 2.3, 0.1, 0, 3, 3] + [0] * 6)
+
+
+def test_heads_learn_a_separable_task_from_codes_and_from_pixels():
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 3, 300)
+    codes = (np.eye(3)[targets] + 0.1 * rng.standard_normal((300, 3))).astype(np.float32)
+    assert fit_and_score("air", codes[:200], targets[:200], codes[200:], targets[200:], 3, 3e-3, 0.0, seed=0) > 0.95
+    images = np.zeros((300, 16, 16), np.uint8)
+    for image, target in zip(images, targets):
+        image[:, 5 * target:5 * target + 4] = 255  # a bar whose position is the class
+    assert fit_and_score("pixels", images[:200], targets[:200], images[200:], targets[200:], 3, 3e-3, 0.0, seed=0) > 0.95
+
+
+def test_autoencoder_codes_have_the_chosen_size():
+    torch.manual_seed(0)
+    images = np.random.default_rng(0).integers(0, 255, (80, 16, 16)).astype(np.uint8)
+    autoencoder = train_autoencoder(images, steps=3, seed=0, code_size=12)
+    assert cae_features(autoencoder, images).shape == (80, 12)
