@@ -107,7 +107,7 @@ def draw_figure(out: Path, data: dict, variants: list[str], results: dict, shown
     """Like the paper's Fig. 4: 3-digit scenes reconstructed by each model trained on 0-2 digits (a box
     per step), and the accuracy of each model on both tasks."""
     beyond = data["extrapolation"][1]
-    figure = plt.figure(figsize=(shown * 1.2 + 4.5, 1.35 * (1 + len(variants))))
+    figure = plt.figure(figsize=(shown * 1.1 + 4, 1.4 * (1 + len(variants))))
     grid = figure.add_gridspec(1 + len(variants), shown + 4)
     for index in range(shown):
         axis = figure.add_subplot(grid[0, index])
@@ -119,7 +119,7 @@ def draw_figure(out: Path, data: dict, variants: list[str], results: dict, shown
         reconstructions, scenes = model.reconstruct(beyond.images[:shown])
         for index in range(shown):
             axis = figure.add_subplot(grid[row, index])
-            draw_scene(axis, reconstructions[index], scenes.boxes[index], title=f"counts {scenes.counts[index]}")
+            draw_scene(axis, reconstructions[index], scenes.boxes[index], title=f"inferred {scenes.counts[index]}")
             if index == 0:
                 axis.set_ylabel(VARIANTS[variant][0].replace(" (", "\n("), fontsize=7)
     bars = figure.add_subplot(grid[:, shown + 1:])

@@ -22,10 +22,11 @@ from airscene.model import AIR  # noqa: E402
 from airscene.train import batch_indices, images_to_tensor, make_optimiser  # noqa: E402
 
 
-def training_ms_per_step(train, estimator_name: str, steps: int, batch_size: int = 64) -> float:
+def training_ms_per_step(train, estimator_name: str, steps: int, batch_size: int = 64, model: str = "air") -> float:
     torch.manual_seed(0)
     config = Config()
     config.train.estimator = estimator_name
+    config.model.model = model
     model, estimator = AIR(config.model), make_estimator(config)
     model.count_prior = 1e-5
     optimiser = make_optimiser(model, estimator, config.train)
@@ -67,6 +68,8 @@ def main() -> None:
     model = airscene.load(args.checkpoint)
     rows = [f"| training, `{name}`, batch 64 | {training_ms_per_step(train, name, args.steps):.1f} ms/step |"
             for name in ESTIMATORS]
+    rows.append(f"| training, `enumerate`, DAIR, batch 64 | "
+                f"{training_ms_per_step(train, 'enumerate', args.steps, model='dair'):.1f} ms/step |")
     batched = inference_ms_per_image(model, test.images[:5000], 1000, repeats=5)
     single = inference_ms_per_image(model, test.images[:300], 1, repeats=3)
     rows += [f"| inference, batches of 1,000 | {batched:.4f} ms/image |",
