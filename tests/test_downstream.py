@@ -43,7 +43,12 @@ def test_heads_learn_a_separable_task_from_codes_and_from_pixels():
     rng = np.random.default_rng(0)
     targets = rng.integers(0, 3, 300)
     codes = (np.eye(3)[targets] + 0.1 * rng.standard_normal((300, 3))).astype(np.float32)
-    assert fit_and_score("air", codes[:200], targets[:200], codes[200:], targets[200:], 3, 3e-3, 0.0, seed=0) > 0.95
+    assert fit_and_score("cae", codes[:200], targets[:200], codes[200:], targets[200:], 3, 3e-3, 0.0, seed=0) > 0.95
+    # two objects, each a noisy one-hot of its class; the label says whether the left class is the smaller
+    objects = rng.integers(0, 3, (300, 2))
+    codes = (np.eye(3)[objects] + 0.1 * rng.standard_normal((300, 2, 3))).reshape(300, 6).astype(np.float32)
+    ordered = (objects[:, 0] < objects[:, 1]).astype(np.int64)
+    assert fit_and_score("air", codes[:200], ordered[:200], codes[200:], ordered[200:], 2, 3e-3, 0.0, seed=0) > 0.95
     images = np.zeros((300, 16, 16), np.uint8)
     for image, target in zip(images, targets):
         image[:, 5 * target:5 * target + 4] = 255  # a bar whose position is the class

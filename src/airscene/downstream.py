@@ -113,10 +113,26 @@ def cae_features(autoencoder: ConvAutoencoder, images: np.ndarray) -> np.ndarray
     return torch.cat([autoencoder.encode(images_to_tensor(chunk)) for chunk in chunks]).numpy()
 
 
-def make_head(representation: str, inputs: np.ndarray, classes: int) -> nn.Module:
-    """An MLP on a code, or a CNN on pixels."""
+class ObjectHead(nn.Module):
+    """For AIR's codes: one small network shared by the objects (a digit is a digit wherever it is drawn),
+    then an MLP on their embeddings in left-to-right order. Only a structured code allows this."""
+
+    def __init__(self, object_size: int, objects: int, classes: int):
+        super().__init__()
+        self.objects = objects
+        self.embed = nn.Sequential(nn.Linear(object_size, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU())
+        self.out = nn.Sequential(nn.Linear(64 * objects, 256), nn.ReLU(), nn.Linear(256, classes))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:  # (B, objects * object_size) -> (B, classes)
+        return self.out(self.embed(codes.view(len(codes), self.objects, -1)).flatten(1))
+
+
+def make_head(representation: str, inputs: np.ndarray, classes: int, objects: int = 2) -> nn.Module:
+    """A shared-object head on AIR's codes, an MLP on the autoencoder's code, or a CNN on pixels."""
     if representation == "pixels":
         return nn.Sequential(ConvEncoder(128, inputs.shape[-1]), nn.ReLU(), nn.Linear(128, classes))
+    if representation == "air":
+        return ObjectHead(inputs.shape[1] // objects, objects, classes)
     return nn.Sequential(nn.Linear(inputs.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                          nn.Linear(256, classes))
 
