@@ -98,3 +98,10 @@ def test_full_disk_keeps_the_previous_checkpoint(data_dir, tmp_path, monkeypatch
         train(tiny_config(data_dir, steps=20), tmp_path, progress=False)
     assert airscene.load(tmp_path / "checkpoint.pt").step == 5
     assert [path.name for path in tmp_path.iterdir() if path.name.endswith(".partial")] == []
+
+
+def test_a_new_run_does_not_inherit_metrics_of_one_that_died_before_its_first_checkpoint(data_dir, tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"kind": "train", "step": 999, "loss": 1.0}) + "\n")
+    train(tiny_config(data_dir, steps=5), tmp_path, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert 999 not in [r["step"] for r in records] and records[0]["step"] == 5

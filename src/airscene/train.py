@@ -147,6 +147,7 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
         step, elapsed = state["step"], state["elapsed_seconds"]
     else:
         (run.directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        run.metrics_path.unlink(missing_ok=True)  # left by a run that died before its first checkpoint
 
     last_evaluation = {"step": None, "accuracy": math.nan}
 
