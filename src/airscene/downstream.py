@@ -52,9 +52,10 @@ def air_features(trained: TrainedModel, images: np.ndarray, objects: int = 2) ->
     """(M, objects * (4 + C)): per inferred object, left to right, its presence, z_where and z_what;
     zeros for objects not found (and the first `objects` by x if more were)."""
     scenes = trained.infer(images)
+    present = np.arange(scenes.presence.shape[1]) < scenes.counts[:, None]  # (M, N)
     per_object = np.concatenate([scenes.presence[..., None], scenes.where, scenes.what], -1)  # (M, N, 4 + C)
-    per_object = np.nan_to_num(per_object * (np.arange(scenes.presence.shape[1]) < scenes.counts[:, None])[..., None])
-    x = np.where(np.arange(per_object.shape[1]) < scenes.counts[:, None], scenes.where[..., 1], np.inf)
+    per_object = np.nan_to_num(per_object * present[..., None])
+    x = np.where(present, scenes.where[..., 1], np.inf)
     order = np.argsort(x, axis=1)[:, :objects]  # present objects first, by x; then empty slots
     return np.take_along_axis(per_object, order[..., None], axis=1).reshape(len(images), -1).astype(np.float32)
 
