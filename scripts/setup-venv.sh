@@ -5,6 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "airscene needs Python >= 3.10" >&2; exit 1; }
+# Headless OpenGL for MuJoCo (`airscene graphics`): EGL with Mesa's software renderer, OSMesa as fallback.
+if ! ldconfig -p | grep -q 'libEGL.so.1' || ! ldconfig -p | grep -q 'libOSMesa.so'; then
+  packages="libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -qq --no-install-recommends $packages >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $packages >/dev/null; }
+  else
+    echo "airscene graphics needs headless OpenGL: install $packages (Debian names)" >&2
+  fi
+fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=.venv/.airscene-installed
 want="$(cat pyproject.toml scripts/setup-venv.sh | sha256sum | cut -d' ' -f1)"

@@ -31,8 +31,9 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
                             "writable run directory; the previous checkpoint is intact") from None
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict, Config]:
-    """The saved state and its validated Config."""
+def read_checkpoint(path: str | Path) -> dict:
+    """The saved state of a run directory's (or a file's) checkpoint, with one-line errors for every way
+    it can be missing, truncated or foreign."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
@@ -48,4 +49,12 @@ def load_checkpoint(path: str | Path) -> tuple[dict, Config]:
     if state.get("format") != CHECKPOINT_FORMAT:
         raise AirsceneError(f"checkpoint {path} has format {state.get('format')}, this airscene reads "
                             f"{CHECKPOINT_FORMAT}: use the airscene version that wrote it, or retrain")
+    return state
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict, Config]:
+    """The saved state of an AIR run and its validated Config."""
+    state = read_checkpoint(path)
+    if "graphics" in state:
+        raise AirsceneError(f"checkpoint {path} is an inverse-graphics run: use `airscene graphics` commands on it")
     return state, Config.from_dict(state["config"]).validate()

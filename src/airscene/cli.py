@@ -31,10 +31,10 @@ def _numbers(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers, e.g. 0.8,1.2") from None
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One --option per field of ModelConfig and TrainConfig, typed from the dataclasses, so every setting
-    is reachable without a wall of hand-written flags."""
-    for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
+def _add_config_options(parser: argparse.ArgumentParser, sections=(("model", ModelConfig), ("train", TrainConfig))) -> None:
+    """One --option per field of the config dataclasses, typed from them, so every setting is reachable
+    without a wall of hand-written flags."""
+    for section, cls in sections:
         group = parser.add_argument_group(f"{section} settings")
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
@@ -199,6 +199,45 @@ def _run_command(args: argparse.Namespace) -> None:
           f"  checkpoint: {run / 'checkpoint.pt'}  (airscene.load(...) to use it)")
 
 
+def _graphics_train_command(args: argparse.Namespace) -> None:
+    from airscene.graphics.config import GraphicsConfig
+    from airscene.graphics.train import train_graphics
+
+    config = GraphicsConfig(**{key.split(".")[1]: value for key, value in vars(args).items() if key.startswith("graphics.")})
+    summary = train_graphics(config.validate(), args.out, resume=args.resume, progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+
+
+def _graphics_eval_command(args: argparse.Namespace) -> None:
+    from airscene.graphics.figures import inference_figure
+    from airscene.graphics.train import evaluate_graphics
+
+    report = evaluate_graphics(args.run, args.optimise_images, args.iterations, args.workers)
+    figure = inference_figure(Path(args.run), workers=args.workers)
+    print(json.dumps(report, indent=2))
+    print(f"metrics: {Path(args.run) / 'eval.json'}\nfigure: {figure}")
+
+
+def _add_graphics_commands(commands) -> None:
+    from airscene.graphics.config import GraphicsConfig
+
+    graphics = commands.add_parser("graphics", help="AIR with a fixed 3D renderer (the paper's Sec. 3.2)")
+    actions = graphics.add_subparsers(dest="action", required=True)
+    trainer = actions.add_parser("train", help="render the experiment's data and train the inference network")
+    trainer.add_argument("--out", required=True, help="run directory")
+    trainer.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    trainer.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_options(trainer, (("graphics", GraphicsConfig),))
+    trainer.set_defaults(handler=_graphics_train_command)
+    evaluator = actions.add_parser("eval", help="held-out metrics and a figure of a run (RUN/eval.json, RUN/figure.png)")
+    evaluator.add_argument("run")
+    evaluator.add_argument("--optimise-images", type=int, default=0,
+                           help="also fit this many test images by direct optimisation (single objects)")
+    evaluator.add_argument("--iterations", type=int, default=100, help="Adam steps per identity for --optimise-images")
+    evaluator.add_argument("--workers", type=int, default=0, help="renderer processes")
+    evaluator.set_defaults(handler=_graphics_eval_command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airscene", description="Attend, Infer, Repeat: count, locate and "
                                      "describe objects without labels.")
@@ -270,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--quiet", action="store_true")
     _add_config_options(runner)
     runner.set_defaults(handler=_run_command, **{"train.minutes": DEFAULT_MINUTES})
+    _add_graphics_commands(commands)
     return parser
 
 

@@ -1,0 +1,61 @@
+"""Figures like the paper's Figs. 6 and 7: test images, the inferred scenes re-rendered, and inferred
+against true positions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from airscene.graphics.data import images_to_float, scene_data
+from airscene.graphics.evaluate import match_objects
+from airscene.graphics.render import make_renderer
+from airscene.graphics.scenes import SceneParameters
+from airscene.viz import plt
+
+
+def inference_figure(run: Path, shown: int = 8, workers: int = 0) -> Path:
+    """RUN/figure.png: a row of test images, a row of the run's inferences rendered, and the inferred
+    against the true x and y of every matched test object."""
+    from airscene.graphics.train import load_run
+
+    config, model, _ = load_run(run)
+    with make_renderer(config.renderer, config.shapes, config.max_objects, config.image_size, workers) as renderer:
+        data = scene_data(config, renderer, run)
+        images = images_to_float(data.test_images)
+        inferred = model.infer(images)
+        rendered = renderer.render(inferred[:shown])
+    figure = plt.figure(figsize=(shown * 1.2 + 5, 3.2))
+    grid = figure.add_gridspec(2, shown + 4)
+    for column in range(shown):
+        rows = ((images[column], data.test_scenes[column], "data"), (rendered[column], inferred[column], "inferred"))
+        for row, (picture, scene, title) in enumerate(rows):
+            axis = figure.add_subplot(grid[row, column])
+            axis.imshow(picture.permute(1, 2, 0).numpy())
+            axis.set_xticks([])
+            axis.set_yticks([])
+            names = [config.shapes[identity] for identity in scene.identity[scene.present].tolist()]
+            axis.set_title(", ".join(names) or "empty", fontsize=6)
+            if column == 0:
+                axis.set_ylabel(title, fontsize=8)
+    scatter = figure.add_subplot(grid[:, shown + 1:])
+    draw_positions(scatter, inferred, data.test_scenes)
+    figure.suptitle(f"{run.name}: {config.experiment}, {config.renderer} renderer", fontsize=9)
+    figure.tight_layout()
+    path = run / "figure.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def draw_positions(axis, inferred: SceneParameters, truth: SceneParameters) -> None:
+    """Inferred against true table coordinates of matched objects: points on the diagonal are right."""
+    pairs = np.array(match_objects(inferred, truth))
+    if len(pairs):
+        for coordinate, colour in ((0, "C0"), (1, "C1")):
+            axis.scatter(truth.pose[pairs[:, 0], pairs[:, 2], coordinate], inferred.pose[pairs[:, 0], pairs[:, 1], coordinate],
+                         s=3, color=colour, label="xy"[coordinate])
+    axis.plot([-0.6, 0.6], [-0.6, 0.6], color="grey", linewidth=0.8)
+    axis.set_xlabel("true position", fontsize=8)
+    axis.set_ylabel("inferred position", fontsize=8)
+    axis.legend(fontsize=7)
