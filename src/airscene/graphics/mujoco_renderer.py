@@ -15,9 +15,9 @@ import torch
 
 from airscene.errors import AirsceneError
 from airscene.graphics.render import Renderer
-from airscene.graphics.scenes import SHAPES, TABLE_COLOUR, SceneParameters
+from airscene.graphics.scenes import SHAPES, TABLE_COLOUR, TABLE_HALF_SIZE, SceneParameters
 
-HIDDEN = (0.0, 0.0, -3.0)  # unused object bodies wait under the table, out of the camera's sight
+HIDDEN = (0.0, 0.0, 50.0)  # unused object bodies wait high above, behind the camera looking down
 
 
 def _configure_environment() -> None:
@@ -49,7 +49,7 @@ def scene_xml(shapes: tuple[str, ...], slots: int, image_size: int) -> str:
   </visual>
   <worldbody>
     <light directional="true" dir="0.3 0.4 -1" diffuse="0.5 0.5 0.5" specular="0 0 0" castshadow="false"/>
-    <geom type="box" size="1.5 1.5 0.02" pos="0 0 -0.02" rgba="{" ".join(map(str, TABLE_COLOUR))} 1"/>
+    <geom type="box" size="{TABLE_HALF_SIZE} {TABLE_HALF_SIZE} 0.02" pos="0 0 -0.02" rgba="{" ".join(map(str, TABLE_COLOUR))} 1"/>
     {"".join(bodies)}
   </worldbody>
 </mujoco>"""

@@ -9,7 +9,7 @@ import math
 import torch
 
 from airscene.errors import AirsceneError
-from airscene.graphics.scenes import SHAPES, TABLE_COLOUR, SceneParameters
+from airscene.graphics.scenes import SHAPES, TABLE_COLOUR, TABLE_HALF_SIZE, SceneParameters
 
 
 class Renderer:
@@ -98,7 +98,7 @@ class TorchRenderer(Renderer):
 
     name = "torch"
 
-    def __init__(self, shapes: tuple[str, ...], image_size: int = 32, view: float = 0.7, autograd: bool = False):
+    def __init__(self, shapes: tuple[str, ...], image_size: int = 32, view: float = 0.8, autograd: bool = False):
         pixel = 2 * view / image_size
         super().__init__(shapes, image_size, position_step=pixel / 4, yaw_step=0.05, camera_step=0.02)
         self.autograd, self.softness = autograd, pixel / 2
@@ -116,7 +116,8 @@ class TorchRenderer(Renderer):
     def _draw(self, scenes: SceneParameters) -> torch.Tensor:
         batch, slots = scenes.identity.shape
         world = rotate(self.grid.unsqueeze(0), scenes.camera)  # (B, P, 2)
-        image = torch.tensor(TABLE_COLOUR).expand(batch, len(self.grid), 3)  # (B, P, 3)
+        table, _ = footprint("box", (TABLE_HALF_SIZE, TABLE_HALF_SIZE), world)
+        image = torch.sigmoid(-table / self.softness).unsqueeze(-1) * torch.tensor(TABLE_COLOUR)  # (B, P, 3), black floor
         for slot in range(slots):
             pose = scenes.pose[:, slot]  # (B, 3)
             local = rotate(world - pose[:, None, :2], -pose[:, 2:])  # (B, P, 2) in the object's frame

@@ -29,6 +29,9 @@ class Shape:
 # guess of the wrong identity is drawn toward the object it overlaps instead of pushed away from it
 # (with a brown table and saturated red and blue, half the early pose gradients pointed away).
 TABLE_COLOUR = (0.2, 0.2, 0.2)
+# The table is a square whose edges the camera sees against a black floor: the only landmark that
+# tells a turn of the camera from a turn of every object about the table's centre.
+TABLE_HALF_SIZE = 0.65
 RED, BLUE, GREEN, YELLOW = (0.95, 0.45, 0.4), (0.45, 0.55, 0.95), (0.45, 0.85, 0.45), (0.95, 0.9, 0.3)
 SHAPES = {
     "cube": Shape("cube", (("box", (0.16, 0.16, 0.16), (0, 0, 0.16), RED),), math.pi / 2),
