@@ -134,6 +134,20 @@ def test_table_top_trace_follows_the_unary_count():
     assert math.isfinite(stats["elbo"])
 
 
+def test_dair_steps_see_what_the_earlier_steps_leave_unexplained():
+    renderer = TorchRenderer(CROCKERY, 32)
+    model = SceneAIR(GraphicsConfig(experiment="table-top", renderer="torch", model="dair"), renderer)
+    truth = sample_scenes(4, 3, 4, (2,), True, True, seed=5)
+    drawn = {"identity": [truth.identity[:, 0]], "present": [truth.present[:, 0]], "pose": [truth.pose[:, 0]]}
+    first_only = SceneParameters(truth.identity, truth.present & (torch.arange(4) == 0), truth.pose, truth.camera)
+    assert torch.equal(model.canvas(drawn, truth.camera, 4), renderer.render(first_only))
+    empty = model.canvas({"identity": [], "present": [], "pose": []}, truth.camera, 4)
+    assert torch.equal(empty, renderer.render(SceneParameters(truth.identity, torch.zeros_like(truth.present),
+                                                              truth.pose, truth.camera)))
+    scenes = model.infer(renderer.render(truth))
+    assert scenes.pose.shape == (4, 4, 3)
+
+
 def test_marginal_identity_bound_sums_the_identity_out():
     config = GraphicsConfig(renderer="torch")
     model = SceneAIR(config, TorchRenderer(SINGLE_OBJECTS, 32, autograd=True))
@@ -167,12 +181,13 @@ def test_graphics_run_resumes_bit_for_bit(tmp_path):
     assert resumed["step"] == whole["step"] == 6
     losses = [[record["loss"] for record in map(json.loads, open(tmp_path / run / "metrics.jsonl"))
                if record["kind"] == "train"] for run in ("whole", "split")]
-    assert losses[0] == losses[1] and len(losses[0]) == 6  # the same batches, samples and losses, step by step
-    # Weights agree to float rounding: oneDNN's convolution kernels can differ in the last bit between
-    # calls (memory alignment), which the MLP-only AIR model (tests/test_pipeline.py, bit for bit) avoids.
+    # The same batches, samples and losses, step by step, to float rounding: oneDNN's convolution kernels
+    # can differ in the last bit between calls (memory alignment), which the MLP-only AIR model avoids
+    # (tests/test_pipeline.py resumes it bit for bit). A wrong batch or random draw moves a loss by nats.
+    assert len(losses[0]) == 6 and losses[0] == pytest.approx(losses[1], rel=1e-5)
     for (name, one), (_, two) in zip(load_run(tmp_path / "whole")[1].state_dict().items(),
                                      load_run(tmp_path / "split")[1].state_dict().items()):
-        assert torch.allclose(one, two, atol=1e-6), name
+        assert torch.allclose(one, two, atol=1e-3), name  # Adam can turn a last-bit gradient into a step
     with pytest.raises(AirsceneError, match="inverse-graphics run"):
         import airscene
         airscene.load(tmp_path / "whole")

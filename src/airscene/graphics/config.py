@@ -21,6 +21,9 @@ class GraphicsConfig:
     experiment: str = "single-object"
     renderer: str = "mujoco"  # "torch": the fast top-down renderer (tests, quick trials)
     workers: int = 0  # renderer processes; 0 renders in the training process
+    # "air": every step sees the image; "dair": step i sees x minus the render of steps < i, so it can
+    # tell what is already explained (under occlusion a duplicate object costs the likelihood nothing)
+    model: str = "air"
     repeats: bool = True  # table-top: may a scene hold two items of one type
     supervised: bool = False  # single-object: train on the true identity and pose instead (the paper's Fig. 6b)
     # "marginal": the identity summed out exactly (single objects); "score-function": NVIL for the
@@ -82,6 +85,7 @@ class GraphicsConfig:
         checks = [
             (self.experiment in EXPERIMENTS, f"experiment '{self.experiment}' is unknown: use {' or '.join(EXPERIMENTS)}"),
             (self.renderer in RENDERERS, f"renderer '{self.renderer}' is unknown: use {' or '.join(RENDERERS)}"),
+            (self.model in ("air", "dair"), f"model '{self.model}' is unknown: use air or dair"),
             (not (self.supervised and self.experiment != "single-object"), "--supervised is for the single-object experiment"),
             (self.estimator in (None, "marginal", "score-function"),
              f"estimator '{self.estimator}' is unknown: use marginal or score-function"),

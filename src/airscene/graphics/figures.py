@@ -23,6 +23,7 @@ def inference_figure(run: Path, shown: int = 8, workers: int = 0) -> Path:
     with make_renderer(config.renderer, config.shapes, config.max_objects, config.image_size, workers) as renderer:
         data = scene_data(config, renderer, run)
         images = images_to_float(data.test_images)
+        model.renderer = renderer
         inferred = model.infer(images)
         rendered = renderer.render(inferred[:shown])
     figure = plt.figure(figsize=(shown * 1.2 + 5, 3.2))

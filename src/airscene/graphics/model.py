@@ -1,6 +1,7 @@
 """AIR with a fixed renderer (the paper's Sec. 3.2): only the inference network is learned.
 
-At step i the recurrent network looks at the image and at the latents of step i-1 and proposes
+At step i the recurrent network looks at the image (DAIR: at what the objects drawn so far leave
+unexplained, x minus their render) and at the latents of step i-1, and proposes
 q(z_pres^i), q(identity^i) and q(pose^i) (x, y, yaw on the table); a camera head proposes the camera's
 azimuth. The generative model p(x | z) is the renderer plus Gaussian pixel noise, with priors: a geometric
 count, uniform identities, Gaussian poses. The pose and camera are reparameterised and their gradient
@@ -22,16 +23,17 @@ from airscene.graphics.render import Renderer
 from airscene.graphics.scenes import CAMERA_REACH, TABLE_REACH, SceneParameters
 from airscene.model.networks import PRESENCE_LOGIT_BOUND, gaussian_parameters
 
-# An object's position on the table is POSITION_BOUND * tanh(u), u ~ N(0, 1) a priori: the renderer never
-# draws an object off the table or out of the camera's view. Unbounded, an object the network has not yet found is pushed out of the
-# picture (an object drawn where there is none costs likelihood; one out of sight costs nothing) and,
-# out of sight, it gets no gradient back. Yaw ~ N(0, pi) and the camera's azimuth are unbounded.
+# An object's position on the table is POSITION_BOUND * tanh(u), u ~ N(0, 1) a priori, so the renderer
+# never draws an object off the table or out of the camera's view. Unbounded, an object the network has
+# not yet found is pushed out of the picture (an object drawn where there is none costs likelihood; one
+# out of sight costs nothing), and out of sight it gets no gradient back. Yaw ~ N(0, pi) and the
+# camera's azimuth are unbounded.
 POSITION_BOUND = TABLE_REACH + 0.05
 # q(pose) starts narrow (sd softplus(-3) = 0.05). The renderer's gradient only reaches a guess that
-# overlaps the object, and a narrow q turns the network's first guesses into what per-image gradient
-# descent from the table's centre would try, which finds most objects. Started wide (sd 0.7), the guesses
-# scatter, few overlap, and in 4 seeds of 4 the positions were still not found after 500 steps;
-# started narrow, all were found within 100 (tests/test_graphics.py has a learning run).
+# overlaps the object, and a narrow q makes the network's first guesses what per-image gradient descent
+# from the table's centre would try, which finds most objects. Started wide (sd 0.7), the guesses
+# scatter and few overlap: positions were found after 200 to 600 steps with the PyTorch renderer and not
+# within 500 with MuJoCo; started narrow, within 100 and 250 (tests/test_graphics.py has a learning run).
 INITIAL_POSE_SD_BIAS = -3.0
 POSE_PRIOR_SD = (1.0, 1.0, math.pi)
 CAMERA_PRIOR_SD = CAMERA_REACH / math.sqrt(3)
@@ -49,7 +51,6 @@ class SceneTrace:
     log_p_choices: torch.Tensor  # (B, N) their log prior
     kl: torch.Tensor  # (B, N) KL of each step's pose (the camera's is added to step 1)
     steps_taken: torch.Tensor  # (B, N) 1 where step i was reached
-    identity_logits: torch.Tensor  # (B, N, K)
     identity_log_q: torch.Tensor  # (B, N, K) log q(identity^i = k)
     # (B, N, K) log p(x | z) with step i's identity set to k and the rest of z as drawn (steps present)
     log_likelihood_per_identity: torch.Tensor | None = None
@@ -105,7 +106,7 @@ class SceneAIR(nn.Module):
         gradient) or "differentiable" (single objects: replaces the drawn scene's own render)."""
         scenes, terms = self.propose(images, exploration, sample)
         trace = SceneTrace(images, scenes, None, terms["log_q_presence"], terms["log_q"], terms["log_p"], terms["kl"],
-                           terms["taken"], terms["logits"], terms["identity_log_q"])
+                           terms["taken"], terms["identity_log_q"])
         if identity_alternatives == "differentiable":
             if self.config.max_objects != 1:
                 raise AirsceneError("differentiable identity alternatives are for single objects")
@@ -135,13 +136,27 @@ class SceneAIR(nn.Module):
         values = self.log_likelihood(render(alternatives), images[rows]).view(shapes, count).T  # (P, K)
         return result.index_put((scene_index, slot), values)
 
+    @torch.no_grad()
+    def canvas(self, columns: dict[str, list], camera: torch.Tensor, steps: int) -> torch.Tensor:
+        """(B, 3, H, W): the render of the objects drawn so far (DAIR's xhat^{i-1}; the bare table at
+        step 1). An input, so no gradient; it costs inference N renders per image."""
+        batch, drawn = len(camera), len(columns["identity"])
+        identity = torch.zeros(batch, steps, dtype=torch.long)
+        present = torch.zeros(batch, steps, dtype=torch.bool)
+        pose = torch.zeros(batch, steps, 3)
+        if drawn:
+            identity[:, :drawn] = torch.stack(columns["identity"], 1)
+            present[:, :drawn] = torch.stack(columns["present"], 1)
+            pose[:, :drawn] = torch.stack(columns["pose"], 1)
+        return self.renderer.render(SceneParameters(identity, present, pose, camera))
+
     def log_likelihood(self, renders: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """(B,) log N(x; render, sd^2 I), summed over pixels and channels."""
         return Normal(renders, self.config.likelihood_sd).log_prob(images).sum((1, 2, 3))
 
     @torch.no_grad()
     def infer(self, images: torch.Tensor) -> SceneParameters:
-        """The most probable scene for each image: one pass of the network, no rendering."""
+        """The most probable scene for each image: one pass of the network (DAIR renders N canvases)."""
         return self.propose(images, sample=False)[0]
 
     def propose(self, images: torch.Tensor, exploration: float = 0.0,
@@ -162,6 +177,8 @@ class SceneAIR(nn.Module):
         columns: dict[str, list] = {name: [] for name in ("identity", "present", "pose", "log_q", "log_p", "kl", "taken",
                                                           "logits", "identity_log_q", "log_q_presence")}
         for step in range(steps):
+            if config.model == "dair":
+                embedding = self.encoder(images - self.canvas(columns, camera, steps))  # what is left to explain
             state = self.lstm(torch.cat([embedding, previous, present[:, None]], 1), state)
             output = self.object_head(state[0])
             presence_logit = PRESENCE_LOGIT_BOUND * torch.tanh(output[:, 0] / PRESENCE_LOGIT_BOUND)

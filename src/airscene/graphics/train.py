@@ -166,6 +166,7 @@ def evaluate_graphics(directory: str | Path, optimise_images: int = 0, iteration
     with make_renderer(config.renderer, config.shapes, config.max_objects, config.image_size, workers) as renderer:
         data = scene_data(config, renderer, directory)
         images = images_to_float(data.test_images)
+        model.renderer = renderer
         started = time.perf_counter()
         inferred = model.infer(images)
         seconds = (time.perf_counter() - started) / len(images)
