@@ -86,8 +86,8 @@ def train_graphics(config: GraphicsConfig, out: str | Path, resume: bool = False
                 "step": step, "elapsed_seconds": elapsed})
 
         def evaluate() -> dict:
-            metrics = held_out_metrics(model, data, config)
-            run.log({"kind": "eval", "step": step, "seconds": round(elapsed, 2), **metrics})
+            metrics = {"step": step, **held_out_metrics(model, data, config)}
+            run.log({"kind": "eval", "seconds": round(elapsed, 2), **metrics})
             return metrics
 
         budget = config.minutes * 60 if config.minutes else math.inf
@@ -136,10 +136,11 @@ def train_graphics(config: GraphicsConfig, out: str | Path, resume: bool = False
                     checkpoint()
                 bar.update(1)
         bar.close()
-        metrics = evaluate()
+        if metrics.get("step") != step:  # not already evaluated at this step
+            metrics = evaluate()
         checkpoint()
     run.close()
-    summary = {"step": step, "seconds": round(elapsed, 1), "stopped_by": stop_reason, **metrics}
+    summary = {**metrics, "step": step, "seconds": round(elapsed, 1), "stopped_by": stop_reason}
     (run.directory / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
