@@ -196,8 +196,8 @@ def test_graphics_run_resumes_bit_for_bit(tmp_path):
 def test_single_object_learning_run(tmp_path):
     """Unsupervised, through finite differences of the renderer: identity and position are learned."""
     torch.manual_seed(0)
-    config = GraphicsConfig(renderer="torch", training_images=2000, test_images=200, steps=350, eval_every=350,
-                            checkpoint_every=350, seed=0)
+    config = GraphicsConfig(renderer="torch", training_images=2000, test_images=200, steps=500, eval_every=500,
+                            checkpoint_every=500, seed=0)
     summary = train_graphics(config, tmp_path / "run", progress=False)
     assert summary["identity_accuracy"] >= 0.9
     assert summary["position_error"] <= 0.08  # table units; objects stand within +-0.45
