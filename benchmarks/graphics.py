@@ -124,15 +124,15 @@ def draw_figure(out: Path, table_top: bool, shown: int = 8) -> None:
         rows += [("single object", images), ("AIR", renderer.render(model.infer(images))),
                  ("supervised", renderer.render(supervised.infer(images))), ("optimisation", renderer.render(fitted))]
         single_truth, single_inferred = data.test_scenes, model.infer(images_to_float(data.test_images))
-    panels = [("single objects", single_inferred, single_truth)]
+    panels = [("AIR, single objects", single_inferred, single_truth)]
     if table_top:
         config, model, _ = load_run(out / "table-top-repeats")
         with make_renderer(config.renderer, config.shapes, config.max_objects, config.image_size) as renderer:
             data = scene_data(config, renderer, out / "table-top-repeats")
             images = images_to_float(data.test_images[:shown])
             model.renderer = renderer
-            rows += [("table top", images), ("AIR", renderer.render(model.infer(images)))]
-            panels.append(("table top", model.infer(images_to_float(data.test_images)), data.test_scenes))
+            rows += [("table top", images), ("DAIR", renderer.render(model.infer(images)))]
+            panels.append(("DAIR, table top", model.infer(images_to_float(data.test_images)), data.test_scenes))
     figure = plt.figure(figsize=(shown + 5, 1.1 * len(rows) + 0.4))
     grid = figure.add_gridspec(len(rows), shown + 5, wspace=0.08, hspace=0.12, left=0.04, right=0.98, bottom=0.1, top=0.95)
     for index, (label, pictures) in enumerate(rows):
@@ -147,7 +147,7 @@ def draw_figure(out: Path, table_top: bool, shown: int = 8) -> None:
     for position, (title, inferred_scenes, truth) in enumerate(panels):
         axis = figure.add_subplot(grid[height * position:height * (position + 1), shown + 2:shown + 5])
         draw_positions(axis, inferred_scenes, truth)
-        axis.set_title(f"AIR, {title}", fontsize=8)
+        axis.set_title(title, fontsize=8)
     figure.savefig(FIGURE, dpi=110)
 
 
