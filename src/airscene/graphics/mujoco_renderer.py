@@ -111,8 +111,6 @@ class MujocoRenderer(Renderer):
     half hide at the image's edge is one the network learns to push out of sight instead of finding.
     `workers` > 0 renders in that many processes."""
 
-    name = "mujoco"
-
     def __init__(self, shapes: tuple[str, ...], slots: int, image_size: int = 32,
                  camera: tuple[float, float, float] = (2.1, -70.0, 90.0), workers: int = 0):
         pixel = 2 * camera[0] * math.tan(math.radians(22.5)) / image_size  # table units per pixel at the centre

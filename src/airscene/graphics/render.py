@@ -16,8 +16,6 @@ class Renderer:
     """The interface every backend implements. `shapes` names the identities that scene.identity
     indexes; the finite-difference steps are in the parameters' own units (table units, radians)."""
 
-    name = "renderer"
-
     def __init__(self, shapes: tuple[str, ...], image_size: int, position_step: float, yaw_step: float,
                  camera_step: float):
         unknown = [shape for shape in shapes if shape not in SHAPES]
@@ -95,8 +93,6 @@ class TorchRenderer(Renderer):
     rim. The camera's azimuth turns the view about the table's centre. Smooth in every continuous
     parameter, so its autograd gradient is a reference for the finite-difference one, and fast enough
     for tests; the results use MuJoCo."""
-
-    name = "torch"
 
     def __init__(self, shapes: tuple[str, ...], image_size: int = 32, view: float = 0.8, autograd: bool = False):
         pixel = 2 * view / image_size
