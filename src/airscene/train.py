@@ -82,6 +82,14 @@ class Run:
         self.metrics_path = self.directory / "metrics.jsonl"
         self._writer = None
 
+    def check_resume(self, resume: bool) -> None:
+        """--resume needs this directory's checkpoint; a new run must not overwrite one."""
+        if resume and not self.checkpoint.is_file():
+            raise AirsceneError(f"nothing to resume: {self.checkpoint} does not exist; drop --resume to start a new run")
+        if not resume and self.checkpoint.is_file():
+            raise AirsceneError(f"run directory {self.directory} already holds a checkpoint: pass --resume to continue it, "
+                                "or choose a new --out")
+
     def log(self, record: dict) -> None:
         with open(self.metrics_path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -117,16 +125,12 @@ def stop_requests():
 def train(config: Config, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Train (or resume) a run; returns the final summary."""
     run = Run(out)
+    run.check_resume(resume)
     state = None
     if resume:
-        if not run.checkpoint.is_file():
-            raise AirsceneError(f"nothing to resume: {run.checkpoint} does not exist; drop --resume to start a new run")
         state, saved = load_checkpoint(run.checkpoint)
         saved.train.steps, saved.train.minutes = config.train.steps, config.train.minutes  # budgets may grow
         config = saved
-    elif run.checkpoint.is_file():
-        raise AirsceneError(f"run directory {run.directory} already holds a checkpoint: pass --resume to continue it, "
-                            "or choose a new --out")
     config.validate()
     train_set, test_set, settings = load_dataset(config.data)
     model_config_for(config, train_set, settings)

@@ -49,17 +49,13 @@ def load_run(directory: str | Path) -> tuple[GraphicsConfig, SceneAIR, dict]:
 def train_graphics(config: GraphicsConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Train (or resume) a run; returns its summary (also written to OUT/train_summary.json)."""
     run = Run(out)
+    run.check_resume(resume)
     state = None
     if resume:
-        if not run.checkpoint.is_file():
-            raise AirsceneError(f"nothing to resume: {run.checkpoint} does not exist; drop --resume to start a new run")
         state = read_checkpoint(run.checkpoint)
         saved = GraphicsConfig.from_dict(state["config"])
         saved.steps, saved.minutes, saved.workers = config.steps, config.minutes, config.workers  # budgets may change
         config = saved
-    elif run.checkpoint.is_file():
-        raise AirsceneError(f"run directory {run.directory} already holds a checkpoint: pass --resume to continue it, "
-                            "or choose a new --out")
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
