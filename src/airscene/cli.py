@@ -209,13 +209,11 @@ def _graphics_train_command(args: argparse.Namespace) -> None:
 
 
 def _graphics_eval_command(args: argparse.Namespace) -> None:
-    from airscene.graphics.figures import inference_figure
     from airscene.graphics.train import evaluate_graphics
 
     report = evaluate_graphics(args.run, args.optimise_images, args.iterations, args.workers)
-    figure = inference_figure(Path(args.run), workers=args.workers)
     print(json.dumps(report, indent=2))
-    print(f"metrics: {Path(args.run) / 'eval.json'}\nfigure: {figure}")
+    print(f"metrics: {Path(args.run) / 'eval.json'}\nfigure: {Path(args.run) / 'figure.png'}")
 
 
 def _add_graphics_commands(commands) -> None:

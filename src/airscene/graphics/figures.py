@@ -7,25 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
-from airscene.graphics.data import images_to_float, scene_data
+from airscene.graphics.config import GraphicsConfig
+from airscene.graphics.data import SceneData, images_to_float
 from airscene.graphics.evaluate import match_objects
-from airscene.graphics.render import make_renderer
+from airscene.graphics.render import Renderer
 from airscene.graphics.scenes import SceneParameters
 from airscene.viz import plt
 
 
-def inference_figure(run: Path, shown: int = 8, workers: int = 0) -> Path:
+def inference_figure(run: Path, config: GraphicsConfig, renderer: Renderer, data: SceneData,
+                     inferred: SceneParameters, shown: int = 8) -> Path:
     """RUN/figure.png: a row of test images, a row of the run's inferences rendered, and the inferred
     against the true x and y of every matched test object."""
-    from airscene.graphics.train import load_run
-
-    config, model, _ = load_run(run)
-    with make_renderer(config.renderer, config.shapes, config.max_objects, config.image_size, workers) as renderer:
-        data = scene_data(config, renderer, run)
-        images = images_to_float(data.test_images)
-        model.renderer = renderer
-        inferred = model.infer(images)
-        rendered = renderer.render(inferred[:shown])
+    images = images_to_float(data.test_images[:shown])
+    rendered = renderer.render(inferred[:shown])
     figure = plt.figure(figsize=(shown * 1.2 + 5, 3.2))
     grid = figure.add_gridspec(2, shown + 4)
     for column in range(shown):

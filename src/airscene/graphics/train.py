@@ -19,6 +19,7 @@ from airscene.graphics.config import GraphicsConfig
 from airscene.graphics.data import SceneData, images_to_float, scene_data
 from airscene.graphics.estimator import MarginalIdentity, ScoreFunction, supervised_loss
 from airscene.graphics.evaluate import optimise_scenes, scene_metrics
+from airscene.graphics.figures import inference_figure
 from airscene.graphics.model import SceneAIR
 from airscene.graphics.render import make_renderer
 from airscene.train import MAX_BAD_STEPS, Run, batch_indices, stop_requests
@@ -157,7 +158,8 @@ def held_out_metrics(model: SceneAIR, data: SceneData, config: GraphicsConfig) -
 def evaluate_graphics(directory: str | Path, optimise_images: int = 0, iterations: int = 100,
                       workers: int = 0) -> dict:
     """Held-out metrics of a run and its inference time per image; with optimise_images > 0 (single
-    objects), also those of direct optimisation on that many test images. Writes DIR/eval.json."""
+    objects), also those of direct optimisation on that many test images. Writes DIR/eval.json and
+    DIR/figure.png."""
     directory = Path(directory)
     config, model, state = load_run(directory)
     with make_renderer(config.renderer, config.shapes, config.max_objects, config.image_size, workers) as renderer:
@@ -177,6 +179,7 @@ def evaluate_graphics(directory: str | Path, optimise_images: int = 0, iteration
             report["optimisation"] = {"images": optimise_images, "iterations": iterations, "seconds_per_image": seconds,
                                       **scene_metrics(fitted, data.test_scenes[subset], config.shapes)}
             report["network_on_same_images"] = scene_metrics(inferred[subset], data.test_scenes[subset], config.shapes)
+        inference_figure(directory, config, renderer, data, inferred)
     (directory / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
