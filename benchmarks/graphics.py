@@ -121,9 +121,9 @@ def draw_figure(out: Path, table_top: bool, shown: int = 8) -> None:
         images = images_to_float(data.test_images[:shown])
         supervised = load_run(out / "single-object-supervised")[1]
         fitted, _ = optimise_scenes(renderer, images, iterations=100)
-        rows += [("single object", images), ("AIR", renderer.render(model.infer(images))),
-                 ("supervised", renderer.render(supervised.infer(images))), ("optimisation", renderer.render(fitted))]
         single_truth, single_inferred = data.test_scenes, model.infer(images_to_float(data.test_images))
+        rows += [("single object", images), ("AIR", renderer.render(single_inferred[:shown])),
+                 ("supervised", renderer.render(supervised.infer(images))), ("optimisation", renderer.render(fitted))]
     panels = [("AIR, single objects", single_inferred, single_truth)]
     if table_top:
         config, model, _ = load_run(out / "table-top-repeats")
@@ -131,8 +131,9 @@ def draw_figure(out: Path, table_top: bool, shown: int = 8) -> None:
             data = scene_data(config, renderer, out / "table-top-repeats")
             images = images_to_float(data.test_images[:shown])
             model.renderer = renderer
-            rows += [("table top", images), ("DAIR", renderer.render(model.infer(images)))]
-            panels.append(("DAIR, table top", model.infer(images_to_float(data.test_images)), data.test_scenes))
+            inferred = model.infer(images_to_float(data.test_images))
+            rows += [("table top", images), ("DAIR", renderer.render(inferred[:shown]))]
+            panels.append(("DAIR, table top", inferred, data.test_scenes))
     figure = plt.figure(figsize=(shown + 5, 1.1 * len(rows) + 0.4))
     grid = figure.add_gridspec(len(rows), shown + 5, wspace=0.08, hspace=0.12, left=0.04, right=0.98, bottom=0.1, top=0.95)
     for index, (label, pictures) in enumerate(rows):
