@@ -11,6 +11,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from airscene.graphics.data import images_to_float, scene_data  # noqa: E402
 from airscene.graphics.evaluate import optimise_scenes  # noqa: E402
 from airscene.graphics.figures import draw_positions  # noqa: E402
 from airscene.graphics.render import make_renderer  # noqa: E402
+from airscene.graphics.scenes import CROCKERY, SINGLE_OBJECTS, sample_scenes  # noqa: E402
 from airscene.graphics.train import load_run  # noqa: E402
 from airscene.viz import plt  # noqa: E402
 
@@ -97,6 +99,12 @@ def main() -> None:
     table += [row(runs[name][0], reports[name], reports[name]["step"], 1000 * reports[name]["seconds_per_image"],
                   table_keys) for name in TABLE_TOP_RUNS if name in runs]
     draw_figure(out, args.table_top)
+    costs = ["| run | training steps | training minutes (one thread) |", "| --- | --- | --- |"]
+    for name in runs:
+        summary = json.loads((out / name / "train_summary.json").read_text())
+        costs.append(f"| {name} | {summary['step']} | {summary['seconds'] / 60:.1f} |")
+    costs += ["", "| MuJoCo render, 32 x 32, one process | ms per frame |", "| --- | --- |",
+              *(f"| {label} | {milliseconds:.2f} |" for label, milliseconds in render_speed())]
     body = "\n".join([
         "Images 32 x 32, rendered by MuJoCo (EGL or OSMesa, 4x multisampling); 20,000 training and 1,000 test "
         "scenes per experiment, rendered from fixed seeds. Positions lie within +-0.4 table units (a cube is "
@@ -105,10 +113,24 @@ def main() -> None:
         "stated. Training budgets are in steps (one thread each), so the numbers do not depend on the machine's load.\n",
         "### Single objects (Fig. 6)\n", *single,
         *(["\n### Table top: 0-3 items, moving camera (Fig. 7)\n", *table] if args.table_top else []),
+        "\n### Cost\n", *costs,
         f"\n![inverse graphics]({FIGURE.name})",
     ])
     write_section("Inverse graphics", body)
     print(body)
+
+
+def render_speed(frames: int = 500) -> list[tuple[str, float]]:
+    """Milliseconds per MuJoCo frame for single-object and table-top scenes."""
+    timings = []
+    for label, shapes, slots, counts in (("one object", SINGLE_OBJECTS, 1, (1,)), ("table top, 0-3 items", CROCKERY, 4, (0, 1, 2, 3))):
+        scenes = sample_scenes(frames, len(shapes), slots, counts, True, slots > 1, seed=0)
+        with make_renderer("mujoco", shapes, slots, 32) as renderer:
+            renderer.render(scenes[:10])  # first frames set up the context
+            started = time.perf_counter()
+            renderer.render(scenes)
+            timings.append((label, 1000 * (time.perf_counter() - started) / frames))
+    return timings
 
 
 def draw_figure(out: Path, table_top: bool, shown: int = 8) -> None:
