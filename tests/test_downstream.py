@@ -5,8 +5,8 @@ import torch
 
 from airscene.config import Config, ModelConfig
 from airscene.data import multi_mnist
-from airscene.downstream import (PairScenes, air_features, cae_features, fit_and_score, pair_scenes,
-                                 train_autoencoder)
+from airscene.downstream import (PairScenes, air_features, cae_features, digit_ceiling, fit_and_score,
+                                 pair_scenes, train_autoencoder)
 from airscene.infer import Scenes, TrainedModel
 from airscene.model import AIR
 
@@ -16,7 +16,7 @@ def test_pair_scenes_order_digits_left_to_right(tiny_pool):
     scenes = multi_mnist(tiny_pool, 40, seed=0, counts=(2,), size=50, progress=False)
     assert np.array_equal(pairs.images, scenes.images) and (scenes.counts == 2).all()
     for digits, boxes, labels in zip(pairs.digits, scenes.boxes, scenes.labels):
-        left = 0 if boxes[0, 0] <= boxes[1, 0] else 1
+        left = 0 if boxes[0, 0] + boxes[0, 2] <= boxes[1, 0] + boxes[1, 2] else 1  # by the box centres
         assert digits.tolist() == [labels[left], labels[1 - left]]
     scenes = PairScenes(np.zeros((3, 50, 50), np.uint8), np.array([[3, 4], [4, 3], [5, 5]]))
     assert scenes.targets("sum").tolist() == [7, 7, 10]
@@ -53,6 +53,12 @@ def test_heads_learn_a_separable_task_from_codes_and_from_pixels():
     for image, target in zip(images, targets):
         image[:, 5 * target:5 * target + 4] = 255  # a bar whose position is the class
     assert fit_and_score("pixels", images[:200], targets[:200], images[200:], targets[200:], 3, 3e-3, 0.0, seed=0) > 0.95
+
+
+def test_digit_ceiling_learns_digits_from_their_labels(tiny_pool):
+    accuracy = digit_ceiling(tiny_pool, tiny_pool, seed=0, steps=150)
+    chance = np.bincount(tiny_pool.labels).max() / len(tiny_pool)
+    assert accuracy > max(0.8, 2 * chance)
 
 
 def test_autoencoder_codes_have_the_chosen_size():
