@@ -32,10 +32,16 @@ RUNS = {  # name: (label, `airscene graphics train` options)
     "single-object-supervised": ("supervised", ["--experiment", "single-object", "--supervised"]),
 }
 TABLE_TOP = ["--experiment", "table-top", "--model", "dair", "--presence-prior", "1e-6"]
-TABLE_TOP_RUNS = {
-    "table-top-repeats": ("DAIR, repeated item types", TABLE_TOP),
-    "table-top-distinct": ("DAIR, distinct item types", [*TABLE_TOP, "--no-repeats"]),
-}
+
+
+def table_top_runs(seeds: list[int]) -> dict[str, tuple[str, list[str]]]:
+    """Both table-top settings, once per seed."""
+    runs = {}
+    for seed in seeds:
+        runs[f"table-top-repeats-seed{seed}"] = (f"DAIR, repeated item types, seed {seed}", [*TABLE_TOP, "--seed", str(seed)])
+        runs[f"table-top-distinct-seed{seed}"] = (f"DAIR, distinct item types, seed {seed}",
+                                                  [*TABLE_TOP, "--no-repeats", "--seed", str(seed)])
+    return runs
 
 
 def train(out: Path, options: list[str], steps: int) -> None:
@@ -69,9 +75,11 @@ def main() -> None:
     parser.add_argument("--optimise-images", type=int, default=100)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--table-top", action="store_true", help="also train and report the table-top runs")
+    parser.add_argument("--table-top-seeds", type=int, nargs="+", default=[0, 1])
     args = parser.parse_args()
     out = Path(args.out)
-    runs = {**RUNS, **(TABLE_TOP_RUNS if args.table_top else {})}
+    table_top = table_top_runs(args.table_top_seeds) if args.table_top else {}
+    runs = {**RUNS, **table_top}
     steps = {name: args.single_object_steps if name.startswith("single") else args.table_top_steps for name in runs}
     with ThreadPoolExecutor(args.parallel) as pool:
         list(pool.map(lambda name: train(out / name, runs[name][1], steps[name]), runs))
@@ -97,8 +105,8 @@ def main() -> None:
     table = ["| model | training steps | count accuracy | identity accuracy | position error | camera error (deg) "
              "| ms per image |", "| --- | --- | --- | --- | --- | --- | --- |"]
     table += [row(runs[name][0], reports[name], reports[name]["step"], 1000 * reports[name]["seconds_per_image"],
-                  table_keys) for name in TABLE_TOP_RUNS if name in runs]
-    draw_figure(out, args.table_top)
+                  table_keys) for name in table_top]
+    draw_figure(out, next(iter(table_top), None))
     costs = ["| run | training steps | training minutes (one thread) |", "| --- | --- | --- |"]
     for name in runs:
         summary = json.loads((out / name / "train_summary.json").read_text())
@@ -133,9 +141,9 @@ def render_speed(frames: int = 500) -> list[tuple[str, float]]:
     return timings
 
 
-def draw_figure(out: Path, table_top: bool, shown: int = 8) -> None:
+def draw_figure(out: Path, table_top: str | None, shown: int = 8) -> None:
     """Rows: single-object data, AIR, supervised and optimisation re-rendered (and table-top data and AIR
-    re-rendered); inferred against true positions for each AIR run."""
+    re-rendered, from the run named `table_top`); inferred against true positions for each AIR run."""
     rows = []
     config, model, _ = load_run(out / "single-object-air")
     with make_renderer(config.renderer, config.shapes, 1, config.image_size) as renderer:
@@ -148,9 +156,9 @@ def draw_figure(out: Path, table_top: bool, shown: int = 8) -> None:
                  ("supervised", renderer.render(supervised.infer(images))), ("optimisation", renderer.render(fitted))]
     panels = [("AIR, single objects", single_inferred, single_truth)]
     if table_top:
-        config, model, _ = load_run(out / "table-top-repeats")
+        config, model, _ = load_run(out / table_top)
         with make_renderer(config.renderer, config.shapes, config.max_objects, config.image_size) as renderer:
-            data = scene_data(config, renderer, out / "table-top-repeats")
+            data = scene_data(config, renderer, out / table_top)
             images = images_to_float(data.test_images[:shown])
             model.renderer = renderer
             inferred = model.infer(images_to_float(data.test_images))
