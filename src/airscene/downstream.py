@@ -7,7 +7,8 @@ one of three representations of the same images:
   z_what): a structured code;
 - `cae`: the code of a convolutional autoencoder trained on the same unlabelled scenes as AIR;
 - `pixels`: the raw image, learned end to end by a small CNN.
-Test accuracy against the number of labelled scenes gives the data-efficiency curves.
+Test accuracy against the number of labelled scenes gives the data-efficiency curves; `digit_ceiling`
+measures what the digit pool allows with every label.
 """
 
 from __future__ import annotations
@@ -140,9 +141,9 @@ class DigitClassifier(nn.Sequential):
 
 
 def digit_ceiling(train_pool: DigitPool, test_pool: DigitPool, seed: int, steps: int = 3000) -> float:
-    """Accuracy on the test pool's single digits of a CNN trained on every training digit with its label:
-    about the most any representation learned from these digits can give per digit. Both digits of a
-    pair are read right, so the sum is right, with about its square."""
+    """Accuracy on the test pool's single digits of a standard CNN trained on every training digit with its
+    label: a reference for what a code learned from these digits without labels can be expected to give
+    per digit. Both digits of a pair are read right, so the sum is right, with about its square."""
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
     classifier = DigitClassifier(train_pool.images.shape[-1])
