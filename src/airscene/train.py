@@ -81,6 +81,7 @@ class Run:
         self.checkpoint = self.directory / CHECKPOINT_NAME
         self.metrics_path = self.directory / "metrics.jsonl"
         self._writer = None
+        self.bad_steps = 0  # non-finite steps in a row
 
     def check_resume(self, resume: bool) -> None:
         """--resume needs this directory's checkpoint; a new run must not overwrite one."""
@@ -89,6 +90,39 @@ class Run:
         if not resume and self.checkpoint.is_file():
             raise AirsceneError(f"run directory {self.directory} already holds a checkpoint: pass --resume to continue it, "
                                 "or choose a new --out")
+
+    def start(self, state: dict | None, config: dict, optimiser: torch.optim.Optimizer) -> tuple[int, float]:
+        """The step and elapsed seconds to go on from. Resuming: `state`'s, with the optimiser and the RNG
+        restored. A new run: zeros; its config.json is written and metrics left by a run that died before
+        its first checkpoint are dropped."""
+        if state is None:
+            (self.directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            self.metrics_path.unlink(missing_ok=True)
+            return 0, 0.0
+        optimiser.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        return state["step"], state["elapsed_seconds"]
+
+    def save(self, config: dict, model: torch.nn.Module, estimator: torch.nn.Module, optimiser: torch.optim.Optimizer,
+             step: int, elapsed: float, **extra) -> None:
+        """An atomic checkpoint of everything `start` and the model's loader need to resume bit for bit."""
+        save_checkpoint(self.checkpoint, {
+            **extra, "config": config, "model": model.state_dict(), "estimator": estimator.state_dict(),
+            "optimizer": optimiser.state_dict(), "rng": torch.get_rng_state(), "step": step, "elapsed_seconds": elapsed})
+
+    def skip_non_finite(self, step: int, loss: torch.Tensor, gradient_norm: torch.Tensor) -> bool:
+        """True, and logged, if step's loss or gradient is not finite: the caller skips its update. After
+        MAX_BAD_STEPS of them in a row the run stops; its last good checkpoint is intact."""
+        if torch.isfinite(loss) and torch.isfinite(gradient_norm):
+            self.bad_steps = 0
+            return False
+        self.bad_steps += 1
+        self.log({"kind": "skipped", "step": step, "loss": loss.item(), "gradient_norm": gradient_norm.item()})
+        if self.bad_steps >= MAX_BAD_STEPS:
+            raise AirsceneError(f"training stopped at step {step}: {self.bad_steps} non-finite losses or gradients "
+                                f"in a row; the last good checkpoint {self.checkpoint} is intact. "
+                                "Lower --learning-rate or --clip-norm")
+        return True
 
     def log(self, record: dict) -> None:
         with open(self.metrics_path, "a") as handle:
@@ -142,16 +176,10 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
     model = AIR(config.model)
     estimator = make_estimator(config)
     optimiser = make_optimiser(model, estimator, t)
-    step, elapsed = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
         estimator.load_state_dict(state["estimator"])
-        optimiser.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        step, elapsed = state["step"], state["elapsed_seconds"]
-    else:
-        (run.directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        run.metrics_path.unlink(missing_ok=True)  # left by a run that died before its first checkpoint
+    step, elapsed = run.start(state, config.to_dict(), optimiser)
 
     last_evaluation = {"step": None, "accuracy": math.nan}
 
@@ -162,20 +190,14 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
             last_evaluation.update(step=step, accuracy=accuracy)
         return last_evaluation["accuracy"]
 
-    def checkpoint() -> None:
-        save_checkpoint(run.checkpoint, {
-            "config": config.to_dict(), "model": model.state_dict(), "estimator": estimator.state_dict(),
-            "optimizer": optimiser.state_dict(), "rng": torch.get_rng_state(), "step": step,
-            "elapsed_seconds": elapsed})
-
     test_images = images_to_tensor(test_set.images[:t.eval_images])
     test_counts = test_set.counts[:t.eval_images]
     budget = t.minutes * 60 if t.minutes else math.inf
-    bar = tqdm(total=t.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
     window = {"loss": [], "elbo": [], "correct": []}
-    bad_steps, stop_reason = 0, "steps"
+    stop_reason = "steps"
     started = time.perf_counter() - elapsed
-    with stop_requests() as requested:
+    with stop_requests() as requested, tqdm(total=t.steps, initial=step, disable=not progress, unit="step",
+                                            dynamic_ncols=True) as bar:
         while step < t.steps:
             if elapsed >= budget:
                 stop_reason = "minutes"
@@ -192,19 +214,11 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             gradient_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
-            if not (torch.isfinite(loss) and torch.isfinite(gradient_norm)):
-                bad_steps += 1
-                run.log({"kind": "skipped", "step": step, "loss": loss.item(), "gradient_norm": gradient_norm.item()})
-                if bad_steps >= MAX_BAD_STEPS:
-                    bar.close()
-                    raise AirsceneError(f"training stopped at step {step}: {bad_steps} non-finite losses or gradients "
-                                        f"in a row; the last good checkpoint {run.checkpoint} is intact. "
-                                        "Lower --learning-rate or --clip-norm")
-                step += 1
-                continue
-            bad_steps = 0
-            optimiser.step()
+            skipped = run.skip_non_finite(step, loss, gradient_norm)
             step += 1
+            if skipped:
+                continue
+            optimiser.step()
             elapsed = time.perf_counter() - started
             window["loss"].append(loss.item())
             window["elbo"].append(stats["elbo"])
@@ -221,11 +235,10 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
                 accuracy = log_evaluation()
                 bar.set_description(f"test acc {accuracy:.3f}")
             if step % t.checkpoint_every == 0:
-                checkpoint()
+                run.save(config.to_dict(), model, estimator, optimiser, step, elapsed)
             bar.update(1)
-    bar.close()
     accuracy = log_evaluation()
-    checkpoint()
+    run.save(config.to_dict(), model, estimator, optimiser, step, elapsed)
     run.close()
     summary = {"step": step, "seconds": round(elapsed, 1), "stopped_by": stop_reason, "test_count_accuracy": accuracy,
                "checkpoint": str(run.checkpoint)}

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from airscene.checkpoint import read_checkpoint, save_checkpoint
+from airscene.checkpoint import read_checkpoint
 from airscene.errors import AirsceneError
 from airscene.graphics.config import GraphicsConfig
 from airscene.graphics.data import SceneData, images_to_float, scene_data
@@ -22,7 +22,7 @@ from airscene.graphics.evaluate import optimise_scenes, scene_metrics
 from airscene.graphics.figures import inference_figure
 from airscene.graphics.model import SceneAIR
 from airscene.graphics.render import make_renderer
-from airscene.train import MAX_BAD_STEPS, Run, batch_indices, stop_requests
+from airscene.train import Run, batch_indices, stop_requests
 
 
 def build(config: GraphicsConfig, state: dict | None = None) -> tuple[SceneAIR, torch.nn.Module]:
@@ -67,20 +67,10 @@ def train_graphics(config: GraphicsConfig, out: str | Path, resume: bool = False
         model.renderer = renderer
         optimiser = torch.optim.Adam([{"params": model.parameters(), "lr": config.learning_rate},
                                       {"params": estimator.parameters(), "lr": config.baseline_learning_rate}])
-        step, elapsed = 0, 0.0
-        if state is not None:
-            optimiser.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["rng"])
-            step, elapsed = state["step"], state["elapsed_seconds"]
-        else:
-            (run.directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-            run.metrics_path.unlink(missing_ok=True)
+        step, elapsed = run.start(state, config.to_dict(), optimiser)
 
         def checkpoint() -> None:
-            save_checkpoint(run.checkpoint, {
-                "graphics": True, "config": config.to_dict(), "model": model.state_dict(),
-                "estimator": estimator.state_dict(), "optimizer": optimiser.state_dict(), "rng": torch.get_rng_state(),
-                "step": step, "elapsed_seconds": elapsed})
+            run.save(config.to_dict(), model, estimator, optimiser, step, elapsed, graphics=True)
 
         def evaluate() -> dict:
             metrics = {"step": step, **held_out_metrics(model, data, config)}
@@ -88,11 +78,11 @@ def train_graphics(config: GraphicsConfig, out: str | Path, resume: bool = False
             return metrics
 
         budget = config.minutes * 60 if config.minutes else math.inf
-        bar = tqdm(total=config.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
         window: dict[str, list[float]] = {"loss": [], "elbo": []}
-        bad_steps, stop_reason, metrics = 0, "steps", {}
+        stop_reason, metrics = "steps", {}
         started = time.perf_counter() - elapsed
-        with stop_requests() as requested:
+        with stop_requests() as requested, tqdm(total=config.steps, initial=step, disable=not progress, unit="step",
+                                                dynamic_ncols=True) as bar:
             while step < config.steps:
                 if elapsed >= budget or requested["signal"]:
                     stop_reason = requested["signal"] or "minutes"
@@ -108,15 +98,10 @@ def train_graphics(config: GraphicsConfig, out: str | Path, resume: bool = False
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 gradient_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+                skipped = run.skip_non_finite(step, loss, gradient_norm)
                 step += 1
-                if not (torch.isfinite(loss) and torch.isfinite(gradient_norm)):
-                    bad_steps += 1
-                    run.log({"kind": "skipped", "step": step, "loss": loss.item()})
-                    if bad_steps >= MAX_BAD_STEPS:
-                        raise AirsceneError(f"training stopped at step {step}: {bad_steps} non-finite losses in a row; "
-                                            f"the last good checkpoint {run.checkpoint} is intact. Lower --learning-rate")
+                if skipped:
                     continue
-                bad_steps = 0
                 optimiser.step()
                 elapsed = time.perf_counter() - started
                 window["loss"].append(loss.item())
@@ -132,7 +117,6 @@ def train_graphics(config: GraphicsConfig, out: str | Path, resume: bool = False
                 if step % config.checkpoint_every == 0:
                     checkpoint()
                 bar.update(1)
-        bar.close()
         if metrics.get("step") != step:  # not already evaluated at this step
             metrics = evaluate()
         checkpoint()
