@@ -19,17 +19,26 @@ ARRAYS = ("images", "counts", "boxes", "labels", "sources")
 SETTINGS_FILE = "dataset.json"
 
 
-def save_scenes(path: str | Path, scenes: SceneSet) -> None:
-    """An .npz whose bytes depend only on the arrays (fixed zip timestamps), written atomically."""
+def write_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """An .npz whose bytes depend only on the arrays (fixed zip timestamps), written atomically: a failed
+    write leaves no partial file and whatever was at `path` before."""
     path = Path(path)
     temporary = path.with_name(path.name + ".partial")
-    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in ARRAYS:
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(getattr(scenes, name)), allow_pickle=False)
-            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue(),
-                             compress_type=zipfile.ZIP_DEFLATED)
-    os.replace(temporary, path)
+    try:
+        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, array in arrays.items():
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+                archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue(),
+                                 compress_type=zipfile.ZIP_DEFLATED)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def save_scenes(path: str | Path, scenes: SceneSet) -> None:
+    write_arrays(path, {name: getattr(scenes, name) for name in ARRAYS})
 
 
 def save_dataset(directory: str | Path, train: SceneSet, test: SceneSet, settings: dict) -> None:

@@ -4,13 +4,13 @@ and kept in the run directory, so a resumed run and its evaluation see the same 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from airscene.data.files import write_arrays
 from airscene.errors import AirsceneError
 from airscene.graphics.config import GraphicsConfig
 from airscene.graphics.render import Renderer
@@ -63,12 +63,9 @@ def scene_data(config: GraphicsConfig, renderer: Renderer, directory: Path) -> S
         images = render_uint8(renderer, scenes)
         arrays.update({f"{split}_images": images, **{f"{split}_{k}": v for k, v in scenes.to_arrays().items()}})
         data += [images, scenes]
-    temporary = path.with_name(path.name + ".partial.npz")
     try:
-        np.savez(temporary, **arrays)
-        os.replace(temporary, path)
+        write_arrays(path, arrays)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise AirsceneError(f"cannot write {path} ({error.strerror}): free disk space or choose another --out") from None
     return SceneData(*data)
 
