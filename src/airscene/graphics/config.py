@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from airscene.errors import AirsceneError
 from airscene.graphics.scenes import CROCKERY, SINGLE_OBJECTS
 
-# experiment: (shapes, N steps, object counts, does the camera move)
+class Experiment(NamedTuple):
+    shapes: tuple[str, ...]
+    max_objects: int  # N, the inference steps
+    counts: tuple[int, ...]  # how many objects a scene may hold
+    move_camera: bool
+
+
 EXPERIMENTS = {
-    "single-object": (SINGLE_OBJECTS, 1, (1,), False),
-    "table-top": (CROCKERY, 4, (0, 1, 2, 3), True),
+    "single-object": Experiment(SINGLE_OBJECTS, 1, (1,), False),
+    "table-top": Experiment(CROCKERY, 4, (0, 1, 2, 3), True),
 }
 RENDERERS = ("mujoco", "torch")
 
@@ -53,23 +60,23 @@ class GraphicsConfig:
 
     @property
     def shapes(self) -> tuple[str, ...]:
-        return EXPERIMENTS[self.experiment][0]
+        return EXPERIMENTS[self.experiment].shapes
+
+    @property
+    def max_objects(self) -> int:
+        return EXPERIMENTS[self.experiment].max_objects
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        return EXPERIMENTS[self.experiment].counts
+
+    @property
+    def move_camera(self) -> bool:
+        return EXPERIMENTS[self.experiment].move_camera
 
     @property
     def estimator_name(self) -> str:
         return self.estimator or ("marginal" if self.max_objects == 1 else "score-function")
-
-    @property
-    def max_objects(self) -> int:
-        return EXPERIMENTS[self.experiment][1]
-
-    @property
-    def counts(self) -> tuple[int, ...]:
-        return EXPERIMENTS[self.experiment][2]
-
-    @property
-    def move_camera(self) -> bool:
-        return EXPERIMENTS[self.experiment][3]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
