@@ -63,18 +63,23 @@ class NVIL(Estimator):
         predicted = self.baseline(trace) if self.use_baseline else torch.zeros_like(signal)
         centred = signal - predicted.detach()
         if self.normalise_signal:
-            centred = self._normalise(centred, taken)
+            centred = standardise_signal(centred, taken, self.signal_mean, self.signal_variance, update=self.training)
         surrogate = (log_q_presence * centred).sum(1)  # log_q_presence is already masked to steps taken
         # The baseline learns to predict the signal of the steps actually taken (masked MSE).
         baseline_loss = (((signal - predicted) ** 2) * taken).sum(1).mean()
         loss = -(elbo + surrogate).mean() + baseline_loss
         return loss, {"elbo": elbo.mean().item(), "baseline_loss": baseline_loss.item()}
 
-    def _normalise(self, centred: torch.Tensor, taken: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            weight = taken.sum().clamp(min=1)
-            mean = (centred * taken).sum() / weight
-            variance = (((centred - mean) ** 2) * taken).sum() / weight
-            self.signal_mean.lerp_(mean, 1 - SIGNAL_DECAY)
-            self.signal_variance.lerp_(variance, 1 - SIGNAL_DECAY)
-        return (centred - self.signal_mean) / self.signal_variance.sqrt().clamp(min=1.0)
+
+def standardise_signal(centred: torch.Tensor, taken: torch.Tensor, running_mean: torch.Tensor,
+                     running_variance: torch.Tensor, update: bool) -> torch.Tensor:
+    """The centred signal of the steps taken, minus its running mean and over its running sd (at least 1):
+    its scale (thousands of nats early on) would otherwise set the discrete heads' step size. `update`
+    moves the running buffers, in place, toward this batch's."""
+    if update:
+        weight = taken.sum().clamp(min=1)
+        mean = (centred * taken).sum() / weight
+        variance = (((centred - mean) ** 2) * taken).sum() / weight
+        running_mean.lerp_(mean, 1 - SIGNAL_DECAY)
+        running_variance.lerp_(variance, 1 - SIGNAL_DECAY)
+    return (centred - running_mean) / running_variance.sqrt().clamp(min=1.0)

@@ -14,10 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from airscene.estimators.nvil import standardise_signal
 from airscene.graphics.model import SceneEncoder, SceneTrace
 from airscene.graphics.scenes import SHAPES, SceneParameters
-
-SIGNAL_DECAY = 0.9
 
 
 class ScoreFunction(nn.Module):
@@ -37,22 +36,13 @@ class ScoreFunction(nn.Module):
         # Step i's presence cannot change the terms of earlier steps: its signal is the rest of the ELBO.
         signal = (trace.log_likelihood[:, None] + per_step.flip(1).cumsum(1).flip(1)).detach()  # (B, N)
         predicted = self.baseline(trace.images)
-        centred = self._normalise(signal - predicted.detach(), trace.steps_taken)
+        centred = standardise_signal(signal - predicted.detach(), trace.steps_taken, self.signal_mean,
+                                   self.signal_variance, update=self.training)
         surrogate = (trace.log_q_presence * centred).sum(1)  # log q is already 0 for steps not taken
         baseline_loss = (((signal - predicted) ** 2) * trace.steps_taken).sum(1).mean()
         identity_loss = identity_posterior_loss(trace)
         loss = -(elbo + surrogate).mean() + baseline_loss + identity_loss
         return loss, {"elbo": elbo.mean().item(), "baseline_loss": baseline_loss.item(), "identity_loss": identity_loss.item()}
-
-    def _normalise(self, centred: torch.Tensor, taken: torch.Tensor) -> torch.Tensor:
-        """Divide by the running sd of the centred signal: its scale (thousands of nats early on) would
-        otherwise set the discrete heads' step size."""
-        if self.training:
-            weight = taken.sum().clamp(min=1)
-            mean = (centred * taken).sum() / weight
-            self.signal_mean.lerp_(mean, 1 - SIGNAL_DECAY)
-            self.signal_variance.lerp_((((centred - mean) ** 2) * taken).sum() / weight, 1 - SIGNAL_DECAY)
-        return (centred - self.signal_mean) / self.signal_variance.sqrt().clamp(min=1.0)
 
 
 class MarginalIdentity(nn.Module):
