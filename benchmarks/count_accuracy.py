@@ -3,13 +3,12 @@ a figure of accuracy over wall-clock time. Runs train in parallel subprocesses, 
 
 import argparse
 import json
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import write_section  # noqa: E402
+from results import run_airscene, train_once, write_section  # noqa: E402
 
 import matplotlib  # noqa: E402
 
@@ -17,16 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 def train(data: str, out: Path, estimator: str, seed: int, minutes: float, extra: list[str]) -> None:
-    if (out / "train_summary.json").is_file():
-        return
-    command = [sys.executable, "-m", "airscene.cli", "train", "--data", data, "--out", str(out), "--quiet",
-               "--estimator", estimator, "--seed", str(seed), "--minutes", str(minutes), "--steps", "1000000",
-               "--threads", "1", "--eval-every", "250", *extra]
-    if (out / "checkpoint.pt").is_file():
-        command.append("--resume")
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([sys.executable, "-m", "airscene.cli", "eval", str(out), "--samples", "20"], check=True,
-                   stdout=subprocess.DEVNULL)
+    if train_once(out, "train", "--data", data, "--quiet", "--estimator", estimator, "--seed", str(seed),
+                  "--minutes", str(minutes), "--steps", "1000000", "--threads", "1", "--eval-every", "250", *extra):
+        run_airscene("eval", str(out), "--samples", "20")
 
 
 def first_time_at(evals: list[dict], bar: float):

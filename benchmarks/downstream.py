@@ -11,7 +11,6 @@ of a seeded permutation and scored on the test scenes."""
 import argparse
 import itertools
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import write_section  # noqa: E402
+from results import train_once, write_section  # noqa: E402
 
 import airscene  # noqa: E402
 from airscene.data import load_dataset, load_pools  # noqa: E402
@@ -47,7 +46,7 @@ def main() -> None:
     train_pool, test_pool = load_pools(args.digits)
     splits = {"train": pair_scenes(train_pool, max(args.budgets), seed=100),
               "validation": pair_scenes(train_pool, 1000, seed=101), "test": pair_scenes(test_pool, 2000, seed=102)}
-    train_air(args.data, Path(args.air), args.air_steps)
+    train_once(Path(args.air), "train", "--data", args.data, "--quiet", "--steps", str(args.air_steps), "--threads", "1")
     trained = airscene.load(args.air)
     unlabelled = load_dataset(args.data)[0].images
     autoencoder = train_autoencoder(unlabelled, args.cae_steps, seed=0)
@@ -80,15 +79,6 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     report(results, args)
-
-
-def train_air(data: str, out: Path, steps: int) -> None:
-    """`airscene train` with the default configuration, resumed if interrupted; nothing if already trained."""
-    if (out / "train_summary.json").is_file():
-        return
-    command = [sys.executable, "-m", "airscene.cli", "train", "--data", data, "--out", str(out), "--quiet",
-               "--steps", str(steps), "--threads", "1"]
-    subprocess.run(command + (["--resume"] if (out / "checkpoint.pt").is_file() else []), check=True)
 
 
 def first_budget_at(curve: dict, bar: float):

@@ -4,8 +4,6 @@ Each model and task over several seeds, the same number of steps each; accuracy 
 made only of test-pool digits. Writes a table and a figure like Fig. 4 into RESULTS.md."""
 
 import argparse
-import json
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import write_section  # noqa: E402
+from results import train_once, write_section  # noqa: E402
 
 import airscene  # noqa: E402
 from airscene.data import load_dataset, make_multi_mnist  # noqa: E402
-from airscene.evaluate import confusion_matrix  # noqa: E402
 from airscene.viz import draw_scene, plt  # noqa: E402
 
 FIGURE = Path(__file__).with_name("generalisation.png")
@@ -41,14 +38,8 @@ def make_data(root: Path) -> None:
 
 
 def train(root: Path, out: Path, task: str, variant: str, seed: int, steps: int) -> None:
-    if (out / "train_summary.json").is_file():
-        return
-    command = [sys.executable, "-m", "airscene.cli", "train", "--data", str(root / f"train-{task}"), "--out", str(out),
-               "--quiet", "--max-objects", "4", "--seed", str(seed), "--steps", str(steps),
-               "--threads", "1", "--eval-every", "250", *VARIANTS[variant][1]]
-    if (out / "checkpoint.pt").is_file():
-        command.append("--resume")
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    train_once(out, "train", "--data", str(root / f"train-{task}"), "--quiet", "--max-objects", "4", "--seed", str(seed),
+               "--steps", str(steps), "--threads", "1", "--eval-every", "250", *VARIANTS[variant][1])
 
 
 def main() -> None:

@@ -9,14 +9,13 @@ figures go to RESULTS.md."""
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import write_section  # noqa: E402
+from results import run_airscene, train_once, write_section  # noqa: E402
 
 from airscene.graphics.data import images_to_float, scene_data  # noqa: E402
 from airscene.graphics.evaluate import optimise_scenes  # noqa: E402
@@ -45,20 +44,11 @@ def table_top_runs(seeds: list[int]) -> dict[str, tuple[str, list[str]]]:
 
 
 def train(out: Path, options: list[str], steps: int) -> None:
-    if (out / "train_summary.json").is_file():
-        return
-    command = [sys.executable, "-m", "airscene.cli", "graphics", "train", "--out", str(out), "--quiet",
-               "--steps", str(steps), "--threads", "1", *options]
-    if (out / "checkpoint.pt").is_file():
-        command.append("--resume")
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    train_once(out, "graphics", "train", "--quiet", "--steps", str(steps), "--threads", "1", *options)
 
 
 def evaluate(out: Path, optimise_images: int) -> dict:
-    command = [sys.executable, "-m", "airscene.cli", "graphics", "eval", str(out)]
-    if optimise_images:
-        command += ["--optimise-images", str(optimise_images)]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    run_airscene("graphics", "eval", str(out), *(["--optimise-images", str(optimise_images)] if optimise_images else []))
     return json.loads((out / "eval.json").read_text())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import re
 import shlex
+import subprocess
 import sys
 from datetime import date
 from pathlib import Path
@@ -13,6 +14,20 @@ import torch
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADER = "# airscene benchmark results\n\nEach section is written by the script named in it; rerun that command to refresh it.\n"
+
+
+def run_airscene(*arguments: str) -> None:
+    """Run an `airscene` command in a subprocess, quietly, failing loudly."""
+    subprocess.run([sys.executable, "-m", "airscene.cli", *arguments], check=True, stdout=subprocess.DEVNULL)
+
+
+def train_once(out: Path, *arguments: str) -> bool:
+    """Run an `airscene ... train --out OUT` command unless OUT holds a finished run; resume it if OUT holds
+    an interrupted one. True if it trained now."""
+    if (out / "train_summary.json").is_file():
+        return False
+    run_airscene(*arguments, "--out", str(out), *(["--resume"] if (out / "checkpoint.pt").is_file() else []))
+    return True
 
 
 def machine() -> str:
