@@ -69,7 +69,7 @@ class _MujocoScene:
         self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
         self.camera.lookat[:] = 0
         self.camera.distance, self.camera.elevation, self.azimuth = camera
-        # body b's mocap index, by (slot, identity); heights put each shape's base on the table
+        # each body's mocap index, by (slot, identity)
         self.mocap = np.array([[self.model.body_mocapid[self.model.body(f"{shape}{slot}").id] for shape in shapes]
                                for slot in range(slots)])
 
