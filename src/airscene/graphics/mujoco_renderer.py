@@ -17,6 +17,7 @@ from airscene.errors import AirsceneError
 from airscene.graphics.render import Renderer
 from airscene.graphics.scenes import SHAPES, TABLE_COLOUR, TABLE_HALF_SIZE, SceneParameters
 
+FIELD_OF_VIEW = 45  # degrees, vertical
 HIDDEN = (0.0, 0.0, 50.0)  # unused object bodies wait high above, behind the camera looking down
 
 
@@ -43,7 +44,7 @@ def scene_xml(shapes: tuple[str, ...], slots: int, image_size: int) -> str:
     return f"""<mujoco>
   <statistic center="0 0 0" extent="2"/>
   <visual>
-    <global offwidth="{image_size}" offheight="{image_size}" fovy="45"/>
+    <global offwidth="{image_size}" offheight="{image_size}" fovy="{FIELD_OF_VIEW}"/>
     <quality shadowsize="0" offsamples="4"/>
     <headlight ambient="0.5 0.5 0.5" diffuse="0.5 0.5 0.5" specular="0 0 0"/>
   </visual>
@@ -113,9 +114,9 @@ class MujocoRenderer(Renderer):
 
     def __init__(self, shapes: tuple[str, ...], slots: int, image_size: int = 32,
                  camera: tuple[float, float, float] = (2.1, -70.0, 90.0), workers: int = 0):
-        pixel = 2 * camera[0] * math.tan(math.radians(22.5)) / image_size  # table units per pixel at the centre
+        pixel = 2 * camera[0] * math.tan(math.radians(FIELD_OF_VIEW / 2)) / image_size  # table units per pixel at the centre
         super().__init__(shapes, image_size, position_step=pixel / 4, yaw_step=0.08, camera_step=0.02)
-        self.slots, self.pool, self.local = slots, None, None
+        self.slots, self.pool, self.local, self.camera = slots, None, None, camera
         arguments = (tuple(shapes), slots, image_size, tuple(camera))
         try:
             if workers > 0:
@@ -141,6 +142,21 @@ class MujocoRenderer(Renderer):
             chunks = [tuple(chunk) for chunk in zip(*(np.array_split(array, self.workers) for array in arrays))]
             images = np.concatenate(self.pool.map(_render_in_worker, chunks))
         return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+
+    def locate(self, identity: torch.Tensor, position: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+        """The perspective projection of MuJoCo's free camera: it looks at the table's centre from
+        `distance` along `forward`, with the vertical field of view set in scene_xml."""
+        distance, elevation = self.camera[0], math.radians(self.camera[1])
+        azimuth = math.radians(self.camera[2]) + camera[:, 0]  # (B,)
+        forward = torch.stack([math.cos(elevation) * azimuth.cos(), math.cos(elevation) * azimuth.sin(),
+                               torch.full_like(azimuth, math.sin(elevation))], 1)  # (B, 3)
+        up = torch.stack([-math.sin(elevation) * azimuth.cos(), -math.sin(elevation) * azimuth.sin(),
+                          torch.full_like(azimuth, math.cos(elevation))], 1)
+        right = torch.linalg.cross(forward, up)
+        centre = torch.cat([position, self.heights[identity][:, None]], 1)  # (B, 3)
+        seen = centre + distance * forward  # from the camera, which is at -distance * forward
+        depth = (seen * forward).sum(1) * math.tan(math.radians(FIELD_OF_VIEW / 2))
+        return torch.stack([(seen * right).sum(1), -(seen * up).sum(1)], 1) / depth[:, None]
 
     def close(self) -> None:
         if self.pool is not None:

@@ -26,14 +26,23 @@ class Renderer:
         self.camera_step = camera_step
         # Yaw changes nothing for rotationally symmetric shapes: their yaw needs no extra renders.
         self.rotates = torch.tensor([math.isfinite(SHAPES[shape].symmetry) for shape in shapes])
+        # Each shape's centre above the table (its first geom's), where `locate` aims.
+        self.heights = torch.tensor([SHAPES[shape].geoms[0][2][2] for shape in shapes])
 
     def render(self, scenes: SceneParameters) -> torch.Tensor:
         """(B, 3, H, W) floats in [0, 1]; no gradient."""
         raise NotImplementedError
 
-    def render_differentiable(self, scenes: SceneParameters) -> torch.Tensor:
-        """Like `render`, with gradients for scenes.pose and scenes.camera by central differences."""
-        return FiniteDifferenceRender.apply(scenes.pose, scenes.camera, self, scenes.identity, scenes.present)
+    def render_differentiable(self, scenes: SceneParameters, yaw_gradient: bool = True) -> torch.Tensor:
+        """Like `render`, with gradients for scenes.pose and scenes.camera by central differences
+        (yaw_gradient=False: none for the yaw, which saves its renders)."""
+        return FiniteDifferenceRender.apply(scenes.pose, scenes.camera, self, scenes.identity, scenes.present,
+                                            yaw_gradient)
+
+    def locate(self, identity: torch.Tensor, position: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+        """(B,), (B, 2), (B, 1) -> (B, 2): where an object's centre appears in the image, in grid_sample's
+        normalised coordinates (x right, y down, [-1, 1] across the image)."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Release the backend's resources (contexts, worker processes)."""
@@ -51,9 +60,9 @@ class FiniteDifferenceRender(torch.autograd.Function):
     in one batched call, and contracts each central difference with the incoming gradient."""
 
     @staticmethod
-    def forward(ctx, pose, camera, renderer: Renderer, identity, present):
+    def forward(ctx, pose, camera, renderer: Renderer, identity, present, yaw_gradient):
         scenes = SceneParameters(identity, present, pose.detach(), camera.detach())
-        ctx.renderer, ctx.scenes = renderer, scenes
+        ctx.renderer, ctx.scenes, ctx.yaw_gradient = renderer, scenes, yaw_gradient
         return renderer.render(scenes)
 
     @staticmethod
@@ -64,7 +73,7 @@ class FiniteDifferenceRender(torch.autograd.Function):
         perturbed = torch.zeros(batch, slots, 3, dtype=torch.bool)
         if want_pose:
             perturbed = scenes.present.unsqueeze(-1).repeat(1, 1, 3)
-            perturbed[..., 2] &= renderer.rotates[scenes.identity]
+            perturbed[..., 2] &= renderer.rotates[scenes.identity] & ctx.yaw_gradient
         scene_index, slot, coordinate = perturbed.nonzero(as_tuple=True)  # P pose perturbations
         cameras = torch.arange(batch) if want_camera else torch.zeros(0, dtype=torch.long)
         pose_steps = renderer.steps[coordinate]  # (P,)
@@ -84,7 +93,7 @@ class FiniteDifferenceRender(torch.autograd.Function):
                                                                 directional[:len(scene_index)])
         if want_camera:
             grad_camera = directional[len(scene_index):].view(batch, 1)
-        return grad_pose, grad_camera, None, None, None
+        return grad_pose, grad_camera, None, None, None, None
 
 
 class TorchRenderer(Renderer):
@@ -97,7 +106,7 @@ class TorchRenderer(Renderer):
     def __init__(self, shapes: tuple[str, ...], image_size: int = 32, view: float = 0.8, autograd: bool = False):
         pixel = 2 * view / image_size
         super().__init__(shapes, image_size, position_step=pixel / 4, yaw_step=0.05, camera_step=0.02)
-        self.autograd, self.softness = autograd, pixel / 2
+        self.autograd, self.softness, self.view = autograd, pixel / 2, view
         centres = (torch.arange(image_size) + 0.5) * pixel - view
         rows, columns = torch.meshgrid(-centres, centres, indexing="ij")  # image rows run along -y
         self.grid = torch.stack([columns, rows], -1).view(-1, 2)  # (P, 2) world x, y at azimuth 0
@@ -106,8 +115,12 @@ class TorchRenderer(Renderer):
         with torch.no_grad():
             return self._draw(scenes)
 
-    def render_differentiable(self, scenes: SceneParameters) -> torch.Tensor:
-        return self._draw(scenes) if self.autograd else super().render_differentiable(scenes)
+    def render_differentiable(self, scenes: SceneParameters, yaw_gradient: bool = True) -> torch.Tensor:
+        return self._draw(scenes) if self.autograd else super().render_differentiable(scenes, yaw_gradient)
+
+    def locate(self, identity: torch.Tensor, position: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+        seen = rotate(position.unsqueeze(1), -camera)[:, 0]  # (B, 2): the view turns with the camera
+        return torch.stack([seen[:, 0], -seen[:, 1]], 1) / self.view  # image rows run along -y
 
     def _draw(self, scenes: SceneParameters) -> torch.Tensor:
         batch, slots = scenes.identity.shape
