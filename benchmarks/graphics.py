@@ -140,6 +140,7 @@ def draw_figure(out: Path, table_top: str | None, shown: int = 8) -> None:
         data = scene_data(config, renderer, out / "single-object-air")
         images = images_to_float(data.test_images[:shown])
         supervised = load_run(out / "single-object-supervised")[1]
+        model.renderer = supervised.renderer = renderer  # q(yaw) looks where the renderer shows the object
         fitted, _ = optimise_scenes(renderer, images, iterations=100)
         single_truth, single_inferred = data.test_scenes, model.infer(images_to_float(data.test_images))
         rows += [("single object", images), ("AIR", renderer.render(single_inferred[:shown])),

@@ -42,6 +42,7 @@ class GraphicsConfig:
     hidden_size: int = 256
     likelihood_sd: float = 0.15
     presence_prior: float = 0.1  # rho of the geometric count prior (table-top)
+    yaw_proposals: int = 8  # yaws rendered per turning object and step for q(yaw)'s wake update
     batch_size: int = 32
     learning_rate: float = 1e-3
     baseline_learning_rate: float = 1e-2
@@ -105,6 +106,7 @@ class GraphicsConfig:
             (self.test_images >= 1, "test_images must be >= 1"),
             (self.likelihood_sd > 0, "likelihood_sd must be > 0"),
             (0 < self.presence_prior < 1, "presence_prior must lie in (0, 1)"),
+            (self.yaw_proposals >= 1, f"yaw_proposals is {self.yaw_proposals}: use >= 1 (q(yaw) learns from them)"),
             (self.learning_rate > 0 and self.baseline_learning_rate > 0, "learning rates must be > 0"),
             (self.steps >= 1, f"steps is {self.steps}: use >= 1"),
             (self.minutes is None or self.minutes > 0, "minutes must be > 0"),

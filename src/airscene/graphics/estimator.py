@@ -3,7 +3,8 @@
 Pose and camera are reparameterised, their gradient coming through the renderer by finite differences.
 `ScoreFunction` (any N): presence gets the score-function gradient with a learned baseline (NVIL), as
 airscene.estimators.nvil does for AIR; `MarginalIdentity` (single objects) sums the identity out. In both,
-q(identity) learns the identity's exact conditional posterior (`identity_posterior_loss` says why).
+q(identity) learns the identity's exact conditional posterior (`identity_posterior_loss` says why) and
+q(yaw) an importance-weighted estimate of the yaw's (`yaw_posterior_loss`).
 `supervised_loss`: the same network trained on the true scene instead (the paper's Fig. 6b)."""
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ class ScoreFunction(nn.Module):
                                    self.signal_variance, update=self.training)
         surrogate = (trace.log_q_presence * centred).sum(1)  # log q is already 0 for steps not taken
         baseline_loss = (((signal - predicted) ** 2) * trace.steps_taken).sum(1).mean()
-        identity_loss = identity_posterior_loss(trace)
-        loss = -(elbo + surrogate).mean() + baseline_loss + identity_loss
-        return loss, {"elbo": elbo.mean().item(), "baseline_loss": baseline_loss.item(), "identity_loss": identity_loss.item()}
+        identity_loss, yaw_loss = identity_posterior_loss(trace), yaw_posterior_loss(trace)
+        loss = -(elbo + surrogate).mean() + baseline_loss + identity_loss + yaw_loss
+        return loss, {"elbo": elbo.mean().item(), "baseline_loss": baseline_loss.item(),
+                      "identity_loss": identity_loss.item(), "yaw_loss": yaw_loss.item()}
 
 
 class MarginalIdentity(nn.Module):
@@ -55,8 +57,9 @@ class MarginalIdentity(nn.Module):
     def forward(self, trace: SceneTrace) -> tuple[torch.Tensor, dict]:
         per_identity = trace.log_likelihood_per_identity[:, 0]  # (B, K)
         elbo = torch.logsumexp(per_identity - math.log(per_identity.shape[1]), 1) - trace.kl.sum(1)  # (B,)
-        identity_loss = identity_posterior_loss(trace)
-        return -elbo.mean() + identity_loss, {"elbo": elbo.mean().item(), "identity_loss": identity_loss.item()}
+        identity_loss, yaw_loss = identity_posterior_loss(trace), yaw_posterior_loss(trace)
+        return -elbo.mean() + identity_loss + yaw_loss, {"elbo": elbo.mean().item(), "identity_loss": identity_loss.item(),
+                                                         "yaw_loss": yaw_loss.item()}
 
 
 def identity_posterior_loss(trace: SceneTrace) -> torch.Tensor:
@@ -69,6 +72,14 @@ def identity_posterior_loss(trace: SceneTrace) -> torch.Tensor:
     posterior = torch.softmax(trace.log_likelihood_per_identity, -1).detach()  # uniform p(k) cancels
     present = trace.scenes.present.float()  # (B, N)
     return -((posterior * trace.identity_log_q).sum(-1) * present).sum(1).mean()
+
+
+def yaw_posterior_loss(trace: SceneTrace) -> torch.Tensor:
+    """Cross-entropy of q(yaw^i | x) against p(yaw^i | x, rest of z), estimated by the importance-weighted
+    yaw proposals of the forward pass (`SceneAIR.yaw_alternatives`); 0 if it drew none."""
+    if trace.yaw_log_q is None:
+        return trace.images.new_zeros(())
+    return -(trace.yaw_weights * trace.yaw_log_q).sum((1, 2)).mean()
 
 
 def supervised_loss(predicted: SceneParameters, identity_logits: torch.Tensor, truth: SceneParameters,

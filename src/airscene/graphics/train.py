@@ -78,7 +78,7 @@ def train_graphics(config: GraphicsConfig, out: str | Path, resume: bool = False
             return metrics
 
         budget = config.minutes * 60 if config.minutes else math.inf
-        window: dict[str, list[float]] = {"loss": [], "elbo": []}
+        window: dict[str, list[float]] = {}
         stop_reason, metrics = "steps", {}
         started = time.perf_counter() - elapsed
         with stop_requests() as requested, tqdm(total=config.steps, initial=step, disable=not progress, unit="step",
@@ -94,7 +94,9 @@ def train_graphics(config: GraphicsConfig, out: str | Path, resume: bool = False
                     loss, stats = supervised_loss(scenes, terms["logits"], data.train_scenes[index], config.shapes)
                 else:
                     exploration = min(1.0, max(0.0, 1 - (step - config.exploration_hold) / max(config.exploration_steps, 1)))
-                    loss, stats = estimator(model(images, exploration, identity_alternatives=estimator.identity_alternatives))
+                    trace = model(images, exploration, identity_alternatives=estimator.identity_alternatives,
+                                  yaw_proposals=config.yaw_proposals)
+                    loss, stats = estimator(trace)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 gradient_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
@@ -104,13 +106,13 @@ def train_graphics(config: GraphicsConfig, out: str | Path, resume: bool = False
                     continue
                 optimiser.step()
                 elapsed = time.perf_counter() - started
-                window["loss"].append(loss.item())
-                window["elbo"].append(stats["elbo"])
+                for key, value in {"loss": loss.item(), **stats}.items():
+                    window.setdefault(key, []).append(value)
                 if step % config.log_every == 0:
                     run.log({"kind": "train", "step": step, "seconds": round(elapsed, 2),
                              **{key: float(np.mean(values)) for key, values in window.items()}})
                     bar.set_postfix(loss=f"{np.mean(window['loss']):.1f}")
-                    window = {key: [] for key in window}
+                    window = {}
                 if step % config.eval_every == 0:
                     metrics = evaluate()
                     bar.set_description(describe(metrics))
