@@ -121,8 +121,8 @@ class SceneAIR(nn.Module):
         self.register_buffer("symmetry_order", torch.tensor(orders))
         # The yaw has its own features, of a glimpse at the object, and head (q's natural parameters, a
         # 2-vector, per shape).
-        self.turns = any(order > 0 for order in orders)
-        if self.turns:
+        self.infers_yaw = any(order > 0 for order in orders)
+        if self.infers_yaw:
             self.yaw_encoder = GlimpseEncoder(hidden)
             self.yaw_head = nn.Linear(hidden, 2 * self.shapes)
         with torch.no_grad():  # start at the table's centre with a narrow pose, presence probability 0.88
@@ -142,7 +142,7 @@ class SceneAIR(nn.Module):
         scenes, terms = self.propose(images, exploration, sample)
         trace = SceneTrace(images, scenes, None, terms["log_q_presence"], terms["log_q"], terms["log_p"], terms["kl"],
                            terms["taken"], terms["identity_log_q"])
-        if yaw_proposals and self.turns:
+        if yaw_proposals and self.infers_yaw:
             trace.yaw_log_q, trace.yaw_weights = self.yaw_alternatives(images, scenes, terms["yaw_natural"], yaw_proposals)
         if identity_alternatives == "differentiable":
             if self.config.max_objects != 1:
@@ -304,7 +304,7 @@ class SceneAIR(nn.Module):
         """The chosen shape's yaw (B,), q's natural parameters (B, 2) and KL(q || uniform) (B,), from a
         glimpse at the object. q(phase) is a von Mises; yaw = phase / s. Round shapes: yaw 0, KL 0."""
         order = self.symmetry_order[identity]  # (B,)
-        if not self.turns:
+        if not self.infers_yaw:
             zeros = torch.zeros_like(order)
             return zeros, zeros[:, None].expand(-1, 2), zeros
         # Where to look is an input here (detached): the position learns from the likelihood, not from
