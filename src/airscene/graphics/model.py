@@ -298,7 +298,6 @@ class SceneAIR(nn.Module):
         scenes = SceneParameters(stacked["identity"], stacked["present"], stacked["pose"], camera)
         return scenes, stacked
 
-
     def propose_yaw(self, images: torch.Tensor, identity: torch.Tensor, position: torch.Tensor,
                     camera: torch.Tensor, sample: bool) -> tuple[torch.Tensor, ...]:
         """The chosen shape's yaw (B,), q's natural parameters (B, 2) and KL(q || uniform) (B,), from a
@@ -332,8 +331,9 @@ def von_mises(natural: torch.Tensor) -> VonMises:
 def von_mises_log_prob(natural: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
     """log q(phase) = a cos(phase) + b sin(phase) - log(2 pi I0(|(a, b)|)), natural (P, 2), phase (M, P).
     Written in the natural parameters because its gradient there, the target's mean (cos, sin) minus q's,
-    does not vanish as q widens; in mean and concentration, the mean's gradient is proportional to the
-    concentration, so a q that widened early (its best fit while its mean is wrong) could never learn."""
+    does not vanish as q widens; in mean and concentration, the mean's gradient is the concentration
+    times sin(phase - mean), so a q that widened early (its best fit while its mean is wrong) would
+    hardly move its mean."""
     kappa = (natural.pow(2).sum(-1) + 1e-8).sqrt()  # (P,)
     log_normaliser = math.log(2 * math.pi) + torch.special.i0e(kappa).log() + kappa
     return natural[:, 0] * phase.cos() + natural[:, 1] * phase.sin() - log_normaliser
