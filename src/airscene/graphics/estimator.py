@@ -1,6 +1,6 @@
 """Losses for the inverse-graphics network, each from one forward pass.
 
-Pose and camera are reparameterised, their gradient coming through the renderer by finite differences.
+Position and camera are reparameterised, their gradient coming through the renderer by finite differences.
 `ScoreFunction` (any N): presence gets the score-function gradient with a learned baseline (NVIL), as
 airscene.estimators.nvil does for AIR; `MarginalIdentity` (single objects) sums the identity out. In both,
 q(identity) learns the identity's exact conditional posterior (`identity_posterior_loss` says why) and
