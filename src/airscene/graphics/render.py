@@ -26,8 +26,6 @@ class Renderer:
         self.camera_step = camera_step
         # Yaw changes nothing for rotationally symmetric shapes: their yaw needs no extra renders.
         self.rotates = torch.tensor([math.isfinite(SHAPES[shape].symmetry) for shape in shapes])
-        # Each shape's centre above the table (its first geom's), where `locate` aims.
-        self.heights = torch.tensor([SHAPES[shape].geoms[0][2][2] for shape in shapes])
 
     def render(self, scenes: SceneParameters) -> torch.Tensor:
         """(B, 3, H, W) floats in [0, 1]; no gradient."""
