@@ -1,13 +1,16 @@
-"""Typed configuration of an inverse-graphics run, saved beside its checkpoint."""
+"""Typed configuration of an inverse-graphics run, saved beside its checkpoint: the data, the model (its
+renderer included: it is the generative model) and the training, which is AIR's TrainConfig with other
+defaults."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from airscene.errors import AirsceneError
+from airscene.config import TrainConfig
 from airscene.graphics.scenes import CROCKERY, SINGLE_OBJECTS
+from airscene.settings import Settings, setting
+
 
 class Experiment(NamedTuple):
     shapes: tuple[str, ...]
@@ -21,43 +24,26 @@ EXPERIMENTS = {
     "table-top": Experiment(CROCKERY, 4, (0, 1, 2, 3), True),
 }
 RENDERERS = ("mujoco", "torch")
+# "marginal": the identity summed out exactly (a fixed count of one object); "nvil": the score function for
+# the presence (any N); "supervised": the same network trained on the true scenes (the paper's Fig. 6b).
+ESTIMATORS = ("marginal", "nvil", "supervised")
 
 
 @dataclass
-class GraphicsConfig:
-    experiment: str = "single-object"
-    renderer: str = "mujoco"  # "torch": the fast top-down renderer (tests, quick trials)
-    workers: int = 0  # renderer processes; 0 renders in the training process
-    # "air": every step sees the image; "dair": step i sees x minus the render of steps < i, so it can
-    # tell what is already explained (under occlusion a duplicate object costs the likelihood nothing)
-    model: str = "air"
-    repeats: bool = True  # table-top: may a scene hold two items of one type
-    supervised: bool = False  # single-object: train on the true identity and pose instead (the paper's Fig. 6b)
-    # "marginal": the identity summed out exactly (single objects); "score-function": NVIL for the
-    # presence (any N). None picks marginal for N = 1 (estimator.py).
-    estimator: str | None = None
-    image_size: int = 32
-    training_images: int = 20_000
-    test_images: int = 1_000
-    hidden_size: int = 256
-    likelihood_sd: float = 0.15
-    presence_prior: float = 0.1  # rho of the geometric count prior (table-top)
-    yaw_proposals: int = 8  # yaws rendered per turning object and step for q(yaw)'s wake update
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    baseline_learning_rate: float = 1e-2
-    # table top: q(z_pres) is count-uniform for the first exploration_hold steps (while the poses are
-    # found), then becomes the network's own over exploration_steps, as AIR's exploration (model/air.py)
-    exploration_hold: int = 400
-    exploration_steps: int = 400
-    clip_norm: float = 10.0
-    steps: int = 3000
-    minutes: float | None = None
-    seed: int = 0
-    log_every: int = 25
-    eval_every: int = 250
-    checkpoint_every: int = 250
-    threads: int = 0
+class SceneModelConfig:
+    experiment: str = setting("single-object", "the scenes: their shapes, how many, whether the camera turns",
+                              choices=tuple(EXPERIMENTS))
+    renderer: str = setting("mujoco", "p(x | z)'s renderer: mujoco, or torch (fast, top-down: tests and trials)",
+                            choices=RENDERERS)
+    # "air": every step sees the image; "dair": step i sees x minus the render of steps < i, so it can tell
+    # what is already explained (under occlusion a duplicate object costs the likelihood nothing)
+    model: str = setting("air", "air, or dair (steps see the image minus the render of earlier steps)",
+                         choices=("air", "dair"))
+    step_memory: bool = setting(True, "carry the LSTM state from step to step")
+    image_size: int = setting(32, "rendered images are image_size x image_size", minimum=16, maximum=512)
+    hidden_size: int = setting(256, "LSTM units and image features", minimum=8, maximum=8192)
+    likelihood_sd: float = setting(0.15, "sd of the Gaussian pixel noise", above=0.0, maximum=100.0)
+    count_prior: float = setting(0.1, "rho of the geometric count prior (table top)", above=0.0, below=1.0)
 
     @property
     def shapes(self) -> tuple[str, ...]:
@@ -76,44 +62,33 @@ class GraphicsConfig:
         return EXPERIMENTS[self.experiment].move_camera
 
     @property
-    def estimator_name(self) -> str:
-        return self.estimator or ("marginal" if self.max_objects == 1 else "score-function")
+    def fixed_count(self) -> bool:
+        """Every scene holds N objects: z_pres is not a latent."""
+        return self.counts == (self.max_objects,)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "GraphicsConfig":
-        try:
-            return cls(**values)
-        except TypeError as error:
-            raise AirsceneError(f"configuration does not match this airscene version ({error}): retrain") from None
+def graphics_training() -> TrainConfig:
+    """TrainConfig's defaults for inverse graphics. The table top's q(z_pres) is count-uniform for the first
+    400 steps (while the poses are found), then becomes the network's own over 400, as AIR's exploration."""
+    return TrainConfig(estimator="marginal", batch_size=32, presence_exploration_hold=400,
+                       presence_exploration_steps=400, steps=3000, log_every=25, eval_every=250, checkpoint_every=250)
 
-    def validate(self) -> "GraphicsConfig":
-        checks = [
-            (self.experiment in EXPERIMENTS, f"experiment '{self.experiment}' is unknown: use {' or '.join(EXPERIMENTS)}"),
-            (self.renderer in RENDERERS, f"renderer '{self.renderer}' is unknown: use {' or '.join(RENDERERS)}"),
-            (self.model in ("air", "dair"), f"model '{self.model}' is unknown: use air or dair"),
-            (not (self.supervised and self.experiment != "single-object"), "--supervised is for the single-object experiment"),
-            (self.estimator in (None, "marginal", "score-function"),
-             f"estimator '{self.estimator}' is unknown: use marginal or score-function"),
-            (not (self.estimator_name == "marginal" and self.max_objects > 1),
-             "the marginal estimator sums over one object's identity: use score-function for the table top"),
-            (self.workers >= 0, "workers must be >= 0"),
-            (self.image_size >= 16, f"image size {self.image_size} is too small: use >= 16"),
-            (self.batch_size >= 1 and self.training_images >= self.batch_size,
-             "batch size must be >= 1 and at most the number of training images"),
-            (self.test_images >= 1, "test_images must be >= 1"),
-            (self.likelihood_sd > 0, "likelihood_sd must be > 0"),
-            (0 < self.presence_prior < 1, "presence_prior must lie in (0, 1)"),
-            (self.yaw_proposals >= 1, f"yaw_proposals is {self.yaw_proposals}: use >= 1 (q(yaw) learns from them)"),
-            (self.learning_rate > 0 and self.baseline_learning_rate > 0, "learning rates must be > 0"),
-            (self.steps >= 1, f"steps is {self.steps}: use >= 1"),
-            (self.minutes is None or self.minutes > 0, "minutes must be > 0"),
-            (min(self.log_every, self.eval_every, self.checkpoint_every) >= 1,
-             "log_every, eval_every and checkpoint_every must be >= 1"),
+
+@dataclass
+class GraphicsConfig(Settings):
+    workers: int = setting(0, "renderer processes; 0 renders in the training process", minimum=0, maximum=256)
+    repeats: bool = setting(True, "table top: may a scene hold two items of one type")
+    training_images: int = setting(20_000, "training scenes, rendered once", minimum=1, maximum=10**7)
+    test_images: int = setting(1_000, "held-out scenes", minimum=1, maximum=10**6)
+    model: SceneModelConfig = field(default_factory=SceneModelConfig)
+    train: TrainConfig = field(default_factory=graphics_training)
+
+    def consistency(self) -> list[tuple[bool, str]]:
+        estimator, fixed = self.train.estimator, self.model.fixed_count
+        return [
+            (estimator in ESTIMATORS, f"estimator '{estimator}' is AIR's: inverse graphics uses {', '.join(ESTIMATORS)}"),
+            ((estimator == "nvil") != fixed, f"{self.model.experiment} has a {'fixed' if fixed else 'variable'} count: "
+                                             f"use --estimator {'marginal or supervised' if fixed else 'nvil'}"),
+            (self.train.batch_size <= self.training_images,
+             f"batch size {self.train.batch_size} exceeds the {self.training_images} training images"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise AirsceneError(f"setting rejected: {message}")
-        return self

@@ -1,0 +1,32 @@
+"""What changes over training: the count prior's annealing, the exploration weight in q(z_pres), the
+Concrete temperature. Each is a pure function of the step, so a resumed run follows the same schedule."""
+
+from __future__ import annotations
+
+import math
+
+from airscene.config import TrainConfig
+
+
+def anneal(start: float, end: float, step: int, steps: int, kind: str = "exponential") -> float:
+    """From start at step 0 to end at `steps`, then held: linearly, or exponentially (linear in the log)."""
+    progress = min(step / max(steps, 1), 1.0)
+    if kind == "linear":
+        return start + (end - start) * progress
+    return math.exp(math.log(start) + (math.log(end) - math.log(start)) * progress)
+
+
+def count_prior_at(step: int, end: float, config: TrainConfig) -> float:
+    """The presence prior rho at a training step: the model's `end` value, or annealed to it as in the
+    paper (from near 1, which lets every step be used while the decoder learns, down to a value that
+    charges each extra object log(1/rho))."""
+    if config.count_prior_schedule == "none":
+        return end
+    return anneal(config.count_prior_start, end, step, config.count_prior_steps, config.count_prior_schedule)
+
+
+def exploration_at(step: int, config: TrainConfig) -> float:
+    """The weight e of the exploration mixture in q(z_pres) (model/air.py): held at its initial value for
+    presence_exploration_hold steps, then linearly to 0 over presence_exploration_steps."""
+    remaining = 1 - (step - config.presence_exploration_hold) / config.presence_exploration_steps
+    return config.presence_exploration * min(1.0, max(0.0, remaining))

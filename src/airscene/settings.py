@@ -1,0 +1,154 @@
+"""Typed, range-checked settings for the configuration dataclasses: one validation path for flags, for
+configs built in Python and for configs read back from a checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import field
+
+from airscene.errors import AirsceneError
+
+
+def setting(default, help: str = "", *, minimum=None, maximum=None, above=None, below=None, choices=None,
+            length=None):
+    """A dataclass field with its constraints: minimum <= v <= maximum, above < v < below, v in choices;
+    tuples have `length` elements, each under the same bounds."""
+    limits = dict(minimum=minimum, maximum=maximum, above=above, below=below, choices=choices, length=length)
+    return field(default=default, metadata={"help": help, **{k: v for k, v in limits.items() if v is not None}})
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _requirement(kind: type, limits: dict) -> str:
+    """What a valid value is, in words."""
+    if "choices" in limits:
+        return "one of " + ", ".join(str(choice) for choice in limits["choices"])
+    words = {int: "a whole number", float: "a finite number", bool: "true or false", str: "text"}[kind]
+    bounds = [f">= {limits['minimum']}" if "minimum" in limits else "", f"> {limits['above']}" if "above" in limits else "",
+              f"<= {limits['maximum']}" if "maximum" in limits else "", f"< {limits['below']}" if "below" in limits else ""]
+    return " ".join([words, " and ".join(bound for bound in bounds if bound)]).strip()
+
+
+def _within(value, limits: dict) -> bool:
+    if "choices" in limits:
+        return value in limits["choices"]
+    return (value >= limits.get("minimum", value) and value <= limits.get("maximum", value)
+            and ("above" not in limits or value > limits["above"]) and ("below" not in limits or value < limits["below"]))
+
+
+def _check_scalar(value, kind: type, limits: dict):
+    """The value as `kind` if it has that type (an int may stand for a float, a whole float for an int) and
+    satisfies the limits, else None."""
+    if kind is bool or kind is str:
+        return value if isinstance(value, kind) and _within(value, limits) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            return None
+        value = int(value)
+    else:
+        value = float(value)
+        if not math.isfinite(value):
+            return None
+    return value if _within(value, limits) else None
+
+
+def check_value(name: str, value, hint, limits: dict):
+    """The value converted to the field's type, or an AirsceneError naming the setting, its flag and what
+    it must be."""
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    if optional:
+        if value is None:
+            return None
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if typing.get_origin(hint) is tuple:
+        kind = typing.get_args(hint)[0]
+        length = limits.get("length")
+        checked = ([_check_scalar(v, kind, limits) for v in value]
+                   if isinstance(value, (list, tuple)) and (length is None or len(value) == length) else None)
+        if checked is None or any(v is None for v in checked):
+            count = f"{length} " if length else ""
+            raise AirsceneError(f"setting {name} = {value!r} is invalid ({flag(name)}): give {count}comma-separated "
+                                f"values, each {_requirement(kind, limits)}")
+        return tuple(checked)
+    checked = _check_scalar(value, hint, limits)
+    if checked is None:
+        extra = " or none" if optional else ""
+        raise AirsceneError(f"setting {name} = {value!r} is invalid ({flag(name)}): use {_requirement(hint, limits)}{extra}")
+    return checked
+
+
+def validate_fields(settings) -> None:
+    """Check (and normalise in place: 3 -> 3.0, lists -> tuples) every field of a settings dataclass,
+    recursing into nested ones."""
+    hints = typing.get_type_hints(type(settings))
+    for item in dataclasses.fields(settings):
+        value = getattr(settings, item.name)
+        if dataclasses.is_dataclass(hints[item.name]):
+            if not isinstance(value, hints[item.name]):
+                raise AirsceneError(f"setting {item.name} must be a {hints[item.name].__name__}")
+            validate_fields(value)
+            continue
+        setattr(settings, item.name, check_value(item.name, value, hints[item.name], dict(item.metadata)))
+
+
+def from_dict(cls, values, what: str = "configuration"):
+    """A settings dataclass from a dict such as config.json's, validated; unknown or missing keys and
+    wrong types are one-line errors."""
+    if not isinstance(values, dict):
+        raise AirsceneError(f"{what} is a {type(values).__name__}, not a mapping of settings: retrain, or use the "
+                            "airscene version that wrote it")
+    hints = typing.get_type_hints(cls)
+    names = {item.name for item in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise AirsceneError(f"{what} has settings this airscene does not know ({', '.join(unknown)}): retrain, or use "
+                            "the airscene version that wrote it")
+    arguments = {}
+    for name, value in values.items():
+        nested = hints[name]
+        arguments[name] = from_dict(nested, value, f"{what}'s {name}") if dataclasses.is_dataclass(nested) else value
+    settings = cls(**arguments)
+    validate_fields(settings)
+    return settings
+
+
+def differences(old, new, prefix: str = "") -> list[str]:
+    """'name: old -> new' for every field (nested ones by dotted name) where two settings objects differ."""
+    changed = []
+    for item in dataclasses.fields(old):
+        a, b = getattr(old, item.name), getattr(new, item.name)
+        if dataclasses.is_dataclass(a):
+            changed += differences(a, b, f"{prefix}{item.name}.")
+        elif a != b:
+            changed.append(f"{prefix}{item.name}: {a!r} -> {b!r}")
+    return changed
+
+
+class Settings:
+    """Base of a top-level config (AIR's, inverse graphics'): to_dict, a validated from_dict, and validate,
+    which checks every field and then the config's own `consistency` rules."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        return from_dict(cls, values).validate()
+
+    def consistency(self) -> list[tuple[bool, str]]:
+        """(holds, what to do otherwise) for each rule that relates several fields."""
+        return []
+
+    def validate(self):
+        validate_fields(self)
+        for holds, message in self.consistency():
+            if not holds:
+                raise AirsceneError(f"setting rejected: {message}")
+        return self
