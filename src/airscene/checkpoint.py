@@ -1,39 +1,61 @@
-"""Checkpoints: config + weights + optimiser + RNG state, written atomically, read with clear errors."""
+"""Checkpoints: config + weights + optimiser + RNG state, written atomically with a digest of their content,
+read with clear errors (a truncated, foreign or damaged file is refused, never half-loaded)."""
 
 from __future__ import annotations
 
-import os
+import hashlib
 from pathlib import Path
 
 import torch
 
 from airscene.config import Config
 from airscene.errors import AirsceneError
+from airscene.storage import write_file
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 CHECKPOINT_NAME = "checkpoint.pt"
+KINDS = ("air", "graphics")
+
+
+def _feed(digest, value) -> None:
+    """Hash a nested state (dicts, lists, tensors, numbers, strings) by structure and content."""
+    if isinstance(value, dict):
+        digest.update(b"{")
+        for key in sorted(value, key=str):
+            digest.update(repr(key).encode())
+            _feed(digest, value[key])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            _feed(digest, item)
+        digest.update(b"]")
+    elif isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    else:
+        digest.update(repr(value).encode())
+
+
+def content_digest(state: dict) -> str:
+    """SHA-256 of everything a checkpoint holds but its digest."""
+    digest = hashlib.sha256()
+    _feed(digest, {key: value for key, value in state.items() if key != "digest"})
+    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write to a temporary file, flush it to disk, then rename: a kill at any moment leaves either the
-    previous checkpoint or the new one, never a half-written file."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".partial")
-    try:
-        with open(temporary, "wb") as handle:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise AirsceneError(f"cannot write checkpoint {path} ({error.strerror}): free disk space or choose a "
-                            "writable run directory; the previous checkpoint is intact") from None
+    """Atomic: a kill or a full disk at any moment leaves either the previous checkpoint or the new one."""
+    state = {"format": CHECKPOINT_FORMAT, **state}
+    state["digest"] = content_digest(state)
+    write_file(path, lambda handle: torch.save(state, handle), "checkpoint",
+               kept="the previous checkpoint is intact" if Path(path).exists() else "no checkpoint was written")
 
 
-def read_checkpoint(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     """The saved state of a run directory's (or a file's) checkpoint, with one-line errors for every way
-    it can be missing, truncated or foreign."""
+    it can be missing, truncated, damaged or foreign; `kind` ("air", "graphics") if only one will do."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
@@ -49,12 +71,28 @@ def read_checkpoint(path: str | Path) -> dict:
     if state.get("format") != CHECKPOINT_FORMAT:
         raise AirsceneError(f"checkpoint {path} has format {state.get('format')}, this airscene reads "
                             f"{CHECKPOINT_FORMAT}: use the airscene version that wrote it, or retrain")
+    if state.get("digest") != content_digest(state):
+        raise AirsceneError(f"checkpoint {path} is damaged: its content does not match the digest it was saved with; "
+                            "restore it from a copy or retrain")
+    if state.get("kind") not in KINDS:
+        raise AirsceneError(f"checkpoint {path} has no known kind: give the checkpoint.pt of an airscene run")
+    if kind is not None and state["kind"] != kind:
+        command = "`airscene graphics` commands" if state["kind"] == "graphics" else "the AIR commands (eval, infer, viz)"
+        raise AirsceneError(f"checkpoint {path} is an {'inverse-graphics' if state['kind'] == 'graphics' else 'AIR'} "
+                            f"run: use {command} on it")
     return state
+
+
+def checkpoint_config(state: dict, path: str | Path, from_dict):
+    """A checkpoint's config, validated by `from_dict` (Config.from_dict, GraphicsConfig.from_dict), its
+    errors naming the checkpoint."""
+    try:
+        return from_dict(state["config"])
+    except AirsceneError as error:
+        raise AirsceneError(f"checkpoint {path}: {error}") from None
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict, Config]:
     """The saved state of an AIR run and its validated Config."""
-    state = read_checkpoint(path)
-    if "graphics" in state:
-        raise AirsceneError(f"checkpoint {path} is an inverse-graphics run: use `airscene graphics` commands on it")
-    return state, Config.from_dict(state["config"]).validate()
+    state = read_checkpoint(path, kind="air")
+    return state, checkpoint_config(state, path, Config.from_dict)

@@ -3,54 +3,71 @@ and validated on load."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 
 from airscene.data.scenes import SceneSet
 from airscene.errors import AirsceneError
+from airscene.storage import WRITE_FAILURES, check_writable, publish, write_failure, write_file, write_staged
 
 SPLITS = ("train", "test")
 ARRAYS = ("images", "counts", "boxes", "labels", "sources")
 SETTINGS_FILE = "dataset.json"
 
 
-def write_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
-    """An .npz whose bytes depend only on the arrays (fixed zip timestamps), written atomically: a failed
-    write leaves no partial file and whatever was at `path` before."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".partial")
-    try:
-        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+def npz_writer(arrays: dict[str, np.ndarray]) -> Callable[[BinaryIO], None]:
+    """Writes an .npz whose bytes depend only on the arrays (fixed zip timestamps, no pickles)."""
+    def write(handle: BinaryIO) -> None:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for name, array in arrays.items():
                 buffer = io.BytesIO()
                 np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
                 archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue(),
                                  compress_type=zipfile.ZIP_DEFLATED)
-        os.replace(temporary, path)
-    except OSError:
-        temporary.unlink(missing_ok=True)
-        raise
+    return write
+
+
+def write_arrays(path: str | Path, arrays: dict[str, np.ndarray], what: str = "arrays") -> None:
+    """An .npz, written atomically: a failed write leaves whatever was at `path` before."""
+    write_file(path, npz_writer(arrays), what)
 
 
 def save_scenes(path: str | Path, scenes: SceneSet) -> None:
-    write_arrays(path, {name: getattr(scenes, name) for name in ARRAYS})
+    write_arrays(path, {name: getattr(scenes, name) for name in ARRAYS}, "data file")
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_dataset(directory: str | Path, train: SceneSet, test: SceneSet, settings: dict) -> None:
-    directory = Path(directory)
+    """Replace a data set as a whole or not at all: both splits and dataset.json (which records the splits'
+    SHA-256) are written in full beside their targets before any is renamed into place, dataset.json last,
+    so a failed write leaves the old set, and a set mixed by a crash between the renames is refused on load."""
+    directory = check_writable(directory, "data directory")
+    staged: dict[Path, Path] = {}
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        save_scenes(directory / "train.npz", train)
-        save_scenes(directory / "test.npz", test)
-        (directory / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
-    except OSError as error:
-        raise AirsceneError(f"cannot write the data set to {directory} ({error.strerror}): "
-                            "choose a writable --out with free space") from None
+        for split, scenes in (("train", train), ("test", test)):
+            target = directory / f"{split}.npz"
+            staged[write_staged(target, npz_writer({name: getattr(scenes, name) for name in ARRAYS}))] = target
+        digests = {target.name: file_digest(temporary) for temporary, target in staged.items()}
+        text = json.dumps({**settings, "files": digests}, indent=2, sort_keys=True) + "\n"
+        staged[write_staged(directory / SETTINGS_FILE, lambda handle: handle.write(text.encode()))] = directory / SETTINGS_FILE
+        publish(staged)
+    except WRITE_FAILURES as error:
+        for temporary in staged:
+            temporary.unlink(missing_ok=True)
+        raise write_failure(directory, "data set", error, "the data set there is as it was") from None
 
 
 def _fail(path: Path, problem: str) -> AirsceneError:
@@ -101,6 +118,16 @@ def validate_scenes(scenes: SceneSet, path: Path) -> None:
         raise _fail(path, f"has boxes that are empty or leave the {width}x{height} canvas")
 
 
+def check_settings(settings, path: Path) -> None:
+    """dataset.json must be a mapping; its file digests, where it records them, a mapping of names to text."""
+    if not isinstance(settings, dict):
+        raise AirsceneError(f"{path} holds a {type(settings).__name__}, not the settings of a data set: regenerate the "
+                            "data set with `airscene data`")
+    files = settings.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise AirsceneError(f"{path} has a malformed 'files' entry: regenerate the data set with `airscene data`")
+
+
 def load_dataset(directory: str | Path) -> tuple[SceneSet, SceneSet, dict]:
     """Both splits and the generator settings of a data set directory."""
     directory = Path(directory)
@@ -113,6 +140,11 @@ def load_dataset(directory: str | Path) -> tuple[SceneSet, SceneSet, dict]:
         raise AirsceneError(f"data directory {directory} has no {SETTINGS_FILE}: regenerate it with `airscene data`") from None
     except json.JSONDecodeError:
         raise AirsceneError(f"{settings_path} is not valid JSON: regenerate the data set with `airscene data`") from None
+    check_settings(settings, settings_path)
+    for name, digest in settings.get("files", {}).items():
+        if (directory / name).is_file() and file_digest(directory / name) != digest:
+            raise AirsceneError(f"data file {directory / name} is not the one {settings_path} was written with (a "
+                                "damaged file, or splits of two data sets): regenerate the data set with `airscene data`")
     train, test = (load_scenes(directory / f"{split}.npz") for split in SPLITS)
     if train.images.shape[1:] != test.images.shape[1:]:
         raise AirsceneError(f"data directory {directory} has train images {train.images.shape[1:]} and test images "

@@ -37,8 +37,8 @@ def _empty_scene_set(number: int, height: int, width: int, max_count: int, chann
 
 
 def _check_counts(counts: tuple[int, ...]) -> None:
-    if not counts or any(count < 0 for count in counts):
-        raise AirsceneError(f"count set {counts} is invalid: give non-negative object counts such as 0,1,2")
+    if not counts or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c <= 1000 for c in counts):
+        raise AirsceneError(f"count set {counts} is invalid: give object counts from 0 to 1000 such as 0,1,2")
 
 
 def ink_box(image: np.ndarray) -> tuple[int, int, int, int]:
@@ -73,6 +73,9 @@ def multi_mnist(pool: DigitPool, number: int, counts: tuple[int, ...] = (0, 1, 2
     """Canvases of size x size holding a count drawn uniformly from `counts` of digits whose ink boxes
     do not overlap; each digit's whole patch lies inside the canvas."""
     _check_counts(counts)
+    if scale_range is not None and not (len(scale_range) == 2 and all(np.isfinite(scale_range))
+                                        and 0 < scale_range[0] <= scale_range[1] <= 10):
+        raise AirsceneError(f"--scale-range {scale_range} is invalid: give MIN,MAX with 0 < MIN <= MAX <= 10")
     digit_height, digit_width = pool.images.shape[1:]
     largest = max(digit_height, digit_width) * (scale_range[1] if scale_range else 1.0)
     if largest > size:
@@ -139,6 +142,8 @@ def sprites(number: int, counts: tuple[int, ...] = (0, 1, 2), size: int = 50, se
     """Squares, triangles and discs of random size, brightness (or colour) and position; later shapes
     occlude earlier ones (the paper's appendix H). Boxes are each shape's whole extent."""
     _check_counts(counts)
+    if len(side_range) != 2:
+        raise AirsceneError(f"sprite side range {side_range} is not MIN,MAX: give two pixel sizes, e.g. 10,20")
     low, high = side_range
     if not 1 <= low <= high <= size:
         raise AirsceneError(f"sprite side range {side_range} does not fit a {size}-pixel canvas: use 1 <= min <= max <= size")
