@@ -1,20 +1,29 @@
-"""The `airscene` command."""
+"""The `airscene` command: parses arguments, calls the library, prints what it returns."""
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import sys
 import typing
 from pathlib import Path
 
-from airscene.config import Config, ModelConfig, TrainConfig
+from airscene.config import Config
 from airscene.errors import AirsceneError
 
 DEFAULT_DATA = "data/multi-mnist"
 DEFAULT_RUN = "runs/default"
 DEFAULT_MINUTES = 10.0
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}  # a run stopped by a signal saves, then exits as the shell expects
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"airscene: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _integers(text: str) -> tuple[int, ...]:
@@ -31,201 +40,181 @@ def _numbers(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers, e.g. 0.8,1.2") from None
 
 
-def _add_config_options(parser: argparse.ArgumentParser, sections=(("model", ModelConfig), ("train", TrainConfig))) -> None:
-    """One --option per field of the config dataclasses, typed from them, so every setting is reachable
-    without a wall of hand-written flags."""
-    for section, cls in sections:
-        group = parser.add_argument_group(f"{section} settings")
-        hints = typing.get_type_hints(cls)
-        for field in dataclasses.fields(cls):
-            hint, flag = hints[field.name], "--" + field.name.replace("_", "-")
-            options = dict(dest=f"{section}.{field.name}", default=argparse.SUPPRESS, help=f"default: {field.default}")
-            if hint is bool:
-                group.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
-            elif typing.get_origin(hint) is tuple:
-                group.add_argument(flag, type=_numbers, metavar="A,B,C", **options)
-            else:
-                kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
-                group.add_argument(flag, type=kind, **options)
+def _add_settings(parser: argparse.ArgumentParser, defaults, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+    """One --option per field of a settings dataclass (nested ones in their own group), typed from it,
+    so every setting is reachable without a wall of hand-written flags. Only flags given are applied."""
+    hints = typing.get_type_hints(type(defaults))
+    group = parser.add_argument_group(f"{prefix.rstrip('.') or 'run'} settings")
+    for field in dataclasses.fields(defaults):
+        hint, default = hints[field.name], getattr(defaults, field.name)
+        if field.name in skip:
+            continue
+        if dataclasses.is_dataclass(hint):
+            _add_settings(parser, default, f"{prefix}{field.name}.")
+            continue
+        options = dict(dest=f"setting:{prefix}{field.name}", default=argparse.SUPPRESS,
+                       help=f"{field.metadata.get('help', '')} (default: {default})")
+        flag = "--" + field.name.replace("_", "-")
+        if hint is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+        elif typing.get_origin(hint) is tuple:
+            group.add_argument(flag, type=_numbers, metavar="A,B,C", **options)
+        else:
+            kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+            group.add_argument(flag, type=kind, **options)
 
 
-def _config_from(args: argparse.Namespace) -> Config:
-    config = Config(data=args.data)
+def _settings_from(args: argparse.Namespace, base):
+    """A copy of `base` with every settings flag the user gave applied."""
+    settings = copy.deepcopy(base)
     for key, value in vars(args).items():
-        if "." in key:
-            section, name = key.split(".")
-            setattr(getattr(config, section), name, value)
+        if key.startswith("setting:"):
+            *path, name = key[len("setting:"):].split(".")
+            target = settings
+            for part in path:
+                target = getattr(target, part)
+            setattr(target, name, value)
+    return settings
+
+
+def _air_config(args: argparse.Namespace, resume: bool) -> Config:
+    """The flags applied to the run's own config when resuming (only the budget may then differ), else to
+    the defaults."""
+    from airscene.runs import saved_config
+
+    base = saved_config(args.out, Config.from_dict, "air") if resume else Config(data=args.data)
+    config = _settings_from(args, base)
+    config.data = args.data
     return config.validate()
 
 
-def _data_command(args: argparse.Namespace) -> None:
+def _print(value) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _exit_code(summary: dict) -> int:
+    return EXIT_CODES.get(summary.get("stopped_by"), 0)
+
+
+def _data_command(args: argparse.Namespace) -> int:
     from airscene.data import load_dataset, make_multi_mnist, make_sprites
 
     if args.kind == "preview":
         from airscene.viz import preview
 
         train, test, _ = load_dataset(args.directory)
-        out = preview(train if args.split == "train" else test, args.out, number=args.number)
-        print(f"wrote {out}")
-        return
-    if args.train < 1 or args.test < 1:
-        raise AirsceneError("--train and --test must be >= 1")
+        print(f"wrote {preview(train if args.split == 'train' else test, args.out, number=args.number)}")
+        return 0
     common = dict(train=args.train, test=args.test, counts=args.counts, size=args.size, seed=args.seed)
     if args.kind == "multi-mnist":
-        scale = tuple(args.scale_range) if args.scale_range else None
-        if scale and (len(scale) != 2 or not 0 < scale[0] <= scale[1]):
-            raise AirsceneError(f"--scale-range {args.scale_range} is invalid: give MIN,MAX with 0 < MIN <= MAX")
-        make_multi_mnist(args.out, source=args.source, scale_range=scale, **common)
+        make_multi_mnist(args.out, source=args.source, scale_range=args.scale_range, **common)
     else:
-        make_sprites(args.out, side_range=(args.side_range[0], args.side_range[1]), colour=args.colour, **common)
+        make_sprites(args.out, side_range=args.side_range, colour=args.colour, **common)
     print(f"wrote {args.out}/train.npz, test.npz, dataset.json")
+    return 0
 
 
-def _train_command(args: argparse.Namespace) -> None:
+def _train_command(args: argparse.Namespace) -> int:
     from airscene.train import train
 
-    summary = train(_config_from(args), args.out, resume=args.resume, progress=not args.quiet)
-    print(json.dumps(summary, indent=2))
+    summary = train(_air_config(args, args.resume), args.out, resume=args.resume, progress=not args.quiet)
+    _print(summary)
+    return _exit_code(summary)
 
 
-def _evaluate_run(run: Path, data: str | None, samples: int) -> dict:
-    import torch
+def _eval_command(args: argparse.Namespace) -> int:
+    from airscene.evaluate import evaluate_run
 
-    from airscene.data import load_dataset
-    from airscene.evaluate import evaluate
-    from airscene.infer import load, prepare_images
-
-    trained = load(run)
-    _, test, _ = load_dataset(data or trained.config.data)
-    torch.manual_seed(0)
-    images = prepare_images(test.images if test.images.ndim == 3 else test.images.transpose(0, 3, 1, 2),
-                            trained.config.model.image_size, trained.config.model.channels)
-    metrics = {"checkpoint_step": trained.step, "data": data or trained.config.data,
-               **evaluate(trained.model, images, test.counts, test.boxes, samples=samples)}
-    (run / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    _print(evaluate_run(args.run, args.data, args.samples))
+    return 0
 
 
-def _eval_command(args: argparse.Namespace) -> None:
-    print(json.dumps(_evaluate_run(Path(args.run), args.data, args.samples), indent=2))
-
-
-def _read_png(path: str):
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"))
-    except FileNotFoundError:
-        raise AirsceneError(f"image file {path} does not exist: check the path") from None
-    except (UnidentifiedImageError, OSError):
-        raise AirsceneError(f"image file {path} is not a readable image: give PNG (or other PIL-readable) files") from None
-
-
-def _infer_command(args: argparse.Namespace) -> None:
-    import numpy as np
-
+def _infer_command(args: argparse.Namespace) -> int:
+    from airscene.images import read_images
     from airscene.infer import load
 
     trained = load(args.checkpoint)
-    images = [_read_png(path) for path in args.images]
-    shapes = {image.shape for image in images}
-    if len(shapes) > 1:
-        raise AirsceneError(f"images have different sizes {sorted(shapes)}: give images of the model's size")
-    records = trained.infer(np.stack(images)).to_records()
+    images = read_images(args.images, trained.config.model.channels, trained.config.model.image_size)
+    records = trained.infer(images).to_records()
     if args.json:
-        print(json.dumps([{"image": path, **record} for path, record in zip(args.images, records)], indent=2))
-        return
+        _print([{"image": path, **record} for path, record in zip(args.images, records)])
+        return 0
     for path, record in zip(args.images, records):
         boxes = "; ".join(f"step {o['step']}: box {o['box']} p={o['presence']:.2f}" for o in record["objects"])
         print(f"{path}: {record['count']} object(s){'  ' + boxes if boxes else ''}")
+    return 0
 
 
-def _figures(run: Path, data: str | None) -> Path:
-    from airscene.data import load_dataset
-    from airscene.infer import load
-    from airscene.viz import figure3, read_metrics
+def _viz_command(args: argparse.Namespace) -> int:
+    from airscene.viz import draw_run_figure
 
-    trained = load(run)
-    _, test, _ = load_dataset(data or trained.config.data)
-    images = test.images[:1000]
-    reconstructions, scenes = trained.reconstruct(images)
-    return figure3(images, reconstructions, scenes.boxes, scenes.counts, test.counts[:1000], read_metrics(run),
-                   run / "figure3.png")
+    print(f"wrote {draw_run_figure(args.run, args.data)}")
+    return 0
 
 
-def _viz_command(args: argparse.Namespace) -> None:
-    print(f"wrote {_figures(Path(args.run), args.data)}")
+def _gradvar_command(args: argparse.Namespace) -> int:
+    from airscene.gradvar import measure_run
+
+    results, written = measure_run(args.run, args.data, samples=args.samples, batch_size=args.batch_size,
+                                   baseline_steps=args.baseline_steps, seed=args.seed)
+    _print(results)
+    print("wrote " + " and ".join(str(path) for path in written))
+    return 0
 
 
-def _gradvar_command(args: argparse.Namespace) -> None:
-    from airscene.gradvar import measure
-    from airscene.viz import gradient_variance_chart
+def _run_command(args: argparse.Namespace) -> int:
+    from airscene.pipeline import main_job
 
-    if args.samples < 2 or args.batch_size < 1:
-        raise AirsceneError("--samples must be >= 2 and --batch-size >= 1")
-    run = Path(args.run)
-    results = measure(run, args.data, samples=args.samples, batch_size=args.batch_size,
-                      baseline_steps=args.baseline_steps, seed=args.seed)
-    directory = run if run.is_dir() else run.parent
-    (directory / "gradvar.json").write_text(json.dumps(results, indent=2) + "\n")
-    chart = gradient_variance_chart(results, directory / "gradvar.png")
-    print(json.dumps(results, indent=2))
-    print(f"wrote {directory / 'gradvar.json'} and {chart}")
-
-
-def _run_command(args: argparse.Namespace) -> None:
-    """The README's main job: data (if missing), training for a fixed budget, held-out evaluation, figures."""
-    from airscene.data import make_multi_mnist
-    from airscene.train import train
-
-    if not (Path(args.data) / "dataset.json").is_file():
-        print(f"making the default Multi-MNIST data set in {args.data} ...")
-        make_multi_mnist(args.data, seed=0)
-    config = _config_from(args)
-    run = Path(args.out)
-    resume = (run / "checkpoint.pt").is_file()
-    if resume:
-        print(f"resuming the run in {run}")
-    summary = train(config, run, resume=resume, progress=not args.quiet)
-    print(json.dumps(summary, indent=2))
-    metrics = _evaluate_run(run, args.data, samples=20)
-    figure = _figures(run, args.data)
+    resume = (Path(args.out) / "checkpoint.pt").is_file()
+    result = main_job(_air_config(args, resume), args.out, progress=not args.quiet)
+    summary = result["summary"]
+    if "metrics" not in result:
+        _print(summary)
+        return _exit_code(summary)
+    metrics, out = result["metrics"], Path(args.out)
     keys = ("count_accuracy", "mean_iou", "ap50", "test_elbo", "test_log_likelihood_iw")
-    print(json.dumps({key: metrics[key] for key in keys}, indent=2))
+    _print({key: metrics[key] for key in keys})
     print(f"confusion matrix (rows true count, columns inferred): {metrics['confusion_matrix']}")
-    print(f"run directory: {run}\n  figure: {figure}\n  metrics: {run / 'eval.json'}, {run / 'metrics.jsonl'}\n"
-          f"  checkpoint: {run / 'checkpoint.pt'}  (airscene.load(...) to use it)")
+    print(f"run directory: {out}\n  figure: {result['figure']}\n  metrics: {out / 'eval.json'}, {out / 'metrics.jsonl'}\n"
+          f"  checkpoint: {out / 'checkpoint.pt'}  (airscene.load(...) to use it)")
+    return 0
 
 
-def _graphics_train_command(args: argparse.Namespace) -> None:
+def _graphics_train_command(args: argparse.Namespace) -> int:
     from airscene.graphics.config import GraphicsConfig
     from airscene.graphics.train import train_graphics
+    from airscene.runs import saved_config
 
-    config = GraphicsConfig(**{key.split(".")[1]: value for key, value in vars(args).items() if key.startswith("graphics.")})
-    summary = train_graphics(config.validate(), args.out, resume=args.resume, progress=not args.quiet)
-    print(json.dumps(summary, indent=2))
+    base = saved_config(args.out, GraphicsConfig.from_dict, "graphics") if args.resume else GraphicsConfig()
+    config = _settings_from(args, base).validate()
+    summary = train_graphics(config, args.out, resume=args.resume, progress=not args.quiet)
+    _print(summary)
+    return _exit_code(summary)
 
 
-def _graphics_eval_command(args: argparse.Namespace) -> None:
+def _graphics_eval_command(args: argparse.Namespace) -> int:
     from airscene.graphics.train import evaluate_graphics
 
-    report = evaluate_graphics(args.run, args.optimise_images, args.iterations, args.workers)
-    print(json.dumps(report, indent=2))
+    _print(evaluate_graphics(args.run, args.optimise_images, args.iterations, args.workers))
     print(f"metrics: {Path(args.run) / 'eval.json'}\nfigure: {Path(args.run) / 'figure.png'}")
+    return 0
+
+
+def _add_training_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint "
+                        "(only --steps, --minutes and --threads may change)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_graphics_commands(commands) -> None:
     from airscene.graphics.config import GraphicsConfig
 
     graphics = commands.add_parser("graphics", help="AIR with a fixed 3D renderer (the paper's Sec. 3.2)")
-    actions = graphics.add_subparsers(dest="action", required=True)
+    actions = graphics.add_subparsers(dest="action", required=True, parser_class=Parser)
     trainer = actions.add_parser("train", help="render the experiment's data and train the inference network")
-    trainer.add_argument("--out", required=True, help="run directory")
-    trainer.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    trainer.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_config_options(trainer, (("graphics", GraphicsConfig),))
+    _add_training_flags(trainer)
+    _add_settings(trainer, GraphicsConfig())
     trainer.set_defaults(handler=_graphics_train_command)
     evaluator = actions.add_parser("eval", help="held-out metrics and a figure of a run (RUN/eval.json, RUN/figure.png)")
     evaluator.add_argument("run")
@@ -236,13 +225,9 @@ def _add_graphics_commands(commands) -> None:
     evaluator.set_defaults(handler=_graphics_eval_command)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="airscene", description="Attend, Infer, Repeat: count, locate and "
-                                     "describe objects without labels.")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_data_commands(commands) -> None:
     data = commands.add_parser("data", help="make, or preview, a data set")
-    kinds = data.add_subparsers(dest="kind", required=True)
+    kinds = data.add_subparsers(dest="kind", required=True, parser_class=Parser)
     for kind in ("multi-mnist", "sprites"):
         maker = kinds.add_parser(kind, help=f"generate a {kind} data set")
         maker.add_argument("--out", required=True, help="directory for train.npz, test.npz, dataset.json")
@@ -265,12 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     viewer.add_argument("--number", type=int, default=32)
     viewer.set_defaults(handler=_data_command)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="airscene", description="Attend, Infer, Repeat: count, locate and describe objects "
+                    "without labels.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _add_data_commands(commands)
+
     trainer = commands.add_parser("train", help="train AIR on a data set")
     trainer.add_argument("--data", required=True)
-    trainer.add_argument("--out", required=True, help="run directory")
-    trainer.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    trainer.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_config_options(trainer)
+    _add_training_flags(trainer)
+    _add_settings(trainer, Config(), skip=("data",))
     trainer.set_defaults(handler=_train_command)
 
     evaluator = commands.add_parser("eval", help="held-out metrics of a run (writes RUN/eval.json)")
@@ -305,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--data", default=DEFAULT_DATA)
     runner.add_argument("--out", default=DEFAULT_RUN)
     runner.add_argument("--quiet", action="store_true")
-    _add_config_options(runner)
-    runner.set_defaults(handler=_run_command, **{"train.minutes": DEFAULT_MINUTES})
+    _add_settings(runner, Config(), skip=("data",))
+    runner.set_defaults(handler=_run_command, **{"setting:train.minutes": DEFAULT_MINUTES})
     _add_graphics_commands(commands)
     return parser
 
@@ -314,14 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        return args.handler(args)
     except AirsceneError as error:
         print(f"airscene: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("airscene: interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

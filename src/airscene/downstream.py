@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from airscene.data.scenes import multi_mnist
 from airscene.data.sources import DigitPool
 from airscene.infer import TrainedModel
-from airscene.train import images_to_tensor
+from airscene.images import to_model_layout
 
 TASKS = {"sum": 19, "ascending": 2}  # task: number of classes
 REPRESENTATIONS = ("air", "cae", "pixels")
@@ -103,7 +103,7 @@ def train_autoencoder(images: np.ndarray, steps: int, seed: int, code_size: int 
     autoencoder = ConvAutoencoder(code_size, images.shape[-1])
     optimiser = torch.optim.Adam(autoencoder.parameters(), lr=1e-3)
     for _ in range(steps):
-        batch = images_to_tensor(images[generator.integers(0, len(images), BATCH_SIZE)])
+        batch = to_model_layout(images[generator.integers(0, len(images), BATCH_SIZE)], 1)
         loss = F.binary_cross_entropy_with_logits(autoencoder(batch), batch, reduction="sum") / len(batch)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -114,7 +114,7 @@ def train_autoencoder(images: np.ndarray, steps: int, seed: int, code_size: int 
 @torch.no_grad()
 def cae_features(autoencoder: ConvAutoencoder, images: np.ndarray) -> np.ndarray:
     chunks = np.array_split(images, max(1, len(images) // 1000))
-    return torch.cat([autoencoder.encode(images_to_tensor(chunk)) for chunk in chunks]).numpy()
+    return torch.cat([autoencoder.encode(to_model_layout(chunk, 1)) for chunk in chunks]).numpy()
 
 
 class ObjectHead(nn.Module):
@@ -148,7 +148,7 @@ def digit_ceiling(train_pool: DigitPool, test_pool: DigitPool, seed: int, steps:
     generator = np.random.default_rng(seed)
     classifier = DigitClassifier(train_pool.images.shape[-1])
     optimiser = torch.optim.Adam(classifier.parameters(), lr=1e-3)
-    images, labels = images_to_tensor(train_pool.images), torch.from_numpy(train_pool.labels)
+    images, labels = to_model_layout(train_pool.images, 1), torch.from_numpy(train_pool.labels)
     for _ in range(steps):
         index = generator.integers(0, len(labels), BATCH_SIZE)
         loss = F.cross_entropy(classifier(images[index]), labels[index])
@@ -156,7 +156,7 @@ def digit_ceiling(train_pool: DigitPool, test_pool: DigitPool, seed: int, steps:
         loss.backward()
         optimiser.step()
     with torch.no_grad():
-        predicted = classifier.eval()(images_to_tensor(test_pool.images)).argmax(1).numpy()
+        predicted = classifier.eval()(to_model_layout(test_pool.images, 1)).argmax(1).numpy()
     return float((predicted == test_pool.labels).mean())
 
 
@@ -176,7 +176,7 @@ def training_steps(labelled: int) -> int:
 
 
 def as_tensor(representation: str, inputs: np.ndarray) -> torch.Tensor:
-    return images_to_tensor(inputs) if representation == "pixels" else torch.from_numpy(inputs)
+    return to_model_layout(inputs, 1) if representation == "pixels" else torch.from_numpy(inputs)
 
 
 def fit_and_score(representation: str, train_inputs: np.ndarray, train_targets: np.ndarray,

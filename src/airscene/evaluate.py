@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from airscene.data import load_dataset
+from airscene.errors import AirsceneError
 from airscene.estimators.elbo import count_log_posterior, elbo_per_count
+from airscene.infer import load
 from airscene.model import AIR, window_boxes
+from airscene.storage import check_writable, write_json
 
 
 @torch.no_grad()
@@ -88,7 +93,8 @@ def localisation(pred_boxes: np.ndarray, scores: np.ndarray, true_boxes: np.ndar
 @torch.no_grad()
 def evaluate(model: AIR, images: torch.Tensor, counts: np.ndarray, boxes: np.ndarray, samples: int = 50,
              likelihood_images: int = 1000) -> dict:
-    """All held-out metrics of DESIGN.md for one model."""
+    """Every held-out metric of one model: counts (accuracy, confusion matrix), test ELBO and the
+    importance-weighted log p(x), localisation (mean IoU, AP@0.5)."""
     model.eval()
     present, presence, wheres, _whats = zip(*(model.describe(chunk) for chunk in images.split(1000)))
     inferred = torch.cat(present).sum(1).long().numpy()
@@ -104,3 +110,22 @@ def evaluate(model: AIR, images: torch.Tensor, counts: np.ndarray, boxes: np.nda
         "likelihood_images": min(likelihood_images, len(counts)),
         **localisation(pred_boxes, torch.cat(presence).numpy(), boxes, counts),
     }
+
+
+def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int = 50) -> dict:
+    """Every held-out metric of a trained run (a run directory or its checkpoint) on the test split of its
+    own data set, or of `data`; written to RUN/eval.json and returned."""
+    if not isinstance(samples, int) or samples < 1:
+        raise AirsceneError(f"samples is {samples!r}: the importance-weighted log p(x) needs a whole number >= 1")
+    run = Path(run)
+    directory = check_writable(run if run.is_dir() else run.parent, "run directory")
+    trained = load(run)
+    _, test, _ = load_dataset(data or trained.config.data)
+    if len(test) == 0:
+        raise AirsceneError(f"data {data or trained.config.data} has no test images: make a data set with a test split")
+    images = trained.prepare(test.images)
+    torch.manual_seed(0)
+    metrics = {"checkpoint_step": trained.step, "data": str(data or trained.config.data),
+               **evaluate(trained.model, images, test.counts, test.boxes, samples=samples)}
+    write_json(directory / "eval.json", metrics, "evaluation")
+    return metrics

@@ -1,5 +1,5 @@
 """Variance of each estimator's gradient on one fixed, trained model: the measurement behind the choice of
-estimator (cf. Table 1 of ../shared/reference/report-experiments-with-air.txt).
+estimator (cf. Table 1 of the report "Experiments with AIR: a generative model for scenes", Drelich 2019).
 
 The model's parameters and one batch are fixed; each estimator draws `samples` independent traces of the
 batch and backpropagates its loss. We report the total variance (the trace of the gradient's covariance,
@@ -18,21 +18,24 @@ import torch
 from airscene.checkpoint import load_checkpoint
 from airscene.config import Config
 from airscene.data import load_dataset
-from airscene.estimators import NVIL, VIMCO, Enumerate, Estimator, Relaxed
-from airscene.infer import load, prepare_images
+from airscene.errors import AirsceneError
+from airscene.estimators import NVIL, VIMCO, BaselineNetwork, Batch, Enumerate, Estimator, Relaxed
+from airscene.images import to_model_layout
+from airscene.infer import model_from_checkpoint
 from airscene.model import AIR
-from airscene.train import images_to_tensor
+from airscene.storage import check_writable, write_json
+from airscene.viz import gradient_variance_chart
 
 
 def estimators_to_compare(config: Config, baseline_state: dict | None) -> dict[str, Estimator]:
     """Every estimator as it is at the end of training. NVIL's signal is not normalised here: that divides
     the gradient by a running scale (a step size, not a variance reduction) and would flatter it."""
     t = config.train
-    with_baseline = NVIL(config.model, normalise_signal=False)
+    with_baseline = NVIL(BaselineNetwork(config.model), normalise_signal=False)
     if baseline_state is not None:
         with_baseline.load_state_dict(baseline_state)
     return {
-        "score function, no baseline": NVIL(config.model, normalise_signal=False, use_baseline=False),
+        "score function, no baseline": NVIL(None, normalise_signal=False),
         "nvil (score function + neural baseline)": with_baseline,
         f"vimco (K = {t.vimco_samples})": VIMCO(t.vimco_samples),
         "relaxed (Concrete)": Relaxed(t.temperature_end, t.temperature_end, 1),
@@ -47,7 +50,8 @@ def fit_baseline(model: AIR, nvil: NVIL, images: np.ndarray, steps: int, batch_s
     generator = np.random.default_rng(seed)
     optimiser = torch.optim.Adam(nvil.baseline.parameters(), lr=1e-3)
     for _ in range(steps):
-        batch = images_to_tensor(images[generator.choice(len(images), batch_size, replace=False)])
+        batch = to_model_layout(images[generator.choice(len(images), min(batch_size, len(images)), replace=False)],
+                                model.config.channels)
         with torch.no_grad():
             trace = model(batch, "sample")
         loss, _ = nvil(model, trace)
@@ -70,7 +74,7 @@ def gradient_variance(model: AIR, estimator: Estimator, images: torch.Tensor, sa
     presence, decoder = [], []
     for _ in range(samples):
         model.zero_grad(set_to_none=True)
-        loss, _ = estimator(model, estimator.draw(model, images, 0.0, 0))
+        loss, _ = estimator(model, estimator.draw(model, Batch(images=images), 0.0, 0))
         loss.backward()
         presence.append(presence_head_gradient(model))
         decoder.append(decoder_gradient(model))
@@ -83,14 +87,18 @@ def gradient_variance(model: AIR, estimator: Estimator, images: torch.Tensor, sa
 def measure(run: str | Path, data: str | None = None, samples: int = 1000, batch_size: int = 64,
             baseline_steps: int = 1000, seed: int = 0) -> dict:
     """Load a run, fix one held-out batch, and measure every estimator's gradient variance on it."""
+    for name, value, low in (("samples", samples, 2), ("batch_size", batch_size, 1), ("baseline_steps", baseline_steps, 0),
+                             ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise AirsceneError(f"{name} is {value!r}: use a whole number >= {low}")
     state, config = load_checkpoint(run)
-    trained = load(run)
-    model = trained.model
-    for parameter in model.parameters():
-        parameter.requires_grad_(True)
+    model = model_from_checkpoint(state, config, run)
     train_set, test_set, _ = load_dataset(data or config.data)
+    if batch_size > len(test_set):
+        raise AirsceneError(f"batch size {batch_size} exceeds the {len(test_set)} test images of {data or config.data}: "
+                            "lower --batch-size")
     batch = np.random.default_rng(seed).choice(len(test_set), batch_size, replace=False)
-    images = prepare_images(test_set.images[batch], config.model.image_size, config.model.channels)
+    images = to_model_layout(test_set.images[batch], config.model.channels, config.model.image_size)
     baseline_state = state["estimator"] if config.train.estimator == "nvil" else None
     estimators = estimators_to_compare(config, baseline_state)
     torch.manual_seed(seed)
@@ -98,6 +106,15 @@ def measure(run: str | Path, data: str | None = None, samples: int = 1000, batch
         fit_baseline(model, estimators["nvil (score function + neural baseline)"], train_set.images,
                      baseline_steps, batch_size, seed)
     results = {name: gradient_variance(model, estimator, images, samples) for name, estimator in estimators.items()}
-    return {"checkpoint_step": trained.step, "trained_with": config.train.estimator, "samples": samples,
+    return {"checkpoint_step": state["step"], "trained_with": config.train.estimator, "samples": samples,
             "batch_size": batch_size, "baseline_fitted_steps": 0 if baseline_state else baseline_steps,
-            "count_prior": model.count_prior, "estimators": results}
+            "count_prior": model.count_prior.item(), "estimators": results}
+
+
+def measure_run(run: str | Path, data: str | None = None, **options) -> tuple[dict, list[Path]]:
+    """`measure`, written to RUN/gradvar.json and drawn in RUN/gradvar.png; returns the results and the files."""
+    run = Path(run)
+    directory = check_writable(run if run.is_dir() else run.parent, "run directory")
+    results = measure(run, data, **options)
+    write_json(directory / "gradvar.json", results, "gradient variances")
+    return results, [directory / "gradvar.json", gradient_variance_chart(results, directory / "gradvar.png")]

@@ -1,7 +1,7 @@
 """The public inference API: images in, objects out.
 
     model = airscene.load("RUN/checkpoint.pt")
-    scenes = model.infer(images)      # (B, H, W) or (B, C, H, W); uint8, or float in [0, 1]
+    scenes = model.infer(images)      # (B, H, W), (B, C, H, W) or (B, H, W, C); uint8, uint16, or float in [0, 1]
     scenes.counts, scenes.boxes, scenes.presence, scenes.what
 """
 
@@ -16,8 +16,8 @@ import torch
 from airscene.checkpoint import load_checkpoint
 from airscene.config import Config
 from airscene.errors import AirsceneError
+from airscene.images import to_model_layout
 from airscene.model import AIR, window_boxes
-from airscene.model.priors import count_prior_at
 
 
 @dataclass
@@ -43,39 +43,6 @@ class Scenes:
         return records
 
 
-def prepare_images(images, image_size: int, channels: int) -> torch.Tensor:
-    """Validate user images and return float (B, C, H, W) in [0, 1]. Images of another size are refused
-    rather than resized: AIR's scale prior is in canvas units, so a resized scene is a different scene."""
-    array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    if array.size == 0:
-        raise AirsceneError("no images given: pass a non-empty array of shape (B, H, W) or (B, C, H, W)")
-    if array.ndim == 2:
-        raise AirsceneError(f"images have shape {array.shape}, a single image: add a batch axis, e.g. images[None]")
-    if array.ndim not in (3, 4):
-        raise AirsceneError(f"images have shape {array.shape}: pass (B, H, W) or (B, C, H, W)")
-    if array.ndim == 3:
-        array = array[:, None]
-    if array.shape[-2:] != (image_size, image_size):
-        raise AirsceneError(f"images are {array.shape[-2]}x{array.shape[-1]} but the model was trained on "
-                            f"{image_size}x{image_size}: resize or crop them to {image_size}x{image_size}")
-    if array.shape[1] != channels:
-        if channels == 1 and array.shape[1] == 3:
-            array = array.mean(axis=1, keepdims=True)  # colour to grey, as the model saw grey
-        else:
-            raise AirsceneError(f"images have {array.shape[1]} channels, the model expects {channels}")
-    if array.dtype == np.uint8:
-        return torch.from_numpy(array.astype(np.float32) / 255)
-    if array.dtype.kind not in "fiu" or array.dtype == np.bool_:
-        raise AirsceneError(f"images have dtype {array.dtype}: pass uint8 (0-255) or float in [0, 1]")
-    array = array.astype(np.float32)
-    if not np.isfinite(array).all():
-        raise AirsceneError("images contain NaN or infinite pixels: replace them before inference")
-    if array.min() < 0 or array.max() > 1:
-        raise AirsceneError(f"float images must lie in [0, 1], these span [{array.min():.3g}, {array.max():.3g}]: "
-                            "divide uint8-range values by 255")
-    return torch.from_numpy(array)
-
-
 class TrainedModel:
     """A trained AIR with its config, rebuilt from a checkpoint alone."""
 
@@ -84,13 +51,17 @@ class TrainedModel:
         self.config = config
         self.step = step
 
+    def prepare(self, images) -> torch.Tensor:
+        """Images in any supported form (airscene.images.to_model_layout) as this model's input."""
+        return to_model_layout(images, self.config.model.channels, self.config.model.image_size)
+
     @torch.inference_mode()
     def infer(self, images, batch_size: int = 1000) -> Scenes:
         """Counts, boxes, presence and codes for each image, batched."""
-        if batch_size < 1:
-            raise AirsceneError(f"batch_size is {batch_size}: use >= 1")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise AirsceneError(f"batch_size is {batch_size!r}: use a whole number >= 1")
         c = self.config.model
-        tensor = prepare_images(images, c.image_size, c.channels)
+        tensor = self.prepare(images)
         present, presence, wheres, whats = (torch.cat(parts) for parts in
                                             zip(*(self.model.describe(chunk) for chunk in tensor.split(batch_size))))
         return Scenes(counts=present.sum(1).long().numpy(),
@@ -108,9 +79,8 @@ class TrainedModel:
         return (objects * present[:, :, None, None, None]).sum(1).clamp(0, 1).numpy(), scenes
 
 
-def load(path: str | Path) -> TrainedModel:
-    """Rebuild a trained model from a checkpoint (or a run directory holding checkpoint.pt)."""
-    state, config = load_checkpoint(path)
+def model_from_checkpoint(state: dict, config: Config, path: str | Path) -> AIR:
+    """The AIR of a checkpoint's state and config."""
     model = AIR(config.model)
     try:
         model.load_state_dict(state["model"])
@@ -118,6 +88,10 @@ def load(path: str | Path) -> TrainedModel:
         first = str(error).strip().splitlines()[-1].strip()
         raise AirsceneError(f"checkpoint {path} does not match its own config ({first}): it is corrupt "
                             "or from an incompatible airscene version; retrain") from None
-    step = state.get("step", 0)
-    model.count_prior = count_prior_at(step, config.train)
-    return TrainedModel(model, config, step)
+    return model
+
+
+def load(path: str | Path) -> TrainedModel:
+    """Rebuild a trained model from a checkpoint (or a run directory holding checkpoint.pt)."""
+    state, config = load_checkpoint(path)
+    return TrainedModel(model_from_checkpoint(state, config, path), config, state["step"])

@@ -3,7 +3,6 @@ over training, where each step attends)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from airscene.data import load_dataset  # noqa: E402
 from airscene.data.scenes import SceneSet  # noqa: E402
+from airscene.infer import load  # noqa: E402
+from airscene.runs import read_metrics  # noqa: E402
+from airscene.storage import check_writable, write_file  # noqa: E402
 
 STEP_COLOURS = ("red", "lime", "deepskyblue", "yellow", "magenta", "orange")
 
@@ -58,20 +61,18 @@ def preview(scenes: SceneSet, out: str | Path, number: int = 32, columns: int = 
         labels = ",".join(str(v) for v in scenes.labels[index, :count])
         draw_scene(axis, scenes.images[index], scenes.boxes[index, :count].astype(float), f"n={count} [{labels}]")
     figure.tight_layout()
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
-def _save(figure, out: str | Path) -> Path:
+def save_figure(figure, out: str | Path, dpi: int = 120) -> Path:
+    """A matplotlib figure as a PNG, written atomically; the figure is closed."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
+    check_writable(out.parent, "figure directory")
+    try:
+        write_file(out, lambda handle: figure.savefig(handle, format="png", dpi=dpi), "figure")
+    finally:
+        plt.close(figure)
     return out
-
-
-def read_metrics(run: str | Path) -> list[dict]:
-    path = Path(run) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def attention_maps(boxes: np.ndarray, image_size: int) -> np.ndarray:
@@ -115,7 +116,7 @@ def figure3(images: np.ndarray, reconstructions: np.ndarray, boxes: np.ndarray, 
         axis.set_title(f"step {step + 1}", fontsize=9, color=STEP_COLOURS[step % len(STEP_COLOURS)])
         axis.set_xticks([])
         axis.set_yticks([])
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def gradient_variance_chart(results: dict, out: str | Path) -> Path:
@@ -130,6 +131,17 @@ def gradient_variance_chart(results: dict, out: str | Path) -> Path:
                    f"model at step {results['checkpoint_step']}", fontsize=9)
     axis.grid(axis="x", alpha=0.3)
     figure.tight_layout()
-    figure.savefig(out, dpi=110)
-    plt.close(figure)
-    return Path(out)
+    return save_figure(figure, out, dpi=110)
+
+
+def draw_run_figure(run: str | Path, data: str | Path | None = None, images: int = 1000) -> Path:
+    """The paper's Fig. 3 for a trained run (a run directory or its checkpoint), from the first `images`
+    test scenes of its data set (or of `data`): RUN/figure3.png."""
+    run = Path(run)
+    directory = check_writable(run if run.is_dir() else run.parent, "run directory")
+    trained = load(run)
+    _, test, _ = load_dataset(data or trained.config.data)
+    shown = test.images[:images]
+    reconstructions, scenes = trained.reconstruct(shown)
+    return figure3(shown, reconstructions, scenes.boxes, scenes.counts, test.counts[:images], read_metrics(directory),
+                   directory / "figure3.png")

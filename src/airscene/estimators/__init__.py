@@ -4,17 +4,18 @@ surrogate with the same gradient in expectation). The model never knows which on
 from __future__ import annotations
 
 from airscene.config import Config
-from airscene.estimators.base import Estimator
+from airscene.estimators.base import Batch, Estimator
 from airscene.estimators.enumerate import Enumerate
-from airscene.estimators.nvil import NVIL
+from airscene.estimators.nvil import NVIL, BaselineNetwork
 from airscene.estimators.relaxed import Relaxed
 from airscene.estimators.vimco import VIMCO
 
 
 def make_estimator(config: Config) -> Estimator:
+    """AIR's estimator of a config."""
     t = config.train
     if t.estimator == "nvil":
-        return NVIL(config.model, normalise_signal=t.normalise_signal)
+        return NVIL(BaselineNetwork(config.model), normalise_signal=t.normalise_signal)
     if t.estimator == "vimco":
         return VIMCO(t.vimco_samples)
     if t.estimator == "relaxed":
@@ -22,4 +23,4 @@ def make_estimator(config: Config) -> Estimator:
     return Enumerate()
 
 
-__all__ = ["Enumerate", "Estimator", "NVIL", "Relaxed", "VIMCO", "make_estimator"]
+__all__ = ["BaselineNetwork", "Batch", "Enumerate", "Estimator", "NVIL", "Relaxed", "VIMCO", "make_estimator"]

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn as nn
 
-from airscene.model.air import AIR, Trace
+from airscene.model.trace import Trace
+
+
+@dataclass(kw_only=True)
+class Batch:
+    """One training step's data."""
+
+    images: torch.Tensor  # (B, C, H, W) in [0, 1]
+    truth: Any = None  # the data's ground truth for these images, where it has any (counts; true scenes)
 
 
 class Estimator(nn.Module):
-    """presence: how the model draws z_pres (see AIR.forward); samples: traces drawn per image."""
+    """presence: how the model draws z_pres (see AttendInferRepeat.forward); samples: traces drawn per image."""
 
     presence = "sample"
     samples = 1
 
-    def draw(self, model: AIR, images: torch.Tensor, exploration: float, step: int) -> Trace:
+    def draw(self, model: nn.Module, batch: Batch, exploration: float, step: int) -> Trace:
         """One forward pass of the model, drawn as this estimator needs it; `samples` traces per image
         lie next to each other in the batch, (B * samples, ...)."""
-        if self.samples > 1:
-            images = images.repeat_interleave(self.samples, dim=0)
+        images = batch.images.repeat_interleave(self.samples, dim=0) if self.samples > 1 else batch.images
         return model(images, self.presence, exploration)
 
-    def forward(self, model: AIR, trace: Trace) -> tuple[torch.Tensor, dict]:
+    def forward(self, model: nn.Module, trace: Trace) -> tuple[torch.Tensor, dict]:
         """The loss to minimise (B-averaged) and a dict of float statistics, "elbo" among them."""
         raise NotImplementedError

@@ -1,22 +1,23 @@
-"""The ELBO's terms, computed once from a trace and shared by every estimator."""
+"""The ELBO's terms, computed once from a trace and shared by every estimator (and every model: the
+model supplies log p(x | z) of a trace and its count prior)."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 
-from airscene.model.air import AIR, Trace
+from airscene.model.air import AIR, GlimpseTrace
+from airscene.model.priors import presence_log_prior
+from airscene.model.trace import Trace
 
 
-def prefix_canvases(trace: Trace) -> torch.Tensor:
+def prefix_canvases(trace: GlimpseTrace) -> torch.Tensor:
     """(B, N+1, C, H, W): canvas n = sum of the first n objects, from the empty canvas n = 0 to n = N."""
     empty = torch.zeros_like(trace.objects[:, :1])
     return torch.cat([empty, trace.objects], dim=1).cumsum(dim=1)
 
 
-def prefix_log_likelihoods(model: AIR, trace: Trace) -> torch.Tensor:
+def prefix_log_likelihoods(model: AIR, trace: GlimpseTrace) -> torch.Tensor:
     """(B, N+1): log p(x | canvas n) for every count n = 0..N."""
     if model.config.likelihood != "gaussian":
         return model.log_likelihood(trace.images, prefix_canvases(trace))
@@ -44,44 +45,38 @@ def count_log_posterior(trace: Trace) -> torch.Tensor:
 
 def cumulative_latent_terms(trace: Trace) -> torch.Tensor:
     """(B, N+1): sum_{i<=n} (log p(z^i) - log q(z^i)) for the continuous latents of each prefix n."""
-    per_step = trace.log_p_latents - trace.log_q_latents
-    return torch.cat([torch.zeros_like(per_step[:, :1]), per_step.cumsum(1)], 1)
+    return torch.cat([torch.zeros_like(trace.log_ratio[:, :1]), trace.log_ratio.cumsum(1)], 1)
 
 
-def elbo_per_count(model: AIR, trace: Trace, count_log_q: torch.Tensor) -> torch.Tensor:
+def elbo_per_count(model: AIR, trace: GlimpseTrace, count_log_q: torch.Tensor) -> torch.Tensor:
     """(B, N+1): the ELBO's integrand for each count n with the continuous latents of the trace:
     log p(x | z^{1:n}) + log p(n) - log q(n) + sum_{i<=n} (log p(z^i) - log q(z^i)).
     count_log_q (B, N+1) is count_log_posterior(trace)."""
     counts = torch.arange(model.config.max_objects + 1, device=trace.images.device, dtype=torch.float32)
-    return (prefix_log_likelihoods(model, trace) + model.count_log_prior(counts)
-            - count_log_q + cumulative_latent_terms(trace))
+    return (prefix_log_likelihoods(model, trace) + model.count_log_prior(counts) - count_log_q
+            + cumulative_latent_terms(trace) + trace.scene_log_ratio[:, None])
 
 
-def present_canvas(trace: Trace) -> torch.Tensor:
-    """(B, C, H, W): the sum of the objects weighted by their z_pres."""
-    return (trace.objects * trace.z_pres[:, :, None, None, None]).sum(1)
-
-
-def presence_kl(model: AIR, trace: Trace) -> torch.Tensor:
+def presence_kl(model, trace: Trace) -> torch.Tensor:
     """(B, N): KL(q(z_pres^i) || Bernoulli(rho)) of each step, in closed form. Summed over the steps taken
     it is KL(q(n | x) || p(n)), the count's whole share of the ELBO."""
     rho = model.count_prior
     log_present, log_absent = F.logsigmoid(trace.presence_logits), F.logsigmoid(-trace.presence_logits)
-    return (log_present.exp() * (log_present - math.log(rho))
-            + log_absent.exp() * (log_absent - math.log1p(-rho)))
+    return (log_present.exp() * (log_present - torch.log(rho))
+            + log_absent.exp() * (log_absent - torch.log1p(-rho)))
 
 
-def sampled_elbo_terms(model: AIR, trace: Trace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For a trace with sampled z_pres: log p(x | z) (B,); the per-step ELBO terms (B, N), i.e. the
-    continuous latents' log p - log q of the steps present plus log p(z_pres^i) - log q(z_pres^i) of every
-    step taken (their sum over steps is log p(n) - log q(n) + ...); and log q(z_pres^i) (B, N) of the steps
-    taken, 0 elsewhere."""
-    log_likelihood = model.log_likelihood(trace.images, present_canvas(trace))
-    rho, taken = model.count_prior, trace.steps_taken
-    log_p_presence = trace.z_pres * math.log(rho) + (1 - trace.z_pres) * math.log1p(-rho)
+def sampled_elbo_terms(model, trace: Trace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For a trace with sampled z_pres: the ELBO's terms no step's presence can change (B,), log p(x | z)
+    and the image-level latents' log p - log q; the per-step terms (B, N), i.e. the other latents'
+    log p - log q of the steps present plus log p(z_pres^i) - log q(z_pres^i) of every step taken (their
+    sum over steps is log p(n) - log q(n) + ...); and log q(z_pres^i) (B, N) of the steps taken, 0 elsewhere."""
+    image_terms = model.trace_log_likelihood(trace) + trace.scene_log_ratio
+    taken = trace.steps_taken
     log_q_presence = -F.binary_cross_entropy_with_logits(trace.presence_logits, trace.z_pres, reduction="none") * taken
-    per_step = (trace.log_p_latents - trace.log_q_latents) * trace.z_pres + log_p_presence * taken - log_q_presence
-    return log_likelihood, per_step, log_q_presence
+    per_step = (trace.log_ratio * trace.z_pres + presence_log_prior(trace.z_pres, model.count_prior) * taken
+                - log_q_presence)
+    return image_terms, per_step, log_q_presence
 
 
 def greedy_counts(trace: Trace) -> torch.Tensor:

@@ -11,13 +11,13 @@ import torch
 
 from airscene.estimators.base import Estimator
 from airscene.estimators.elbo import count_log_posterior, elbo_per_count
-from airscene.model.air import AIR, Trace
+from airscene.model.air import AIR, GlimpseTrace
 
 
 class Enumerate(Estimator):
     presence = "all"
 
-    def forward(self, model: AIR, trace: Trace) -> tuple[torch.Tensor, dict]:
+    def forward(self, model: AIR, trace: GlimpseTrace) -> tuple[torch.Tensor, dict]:
         count_log_q = count_log_posterior(trace)  # (B, N+1)
         elbo = (count_log_q.exp() * elbo_per_count(model, trace, count_log_q)).sum(1)  # (B,)
         return -elbo.mean(), {"elbo": elbo.mean().item()}

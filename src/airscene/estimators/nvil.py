@@ -13,14 +13,16 @@ import torch.nn as nn
 from airscene.config import ModelConfig
 from airscene.estimators.base import Estimator
 from airscene.estimators.elbo import sampled_elbo_terms
-from airscene.model.air import AIR, Trace
+from airscene.model.air import GlimpseTrace
 from airscene.model.networks import ImageEmbedding
+from airscene.model.trace import Trace
 
 SIGNAL_DECAY = 0.9  # of the running mean and variance of the centred signal
 
 
 class BaselineNetwork(nn.Module):
-    """An RNN mirroring the inference network: sees x and z^{i-1}, predicts step i's learning signal."""
+    """AIR's baseline: an RNN mirroring the inference network that sees x and z^{i-1} and predicts step i's
+    learning signal."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -28,7 +30,7 @@ class BaselineNetwork(nn.Module):
         self.lstm = nn.LSTMCell(config.embedding_size + 3 + config.what_size + 1, config.hidden_size)
         self.out = nn.Linear(config.hidden_size, 1)
 
-    def forward(self, trace: Trace) -> torch.Tensor:
+    def forward(self, trace: GlimpseTrace) -> torch.Tensor:
         """(B, N) predicted learning signal per step."""
         # The baseline may depend on anything before step i but must not feed gradients into the
         # model: its inputs are detached, so it changes the estimator's variance and not its mean.
@@ -44,23 +46,25 @@ class BaselineNetwork(nn.Module):
 
 
 class NVIL(Estimator):
+    """`baseline` maps a trace to (B, N) predicted signals (AIR: BaselineNetwork; inverse graphics: a CNN of
+    the image); None uses no baseline (the plain score function, for comparison)."""
+
     presence = "sample"
 
-    def __init__(self, config: ModelConfig, normalise_signal: bool = True, use_baseline: bool = True):
+    def __init__(self, baseline: nn.Module | None, normalise_signal: bool = True):
         super().__init__()
-        self.baseline = BaselineNetwork(config)
+        self.baseline = baseline
         self.normalise_signal = normalise_signal
-        self.use_baseline = use_baseline
         self.register_buffer("signal_mean", torch.zeros(()))
         self.register_buffer("signal_variance", torch.ones(()))
 
-    def forward(self, model: AIR, trace: Trace) -> tuple[torch.Tensor, dict]:
-        log_likelihood, per_step, log_q_presence = sampled_elbo_terms(model, trace)
-        elbo = log_likelihood + per_step.sum(1)  # (B,)
+    def forward(self, model: nn.Module, trace: Trace) -> tuple[torch.Tensor, dict]:
+        image_terms, per_step, log_q_presence = sampled_elbo_terms(model, trace)
+        elbo = image_terms + per_step.sum(1)  # (B,)
         taken = trace.steps_taken  # (B, N)
         # Future-only: step i's presence cannot change the terms of earlier steps.
-        signal = (log_likelihood[:, None] + per_step.flip(1).cumsum(1).flip(1)).detach()  # (B, N)
-        predicted = self.baseline(trace) if self.use_baseline else torch.zeros_like(signal)
+        signal = (image_terms[:, None] + per_step.flip(1).cumsum(1).flip(1)).detach()  # (B, N)
+        predicted = self.baseline(trace) if self.baseline is not None else torch.zeros_like(signal)
         centred = signal - predicted.detach()
         if self.normalise_signal:
             centred = standardise_signal(centred, taken, self.signal_mean, self.signal_variance, update=self.training)

@@ -10,13 +10,12 @@ ELBO itself and only the gradient is relaxed. Evaluation and inference always us
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from airscene.estimators.base import Estimator
-from airscene.estimators.elbo import present_canvas, presence_kl
-from airscene.model.air import AIR, Trace
+from airscene.estimators.base import Batch, Estimator
+from airscene.estimators.elbo import presence_kl
+from airscene.model.air import AIR, GlimpseTrace
+from airscene.schedules import anneal
 
 
 class Relaxed(Estimator):
@@ -29,15 +28,14 @@ class Relaxed(Estimator):
     def temperature_at(self, step: int) -> float:
         """Annealed exponentially from the start to the end temperature, then held."""
         start, end, steps = self.temperatures
-        progress = min(step / max(steps, 1), 1.0)
-        return math.exp(math.log(start) + (math.log(end) - math.log(start)) * progress)
+        return anneal(start, end, step, steps)
 
-    def draw(self, model: AIR, images: torch.Tensor, exploration: float, step: int) -> Trace:
-        return model(images, self.presence, exploration, temperature=self.temperature_at(step))
+    def draw(self, model: AIR, batch: Batch, exploration: float, step: int) -> GlimpseTrace:
+        return model(batch.images, self.presence, exploration, temperature=self.temperature_at(step))
 
-    def forward(self, model: AIR, trace: Trace) -> tuple[torch.Tensor, dict]:
-        log_likelihood = model.log_likelihood(trace.images, present_canvas(trace))  # (B,)
-        latents = ((trace.log_p_latents - trace.log_q_latents) * trace.z_pres).sum(1)  # (B,)
+    def forward(self, model: AIR, trace: GlimpseTrace) -> tuple[torch.Tensor, dict]:
+        log_likelihood = model.trace_log_likelihood(trace)  # (B,)
+        latents = (trace.log_ratio * trace.z_pres).sum(1) + trace.scene_log_ratio  # (B,)
         count_kl = (presence_kl(model, trace) * trace.steps_taken).sum(1)  # (B,)
         elbo = log_likelihood + latents - count_kl
         return -elbo.mean(), {"elbo": elbo.mean().item()}

@@ -15,7 +15,7 @@ import torch
 
 from airscene.estimators.base import Estimator
 from airscene.estimators.elbo import sampled_elbo_terms
-from airscene.model.air import AIR, Trace
+from airscene.model.trace import Trace
 
 
 def leave_one_out_signal(log_weights: torch.Tensor) -> torch.Tensor:
@@ -37,10 +37,10 @@ class VIMCO(Estimator):
             raise ValueError("VIMCO needs at least 2 samples per image")
         self.samples = samples
 
-    def forward(self, model: AIR, trace: Trace) -> tuple[torch.Tensor, dict]:
-        log_likelihood, per_step, log_q_presence = sampled_elbo_terms(model, trace)
+    def forward(self, model, trace: Trace) -> tuple[torch.Tensor, dict]:
+        image_terms, per_step, log_q_presence = sampled_elbo_terms(model, trace)
         k = self.samples
-        log_weights = (log_likelihood + per_step.sum(1)).view(-1, k)  # (B, K)
+        log_weights = (image_terms + per_step.sum(1)).view(-1, k)  # (B, K)
         bound = torch.logsumexp(log_weights, 1) - math.log(k)  # (B,)
         signal = leave_one_out_signal(log_weights.detach())  # (B, K)
         surrogate = (log_q_presence.sum(1).view(-1, k) * signal).sum(1)  # (B,)

@@ -4,6 +4,7 @@ and kept in the run directory, so a resumed run and its evaluation see the same 
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,9 +12,8 @@ import numpy as np
 import torch
 
 from airscene.data.files import write_arrays
-from airscene.errors import AirsceneError
 from airscene.graphics.config import GraphicsConfig
-from airscene.graphics.render import Renderer
+from airscene.graphics.renderers import Renderer
 from airscene.graphics.scenes import SceneParameters, sample_scenes
 
 DATA_FILE = "scenes.npz"
@@ -21,16 +21,12 @@ TRAIN_SEED, TEST_SEED = 1, 2
 RENDER_CHUNK = 1000
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SceneData:
     train_images: np.ndarray  # (n, 3, H, W) uint8
     train_scenes: SceneParameters  # the truth; training never sees it unless supervised
     test_images: np.ndarray
     test_scenes: SceneParameters
-
-
-def images_to_float(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).float().div_(255)
 
 
 def render_uint8(renderer: Renderer, scenes: SceneParameters) -> np.ndarray:
@@ -39,8 +35,9 @@ def render_uint8(renderer: Renderer, scenes: SceneParameters) -> np.ndarray:
 
 
 def data_settings(config: GraphicsConfig) -> dict:
-    return {"experiment": config.experiment, "renderer": config.renderer, "repeats": config.repeats,
-            "image_size": config.image_size, "train": config.training_images, "test": config.test_images,
+    model = config.model
+    return {"experiment": model.experiment, "renderer": model.renderer, "repeats": config.repeats,
+            "image_size": model.image_size, "train": config.training_images, "test": config.test_images,
             "seeds": [TRAIN_SEED, TEST_SEED]}
 
 
@@ -51,23 +48,19 @@ def scene_data(config: GraphicsConfig, renderer: Renderer, directory: Path) -> S
         try:
             with np.load(path, allow_pickle=False) as archive:
                 if json.loads(str(archive["settings"])) == settings:
-                    return SceneData(archive["train_images"], _scenes(archive, "train"),
-                                     archive["test_images"], _scenes(archive, "test"))
-        except (OSError, ValueError, KeyError):
+                    return SceneData(train_images=archive["train_images"], train_scenes=_scenes(archive, "train"),
+                                     test_images=archive["test_images"], test_scenes=_scenes(archive, "test"))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
             pass  # a damaged file is simply rendered again
-    arrays = {"settings": np.array(json.dumps(settings))}
-    data = []
+    arrays, data = {"settings": np.array(json.dumps(settings))}, {}
     for split, count, seed in (("train", config.training_images, TRAIN_SEED), ("test", config.test_images, TEST_SEED)):
-        scenes = sample_scenes(count, len(config.shapes), config.max_objects, config.counts, config.repeats,
-                               config.move_camera, seed)
-        images = render_uint8(renderer, scenes)
-        arrays.update({f"{split}_images": images, **{f"{split}_{k}": v for k, v in scenes.to_arrays().items()}})
-        data += [images, scenes]
-    try:
-        write_arrays(path, arrays)
-    except OSError as error:
-        raise AirsceneError(f"cannot write {path} ({error.strerror}): free disk space or choose another --out") from None
-    return SceneData(*data)
+        scenes = sample_scenes(count, len(config.model.shapes), config.model.max_objects, config.model.counts,
+                               config.repeats, config.model.move_camera, seed)
+        data[f"{split}_images"], data[f"{split}_scenes"] = render_uint8(renderer, scenes), scenes
+        arrays.update({f"{split}_images": data[f"{split}_images"],
+                       **{f"{split}_{name}": value for name, value in scenes.to_arrays().items()}})
+    write_arrays(path, arrays, "rendered scenes")
+    return SceneData(**data)
 
 
 def _scenes(archive, split: str) -> SceneParameters:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from airscene.graphics.render import Renderer
+from airscene.graphics.renderers import Renderer
 from airscene.graphics.scenes import SHAPES, SceneParameters
 
 

@@ -8,18 +8,19 @@ from pathlib import Path
 import numpy as np
 
 from airscene.graphics.config import GraphicsConfig
-from airscene.graphics.data import SceneData, images_to_float
+from airscene.graphics.data import SceneData
+from airscene.images import to_model_layout
 from airscene.graphics.evaluate import match_objects
-from airscene.graphics.render import Renderer
+from airscene.graphics.renderers import Renderer
 from airscene.graphics.scenes import SceneParameters
-from airscene.viz import plt
+from airscene.viz import plt, save_figure
 
 
 def inference_figure(run: Path, config: GraphicsConfig, renderer: Renderer, data: SceneData,
                      inferred: SceneParameters, shown: int = 8) -> Path:
     """RUN/figure.png: a row of test images, a row of the run's inferences rendered, and the inferred
     against the true x and y of every matched test object."""
-    images = images_to_float(data.test_images[:shown])
+    images = to_model_layout(data.test_images[:shown], 3)
     rendered = renderer.render(inferred[:shown])
     figure = plt.figure(figsize=(shown * 1.2 + 5, 3.2))
     grid = figure.add_gridspec(2, shown + 4)
@@ -30,18 +31,15 @@ def inference_figure(run: Path, config: GraphicsConfig, renderer: Renderer, data
             axis.imshow(picture.permute(1, 2, 0).numpy())
             axis.set_xticks([])
             axis.set_yticks([])
-            names = [config.shapes[identity] for identity in scene.identity[scene.present].tolist()]
+            names = [config.model.shapes[identity] for identity in scene.identity[scene.present].tolist()]
             axis.set_title(", ".join(names) or "empty", fontsize=6)
             if column == 0:
                 axis.set_ylabel(title, fontsize=8)
     scatter = figure.add_subplot(grid[:, shown + 1:])
     draw_positions(scatter, inferred, data.test_scenes)
-    figure.suptitle(f"{run.name}: {config.experiment}, {config.renderer} renderer", fontsize=9)
+    figure.suptitle(f"{run.name}: {config.model.experiment}, {config.model.renderer} renderer", fontsize=9)
     figure.tight_layout()
-    path = run / "figure.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, run / "figure.png", dpi=110)
 
 
 def draw_positions(axis, inferred: SceneParameters, truth: SceneParameters) -> None:

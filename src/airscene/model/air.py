@@ -1,8 +1,14 @@
 """Attend, Infer, Repeat (Eslami et al. 2016): the inference network q_phi and generative model p_theta.
 
-One forward pass returns a Trace of per-step tensors. How z_pres is drawn is the caller's choice
-("sample" for score-function estimators, "all" for exact enumeration of the count, "relaxed" or
-"straight_through" for the Concrete relaxation), so the model does not know which estimator trains it.
+`AttendInferRepeat` is the recurrence every variant shares: at step i an LSTM reads the image (DAIR: what
+the earlier steps leave unexplained) and z^{i-1}, a head proposes q(z_pres^i) and q(z_where^i), and the
+model infers the rest of the object. `AIR` is the paper's model with a learned glimpse decoder; inverse
+graphics (airscene.graphics.model) puts a fixed renderer in its place.
+
+One forward pass returns a Trace. How z_pres is drawn is the caller's choice ("sample" for
+score-function estimators, "all" for exact enumeration of the count, "relaxed" or "straight_through"
+for the Concrete relaxation, "greedy" for the most probable presence), so the model does not know which
+estimator trains it.
 
 Exploration: during early training q(z_pres^i) is the mixture (1 - e) Bernoulli(p_i) + e Bernoulli(u_i),
 itself a valid variational distribution, so the ELBO stays a bound for every e; u_i = (N-i+1)/(N-i+2)
@@ -22,31 +28,22 @@ import torch.nn as nn
 from torch.distributions import Normal
 
 from airscene.config import ModelConfig
+from airscene.errors import AirsceneError
 from airscene.model.networks import GlimpseDecoder, GlimpseEncoder, ImageEmbedding, InferenceStep
 from airscene.model.priors import count_log_prior
+from airscene.model.trace import Trace, stack_steps
 from airscene.model.transformer import crop_glimpse, paste_glimpse
 
-PRESENCE_MODES = ("sample", "all", "relaxed", "straight_through")
+PRESENCE_MODES = ("sample", "all", "greedy", "relaxed", "straight_through")
 
 
-@dataclass
-class Trace:
-    """Everything one forward pass drew, for an estimator to turn into a loss. N steps, B images."""
-
-    images: torch.Tensor  # (B, C, H, W)
-    presence_logits: torch.Tensor  # (B, N) logit of q(z_pres^i = 1 | x, z^{<i})
-    z_pres: torch.Tensor  # (B, N) 0/1 when sampled; all 1 under "all"; in (0, 1) when relaxed
-    z_where: torch.Tensor  # (B, N, 3)
-    z_what: torch.Tensor  # (B, N, C_what)
-    log_q_latents: torch.Tensor  # (B, N) log q(z_where^i) + log q(z_what^i)
-    log_p_latents: torch.Tensor  # (B, N) log p(z_where^i) + log p(z_what^i)
-    objects: torch.Tensor  # (B, N, C, H, W) each step's glimpse pasted onto an empty canvas
-
-    @property
-    def steps_taken(self) -> torch.Tensor:
-        """(B, N): 1 where step i was reached, i.e. every earlier z_pres was 1 (z_pres^{i-1}, which already
-        carries the product of the earlier ones)."""
-        return torch.cat([torch.ones_like(self.z_pres[:, :1]), self.z_pres[:, :-1]], dim=1)
+def explore_presence(logit: torch.Tensor, exploration: float, step: int, steps: int) -> torch.Tensor:
+    """The logit of the exploration mixture (1 - e) Bernoulli(sigmoid(logit)) + e Bernoulli(u_i) at step
+    `step` (from 0) of `steps`."""
+    if exploration <= 0:
+        return logit
+    uniform_count = (steps - step) / (steps - step + 1)
+    return torch.logit((1 - exploration) * torch.sigmoid(logit) + exploration * uniform_count)
 
 
 def draw_presence(logit: torch.Tensor, previous: torch.Tensor, presence: str, temperature: float) -> torch.Tensor:
@@ -54,6 +51,8 @@ def draw_presence(logit: torch.Tensor, previous: torch.Tensor, presence: str, te
     every step after an absent one absent too (the unary code of the count)."""
     if presence == "all":
         return torch.ones_like(previous)
+    if presence == "greedy":
+        return (logit > 0).float().unsqueeze(1) * previous
     if presence == "sample":
         # Sampled, not reparameterised: the gradient comes from the estimator's score function.
         return torch.bernoulli(torch.sigmoid(logit.detach())).unsqueeze(1) * previous
@@ -67,79 +66,132 @@ def draw_presence(logit: torch.Tensor, previous: torch.Tensor, presence: str, te
     return relaxed.unsqueeze(1) * previous
 
 
-class AIR(nn.Module):
+class AttendInferRepeat(nn.Module):
+    """The recurrence of the paper's Fig. 2. A subclass has `config` (max_objects, step_memory), `infer_step`
+    (an InferenceStep), `difference` (DAIR) and `count_prior` (a buffer: rho), and says what an object is:
+    `read_image`, `embed_input`, `initial_feedback`, `infer_object`, `make_trace`."""
+
+    def forward(self, images: torch.Tensor, presence: str = "sample", exploration: float = 0.0,
+                temperature: float = 1.0, sample: bool = True) -> Trace:
+        """images (B, C, H, W) in [0, 1] -> the model's Trace of all N steps; exploration is e above;
+        temperature is the Concrete relaxation's, used only when presence is "relaxed" or "straight_through";
+        sample=False takes every latent but z_pres at its most probable value instead of a sample."""
+        if presence not in PRESENCE_MODES:
+            raise ValueError(f"presence must be one of {PRESENCE_MODES}")
+        steps_total = self.config.max_objects
+        context = self.read_image(images, sample)
+        feedback, z_pres = self.initial_feedback(images), images.new_ones(len(images), 1)
+        state = self.infer_step.initial_state(images)
+        steps, logits, presences = [], [], []
+        for step in range(steps_total):
+            if step == 0 or self.difference:
+                # The recurrent input's share of the LSTM gates, (B, 4H): AIR's input is x at every step,
+                # so it is computed once; DAIR's is x - xhat^{i-1}, new at every step.
+                image_gates = self.infer_step.image_gates(self.embed_input(images, context, steps, presences))
+            if not self.config.step_memory:
+                state = tuple(torch.zeros_like(part) for part in state)
+            logit, where_mean, where_sd, state = self.infer_step(image_gates, torch.cat([feedback, z_pres], 1), state)
+            logit = explore_presence(logit, exploration, step, steps_total)
+            latents = self.infer_object(images, context, state[0], where_mean, where_sd, sample)
+            z_pres = draw_presence(logit, z_pres, presence, temperature)
+            feedback = latents.feedback
+            steps.append(latents)
+            logits.append(logit)
+            presences.append(z_pres[:, 0])
+        return self.make_trace(images, context, stack_steps(steps), torch.stack(logits, 1), torch.stack(presences, 1))
+
+    def count_log_prior(self, counts: torch.Tensor) -> torch.Tensor:
+        """log p(n) of each count under the truncated geometric with the current rho."""
+        return count_log_prior(counts, self.count_prior, self.config.max_objects)
+
+
+@dataclass(kw_only=True)
+class GlimpseStep:
+    """One AIR step's object: B images."""
+
+    z_where: torch.Tensor  # (B, 3)
+    z_what: torch.Tensor  # (B, C_what)
+    log_ratio: torch.Tensor  # (B,) log p(z_where, z_what) - log q(z_where, z_what | x, z^{<i})
+    objects: torch.Tensor  # (B, C, H, W) the decoded glimpse pasted onto an empty canvas
+    feedback: torch.Tensor  # (B, 3 + C_what) z^i as the next step sees it
+
+
+@dataclass(kw_only=True)
+class GlimpseTrace(Trace):
+    """AIR's trace: the glimpse latents of every step and each step's object on its own canvas."""
+
+    z_where: torch.Tensor  # (B, N, 3)
+    z_what: torch.Tensor  # (B, N, C_what)
+    objects: torch.Tensor  # (B, N, C, H, W)
+
+
+class AIR(AttendInferRepeat):
+    """AIR (config.model "air") and DAIR ("dair"): objects are glimpses, decoded and pasted on the canvas."""
+
     def __init__(self, config: ModelConfig):
         super().__init__()
+        if config.image_size is None or config.channels is None:
+            raise AirsceneError("the model config has no image_size or channels: set them, or train on a data set, "
+                                "which sets them from its images")
         self.config = config
         self.embed = ImageEmbedding(config.channels, config.image_size, config.embedding_size)
-        self.infer_step = InferenceStep(config.embedding_size, config.what_size, config.hidden_size,
-                                        config.where_prior_mean)
+        self.infer_step = InferenceStep(config.embedding_size, 3 + config.what_size, config.hidden_size,
+                                        where_mean=config.where_prior_mean, where_sd_bias=(-2.0, 0.0, 0.0))
         self.encode = GlimpseEncoder(config.channels, config.glimpse_size, config.glimpse_hidden_size,
                                      config.what_size, config.glimpse_network)
         self.decode = GlimpseDecoder(config.channels, config.glimpse_size, config.glimpse_hidden_size,
                                      config.what_size, config.decoder_bias, config.glimpse_network)
         self.register_buffer("where_prior_mean", torch.tensor(config.where_prior_mean))
         self.register_buffer("where_prior_sd", torch.tensor(config.where_prior_sd))
-        self.count_prior = 0.5  # rho; the training loop and airscene.load set it from the config's schedule
+        self.register_buffer("count_prior", torch.tensor(config.count_prior))  # rho; training may anneal it
         # DAIR: the recurrent input at step i is the error canvas x - xhat^{i-1}, what is left to explain,
         # instead of x itself; the glimpse is still cropped from x.
         self.difference = config.model == "dair"
 
-    def initial_latents(self, batch: int, device: torch.device):
-        """z^0 = (z_where, z_what, z_pres) and the LSTM state before the first step."""
-        z_where = torch.zeros(batch, 3, device=device)
-        z_what = torch.zeros(batch, self.config.what_size, device=device)
-        z_pres = torch.ones(batch, 1, device=device)
-        hidden = torch.zeros(batch, self.config.hidden_size, device=device)
-        return z_where, z_what, z_pres, (hidden, torch.zeros_like(hidden))
+    def read_image(self, images: torch.Tensor, sample: bool) -> None:
+        """AIR has no latents of the whole image."""
 
-    def forward(self, images: torch.Tensor, presence: str = "sample", exploration: float = 0.0,
-                temperature: float = 1.0) -> Trace:
-        """images (B, C, H, W) in [0, 1] -> a Trace of all N steps; exploration is e above; temperature is
-        the Concrete relaxation's, used only when presence is "relaxed" or "straight_through"."""
-        if presence not in PRESENCE_MODES:
-            raise ValueError(f"presence must be one of {PRESENCE_MODES}")
-        c = self.config
-        z_where, z_what, z_pres, state = self.initial_latents(images.shape[0], images.device)
-        canvas = torch.zeros_like(images)  # xhat^{i-1}, kept for DAIR
-        steps = []
-        for step in range(c.max_objects):
-            if step == 0 or self.difference:
-                # The recurrent input's share of the LSTM gates, (B, 4H): AIR's input is x at every step,
-                # so it is computed once; DAIR's is x - xhat^{i-1}, new at every step.
-                image_gates = self.infer_step.image_gates(self.embed(images - canvas))
-            if not c.step_memory:
-                state = tuple(torch.zeros_like(part) for part in state)
-            logit, where_mean, where_sd, state = self.infer_step(image_gates, z_where, z_what, z_pres, state)
-            if exploration > 0:
-                uniform_count = (c.max_objects - step) / (c.max_objects - step + 1)
-                logit = torch.logit((1 - exploration) * torch.sigmoid(logit) + exploration * uniform_count)
-            z_where, z_what, log_q, log_p = self.infer_object(images, where_mean, where_sd)
-            z_pres = draw_presence(logit, z_pres, presence, temperature)
-            rendered = self.render_object(z_what, z_where)  # (B, C, H, W)
-            if self.difference:
-                canvas = canvas + z_pres[:, :, None, None] * rendered
-            steps.append((logit, z_pres[:, 0], z_where, z_what, log_q, log_p, rendered))
-        columns = [torch.stack(column, dim=1) for column in zip(*steps)]
-        return Trace(images, *columns)
+    def embed_input(self, images: torch.Tensor, context, steps: list[GlimpseStep], z_pres: list[torch.Tensor]):
+        if not self.difference:
+            return self.embed(images)
+        explained = sum((p[:, None, None, None] * s.objects for s, p in zip(steps, z_pres)), torch.zeros_like(images))
+        return self.embed(images - explained)
 
-    def infer_object(self, images, where_mean, where_sd):
-        """Sample z_where, crop x_att there, sample z_what from it (both reparameterised); return their
-        log-densities under q and under the prior."""
+    def initial_feedback(self, images: torch.Tensor) -> torch.Tensor:
+        """z^0 = (z_where, z_what) = 0."""
+        return images.new_zeros(len(images), 3 + self.config.what_size)
+
+    def infer_object(self, images, context, hidden, where_mean, where_sd, sample: bool) -> GlimpseStep:
+        """Sample z_where, crop x_att there, sample z_what from it (both reparameterised; sample=False: their
+        means), and render the decoded glimpse."""
         c = self.config
         q_where = Normal(where_mean, where_sd)
-        z_where = q_where.rsample()  # (B, 3)
+        z_where = q_where.rsample() if sample else where_mean  # (B, 3)
         glimpse = crop_glimpse(images, z_where, c.glimpse_size, c.min_scale)  # (B, C, g, g)
         q_what = Normal(*self.encode(glimpse))
-        z_what = q_what.rsample()  # (B, C_what)
+        z_what = q_what.rsample() if sample else q_what.mean  # (B, C_what)
         log_q = q_where.log_prob(z_where).sum(-1) + q_what.log_prob(z_what).sum(-1)
         log_p = (Normal(self.where_prior_mean, self.where_prior_sd).log_prob(z_where).sum(-1)
                  + Normal(0.0, 1.0).log_prob(z_what).sum(-1))
-        return z_where, z_what, log_q, log_p
+        return GlimpseStep(z_where=z_where, z_what=z_what, log_ratio=log_p - log_q,
+                           objects=self.render_object(z_what, z_where), feedback=torch.cat([z_where, z_what], 1))
+
+    def make_trace(self, images, context, steps: dict, presence_logits, z_pres) -> GlimpseTrace:
+        return GlimpseTrace(images=images, presence_logits=presence_logits, z_pres=z_pres,
+                            log_ratio=steps["log_ratio"], scene_log_ratio=images.new_zeros(len(images)),
+                            z_where=steps["z_where"], z_what=steps["z_what"], objects=steps["objects"])
 
     def render_object(self, z_what: torch.Tensor, z_where: torch.Tensor) -> torch.Tensor:
         """y^i: the decoded glimpse y_att placed on the canvas by the inverse transform. (B, C, H, W)"""
         return paste_glimpse(self.decode(z_what), z_where, self.config.image_size, self.config.min_scale)
+
+    def render(self, trace: GlimpseTrace) -> torch.Tensor:
+        """(B, C, H, W): the canvas of the trace, sum_i z_pres^i y^i."""
+        return (trace.objects * trace.z_pres[:, :, None, None, None]).sum(1)
+
+    def trace_log_likelihood(self, trace: GlimpseTrace) -> torch.Tensor:
+        """(B,) log p(x | z) of the trace's latents."""
+        return self.log_likelihood(trace.images, self.render(trace))
 
     def log_likelihood(self, images: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
         """log p(x | canvas) summed over pixels; images (B, C, H, W), canvas (B, ..., C, H, W) -> (B, ...)."""
@@ -154,30 +206,25 @@ class AIR(nn.Module):
         sd, pixels = self.config.likelihood_sd, self.config.channels * self.config.image_size ** 2
         return -0.5 * squared_error / sd ** 2 - pixels * (math.log(sd) + 0.5 * math.log(2 * math.pi))
 
-    def count_log_prior(self, counts: torch.Tensor) -> torch.Tensor:
-        return count_log_prior(counts, self.count_prior, self.config.max_objects)
-
     @torch.no_grad()
     def describe(self, images: torch.Tensor, threshold: float = 0.5):
         """Test-time inference: means instead of samples, no rendering (but DAIR's canvas), and early exit:
         each step runs only on the images whose every earlier step was present, and stops once none is left.
         Returns z_pres (B, N), presence probabilities (B, N; 0 for steps not reached), z_where (B, N, 3)
         and z_what (B, N, C_what), NaN where absent."""
-        c = self.config
-        batch = images.shape[0]
-        present = images.new_zeros(batch, c.max_objects)
-        presence = images.new_zeros(batch, c.max_objects)
+        c, batch = self.config, images.shape[0]
+        present, presence = images.new_zeros(batch, c.max_objects), images.new_zeros(batch, c.max_objects)
         wheres = images.new_full((batch, c.max_objects, 3), float("nan"))
         whats = images.new_full((batch, c.max_objects, c.what_size), float("nan"))
         active = torch.arange(batch, device=images.device)  # images still being explained
-        z_where, z_what, z_pres, state = self.initial_latents(batch, images.device)
+        previous, state = torch.cat([self.initial_feedback(images), images.new_ones(batch, 1)], 1), self.infer_step.initial_state(images)
         canvas = torch.zeros_like(images)
         for step in range(c.max_objects):
             if step == 0 or self.difference:
                 image_gates = self.infer_step.image_gates(self.embed(images - canvas))
             if not c.step_memory:
                 state = tuple(torch.zeros_like(part) for part in state)
-            logit, z_where, _sd, state = self.infer_step(image_gates, z_where, z_what, z_pres, state)
+            logit, z_where, _sd, state = self.infer_step(image_gates, previous, state)
             z_what, _ = self.encode(crop_glimpse(images, z_where, c.glimpse_size, c.min_scale))
             probability = torch.sigmoid(logit)
             presence[active, step] = probability
@@ -185,11 +232,12 @@ class AIR(nn.Module):
             if not keep.any():
                 break
             if not keep.all():  # drop the images that stopped (only then: indexing costs time)
-                active, images, image_gates, z_where, z_what, z_pres, canvas = (
-                    tensor[keep] for tensor in (active, images, image_gates, z_where, z_what, z_pres, canvas))
+                active, images, image_gates, z_where, z_what, canvas = (
+                    tensor[keep] for tensor in (active, images, image_gates, z_where, z_what, canvas))
                 state = (state[0][keep], state[1][keep])
             present[active, step] = 1.0
             wheres[active, step], whats[active, step] = z_where, z_what
+            previous = torch.cat([z_where, z_what, torch.ones_like(z_where[:, :1])], 1)
             if self.difference:
                 canvas = canvas + self.render_object(z_what, z_where)
         return present, presence, wheres, whats

@@ -79,21 +79,27 @@ class GlimpseDecoder(nn.Module):
 
 
 class InferenceStep(nn.Module):
-    """One step of the recurrent inference network: h^i = LSTM([embed(x), z^{i-1}], h^{i-1}), and a head
-    giving the presence logit and the mean and sd of q(z_where^i)."""
+    """One step of the recurrent inference network: h^i = LSTM([embed(x), z^{i-1}, z_pres^{i-1}], h^{i-1}),
+    and a head giving the presence logit and the mean and sd of q(z_where^i). What z^{i-1} holds (its
+    `feedback_size` numbers) and what z_where is (its size, the head's initial mean and sd) are the model's."""
 
-    def __init__(self, embedding_size: int, what_size: int, hidden_size: int,
-                 where_mean: tuple[float, float, float]):
+    def __init__(self, embedding_size: int, feedback_size: int, hidden_size: int,
+                 where_mean: tuple[float, ...], where_sd_bias: tuple[float, ...]):
         super().__init__()
-        self.embedding_size = embedding_size
-        self.lstm = nn.LSTMCell(embedding_size + 3 + what_size + 1, hidden_size)
-        self.head = nn.Linear(hidden_size, 1 + 6)
+        self.embedding_size, self.hidden_size = embedding_size, hidden_size
+        self.lstm = nn.LSTMCell(embedding_size + feedback_size + 1, hidden_size)
+        self.head = nn.Linear(hidden_size, 1 + 2 * len(where_mean))
         with torch.no_grad():
-            # Start at the prior's window size, centred, with a wide spread in position, so early
+            # Start at the prior's window, centred, with the model's spread in position, so early
             # samples land on objects and the attention learns where they are, and with presence
             # probability sigmoid(2) = 0.88 so that early steps are tried and learn.
             self.head.weight.mul_(0.1)
-            self.head.bias.copy_(torch.tensor([2.0, *where_mean, -2.0, 0.0, 0.0]))
+            self.head.bias.copy_(torch.tensor([2.0, *where_mean, *where_sd_bias]))
+
+    def initial_state(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LSTM state (hidden, cell) before the first step, on the images' device."""
+        hidden = images.new_zeros(len(images), self.hidden_size)
+        return hidden, torch.zeros_like(hidden)
 
     def image_gates(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, E) -> (B, 4H): the image's share of the LSTM's gate pre-activations. AIR's recurrent input
@@ -101,12 +107,11 @@ class InferenceStep(nn.Module):
         weight = self.lstm.weight_ih[:, :self.embedding_size]
         return F.linear(embedding, weight, self.lstm.bias_ih + self.lstm.bias_hh)
 
-    def forward(self, image_gates, z_where, z_what, z_pres, state):
-        """(B, 4H), (B, 3), (B, C), (B, 1), ((B, H), (B, H)) -> logit (B,), mean (B, 3), sd (B, 3), state.
-        The LSTM cell of nn.LSTMCell (gates i, f, g, o), with the image's gates precomputed."""
+    def forward(self, image_gates, previous, state):
+        """(B, 4H), (B, F + 1) = [z^{i-1}, z_pres^{i-1}], ((B, H), (B, H)) -> logit (B,), mean (B, D),
+        sd (B, D), state. The LSTM cell of nn.LSTMCell (gates i, f, g, o), with the image's gates precomputed."""
         hidden, cell = state
-        latents = torch.cat([z_where, z_what, z_pres], dim=-1)
-        gates = (image_gates + F.linear(latents, self.lstm.weight_ih[:, self.embedding_size:])
+        gates = (image_gates + F.linear(previous, self.lstm.weight_ih[:, self.embedding_size:])
                  + F.linear(hidden, self.lstm.weight_hh))
         input_gate, forget_gate, cell_gate, output_gate = gates.chunk(4, dim=1)
         cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(input_gate) * torch.tanh(cell_gate)

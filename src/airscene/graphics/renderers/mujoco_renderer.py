@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from airscene.errors import AirsceneError
-from airscene.graphics.render import Renderer
+from airscene.graphics.renderers.base import Renderer
 from airscene.graphics.scenes import SHAPES, TABLE_COLOUR, TABLE_HALF_SIZE, SceneParameters
 
 FIELD_OF_VIEW = 45  # degrees, vertical
@@ -137,13 +137,13 @@ class MujocoRenderer(Renderer):
         if scenes.identity.shape[1] > self.slots:
             raise AirsceneError(f"scenes have {scenes.identity.shape[1]} object slots but the renderer was built "
                                 f"for {self.slots}: build it with slots >= {scenes.identity.shape[1]}")
-        arrays = tuple(tensor.detach().numpy() for tensor in (scenes.identity, scenes.present, scenes.pose, scenes.camera))
+        arrays = tuple(tensor.detach().cpu().numpy() for tensor in (scenes.identity, scenes.present, scenes.pose, scenes.camera))
         if self.pool is None:
             images = self.local.render(*arrays)
         else:
             chunks = [tuple(chunk) for chunk in zip(*(np.array_split(array, self.workers) for array in arrays))]
             images = np.concatenate(self.pool.map(_render_in_worker, chunks))
-        return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+        return torch.from_numpy(images).to(scenes.pose.device).permute(0, 3, 1, 2).float().div_(255)
 
     def locate(self, identity: torch.Tensor, position: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
         """The perspective projection of MuJoCo's free camera: it looks at the table's centre from
@@ -155,7 +155,7 @@ class MujocoRenderer(Renderer):
         up = torch.stack([-math.sin(elevation) * azimuth.cos(), -math.sin(elevation) * azimuth.sin(),
                           torch.full_like(azimuth, math.cos(elevation))], 1)
         right = torch.linalg.cross(forward, up)
-        centre = torch.cat([position, self.heights[identity][:, None]], 1)  # (B, 3)
+        centre = torch.cat([position, self.heights.to(position.device)[identity][:, None]], 1)  # (B, 3)
         seen = centre + distance * forward  # from the camera, which is at -distance * forward
         depth = (seen * forward).sum(1) * math.tan(math.radians(FIELD_OF_VIEW / 2))
         return torch.stack([(seen * right).sum(1), -(seen * up).sum(1)], 1) / depth[:, None]

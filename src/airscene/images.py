@@ -1,0 +1,156 @@
+"""Images in, the model's layout out: the one reader of image files and the one converter of image arrays,
+which every command and the API use. Whatever the file format, bit depth, channels or layout, one scene
+becomes the same float image: values in [0, 1] (uint8 / 255, uint16 / 65535, float as it is), grey as the
+luminance of colour, transparency composited over black."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from airscene.errors import AirsceneError
+
+MAX_PIXELS = 64 * 1024 * 1024  # per image file: larger ones are refused before they are decoded
+LUMINANCE = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as PIL's convert("L")
+
+
+def _float_image(array: np.ndarray, what: str) -> np.ndarray:
+    """Any supported dtype -> float32 in [0, 1], checked."""
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535
+    if array.dtype.kind != "f":
+        raise AirsceneError(f"{what} have dtype {array.dtype}: give uint8 (0-255), uint16 (0-65535), bool, "
+                            "or float in [0, 1]")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise AirsceneError(f"{what} contain NaN or infinite pixels: replace them first")
+    if array.size and (array.min() < 0 or array.max() > 1):
+        raise AirsceneError(f"{what} are float in [{array.min():.3g}, {array.max():.3g}], not [0, 1]: divide uint8-range "
+                            "values by 255 (or pass them as uint8)")
+    return array
+
+
+def _to_channels(array: np.ndarray, channels: int) -> np.ndarray:
+    """(..., C) float with C in 1..4 -> (..., channels): alpha composited over black, colour to grey by
+    luminance, grey to colour by repetition."""
+    have = array.shape[-1]
+    if have in (2, 4):  # grey + alpha, RGBA
+        array = array[..., :-1] * array[..., -1:]
+        have -= 1
+    if have == channels:
+        return array
+    if channels == 1:
+        return (array @ LUMINANCE)[..., None]
+    return np.repeat(array, channels, axis=-1)
+
+
+def _channels_last(array: np.ndarray, image_size: int | None, what: str) -> np.ndarray:
+    """(B, H, W), (B, C, H, W) or (B, H, W, C), C in 1..4 -> (B, H, W, C)."""
+    if array.ndim == 3:
+        return array[..., None]
+    first, last = array.shape[1] in (1, 2, 3, 4), array.shape[-1] in (1, 2, 3, 4)
+    if first and last and image_size is not None:  # tiny images: the model's size decides
+        first = tuple(array.shape[2:]) == (image_size, image_size)
+    if first:
+        return np.moveaxis(array, 1, -1)
+    if last:
+        return array
+    raise AirsceneError(f"{what} have shape {array.shape}: give (B, H, W), (B, C, H, W) or (B, H, W, C) with C = 1, 3 "
+                        "(or 2, 4 with alpha)")
+
+
+def as_array(images, what: str = "images") -> np.ndarray:
+    """A numpy view of images given as an array, a tensor (any dtype torch has, bfloat16 included) or a list."""
+    if isinstance(images, torch.Tensor):
+        tensor = images.detach().cpu()
+        if tensor.dtype in (torch.bfloat16, torch.float16):
+            tensor = tensor.float()
+        return tensor.numpy()
+    try:
+        array = np.asarray(images)
+    except ValueError:
+        raise AirsceneError(f"{what} are a ragged list (images of different shapes): give images of one size") from None
+    if array.dtype == object:
+        raise AirsceneError(f"{what} are a ragged list or hold non-numbers: give an array of images of one size")
+    return array
+
+
+def to_model_layout(images, channels: int, image_size: int | None = None, what: str = "images") -> torch.Tensor:
+    """Images (a batch: (B, H, W), (B, C, H, W) or (B, H, W, C); uint8, uint16, bool or float in [0, 1];
+    grey, grey + alpha, RGB or RGBA) -> float32 (B, channels, H, W) in [0, 1]. With image_size, images of
+    another size are refused: AIR's scale prior is in canvas units, so a resized scene is a different one."""
+    array = as_array(images, what)
+    if array.size == 0:
+        raise AirsceneError(f"no {what} given: pass a non-empty batch of shape (B, H, W), (B, C, H, W) or (B, H, W, C)")
+    if array.ndim == 2:
+        raise AirsceneError(f"{what} have shape {array.shape}, a single image: add a batch axis, e.g. images[None]")
+    if array.ndim not in (3, 4):
+        raise AirsceneError(f"{what} have shape {array.shape}: give (B, H, W), (B, C, H, W) or (B, H, W, C)")
+    array = _channels_last(array, image_size, what)
+    if image_size is not None and array.shape[1:3] != (image_size, image_size):
+        raise AirsceneError(f"{what} are {array.shape[1]}x{array.shape[2]} but the model was trained on "
+                            f"{image_size}x{image_size}: resize or crop them to {image_size}x{image_size}")
+    array = _to_channels(_float_image(array, what), channels)
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, -1, 1)))
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """One image file (PNG, JPEG, TIFF, BMP, ...; 1-, 8-, 16-bit or float; grey, RGB, RGBA or palette) ->
+    float32 (H, W, C) in [0, 1], C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise AirsceneError(f"image file {path} is {image.width}x{image.height} pixels, more than airscene "
+                                    f"decodes ({MAX_PIXELS:,}): crop it, or cut it into tiles first")
+            array = _decoded(image)
+    except FileNotFoundError:
+        raise AirsceneError(f"image file {path} does not exist: check the path") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise AirsceneError(f"image file {path} is not a readable image ({type(error).__name__}): give PNG, JPEG, "
+                            "TIFF or BMP files") from None
+    return _float_image(array, f"the pixels of {path}")
+
+
+def _decoded(image) -> np.ndarray:
+    """A PIL image as (H, W, C) in its own dtype (uint8, uint16, bool or float32)."""
+    mode = image.mode
+    if mode == "P":
+        image, mode = image.convert("RGBA"), "RGBA"
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        image, mode = image.convert("RGB"), "RGB"
+    elif mode == "PA":
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode.startswith("I;16"):
+        array = np.asarray(image).astype(np.uint16)
+    elif mode == "I":  # 32-bit integer: 16-bit PNGs open this way
+        array = np.asarray(image)
+        if array.min() < 0 or array.max() > 65535:
+            raise ValueError("32-bit integer pixels beyond 16 bits")
+        array = array.astype(np.uint16)
+    elif mode == "F":
+        array = np.asarray(image, dtype=np.float32)
+    elif mode == "1":
+        array = np.asarray(image, dtype=bool)
+    else:
+        array = np.asarray(image)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def read_images(paths, channels: int, image_size: int | None = None) -> torch.Tensor:
+    """Image files of one size -> float32 (B, channels, H, W) in [0, 1]."""
+    arrays = [read_image(path) for path in paths]
+    shapes = sorted({array.shape[:2] for array in arrays})
+    if len(shapes) > 1:
+        raise AirsceneError(f"images have different sizes {shapes}: give images of one size")
+    # Each file to the model's channels first: files may mix grey, RGB and alpha.
+    return torch.cat([to_model_layout(array[None], channels, image_size, f"the pixels of {path}")
+                      for path, array in zip(paths, arrays)])

@@ -1,0 +1,36 @@
+"""What a forward pass records for an estimator, shared by every model."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(kw_only=True)
+class Trace:
+    """The terms of one forward pass that every estimator may rely on; N steps, B images. A model's own
+    trace adds its latents (AIR's glimpse latents, inverse graphics' scene parameters)."""
+
+    images: torch.Tensor  # (B, C, H, W)
+    presence_logits: torch.Tensor  # (B, N) logit of q(z_pres^i = 1 | x, z^{<i})
+    z_pres: torch.Tensor  # (B, N) 0/1 when sampled; all 1 under "all"; in (0, 1) when relaxed
+    # (B, N) log p(z^i) - log q(z^i | x, z^{<i}) of step i's latents other than z_pres (a one-sample
+    # estimate, or the negative KL where that is closed form); it counts where z_pres^i = 1
+    log_ratio: torch.Tensor
+    # (B,) the same for latents of the whole image (inverse graphics' camera); 0 where a model has none
+    scene_log_ratio: torch.Tensor
+
+    @property
+    def steps_taken(self) -> torch.Tensor:
+        """(B, N): 1 where step i was reached, i.e. every earlier z_pres was 1 (z_pres^{i-1}, which already
+        carries the product of the earlier ones)."""
+        return torch.cat([torch.ones_like(self.z_pres[:, :1]), self.z_pres[:, :-1]], dim=1)
+
+
+def stack_steps(steps: list) -> dict[str, torch.Tensor]:
+    """A list of per-step records (dataclasses of (B, ...) tensors) -> their fields stacked along dim 1,
+    by name: {field: (B, N, ...)}."""
+    names = [field.name for field in dataclasses.fields(steps[0])]
+    return {name: torch.stack([getattr(step, name) for step in steps], dim=1) for name in names}
