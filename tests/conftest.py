@@ -20,3 +20,17 @@ def tiny_pool() -> DigitPool:
         top, left = (28 - height) // 2, (28 - width) // 2
         images[index, top:top + height, left:left + width] = 255
     return DigitPool(images, np.arange(20) % 10)
+
+
+@pytest.fixture(scope="session")
+def mujoco():
+    """Skips a test where MuJoCo cannot render headless (no EGL or OSMesa), saying why."""
+    from airscene.errors import AirsceneError
+    from airscene.graphics.renderers import MujocoRenderer
+    from airscene.graphics.scenes import SINGLE_OBJECTS, sample_scenes
+
+    try:
+        with MujocoRenderer(SINGLE_OBJECTS, 1, 16) as renderer:
+            renderer.render(sample_scenes(1, 3, 1, (1,), True, False, seed=0))
+    except AirsceneError as error:
+        pytest.skip(f"MuJoCo cannot render here: {error}")

@@ -217,8 +217,10 @@ def test_missing_and_corrupt_files(tmp_path):
         load_dataset(tmp_path / "nowhere")
     _small_dataset(tmp_path)
     (tmp_path / "test.npz").write_bytes(b"not a zip file")
-    with pytest.raises(AirsceneError, match=r"test.npz is not a readable .npz"):
+    with pytest.raises(AirsceneError, match=r"test.npz is not the one .*dataset.json was written with"):
         load_dataset(tmp_path)
+    with pytest.raises(AirsceneError, match=r"test.npz is not a readable .npz"):
+        load_scenes(tmp_path / "test.npz")
     (tmp_path / "test.npz").unlink()
     with pytest.raises(AirsceneError, match=r"test.npz is missing"):
         load_dataset(tmp_path)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import airscene
+from airscene.checkpoint import save_checkpoint
 from airscene.cli import main
 from airscene.config import Config, ModelConfig
 from airscene.data import make_multi_mnist
@@ -15,21 +16,23 @@ from airscene.model import AIR
 
 @pytest.fixture(scope="module")
 def model():
-    config = Config(model=ModelConfig(image_size=20, glimpse_size=8, what_size=4, hidden_size=16,
+    config = Config(model=ModelConfig(image_size=20, channels=1, glimpse_size=8, what_size=4, hidden_size=16,
                                       embedding_size=16, glimpse_hidden_size=16))
     return TrainedModel(AIR(config.model), config)
 
 
 @pytest.mark.parametrize("images, message", [
     (np.zeros((20, 20), np.uint8), r"a single image: add a batch axis"),
-    (np.zeros((2, 1, 1, 20, 20), np.uint8), r"pass \(B, H, W\) or \(B, C, H, W\)"),
+    (np.zeros((2, 1, 1, 20, 20), np.uint8), r"give \(B, H, W\), \(B, C, H, W\) or \(B, H, W, C\)"),
     (np.zeros((2, 30, 30), np.uint8), r"30x30 but the model was trained on 20x20"),
     (np.zeros((0, 20, 20), np.uint8), r"no images given"),
     (np.full((2, 20, 20), np.nan, np.float32), r"NaN or infinite pixels"),
-    (-np.ones((2, 20, 20), np.float32), r"must lie in \[0, 1\]"),
+    (-np.ones((2, 20, 20), np.float32), r"not \[0, 1\]"),
     (np.full((2, 20, 20), 255.0), r"divide uint8-range values by 255"),
     (np.zeros((2, 20, 20), "<U1"), r"dtype <U1"),
-    (np.zeros((2, 2, 20, 20), np.float32), r"2 channels, the model expects 1"),
+    (np.zeros((2, 5, 20, 20), np.float32), r"C = 1, 3"),
+    (np.zeros((2, 20, 20), np.int64), r"dtype int64: give uint8"),
+    ([np.zeros((20, 20)), np.zeros((21, 20))], r"ragged list"),
 ])
 def test_bad_images(model, images, message):
     with pytest.raises(AirsceneError, match=message):
@@ -40,6 +43,8 @@ def test_colour_images_are_made_grey(model):
     grey = np.random.default_rng(0).random((3, 20, 20)).astype(np.float32)
     colour = np.repeat(grey[:, None], 3, axis=1)
     np.testing.assert_allclose(model.infer(colour).presence, model.infer(grey).presence, atol=1e-6)
+    as_uint8 = np.repeat((grey * 255).round().astype(np.uint8)[..., None], 3, axis=-1)  # channel-last uint8 RGB
+    np.testing.assert_allclose(model.infer(as_uint8).presence, model.infer(np.round(grey * 255) / 255).presence, atol=1e-5)
 
 
 def test_bad_checkpoints(tmp_path, model):
@@ -48,8 +53,8 @@ def test_bad_checkpoints(tmp_path, model):
     (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
     with pytest.raises(AirsceneError, match="truncated or not an airscene checkpoint"):
         airscene.load(tmp_path / "junk.pt")
-    state = {"format": 1, "config": model.config.to_dict(), "model": model.model.state_dict()}
-    torch.save(state, tmp_path / "good.pt")
+    state = {"kind": "air", "config": model.config.to_dict(), "model": model.model.state_dict(), "step": 0}
+    save_checkpoint(tmp_path / "good.pt", state)
     assert airscene.load(tmp_path / "good.pt").config.model.image_size == 20
     (tmp_path / "cut.pt").write_bytes((tmp_path / "good.pt").read_bytes()[:5000])
     with pytest.raises(AirsceneError, match="truncated or not an airscene checkpoint"):
@@ -58,12 +63,16 @@ def test_bad_checkpoints(tmp_path, model):
     with pytest.raises(AirsceneError, match="has format 99"):
         airscene.load(tmp_path / "future.pt")
     other = state["config"] | {"model": state["config"]["model"] | {"hidden_size": 32}}
-    torch.save({**state, "config": other}, tmp_path / "mismatch.pt")
+    save_checkpoint(tmp_path / "mismatch.pt", {**state, "config": other})
     with pytest.raises(AirsceneError, match="does not match its own config"):
         airscene.load(tmp_path / "mismatch.pt")
-    torch.save({**state, "config": state["config"] | {"model": {"unknown_setting": 1}}}, tmp_path / "foreign.pt")
-    with pytest.raises(AirsceneError, match="configuration does not match this airscene version"):
+    save_checkpoint(tmp_path / "foreign.pt", {**state, "config": state["config"] | {"model": {"unknown_setting": 1}}})
+    with pytest.raises(AirsceneError, match="settings this airscene does not know \\(unknown_setting\\)"):
         airscene.load(tmp_path / "foreign.pt")
+    wrong_type = state["config"] | {"train": state["config"]["train"] | {"batch_size": "sixty-four"}}
+    save_checkpoint(tmp_path / "typed.pt", {**state, "config": wrong_type})
+    with pytest.raises(AirsceneError, match="typed.pt: setting batch_size = 'sixty-four' is invalid"):
+        airscene.load(tmp_path / "typed.pt")
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +83,22 @@ def small_data(tmp_path_factory):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--max-objects", "0"], "max_objects is 0: use N >= 1"),
-    (["--learning-rate", "0"], "learning rate 0.0 must be > 0"),
-    (["--learning-rate", "-1"], "learning rate -1.0 must be > 0"),
+    (["--max-objects", "0"], "max_objects = 0 is invalid (--max-objects): use a whole number >= 1"),
+    (["--learning-rate", "0"], "learning_rate = 0.0 is invalid (--learning-rate): use a finite number > 0.0"),
+    (["--learning-rate", "-1"], "learning_rate = -1.0 is invalid"),
+    (["--learning-rate", "inf"], "learning_rate = inf is invalid"),
+    (["--seed", "-1"], "seed = -1 is invalid (--seed): use a whole number >= 0"),
+    (["--threads", "-2"], "threads = -2 is invalid"),
+    (["--what-size", "0"], "what_size = 0 is invalid"),
+    (["--vimco-samples", "100000"], "vimco_samples = 100000 is invalid"),
+    (["--where-prior-sd", "0.1,1"], "where_prior_sd = (0.1, 1.0) is invalid (--where-prior-sd): give 3 comma-separated"),
+    (["--where-prior-sd=-0.1,1,1"], "where_prior_sd = (-0.1, 1.0, 1.0) is invalid"),
     (["--batch-size", "64"], "batch size 64 exceeds the 32 training images"),
     (["--max-objects", "1"], "scenes with 2 objects but the model has N = 1 steps"),
-    (["--estimator", "magic"], "estimator 'magic' is unknown"),
-    (["--count-prior-end", "2"], "count prior values must lie in"),
+    (["--estimator", "magic"], "estimator = 'magic' is invalid (--estimator): use one of enumerate"),
+    (["--estimator", "marginal"], "estimator 'marginal' is for inverse graphics"),
+    (["--count-prior", "2"], "count_prior = 2.0 is invalid"),
+    (["--image-size", "28"], "image_size = 28 contradicts the data"),
 ])
 def test_nonsensical_settings(small_data, tmp_path, capsys, options, message):
     assert main(["train", "--data", str(small_data), "--out", str(tmp_path / "run"), "--quiet", "--steps", "1",
@@ -100,10 +118,9 @@ def test_missing_data_and_unwritable_run(small_data, tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().err
 
 
-def test_infer_command_bad_image_files(tmp_path, capsys):
-    config = Config(model=ModelConfig(image_size=20, glimpse_size=8, what_size=4, hidden_size=16,
-                                      embedding_size=16, glimpse_hidden_size=16))
-    torch.save({"format": 1, "config": config.to_dict(), "model": AIR(config.model).state_dict()}, tmp_path / "c.pt")
+def test_infer_command_bad_image_files(tmp_path, capsys, model):
+    save_checkpoint(tmp_path / "c.pt", {"kind": "air", "config": model.config.to_dict(),
+                                        "model": model.model.state_dict(), "step": 0})
     (tmp_path / "fake.png").write_text("not an image")
     assert main(["infer", str(tmp_path / "c.pt"), str(tmp_path / "fake.png")]) == 2
     assert "fake.png is not a readable image" in capsys.readouterr().err

@@ -4,8 +4,8 @@ import math
 
 import torch
 
-from airscene.estimators import NVIL, VIMCO, Enumerate, Relaxed
-from airscene.estimators.elbo import count_log_posterior, present_canvas, presence_kl, sampled_elbo_terms
+from airscene.estimators import NVIL, VIMCO, Batch, Enumerate, Relaxed
+from airscene.estimators.elbo import count_log_posterior, presence_kl, sampled_elbo_terms
 from airscene.estimators.vimco import leave_one_out_signal
 from airscene.gradvar import gradient_variance
 from airscene.model import AIR
@@ -15,8 +15,7 @@ from test_model import small_config
 
 def test_presence_kl_over_steps_taken_is_the_count_kl():
     torch.manual_seed(0)
-    model = AIR(small_config())
-    model.count_prior = 0.2
+    model = AIR(small_config(count_prior=0.2))
     trace = model(torch.rand(6, 1, 20, 20), presence="all")
     log_q = count_log_posterior(trace)  # (B, N+1)
     counts = torch.arange(4.0)
@@ -39,26 +38,30 @@ def test_leave_one_out_signal_matches_its_definition():
             torch.testing.assert_close(signal[b, k], full - torch.logsumexp(replaced, 0))
 
 
-def test_vimco_draws_k_traces_per_image_and_bounds_above_the_elbo():
+def test_vimco_draws_k_traces_per_image_and_bounds_their_mean_weight():
     torch.manual_seed(2)
-    model = AIR(small_config())
-    model.count_prior = 0.3
+    model = AIR(small_config(count_prior=0.3))
     estimator = VIMCO(samples=4)
     images = torch.rand(5, 1, 20, 20)
-    trace = estimator.draw(model, images, 0.0, 0)
+    trace = estimator.draw(model, Batch(images=images), 0.0, 0)
     assert trace.images.shape[0] == 20 and torch.equal(trace.images[4:8], images[1:2].expand(4, -1, -1, -1))
     loss, stats = estimator(model, trace)
-    assert stats["bound"] >= stats["elbo"]  # Jensen: log mean exp >= mean log, per image
+    # the bound is log (1/K) sum_k w_k over each image's own K traces, not over any other grouping
+    image_terms, per_step, _ = sampled_elbo_terms(model, trace)
+    log_weights = (image_terms + per_step.sum(1)).detach()  # (B * K,)
+    own = torch.logsumexp(log_weights.view(5, 4), 1) - math.log(4)
+    mixed = torch.logsumexp(log_weights.view(4, 5).T, 1) - math.log(4)  # traces of different images grouped
+    assert math.isclose(stats["bound"], own.mean().item(), rel_tol=1e-6)
+    assert abs(own.mean().item() - mixed.mean().item()) > 1.0
     loss.backward()
     assert model.infer_step.head.weight.grad[0].abs().sum() > 0  # the score function reaches the presence head
 
 
 def test_vimco_presence_gradient_comes_from_the_leave_one_out_signal(monkeypatch):
     torch.manual_seed(3)
-    model = AIR(small_config())
-    model.count_prior = 0.3
+    model = AIR(small_config(count_prior=0.3))
     estimator = VIMCO(samples=3)
-    trace = estimator.draw(model, torch.rand(4, 1, 20, 20), 0.0, 0)
+    trace = estimator.draw(model, Batch(images=torch.rand(4, 1, 20, 20)), 0.0, 0)
 
     def presence_gradient():
         model.zero_grad()
@@ -87,10 +90,9 @@ def test_concrete_presence_hardens_as_the_temperature_falls():
 def test_relaxed_gradient_reaches_the_presence_head_by_backprop():
     for straight_through in (False, True):
         torch.manual_seed(5)
-        model = AIR(small_config())
-        model.count_prior = 0.3
+        model = AIR(small_config(count_prior=0.3))
         estimator = Relaxed(1.0, 0.5, 10, straight_through=straight_through)
-        trace = estimator.draw(model, torch.rand(6, 1, 20, 20), 0.0, 0)
+        trace = estimator.draw(model, Batch(images=torch.rand(6, 1, 20, 20)), 0.0, 0)
         assert trace.z_pres.requires_grad
         loss, stats = estimator(model, trace)
         loss.backward()
@@ -104,23 +106,21 @@ def test_straight_through_elbo_is_the_sampled_elbo_in_expectation():
     # its latent and count terms (about -2.6 nats here, 1.9 of them the count's KL) must average to the
     # score-function estimators' sampled terms.
     torch.manual_seed(6)
-    model = AIR(small_config())
-    model.count_prior = 0.3
+    model = AIR(small_config(count_prior=0.3))
     images = torch.rand(2, 1, 20, 20).repeat(2000, 1, 1, 1)
     relaxed = Relaxed(0.5, 0.5, 1, straight_through=True)
     with torch.no_grad():
-        trace = relaxed.draw(model, images, 0.0, 0)
-        relaxed_terms = relaxed(model, trace)[1]["elbo"] - model.log_likelihood(images, present_canvas(trace)).mean()
+        trace = relaxed.draw(model, Batch(images=images), 0.0, 0)
+        relaxed_terms = relaxed(model, trace)[1]["elbo"] - model.trace_log_likelihood(trace).mean()
         _, per_step, _ = sampled_elbo_terms(model, model(images, "sample"))
     assert abs(relaxed_terms - per_step.sum(1).mean()) < 0.15
 
 
 def test_score_function_without_baseline_has_the_largest_variance():
     torch.manual_seed(7)
-    config = small_config()
+    config = small_config(count_prior=0.3)
     model = AIR(config)
-    model.count_prior = 0.3
     images = torch.rand(8, 1, 20, 20)
-    score_function = gradient_variance(model, NVIL(config, normalise_signal=False, use_baseline=False), images, 30)
+    score_function = gradient_variance(model, NVIL(None, normalise_signal=False), images, 30)
     enumerate_ = gradient_variance(model, Enumerate(), images, 30)
     assert score_function["presence_head_variance"] > 10 * enumerate_["presence_head_variance"]

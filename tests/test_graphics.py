@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -6,14 +7,14 @@ import pytest
 import torch
 
 from airscene.errors import AirsceneError
-from airscene.graphics.config import GraphicsConfig
-from airscene.graphics.estimator import MarginalIdentity, ScoreFunction
+from airscene.estimators import Batch
+from airscene.graphics.config import GraphicsConfig, SceneModelConfig, graphics_training
+from airscene.graphics.estimators import (MarginalIdentity, SceneNVIL, alternative_log_likelihoods, yaw_alternatives)
 from airscene.graphics.evaluate import match_objects, rotation_error, scene_metrics
-from airscene.graphics.model import SceneAIR, von_mises_log_prob
-from airscene.graphics.mujoco_renderer import MujocoRenderer
-from airscene.graphics.render import TorchRenderer, make_renderer
+from airscene.graphics.model import SceneAIR, SceneTrace, von_mises_log_prob
+from airscene.graphics.renderers import MujocoRenderer, TorchRenderer, make_renderer
 from airscene.graphics.scenes import CROCKERY, SINGLE_OBJECTS, TABLE_REACH, SceneParameters, sample_scenes
-from airscene.graphics.train import evaluate_graphics, load_run, train_graphics
+from airscene.graphics.train import evaluate_graphics, open_run, train_graphics
 
 
 def one_object(identity: int, x: float, y: float, yaw: float = 0.3) -> SceneParameters:
@@ -24,6 +25,15 @@ def one_object(identity: int, x: float, y: float, yaw: float = 0.3) -> ScenePara
 def with_gradients(scenes: SceneParameters) -> SceneParameters:
     return SceneParameters(scenes.identity, scenes.present, scenes.pose.clone().requires_grad_(),
                            scenes.camera.clone().requires_grad_())
+
+
+def trace_of(images: torch.Tensor, scenes: SceneParameters, yaw_natural: torch.Tensor) -> SceneTrace:
+    """A trace that drew `scenes` for `images`, with q(yaw)'s natural parameters (B, N, 2)."""
+    steps = scenes.present.float()
+    zeros = torch.zeros_like(steps)
+    return SceneTrace(images=images, presence_logits=zeros, z_pres=steps, log_ratio=zeros,
+                      scene_log_ratio=zeros[:, 0], scenes=scenes, identity_log_q=zeros[..., None].repeat(1, 1, 3),
+                      kl=zeros, yaw_natural=yaw_natural)
 
 
 def squared_error_gradients(render, scenes: SceneParameters, target: torch.Tensor):
@@ -47,7 +57,9 @@ def test_scene_sampling_respects_counts_spacing_and_repeats():
 
 
 @pytest.mark.parametrize("backend", ["torch", "mujoco"])
-def test_renderer_interface(backend):
+def test_renderer_interface(backend, request):
+    if backend == "mujoco":
+        request.getfixturevalue("mujoco")
     with make_renderer(backend, SINGLE_OBJECTS, 2, 32) as renderer:
         scenes = sample_scenes(6, 3, 2, (0, 1, 2), True, False, seed=1)
         images = renderer.render(scenes)
@@ -68,7 +80,7 @@ def test_finite_difference_gradient_matches_autograd():
     renderer.steps, renderer.camera_step = renderer.steps / 4, renderer.camera_step / 4
     scenes = sample_scenes(8, 3, 3, (1, 2, 3), True, True, seed=3)
     target = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    exact_pose, exact_camera = squared_error_gradients(renderer._draw, scenes, target)
+    exact_pose, exact_camera = squared_error_gradients(renderer.draw, scenes, target)
     finite_pose, finite_camera = squared_error_gradients(renderer.render_differentiable, scenes, target)
     shown = scenes.present.unsqueeze(-1).repeat(1, 1, 3)
     shown[..., 2] &= renderer.rotates[scenes.identity]
@@ -82,12 +94,14 @@ def test_finite_difference_gradient_matches_autograd():
 
 
 @pytest.mark.parametrize("backend", ["torch", "mujoco"])
-def test_locate_points_at_the_object_in_the_image(backend):
+def test_locate_points_at_the_object_in_the_image(backend, request):
     """Where `locate` says an object is seen is the centre of its pixels, whatever the camera's turn."""
     positions = torch.tensor([[0.3, -0.2], [-0.35, 0.1], [0.0, 0.35], [0.2, 0.25]])
     cameras = torch.tensor([[0.0], [0.4], [-0.3], [0.2]])
     scenes = SceneParameters(torch.ones(4, 1, dtype=torch.long), torch.ones(4, 1, dtype=torch.bool),
                              torch.cat([positions, torch.zeros(4, 1)], 1)[:, None], cameras)
+    if backend == "mujoco":
+        request.getfixturevalue("mujoco")
     with make_renderer(backend, SINGLE_OBJECTS, 1, 32) as renderer:
         images = renderer.render(scenes)
         located = renderer.locate(scenes.identity[:, 0], positions, cameras)
@@ -112,11 +126,11 @@ def test_yaw_proposals_weight_the_true_yaw():
     and the textured cylinder."""
     torch.manual_seed(0)
     renderer = TorchRenderer(SINGLE_OBJECTS, 32)
-    model = SceneAIR(GraphicsConfig(renderer="torch"), renderer)
+    model = SceneAIR(SceneModelConfig(renderer="torch"), renderer)
     truth = sample_scenes(12, 3, 1, (1,), True, False, seed=6)
     truth.identity[:, 0] = torch.tensor([0, 2]).repeat(6)  # cubes and cylinders
     natural = torch.zeros(12, 1, 2, requires_grad=True)  # q(yaw) uniform
-    log_q, weights = model.yaw_alternatives(renderer.render(truth), truth, natural, proposals=64)
+    log_q, weights = yaw_alternatives(model, trace_of(renderer.render(truth), truth, natural), proposals=64)
     assert torch.allclose(weights.sum(-1), torch.ones(12, 1))
     (-(weights * log_q).sum()).backward()
     direction = -natural.grad[:, 0]  # the weighted mean of (cos, sin) of the proposals' phases
@@ -125,7 +139,7 @@ def test_yaw_proposals_weight_the_true_yaw():
     assert error.max() < math.radians(15)
 
 
-def test_mujoco_finite_difference_gradient_points_back_to_the_object():
+def test_mujoco_finite_difference_gradient_points_back_to_the_object(mujoco):
     with MujocoRenderer(SINGLE_OBJECTS, 1, 32) as renderer:
         target = renderer.render(one_object(0, 0.1, -0.1))
         pose_gradient, _ = squared_error_gradients(renderer.render_differentiable, one_object(0, 0.16, -0.1), target)
@@ -135,7 +149,7 @@ def test_mujoco_finite_difference_gradient_points_back_to_the_object():
         assert pose_gradient[0, 0, 1] > 0
 
 
-def test_mujoco_workers_render_what_one_process_renders():
+def test_mujoco_workers_render_what_one_process_renders(mujoco):
     scenes = sample_scenes(10, 3, 4, (0, 1, 2, 3), True, True, seed=4)
     with MujocoRenderer(CROCKERY, 4, 24) as local, MujocoRenderer(CROCKERY, 4, 24, workers=2) as pool:
         assert torch.equal(local.render(scenes), pool.render(scenes))
@@ -159,82 +173,99 @@ def test_metrics_match_objects_by_position():
     assert math.isclose(metrics["position_error"], 0.02, rel_tol=1e-4)
 
 
+def table_top(model: str = "air") -> GraphicsConfig:
+    return GraphicsConfig(model=SceneModelConfig(experiment="table-top", renderer="torch", model=model),
+                          train=dataclasses.replace(graphics_training(), estimator="nvil"))
+
+
 def test_table_top_trace_follows_the_unary_count():
-    config = GraphicsConfig(experiment="table-top", renderer="torch")
-    model = SceneAIR(config, TorchRenderer(CROCKERY, 32))
-    images = TorchRenderer(CROCKERY, 32).render(sample_scenes(16, 3, 4, (1, 2, 3), True, True, seed=2))
-    trace = model(images, exploration=0.5, identity_alternatives="fixed")
+    config = table_top()
+    renderer = TorchRenderer(CROCKERY, 32)
+    model, estimator = SceneAIR(config.model, renderer), SceneNVIL(config.model, config.train)
+    images = renderer.render(sample_scenes(16, 3, 4, (1, 2, 3), True, True, seed=2))
+    trace = estimator.draw(model, Batch(images=images), exploration=0.5, step=0)
     present = trace.scenes.present.float()
     assert trace.scenes.pose.shape == (16, 4, 3) and trace.identity_log_q.shape == (16, 4, 3)
-    assert (present[:, 1:] <= present[:, :-1]).all()
-    assert torch.equal(trace.steps_taken[:, 1:], present[:, :-1])
-    assert (trace.log_q_presence[trace.steps_taken == 0] == 0).all()
+    assert (present[:, 1:] <= present[:, :-1]).all() and torch.equal(trace.steps_taken[:, 1:], present[:, :-1])
     # the alternative of each present object that keeps its drawn identity is the drawn scene itself
+    per_identity = alternative_log_likelihoods(model, trace, differentiable=False)
     scene, slot = trace.scenes.present.nonzero(as_tuple=True)
-    drawn = trace.log_likelihood_per_identity[scene, slot, trace.scenes.identity[scene, slot]]
-    assert torch.allclose(drawn, trace.log_likelihood[scene], rtol=1e-5)
-    assert (trace.log_likelihood_per_identity[~trace.scenes.present] == 0).all()
-    loss, stats = ScoreFunction(32, 4)(trace)
+    drawn = per_identity[scene, slot, trace.scenes.identity[scene, slot]]
+    assert torch.allclose(drawn, model.trace_log_likelihood(trace).detach()[scene], rtol=1e-5)
+    assert (per_identity[~trace.scenes.present] == 0).all()
+    loss, _ = estimator(model, trace)
     loss.backward()
-    assert model.identity_head[-1].weight.grad.abs().sum() > 0
-    assert model.object_head.weight.grad[0].abs().sum() > 0  # the presence logit gets the score function
-    assert math.isfinite(stats["elbo"])
+    assert model.identity_head[-1].weight.grad.abs().sum() > 0  # the identity's wake update
+    assert model.infer_step.head.weight.grad[0].abs().sum() > 0  # the presence logit gets the score function
+    assert estimator.nvil.baseline.net[-1].weight.grad.abs().sum() > 0  # and the baseline learns
 
 
 def test_dair_steps_see_what_the_earlier_steps_leave_unexplained():
+    """Inference with DAIR: step 1 sees the image minus the bare table, step 2 the image minus the table
+    and the object step 1 inferred."""
+    torch.manual_seed(0)
     renderer = TorchRenderer(CROCKERY, 32)
-    model = SceneAIR(GraphicsConfig(experiment="table-top", renderer="torch", model="dair"), renderer)
-    truth = sample_scenes(4, 3, 4, (2,), True, True, seed=5)
-    drawn = {"identity": [truth.identity[:, 0]], "present": [truth.present[:, 0]], "pose": [truth.pose[:, 0]]}
-    first_only = SceneParameters(truth.identity, truth.present & (torch.arange(4) == 0), truth.pose, truth.camera)
-    assert torch.equal(model.canvas(drawn, truth.camera, 4), renderer.render(first_only))
-    empty = model.canvas({"identity": [], "present": [], "pose": []}, truth.camera, 4)
-    assert torch.equal(empty, renderer.render(SceneParameters(truth.identity, torch.zeros_like(truth.present),
-                                                              truth.pose, truth.camera)))
-    scenes = model.infer(renderer.render(truth))
-    assert scenes.pose.shape == (4, 4, 3)
+    model = SceneAIR(table_top("dair").model, renderer).eval()
+    images = renderer.render(sample_scenes(4, 3, 4, (2,), True, True, seed=5))
+    inputs, embed = [], model.embed.forward
+    model.embed.forward = lambda x: inputs.append(x.clone()) or embed(x)
+    scenes = model.infer(images)
+    assert len(inputs) == 1 + 4 and scenes.present[:, 0].all()  # the whole image once, then each step's input
+    empty = SceneParameters(scenes.identity, torch.zeros_like(scenes.present), scenes.pose, scenes.camera)
+    first = SceneParameters(scenes.identity, scenes.present & (torch.arange(4) == 0), scenes.pose, scenes.camera)
+    torch.testing.assert_close(inputs[1], images - renderer.render(empty))
+    torch.testing.assert_close(inputs[2], images - renderer.render(first))
 
 
 def test_marginal_identity_bound_sums_the_identity_out():
-    config = GraphicsConfig(renderer="torch")
-    model = SceneAIR(config, TorchRenderer(SINGLE_OBJECTS, 32, autograd=True))
-    trace = model(torch.rand(4, 3, 32, 32), identity_alternatives="differentiable")
-    loss, stats = MarginalIdentity()(trace)
-    per_identity = trace.log_likelihood_per_identity[:, 0]
-    expected = torch.logsumexp(per_identity - math.log(3), 1) - trace.kl.sum(1)
+    model = SceneAIR(SceneModelConfig(renderer="torch"), TorchRenderer(SINGLE_OBJECTS, 32, autograd=True))
+    estimator = MarginalIdentity(yaw_proposals=4)
+    trace = estimator.draw(model, Batch(images=torch.rand(4, 3, 32, 32)), 0.0, 0)
+    loss, stats = estimator(model, trace)
+    per_identity = alternative_log_likelihoods(model, trace, differentiable=False)[:, 0]  # (B, K)
+    expected = torch.logsumexp(per_identity - math.log(3), 1) - trace.kl.sum(1) + trace.scene_log_ratio
     assert math.isclose(stats["elbo"], expected.mean().item(), rel_tol=1e-6)
-    assert torch.equal(trace.log_likelihood, per_identity.gather(1, trace.scenes.identity)[:, 0])
+    torch.testing.assert_close(model.trace_log_likelihood(trace), per_identity.gather(1, trace.scenes.identity)[:, 0])
     loss.backward()
-    assert model.object_head.weight.grad[1:3].abs().sum() > 0  # the position is trained through every identity
+    assert model.infer_step.head.weight.grad[1:3].abs().sum() > 0  # the position is trained through every identity
 
 
 def test_config_rejects_impossible_settings():
-    with pytest.raises(AirsceneError, match="score-function for the table top"):
-        GraphicsConfig(experiment="table-top", estimator="marginal").validate()
-    with pytest.raises(AirsceneError, match="renderer 'blender' is unknown"):
-        GraphicsConfig(renderer="blender").validate()
+    with pytest.raises(AirsceneError, match="table-top has a variable count: use --estimator nvil"):
+        GraphicsConfig(model=SceneModelConfig(experiment="table-top")).validate()
+    with pytest.raises(AirsceneError, match="renderer = 'blender' is invalid \\(--renderer\\): use one of mujoco, torch"):
+        GraphicsConfig(model=SceneModelConfig(renderer="blender")).validate()
+    with pytest.raises(AirsceneError, match="experiment = 'kitchen' is invalid"):
+        GraphicsConfig(model=SceneModelConfig(experiment="kitchen")).validate()
+    with pytest.raises(AirsceneError, match="clip_norm = 0.0 is invalid"):
+        GraphicsConfig(train=dataclasses.replace(graphics_training(), clip_norm=0.0)).validate()
+    with pytest.raises(AirsceneError, match="estimator 'vimco' is AIR's"):
+        GraphicsConfig(train=dataclasses.replace(graphics_training(), estimator="vimco")).validate()
     with pytest.raises(AirsceneError, match="shapes teapot are unknown"):
         TorchRenderer(("teapot",))
 
 
+def small_run(steps: int, **train) -> GraphicsConfig:
+    return GraphicsConfig(training_images=64, test_images=16, model=SceneModelConfig(renderer="torch"),
+                          train=dataclasses.replace(graphics_training(), steps=steps, batch_size=8, eval_every=100,
+                                                    checkpoint_every=100, log_every=1, **train))
+
+
 def test_graphics_run_resumes_bit_for_bit(tmp_path):
-    settings = dict(renderer="torch", training_images=64, test_images=16, batch_size=8, eval_every=100,
-                    checkpoint_every=100, log_every=1)
-    whole = train_graphics(GraphicsConfig(steps=6, **settings), tmp_path / "whole", progress=False)
-    train_graphics(GraphicsConfig(steps=3, **settings), tmp_path / "split", progress=False)
+    whole = train_graphics(small_run(6), tmp_path / "whole", progress=False)
+    train_graphics(small_run(3), tmp_path / "split", progress=False)
     with pytest.raises(AirsceneError, match="already holds a checkpoint"):
-        train_graphics(GraphicsConfig(steps=6, **settings), tmp_path / "split", progress=False)
-    resumed = train_graphics(GraphicsConfig(steps=6, **settings), tmp_path / "split", resume=True, progress=False)
+        train_graphics(small_run(6), tmp_path / "split", progress=False)
+    with pytest.raises(AirsceneError, match="another configuration than the checkpoint's \\(train.learning_rate"):
+        train_graphics(small_run(6, learning_rate=0.1), tmp_path / "split", resume=True, progress=False)
+    resumed = train_graphics(small_run(6), tmp_path / "split", resume=True, progress=False)
     assert resumed["step"] == whole["step"] == 6
     losses = [[record["loss"] for record in map(json.loads, open(tmp_path / run / "metrics.jsonl"))
                if record["kind"] == "train"] for run in ("whole", "split")]
-    # The same batches, samples and losses, step by step, to float rounding: oneDNN's convolution kernels
-    # can differ in the last bit between calls (memory alignment), which the MLP-only AIR model avoids
-    # (tests/test_pipeline.py resumes it bit for bit). A wrong batch or random draw moves a loss by nats.
-    assert len(losses[0]) == 6 and losses[0] == pytest.approx(losses[1], rel=1e-5)
-    for (name, one), (_, two) in zip(load_run(tmp_path / "whole")[1].state_dict().items(),
-                                     load_run(tmp_path / "split")[1].state_dict().items()):
-        assert torch.allclose(one, two, atol=1e-3), name  # Adam can turn a last-bit gradient into a step
+    assert len(losses[0]) == 6 and losses[0] == losses[1]
+    with open_run(tmp_path / "whole") as (_, whole_model, _), open_run(tmp_path / "split") as (_, split_model, _):
+        for (name, one), (_, two) in zip(whole_model.state_dict().items(), split_model.state_dict().items()):
+            assert torch.equal(one, two), name
     with pytest.raises(AirsceneError, match="inverse-graphics run"):
         import airscene
         airscene.load(tmp_path / "whole")
@@ -244,8 +275,9 @@ def test_single_object_learning_run(tmp_path):
     """Unsupervised, through finite differences of the renderer: identity, position and the cube's yaw
     are learned."""
     torch.manual_seed(0)
-    config = GraphicsConfig(renderer="torch", training_images=2000, test_images=200, steps=500, eval_every=500,
-                            checkpoint_every=500, seed=0)
+    config = GraphicsConfig(training_images=2000, test_images=200, model=SceneModelConfig(renderer="torch"),
+                            train=dataclasses.replace(graphics_training(), steps=500, eval_every=500,
+                                                      checkpoint_every=500, seed=0))
     summary = train_graphics(config, tmp_path / "run", progress=False)
     assert summary["identity_accuracy"] >= 0.9
     assert summary["position_error"] <= 0.08  # table units; objects stand within +-0.45

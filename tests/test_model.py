@@ -1,17 +1,20 @@
 import math
 
+import pytest
 import torch
 
 from airscene.config import ModelConfig, TrainConfig
-from airscene.estimators import NVIL, Enumerate
+from airscene.estimators import NVIL, BaselineNetwork, Batch, Enumerate
 from airscene.estimators.elbo import (count_log_posterior, elbo_per_count, greedy_counts, prefix_canvases,
                                       prefix_log_likelihoods, sampled_elbo_terms)
 from airscene.model import AIR
-from airscene.model.priors import count_log_prior, count_prior_at
+from airscene.model.transformer import paste_glimpse
+from airscene.model.priors import count_log_prior
+from airscene.schedules import count_prior_at
 
 
 def small_config(**overrides) -> ModelConfig:
-    options = dict(image_size=20, glimpse_size=8, what_size=4, hidden_size=16, embedding_size=16,
+    options = dict(image_size=20, channels=1, glimpse_size=8, what_size=4, hidden_size=16, embedding_size=16,
                    glimpse_hidden_size=16, max_objects=3)
     return ModelConfig(**{**options, **overrides})
 
@@ -22,7 +25,7 @@ def test_trace_shapes_and_unary_presence():
     images = torch.rand(6, 1, 20, 20)
     trace = model(images, presence="sample")
     assert trace.z_where.shape == (6, 3, 3) and trace.z_what.shape == (6, 3, 4)
-    assert trace.objects.shape == (6, 3, 1, 20, 20) and trace.log_q_latents.shape == (6, 3)
+    assert trace.objects.shape == (6, 3, 1, 20, 20) and trace.log_ratio.shape == (6, 3)
     # once a step is absent, every later one is too
     assert torch.all(trace.z_pres[:, 1:] <= trace.z_pres[:, :-1])
     assert torch.all(model(images, presence="all").z_pres == 1)
@@ -40,38 +43,52 @@ def test_count_posterior_is_a_distribution_and_matches_probabilities():
 
 def test_count_prior_is_a_truncated_geometric():
     counts = torch.arange(4.0)
-    probabilities = count_log_prior(counts, 0.3, 3).exp()
+    probabilities = count_log_prior(counts, torch.tensor(0.3), 3).exp()
     torch.testing.assert_close(probabilities.sum(), torch.tensor(1.0))
     torch.testing.assert_close(probabilities[1], torch.tensor(0.3 * 0.7))
-    schedule = TrainConfig(count_prior="exponential", count_prior_start=0.9, count_prior_end=1e-5, count_prior_steps=100)
-    assert count_prior_at(0, schedule) == 0.9
-    assert math.isclose(count_prior_at(100, schedule), 1e-5) and math.isclose(count_prior_at(500, schedule), 1e-5)
-    assert math.isclose(count_prior_at(50, schedule), math.sqrt(0.9 * 1e-5))
-    schedule.count_prior, schedule.count_prior_end = "linear", 0.1
-    assert math.isclose(count_prior_at(50, schedule), 0.5)
-    schedule.count_prior, schedule.count_prior_end = "none", 0.01
-    assert count_prior_at(5, schedule) == 0.01
+    schedule = TrainConfig(count_prior_schedule="exponential", count_prior_start=0.9, count_prior_steps=100)
+    assert math.isclose(count_prior_at(0, 1e-5, schedule), 0.9)
+    assert math.isclose(count_prior_at(100, 1e-5, schedule), 1e-5) and math.isclose(count_prior_at(500, 1e-5, schedule), 1e-5)
+    assert math.isclose(count_prior_at(50, 1e-5, schedule), math.sqrt(0.9 * 1e-5))
+    schedule.count_prior_schedule = "linear"
+    assert math.isclose(count_prior_at(50, 0.1, schedule), 0.5)
+    schedule.count_prior_schedule = "none"
+    assert count_prior_at(5, 0.01, schedule) == 0.01
+
+
+def test_the_count_prior_is_part_of_the_models_state():
+    """rho lives in the state_dict: a model rebuilt from its config and state gives the same ELBO."""
+    torch.manual_seed(0)
+    trained = AIR(small_config(count_prior=1e-10))
+    trained.count_prior.fill_(0.3)  # as an annealing schedule leaves it mid-training
+    rebuilt = AIR(small_config(count_prior=1e-10))
+    rebuilt.load_state_dict(trained.state_dict())
+    images = torch.rand(4, 1, 20, 20)
+    torch.manual_seed(1)
+    expected = Enumerate()(trained, trained(images, presence="all"))[0]
+    torch.manual_seed(1)
+    torch.testing.assert_close(Enumerate()(rebuilt, rebuilt(images, presence="all"))[0], expected)
+    assert rebuilt.count_prior.item() == pytest.approx(0.3)
 
 
 def test_enumerate_equals_average_of_sampled_counts():
     """The enumerated ELBO is the exact expectation over the count of the sampled-count ELBO with the
     same continuous latents: check it against the explicit sum."""
     torch.manual_seed(1)
-    model = AIR(small_config())
-    model.count_prior = 0.2
+    model = AIR(small_config(count_prior=0.2))
     trace = model(torch.rand(4, 1, 20, 20), presence="all")
     loss, _ = Enumerate()(model, trace)
     log_q = count_log_posterior(trace)
     canvases = prefix_canvases(trace)
     expected = torch.zeros(4)
     for n in range(4):
-        integrand = (model.log_likelihood(trace.images, canvases[:, n]) + count_log_prior(torch.tensor(float(n)), 0.2, 3)
-                     - log_q[:, n] + (trace.log_p_latents - trace.log_q_latents)[:, :n].sum(1))
+        integrand = (model.log_likelihood(trace.images, canvases[:, n]) + model.count_log_prior(torch.tensor(float(n)))
+                     - log_q[:, n] + trace.log_ratio[:, :n].sum(1))
         expected += log_q[:, n].exp() * integrand
     torch.testing.assert_close(loss, -expected.mean())
     torch.testing.assert_close(elbo_per_count(model, trace, log_q)[:, 0],
                                model.log_likelihood(trace.images, torch.zeros_like(trace.images)) - log_q[:, 0]
-                               + count_log_prior(torch.tensor(0.0), 0.2, 3))
+                               + count_log_prior(torch.tensor(0.0), torch.tensor(0.2), 3))
 
 
 def test_prefix_likelihoods_match_explicit_canvases():
@@ -104,18 +121,17 @@ def test_exploration_mixes_presence_towards_a_uniform_count():
 def _presence_head_gradient(model, estimator, images, seed):
     model.zero_grad()
     torch.manual_seed(seed)
-    loss, _ = estimator(model, estimator.draw(model, images, 0.0, 0))
+    loss, _ = estimator(model, estimator.draw(model, Batch(images=images), 0.0, 0))
     loss.backward()
     return model.infer_step.head.weight.grad[0].clone()
 
 
 def test_nvil_baseline_is_used_and_trained():
     torch.manual_seed(0)
-    config = small_config()
+    config = small_config(count_prior=0.3)
     model, images = AIR(config), torch.rand(8, 1, 20, 20)
-    model.count_prior = 0.3
-    with_baseline = NVIL(config, normalise_signal=False)
-    without = NVIL(config, normalise_signal=False, use_baseline=False)
+    with_baseline = NVIL(BaselineNetwork(config), normalise_signal=False)
+    without = NVIL(None, normalise_signal=False)
     with torch.no_grad():
         with_baseline.baseline.out.bias.fill_(-500.0)  # a baseline far from the signal
     gradient = _presence_head_gradient(model, with_baseline, images, seed=3)
@@ -138,7 +154,7 @@ def test_nvil_baseline_is_used_and_trained():
 def test_nvil_signal_normalisation_tracks_running_statistics():
     torch.manual_seed(0)
     config = small_config()
-    model, estimator = AIR(config), NVIL(config, normalise_signal=True)
+    model, estimator = AIR(config), NVIL(BaselineNetwork(config), normalise_signal=True)
     estimator(model, model(torch.rand(8, 1, 20, 20)))
     assert estimator.signal_mean.item() != 0 and estimator.signal_variance.item() != 1
 
@@ -164,8 +180,7 @@ def test_greedy_counts_stop_at_first_low_probability():
 
 def test_conv_glimpse_networks_and_bernoulli_likelihood_train():
     torch.manual_seed(0)
-    model = AIR(small_config(glimpse_network="conv", likelihood="bernoulli", glimpse_size=12))
-    model.count_prior = 0.1
+    model = AIR(small_config(glimpse_network="conv", likelihood="bernoulli", glimpse_size=12, count_prior=0.1))
     trace = model(torch.rand(4, 1, 20, 20), presence="all")
     assert trace.objects.shape == (4, 3, 1, 20, 20)
     loss, _ = Enumerate()(model, trace)
@@ -174,12 +189,21 @@ def test_conv_glimpse_networks_and_bernoulli_likelihood_train():
     assert model.encode.net[0].weight.grad.abs().sum() > 0
 
 
-def test_colour_canvases():
+def test_colour_model_keeps_the_channels_apart():
+    """Each decoded channel is pasted where its glimpse says and nowhere else, and the likelihood compares
+    channel by channel: the image with red and blue swapped is a worse explanation of it."""
+    torch.manual_seed(0)
     model = AIR(small_config(channels=3))
-    trace = model(torch.rand(2, 3, 20, 20), presence="sample")
-    assert trace.objects.shape == (2, 3, 3, 20, 20)
-    present, *_ = model.describe(torch.rand(2, 3, 20, 20))
-    assert present.shape == (2, 3)
+    images = torch.rand(2, 3, 20, 20)
+    images[:, 0] *= 0.2  # little red, much blue: a swap changes the image
+    trace = model(images, presence="sample")
+    glimpses = model.decode(trace.z_what[:, 0])  # (B, 3, g, g)
+    for channel in range(3):
+        alone = paste_glimpse(glimpses[:, channel:channel + 1], trace.z_where[:, 0], 20, model.config.min_scale)
+        torch.testing.assert_close(trace.objects[:, 0, channel:channel + 1], alone)
+    assert (model.log_likelihood(images, images.flip(1)) < model.log_likelihood(images, images) - 1).all()
+    present, _, wheres, whats = model.describe(images)
+    assert torch.equal(present.sum(1) > 0, ~torch.isnan(wheres[:, 0, 0]))
 
 
 def test_inference_step_is_the_lstm_cell_with_precomputed_image_gates():
@@ -187,7 +211,7 @@ def test_inference_step_is_the_lstm_cell_with_precomputed_image_gates():
     step = AIR(small_config()).infer_step
     embedding, z_where, z_what, z_pres = torch.randn(5, 16), torch.randn(5, 3), torch.randn(5, 4), torch.ones(5, 1)
     state = (torch.randn(5, 16), torch.randn(5, 16))
-    _, _, _, (hidden, cell) = step(step.image_gates(embedding), z_where, z_what, z_pres, state)
+    _, _, _, (hidden, cell) = step(step.image_gates(embedding), torch.cat([z_where, z_what, z_pres], -1), state)
     expected_hidden, expected_cell = step.lstm(torch.cat([embedding, z_where, z_what, z_pres], -1), state)
     torch.testing.assert_close(hidden, expected_hidden)
     torch.testing.assert_close(cell, expected_cell)
@@ -195,14 +219,12 @@ def test_inference_step_is_the_lstm_cell_with_precomputed_image_gates():
 
 def test_sampled_elbo_sums_to_the_count_and_latent_terms():
     torch.manual_seed(4)
-    model = AIR(small_config())
-    model.count_prior = 0.3
+    model = AIR(small_config(count_prior=0.3))
     trace = model(torch.rand(16, 1, 20, 20), presence="sample")
-    log_likelihood, per_step, log_q_presence = sampled_elbo_terms(model, trace)
+    _, per_step, log_q_presence = sampled_elbo_terms(model, trace)
     counts = trace.z_pres.sum(1)
     log_q_count = count_log_posterior(trace).gather(1, counts.long()[:, None])[:, 0]
-    expected = (model.count_log_prior(counts) - log_q_count
-                + ((trace.log_p_latents - trace.log_q_latents) * trace.z_pres).sum(1))
+    expected = model.count_log_prior(counts) - log_q_count + (trace.log_ratio * trace.z_pres).sum(1)
     torch.testing.assert_close(per_step.sum(1), expected)
     assert torch.all(log_q_presence[trace.steps_taken == 0] == 0)
 
