@@ -10,10 +10,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from results import run_airscene, train_once, write_section  # noqa: E402
 
-import matplotlib  # noqa: E402
+from airscene.viz import plt, save_figure  # noqa: E402
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 def train(data: str, out: Path, estimator: str, seed: int, minutes: float, extra: list[str]) -> None:
     if train_once(out, "train", "--data", data, "--quiet", "--estimator", estimator, "--seed", str(seed),
@@ -81,7 +79,7 @@ def main() -> None:
     axis.legend()
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(figure_path, dpi=110)
+    save_figure(figure, figure_path, dpi=110)
     variances = gradient_variances(args.gradvar)
     summary = []
     for estimator, results in per_estimator.items():

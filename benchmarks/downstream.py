@@ -24,7 +24,7 @@ import airscene  # noqa: E402
 from airscene.data import load_dataset, load_pools  # noqa: E402
 from airscene.downstream import (REPRESENTATIONS, TASKS, air_features, cae_features, digit_ceiling,  # noqa: E402
                                  fit_and_score, pair_scenes, train_autoencoder)
-from airscene.viz import plt  # noqa: E402
+from airscene.viz import plt, save_figure  # noqa: E402
 
 FIGURE = Path(__file__).with_name("downstream.png")
 GRID = list(itertools.product((1e-3, 3e-3), (0.0, 1e-2)))  # learning rate, weight decay
@@ -108,7 +108,7 @@ def report(results: dict, args) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    figure.savefig(FIGURE, dpi=110)
+    save_figure(figure, FIGURE, dpi=110)
     budgets = list(results["curves"]["air/sum"])
     ceiling = np.array(results["digit_ceiling"])
     train_digits, test_digits = results["digits"]

@@ -15,7 +15,7 @@ from results import train_once, write_section  # noqa: E402
 
 import airscene  # noqa: E402
 from airscene.data import load_dataset, make_multi_mnist  # noqa: E402
-from airscene.viz import draw_scene, plt  # noqa: E402
+from airscene.viz import draw_scene, plt, save_figure  # noqa: E402
 
 FIGURE = Path(__file__).with_name("generalisation.png")
 TASKS = {  # name: (training counts, generalisation counts)
@@ -127,7 +127,7 @@ def draw_figure(out: Path, data: dict, variants: list[str], results: dict, shown
     bars.set_ylabel("held-out count accuracy")
     bars.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(FIGURE, dpi=110)
+    save_figure(figure, FIGURE, dpi=110)
 
 
 if __name__ == "__main__":

@@ -17,20 +17,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from results import run_airscene, train_once, write_section  # noqa: E402
 
-from airscene.graphics.data import images_to_float, scene_data  # noqa: E402
+from airscene.graphics.data import scene_data  # noqa: E402
 from airscene.graphics.evaluate import optimise_scenes  # noqa: E402
 from airscene.graphics.figures import draw_positions  # noqa: E402
-from airscene.graphics.render import make_renderer  # noqa: E402
+from airscene.graphics.renderers import make_renderer  # noqa: E402
 from airscene.graphics.scenes import CROCKERY, SINGLE_OBJECTS, sample_scenes  # noqa: E402
-from airscene.graphics.train import load_run  # noqa: E402
-from airscene.viz import plt  # noqa: E402
+from airscene.graphics.train import open_run  # noqa: E402
+from airscene.images import to_model_layout  # noqa: E402
+from airscene.viz import plt, save_figure  # noqa: E402
 
 FIGURE = Path(__file__).with_name("graphics.png")
 RUNS = {  # name: (label, `airscene graphics train` options)
     "single-object-air": ("AIR (unsupervised)", ["--experiment", "single-object"]),
-    "single-object-supervised": ("supervised", ["--experiment", "single-object", "--supervised"]),
+    "single-object-supervised": ("supervised", ["--experiment", "single-object", "--estimator", "supervised"]),
 }
-TABLE_TOP = ["--experiment", "table-top", "--model", "dair", "--presence-prior", "1e-6"]
+TABLE_TOP = ["--experiment", "table-top", "--model", "dair", "--estimator", "nvil", "--count-prior", "1e-6"]
 
 
 def table_top_runs(seeds: list[int]) -> dict[str, tuple[str, list[str]]]:
@@ -135,25 +136,22 @@ def draw_figure(out: Path, table_top: str | None, shown: int = 8) -> None:
     """Rows: single-object data, AIR, supervised and optimisation re-rendered (and table-top data and AIR
     re-rendered, from the run named `table_top`); inferred against true positions for each AIR run."""
     rows = []
-    config, model, _ = load_run(out / "single-object-air")
-    with make_renderer(config.renderer, config.shapes, 1, config.image_size) as renderer:
+    with open_run(out / "single-object-air") as (config, model, _), \
+            open_run(out / "single-object-supervised") as (_, supervised, _):
+        renderer = model.renderer
         data = scene_data(config, renderer, out / "single-object-air")
-        images = images_to_float(data.test_images[:shown])
-        supervised = load_run(out / "single-object-supervised")[1]
-        model.renderer = supervised.renderer = renderer  # q(yaw) looks where the renderer shows the object
+        images = to_model_layout(data.test_images[:shown], 3)
         fitted, _ = optimise_scenes(renderer, images, iterations=100)
-        single_truth, single_inferred = data.test_scenes, model.infer(images_to_float(data.test_images))
+        single_truth, single_inferred = data.test_scenes, model.infer(to_model_layout(data.test_images, 3))
         rows += [("single object", images), ("AIR", renderer.render(single_inferred[:shown])),
                  ("supervised", renderer.render(supervised.infer(images))), ("optimisation", renderer.render(fitted))]
     panels = [("AIR, single objects", single_inferred, single_truth)]
     if table_top:
-        config, model, _ = load_run(out / table_top)
-        with make_renderer(config.renderer, config.shapes, config.max_objects, config.image_size) as renderer:
-            data = scene_data(config, renderer, out / table_top)
-            images = images_to_float(data.test_images[:shown])
-            model.renderer = renderer
-            inferred = model.infer(images_to_float(data.test_images))
-            rows += [("table top", images), ("DAIR", renderer.render(inferred[:shown]))]
+        with open_run(out / table_top) as (config, model, _):
+            data = scene_data(config, model.renderer, out / table_top)
+            images = to_model_layout(data.test_images[:shown], 3)
+            inferred = model.infer(to_model_layout(data.test_images, 3))
+            rows += [("table top", images), ("DAIR", model.renderer.render(inferred[:shown]))]
             panels.append(("DAIR, table top", inferred, data.test_scenes))
     figure = plt.figure(figsize=(shown + 5, 1.1 * len(rows) + 0.4))
     grid = figure.add_gridspec(len(rows), shown + 5, wspace=0.08, hspace=0.12, left=0.04, right=0.98, bottom=0.1, top=0.95)
@@ -170,7 +168,7 @@ def draw_figure(out: Path, table_top: str | None, shown: int = 8) -> None:
         axis = figure.add_subplot(grid[height * position:height * (position + 1), shown + 2:shown + 5])
         draw_positions(axis, inferred_scenes, truth)
         axis.set_title(title, fontsize=8)
-    figure.savefig(FIGURE, dpi=110)
+    save_figure(figure, FIGURE, dpi=110)
 
 
 if __name__ == "__main__":

@@ -19,22 +19,24 @@ from airscene.config import ESTIMATORS, Config  # noqa: E402
 from airscene.data import load_dataset  # noqa: E402
 from airscene.estimators import make_estimator  # noqa: E402
 from airscene.model import AIR  # noqa: E402
-from airscene.train import batch_indices, images_to_tensor, make_optimiser  # noqa: E402
+from airscene.estimators import Batch  # noqa: E402
+from airscene.images import to_model_layout  # noqa: E402
+from airscene.runs import batch_indices, make_optimiser  # noqa: E402
 
 
 def training_ms_per_step(train, estimator_name: str, steps: int, batch_size: int = 64, model: str = "air") -> float:
     torch.manual_seed(0)
     config = Config()
     config.train.estimator = estimator_name
-    config.model.model = model
+    config.model.model, config.model.count_prior = model, 1e-5
+    config.model.image_size, config.model.channels = train.images.shape[1], 1
     model, estimator = AIR(config.model), make_estimator(config)
-    model.count_prior = 1e-5
     optimiser = make_optimiser(model, estimator, config.train)
     times = []
     for step in range(steps + 10):
         started = time.perf_counter()
-        images = images_to_tensor(train.images[batch_indices(step, len(train), batch_size, 0)])
-        loss, _ = estimator(model, estimator.draw(model, images, 0.0, step))
+        images = to_model_layout(train.images[batch_indices(step, len(train), batch_size, 0)], 1)
+        loss, _ = estimator(model, estimator.draw(model, Batch(images=images), 0.0, step))
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_norm)
