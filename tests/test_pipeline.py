@@ -143,3 +143,20 @@ def test_importance_weighted_log_likelihood_tightens_with_samples(data_dir):
     _, one = elbo_and_log_likelihood(model, images, samples=1)
     elbo, many = elbo_and_log_likelihood(model, images, samples=30)
     assert many.mean() > one.mean() + 1.0 and many.mean() > elbo.mean() + 1.0
+
+
+def test_one_scene_saved_in_every_format_gets_one_inference(trained_run, data_dir, tmp_path, capsys):
+    from airscene.data import load_dataset
+    from test_images import SUFFIX, save_as
+
+    _, test, _ = load_dataset(data_dir)
+    scene = test.images[int(np.argmax(test.counts))]  # one with objects
+    paths = []
+    for form in ("png8", "png16", "tiff-float", "png-rgb", "png-rgba", "png-palette", "bmp"):
+        paths.append(str(tmp_path / f"{form}{SUFFIX.get(form, '.png')}"))
+        save_as(scene, paths[-1], form)
+    capsys.readouterr()
+    assert main(["infer", str(trained_run), *paths, "--json"]) == 0
+    records = [{key: value for key, value in record.items() if key != "image"} for record in json.loads(capsys.readouterr().out)]
+    assert all(record == records[0] for record in records)
+    assert records[0] == airscene.load(trained_run).infer(scene[None]).to_records()[0]

@@ -1,21 +1,28 @@
 """Nothing is lost: non-finite steps are skipped and then stop the run, signals checkpoint and exit, a full
-disk leaves the previous checkpoint readable."""
+disk or a failing write leaves the previous state readable, damaged files are refused, links are never
+written through, a run has one writer, and resume trains the run it resumes."""
 
 import errno
 import json
 import os
 import signal
+import subprocess
 
 import pytest
 import torch
 
 import airscene
+from airscene.cli import main
 from airscene.config import Config, ModelConfig, TrainConfig
-from airscene.data import make_multi_mnist
+from airscene.data import load_dataset, make_multi_mnist
 from airscene.errors import AirsceneError
 from airscene.estimators.enumerate import Enumerate
-from airscene.runs import MAX_BAD_STEPS
+from airscene.runs import MAX_BAD_STEPS, read_metrics
+from airscene.storage import append_line
 from airscene.train import train
+
+TINY_FLAGS = ["--glimpse-size", "10", "--what-size", "8", "--hidden-size", "32", "--embedding-size", "32",
+              "--glimpse-hidden-size", "32"]
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +115,213 @@ def test_a_new_run_does_not_inherit_metrics_of_one_that_died_before_its_first_ch
     train(tiny_config(data_dir, steps=5), tmp_path, progress=False)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert 999 not in [r["step"] for r in records] and records[0]["step"] == 5
+
+
+# --- damaged files ---------------------------------------------------------------------------------
+
+def test_a_checkpoint_with_flipped_weight_bytes_is_refused(data_dir, tmp_path):
+    import zipfile
+
+    train(tiny_config(data_dir, steps=5), tmp_path, progress=False)
+    path = tmp_path / "checkpoint.pt"
+    with zipfile.ZipFile(path) as archive:
+        largest = max((info for info in archive.infolist() if "/data/" in info.filename), key=lambda info: info.file_size)
+    raw = bytearray(path.read_bytes())
+    start = largest.header_offset + 30 + len(largest.filename.encode()) + 64  # inside the tensor's bytes
+    raw[start:start + 400] = bytes(255 - byte for byte in raw[start:start + 400])
+    path.write_bytes(bytes(raw))
+    torch.load(path, weights_only=True)  # torch itself does not notice
+    with pytest.raises(AirsceneError, match="checkpoint.pt is damaged: its content does not match the digest"):
+        airscene.load(path)
+
+
+def test_a_truncated_metrics_line_does_not_break_the_figure(data_dir, tmp_path):
+    train(tiny_config(data_dir, steps=5), tmp_path, progress=False)
+    with open(tmp_path / "metrics.jsonl", "a") as handle:
+        handle.write('{"kind": "eval", "step": 7, "test_cou')  # a kill in the middle of a line
+    assert main(["viz", str(tmp_path)]) == 0
+
+
+# --- full disks and failing writes -----------------------------------------------------------------
+
+@pytest.fixture
+def mount_disk(tmp_path):
+    """mount_disk(size): a filesystem (tmpfs) of that size in tmp_path; skipped where mounting is not allowed."""
+    mounts = []
+
+    def mount(size: str):
+        directory = tmp_path / f"disk{len(mounts)}"
+        directory.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+                          capture_output=True).returncode:
+            pytest.skip("cannot mount a tmpfs here")
+        mounts.append(directory)
+        return directory
+
+    yield mount
+    for directory in mounts:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def test_training_onto_a_disk_that_fills_up_keeps_the_last_checkpoint(data_dir, mount_disk, capsys):
+    run = mount_disk("1200k") / "run"  # a checkpoint of this model is about 1 MB
+    code = main(["train", "--data", str(data_dir), "--out", str(run), "--quiet", "--steps", "40", "--batch-size", "16",
+                 "--checkpoint-every", "5", "--eval-every", "5", "--eval-images", "16", "--log-every", "1", *TINY_FLAGS])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and "free disk space" in error
+    assert airscene.load(run).step >= 5  # the last checkpoint that fitted
+    assert not [path for path in run.rglob("*") if path.name.endswith(".partial")]
+
+
+def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_one(data_dir, tmp_path, monkeypatch):
+    original, saves = torch.save, {"n": 0}
+
+    def save(obj, handle, *args, **kwargs):
+        saves["n"] += 1
+        if saves["n"] == 2:
+            handle.write(b"half a checkpoint")
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 1024 vs 517")
+        return original(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(AirsceneError, match="cannot write checkpoint .* free disk space; the previous checkpoint is intact"):
+        train(tiny_config(data_dir, steps=20), tmp_path, progress=False)
+    assert airscene.load(tmp_path / "checkpoint.pt").step == 5
+    assert not [path.name for path in tmp_path.iterdir() if path.name.endswith(".partial")]
+
+
+def test_a_full_disk_during_a_metrics_append_leaves_whole_lines(data_dir, tmp_path, monkeypatch):
+    import airscene.storage as storage
+
+    train(tiny_config(data_dir, steps=5), tmp_path, progress=False)
+    before = (tmp_path / "metrics.jsonl").read_bytes()
+    real_write = os.write
+
+    def full(descriptor, data):
+        real_write(descriptor, data[:7])  # a few bytes fit, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "write", full)
+    with pytest.raises(AirsceneError, match="cannot write metrics .*metrics.jsonl \\(No space left on device\\): free disk "
+                                            "space; the checkpoint .* is intact; resume with --resume"):
+        train(tiny_config(data_dir, steps=10), tmp_path, resume=True, progress=False)
+    assert (tmp_path / "metrics.jsonl").read_bytes() == before
+
+
+def test_a_data_set_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    import airscene.data.files as files
+
+    make_multi_mnist(tmp_path, train=30, test=10, seed=1, progress=False)
+    before = {name: (tmp_path / name).read_bytes() for name in ("train.npz", "test.npz", "dataset.json")}
+    real_staged, calls = files.write_staged, {"n": 0}
+
+    def staged(path, write):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the new train split is written; the disk fills up during the test split
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_staged(path, write)
+
+    monkeypatch.setattr(files, "write_staged", staged)
+    with pytest.raises(AirsceneError, match="cannot write data set .* free disk space; the data set there is as it was"):
+        make_multi_mnist(tmp_path, train=50, test=20, seed=2, progress=False)
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dataset.json", "test.npz", "train.npz"]
+
+
+def test_splits_of_two_data_sets_are_refused(tmp_path):
+    make_multi_mnist(tmp_path / "a", train=30, test=10, seed=1, progress=False)
+    make_multi_mnist(tmp_path / "b", train=30, test=10, seed=2, progress=False)
+    (tmp_path / "a" / "test.npz").write_bytes((tmp_path / "b" / "test.npz").read_bytes())
+    with pytest.raises(AirsceneError, match="test.npz is not the one .* was written with"):
+        load_dataset(tmp_path / "a")
+
+
+# --- links, locks, resume --------------------------------------------------------------------------
+
+def test_training_never_writes_through_links_it_did_not_make(data_dir, tmp_path):
+    victim, elsewhere = tmp_path / "victim.txt", tmp_path / "elsewhere"
+    victim.write_text("precious")
+    elsewhere.mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("checkpoint.pt.partial", ".checkpoint.pt.partial", ".writable", "config.json", "train_summary.json",
+                 ".lock"):
+        (run / name).symlink_to(victim)
+    (run / "tensorboard").symlink_to(elsewhere)
+    train(tiny_config(data_dir, steps=5), run, progress=False)
+    assert victim.read_text() == "precious" and list(elsewhere.iterdir()) == []
+    assert airscene.load(run).step == 5
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").symlink_to(victim)
+    train(tiny_config(data_dir, steps=8), run, resume=True, progress=False)  # the link is replaced, not followed
+    assert victim.read_text() == "precious" and not (run / "metrics.jsonl").is_symlink()
+    (run / "appended.jsonl").symlink_to(victim)
+    with pytest.raises(AirsceneError, match="appended.jsonl is a symbolic link"):
+        append_line(run / "appended.jsonl", "{}")
+    assert victim.read_text() == "precious"
+
+
+def test_a_run_directory_has_one_writer(data_dir, tmp_path):
+    from airscene.runs import Run
+
+    with Run(tmp_path, resume=False):
+        with pytest.raises(AirsceneError, match=f"in use by another airscene process \\(pid {os.getpid()}\\)"):
+            train(tiny_config(data_dir, steps=5), tmp_path, progress=False)
+        assert not (tmp_path / "config.json").exists()
+    train(tiny_config(data_dir, steps=5), tmp_path, progress=False)  # free once the first writer is done
+
+
+def test_resume_refuses_another_configuration_and_keeps_its_budget(data_dir, tmp_path, capsys):
+    train(tiny_config(data_dir, steps=5), tmp_path, progress=False)
+    other = tiny_config(data_dir, steps=10)
+    other.train.learning_rate, other.model.max_objects = 0.01, 4
+    with pytest.raises(AirsceneError, match="another configuration than the checkpoint's \\(model.max_objects: 3 -> 4; "
+                                            "train.learning_rate: 0.001 -> 0.01\\)"):
+        train(other, tmp_path, resume=True, progress=False)
+    flags = ["train", "--data", str(data_dir), "--out", str(tmp_path), "--quiet", "--resume"]
+    assert main([*flags, "--estimator", "vimco"]) == 2
+    assert "train.estimator: 'enumerate' -> 'vimco'" in capsys.readouterr().err
+    assert main([*flags, "--steps", "8"]) == 0  # the flags not given are the run's own
+    assert airscene.load(tmp_path).step == 8
+
+
+def test_records_written_after_the_last_checkpoint_are_dropped_on_resume(data_dir, tmp_path):
+    train(tiny_config(data_dir, steps=5), tmp_path, progress=False)
+    with open(tmp_path / "metrics.jsonl", "a") as handle:  # what a run killed after its checkpoint had logged
+        for step in (6, 7):
+            handle.write(json.dumps({"kind": "train", "step": step, "loss": 1.0}) + "\n")
+    train(tiny_config(data_dir, steps=10), tmp_path, resume=True, progress=False)
+    steps = [record["step"] for record in read_metrics(tmp_path) if record["kind"] == "train"]
+    assert steps == [5, 10]
+
+
+def test_a_signal_stops_the_command_with_the_shells_exit_code(data_dir, tmp_path, monkeypatch):
+    def terminate(loss):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    patch_estimator(monkeypatch, from_call=2, action=terminate)
+    assert main(["train", "--data", str(data_dir), "--out", str(tmp_path), "--quiet", "--steps", "20",
+                 "--batch-size", "16", "--eval-images", "16", *TINY_FLAGS]) == 143
+    assert airscene.load(tmp_path).step == 2
+
+
+def test_a_non_finite_loss_before_any_checkpoint_says_so(data_dir, tmp_path, monkeypatch):
+    patch_estimator(monkeypatch, from_call=1, action=lambda loss: loss * float("nan"))
+    with pytest.raises(AirsceneError, match="in a row; no checkpoint had been written yet"):
+        train(tiny_config(data_dir, steps=50), tmp_path, progress=False)
+
+
+def test_commands_check_their_output_directory_before_the_work(data_dir, mount_disk, monkeypatch):
+    disk = mount_disk("20m")
+    run = disk / "run"
+    train(tiny_config(data_dir, steps=5), run, progress=False)
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    work = []
+    monkeypatch.setattr("airscene.evaluate.evaluate", lambda *args, **kwargs: work.append("evaluate"))
+    monkeypatch.setattr("airscene.viz.figure3", lambda *args, **kwargs: work.append("figure"))
+    monkeypatch.setattr("airscene.gradvar.measure", lambda *args, **kwargs: work.append("gradvar"))
+    for command in (["eval", str(run)], ["viz", str(run)], ["gradvar", str(run)],
+                    ["data", "preview", str(data_dir), "--out", str(run / "preview.png")]):
+        assert main(command) == 2
+    assert work == []

@@ -22,8 +22,10 @@ def infer_counts(model: AIR, images: torch.Tensor, batch_size: int = 1000) -> np
     return np.concatenate([model.describe(chunk)[0].sum(1).long().numpy() for chunk in images.split(batch_size)])
 
 
-def count_accuracy(inferred: np.ndarray, true: np.ndarray) -> float:
-    return float(np.mean(np.asarray(inferred) == np.asarray(true)))
+def count_accuracy(inferred: np.ndarray, true: np.ndarray) -> float | None:
+    """The share of images whose count is right; None for no images (not NaN: there is nothing to score)."""
+    inferred, true = np.asarray(inferred), np.asarray(true)
+    return float(np.mean(inferred == true)) if len(true) else None
 
 
 def confusion_matrix(inferred: np.ndarray, true: np.ndarray, max_count: int) -> np.ndarray:

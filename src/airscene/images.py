@@ -46,20 +46,27 @@ def _to_channels(array: np.ndarray, channels: int) -> np.ndarray:
     if have == channels:
         return array
     if channels == 1:
+        if (array == array[..., :1]).all():  # grey saved as colour: exactly its grey
+            return array[..., :1]
         return (array @ LUMINANCE)[..., None]
     return np.repeat(array, channels, axis=-1)
 
 
-def _channels_last(array: np.ndarray, image_size: int | None, what: str) -> np.ndarray:
-    """(B, H, W), (B, C, H, W) or (B, H, W, C), C in 1..4 -> (B, H, W, C)."""
+def _channels_last(array: np.ndarray, image_size: int | None, layout: str, what: str) -> np.ndarray:
+    """(B, H, W), (B, C, H, W) or (B, H, W, C), C in 1..4 -> (B, H, W, C). layout "auto" tells the two
+    4-d layouts apart by which axis can hold channels (and, for tiny images, by the model's size)."""
     if array.ndim == 3:
         return array[..., None]
     first, last = array.shape[1] in (1, 2, 3, 4), array.shape[-1] in (1, 2, 3, 4)
-    if first and last and image_size is not None:  # tiny images: the model's size decides
-        first = tuple(array.shape[2:]) == (image_size, image_size)
-    if first:
+    if layout == "auto" and first and last:  # tiny images: the model's size decides, if it can
+        size = (image_size, image_size)
+        first, last = tuple(array.shape[2:]) == size, tuple(array.shape[1:3]) == size
+        if first == last:
+            raise AirsceneError(f"{what} have shape {array.shape}, which could be (B, C, H, W) or (B, H, W, C): "
+                                "say which with layout='channels_first' or 'channels_last'")
+    if layout != "channels_last" and first:
         return np.moveaxis(array, 1, -1)
-    if last:
+    if layout != "channels_first" and last:
         return array
     raise AirsceneError(f"{what} have shape {array.shape}: give (B, H, W), (B, C, H, W) or (B, H, W, C) with C = 1, 3 "
                         "(or 2, 4 with alpha)")
@@ -81,10 +88,12 @@ def as_array(images, what: str = "images") -> np.ndarray:
     return array
 
 
-def to_model_layout(images, channels: int, image_size: int | None = None, what: str = "images") -> torch.Tensor:
+def to_model_layout(images, channels: int, image_size: int | None = None, what: str = "images",
+                    layout: str = "auto") -> torch.Tensor:
     """Images (a batch: (B, H, W), (B, C, H, W) or (B, H, W, C); uint8, uint16, bool or float in [0, 1];
     grey, grey + alpha, RGB or RGBA) -> float32 (B, channels, H, W) in [0, 1]. With image_size, images of
-    another size are refused: AIR's scale prior is in canvas units, so a resized scene is a different one."""
+    another size are refused: AIR's scale prior is in canvas units, so a resized scene is a different one.
+    layout: "auto", "channels_first" or "channels_last" for 4-d batches."""
     array = as_array(images, what)
     if array.size == 0:
         raise AirsceneError(f"no {what} given: pass a non-empty batch of shape (B, H, W), (B, C, H, W) or (B, H, W, C)")
@@ -92,7 +101,7 @@ def to_model_layout(images, channels: int, image_size: int | None = None, what: 
         raise AirsceneError(f"{what} have shape {array.shape}, a single image: add a batch axis, e.g. images[None]")
     if array.ndim not in (3, 4):
         raise AirsceneError(f"{what} have shape {array.shape}: give (B, H, W), (B, C, H, W) or (B, H, W, C)")
-    array = _channels_last(array, image_size, what)
+    array = _channels_last(array, image_size, layout, what)
     if image_size is not None and array.shape[1:3] != (image_size, image_size):
         raise AirsceneError(f"{what} are {array.shape[1]}x{array.shape[2]} but the model was trained on "
                             f"{image_size}x{image_size}: resize or crop them to {image_size}x{image_size}")
@@ -152,5 +161,5 @@ def read_images(paths, channels: int, image_size: int | None = None) -> torch.Te
     if len(shapes) > 1:
         raise AirsceneError(f"images have different sizes {shapes}: give images of one size")
     # Each file to the model's channels first: files may mix grey, RGB and alpha.
-    return torch.cat([to_model_layout(array[None], channels, image_size, f"the pixels of {path}")
+    return torch.cat([to_model_layout(array[None], channels, image_size, f"the pixels of {path}", "channels_last")
                       for path, array in zip(paths, arrays)])

@@ -107,6 +107,8 @@ class Run:
         """An exclusive lock on RUN/.lock (never through a link), released when the Run closes or the
         process dies."""
         path = self.directory / ".lock"
+        if path.is_symlink():
+            path.unlink()  # not ours (airscene never makes links, nor locks through one): removing it harms nothing
         try:
             descriptor = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as error:
@@ -149,7 +151,10 @@ class Run:
         if state is None:
             write_json(self.directory / "config.json", job.config.to_dict(), "run config")
             self.metrics_path.unlink(missing_ok=True)
-            shutil.rmtree(self.directory / "tensorboard", ignore_errors=True)
+            events = self.directory / "tensorboard"
+            if events.is_symlink():
+                events.unlink()  # never write through a link someone else made
+            shutil.rmtree(events, ignore_errors=True)
             return 0, 0.0
         job.model.load_state_dict(state["model"])
         job.estimator.load_state_dict(state["estimator"])

@@ -73,7 +73,8 @@ class AIRJob(TrainingJob):
         return {"test_count_accuracy": count_accuracy(infer_counts(self.model, self.test_images), self.test_counts)}
 
     def describe(self, metrics: dict) -> str:
-        return f"test acc {metrics['test_count_accuracy']:.3f}"
+        accuracy = metrics.get("test_count_accuracy")
+        return "" if accuracy is None else f"test acc {accuracy:.3f}"
 
 
 def train(config: Config, out: str | Path, resume: bool = False, progress: bool = True) -> dict:

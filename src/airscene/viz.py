@@ -14,6 +14,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from airscene.data import load_dataset  # noqa: E402
 from airscene.data.scenes import SceneSet  # noqa: E402
+from airscene.errors import AirsceneError  # noqa: E402
 from airscene.infer import load  # noqa: E402
 from airscene.runs import read_metrics  # noqa: E402
 from airscene.storage import check_writable, write_file  # noqa: E402
@@ -50,6 +51,9 @@ def draw_scene(axis, image: np.ndarray, boxes: np.ndarray | None = None, title: 
 
 def preview(scenes: SceneSet, out: str | Path, number: int = 32, columns: int = 8) -> Path:
     """A grid of scenes with their ground-truth boxes and counts."""
+    check_writable(Path(out).parent, "figure directory")
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise AirsceneError(f"number is {number!r}: show a whole number >= 1 of scenes")
     number = min(number, len(scenes))
     rows = max(1, -(-number // columns))
     figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.4, rows * 1.55), squeeze=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from airscene.errors import AirsceneError
+from airscene.storage import write_file
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
@@ -85,7 +86,7 @@ def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None)
     payload += array.tobytes()
     if compress if compress is not None else path.suffix == ".gz":
         payload = gzip.compress(payload, mtime=0)
-    path.write_bytes(payload)
+    write_file(path, lambda handle: handle.write(payload), "IDX file")
 
 
 def _find(directory: Path, stem: str) -> Path:
