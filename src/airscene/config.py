@@ -46,6 +46,12 @@ class ModelConfig:
     where_prior_sd: tuple[float, ...] = setting((0.1, 1.0, 1.0), "sd of p(z_where)", above=0.0, maximum=100.0,
                                                 length=3)
     min_scale: float = setting(0.5, "the window is never more than 1/min_scale canvases wide", above=0.0)
+    # The objects' size in pixels, SIZE or MIN,MAX, instead of the three settings above: training derives
+    # them from it and the canvas (`object_size_prior`), and the window can then never grow to cover two
+    # objects of that size.
+    object_size: tuple[float, ...] | None = setting(None, "the objects' size in pixels, SIZE or MIN,MAX: sets the "
+                                                    "window-scale prior and bounds the window", above=0.0,
+                                                    maximum=4096.0, length=(1, 2))
     # rho of the count prior: each object costs log(1/rho) nats (1e-10: about 23), so a digit split over
     # two steps does not pay. Part of the generative model; training may anneal toward it (TrainConfig).
     count_prior: float = setting(1e-10, "rho of the truncated geometric count prior", above=0.0, below=1.0)

@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from airscene.data.scenes import multi_mnist
-from airscene.data.sources import DigitPool
+from airscene.data.scenes import compose_scenes
+from airscene.data.sources import ObjectPool
 from airscene.infer import TrainedModel
 from airscene.images import to_model_layout
 
@@ -42,13 +42,13 @@ class PairScenes:
         return (self.digits[:, 0] < self.digits[:, 1]).astype(np.int64)
 
 
-def pair_scenes(pool: DigitPool, number: int, seed: int, size: int = 50) -> PairScenes:
+def pair_scenes(pool: ObjectPool, number: int, seed: int, size: int = 50) -> PairScenes:
     """2-digit Multi-MNIST scenes with the digits' labels ordered by the x of their ink's centre, as AIR's
     objects are ordered by their window's centre (by the ink's left edge, 2% of pairs would disagree)."""
-    scenes = multi_mnist(pool, number, seed=seed, counts=(2,), size=size, progress=False)
+    scenes = compose_scenes(pool, number, seed=seed, counts=(2,), size=size, progress=False)
     centres = scenes.boxes[:, :2, 0] + scenes.boxes[:, :2, 2]  # (M, 2): twice the x of each box's centre
     order = np.argsort(centres, axis=1, kind="stable")  # (M, 2)
-    return PairScenes(scenes.images, np.take_along_axis(scenes.labels[:, :2], order, axis=1))
+    return PairScenes(images=scenes.images, digits=np.take_along_axis(scenes.labels[:, :2], order, axis=1))
 
 
 def air_features(trained: TrainedModel, images: np.ndarray, objects: int = 2) -> np.ndarray:
@@ -140,7 +140,7 @@ class DigitClassifier(nn.Sequential):
                          nn.Linear(64 * (size // 4) ** 2, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
 
 
-def digit_ceiling(train_pool: DigitPool, test_pool: DigitPool, seed: int, steps: int = 3000) -> float:
+def digit_ceiling(train_pool: ObjectPool, test_pool: ObjectPool, seed: int, steps: int = 3000) -> float:
     """Accuracy on the test pool's single digits of a standard CNN trained on every training digit with its
     label: a reference for what a code learned from these digits without labels can be expected to give
     per digit. Both digits of a pair are read right, so the sum is right, with about its square."""

@@ -15,6 +15,7 @@ from airscene.estimators.elbo import count_log_posterior, elbo_per_count
 from airscene.infer import load
 from airscene.model import AIR, window_boxes
 from airscene.storage import check_writable, write_json
+from airscene.viz import reconstruction_figure
 
 
 @torch.no_grad()
@@ -93,30 +94,39 @@ def localisation(pred_boxes: np.ndarray, scores: np.ndarray, true_boxes: np.ndar
 
 
 @torch.no_grad()
-def evaluate(model: AIR, images: torch.Tensor, counts: np.ndarray, boxes: np.ndarray, samples: int = 50,
-             likelihood_images: int = 1000) -> dict:
-    """Every held-out metric of one model: counts (accuracy, confusion matrix), test ELBO and the
-    importance-weighted log p(x), localisation (mean IoU, AP@0.5)."""
+def evaluate(model: AIR, images: torch.Tensor, counts: np.ndarray | None = None, boxes: np.ndarray | None = None,
+             samples: int = 50, likelihood_images: int = 1000) -> dict:
+    """Every held-out metric of one model that the labels allow. Always: the test ELBO, the
+    importance-weighted log p(x) and the histogram of inferred counts; with true counts, their accuracy and
+    confusion matrix; with true boxes, localisation (mean IoU, AP@0.5). `missing_labels` names what was
+    not given, so no metric is silently absent."""
     model.eval()
     present, presence, wheres, _whats = zip(*(model.describe(chunk) for chunk in images.split(1000)))
     inferred = torch.cat(present).sum(1).long().numpy()
-    pred_boxes = window_boxes(torch.cat(wheres), model.config.image_size, model.config.min_scale).numpy()
     elbo, log_likelihood = elbo_and_log_likelihood(model, images[:likelihood_images], samples)
-    return {
-        "images": len(counts),
-        "count_accuracy": count_accuracy(inferred, counts),
-        "confusion_matrix": confusion_matrix(inferred, counts, max(model.config.max_objects, int(counts.max()))).tolist(),
+    metrics = {
+        "images": len(images),
         "test_elbo": float(elbo.mean()),
         "test_log_likelihood_iw": float(log_likelihood.mean()),
         "importance_samples": samples,
-        "likelihood_images": min(likelihood_images, len(counts)),
-        **localisation(pred_boxes, torch.cat(presence).numpy(), boxes, counts),
+        "likelihood_images": min(likelihood_images, len(images)),
+        "inferred_counts": np.bincount(inferred, minlength=model.config.max_objects + 1).tolist(),
+        "missing_labels": [name for name, array in (("counts", counts), ("boxes", boxes)) if array is None],
     }
+    if counts is not None:
+        metrics["count_accuracy"] = count_accuracy(inferred, counts)
+        largest = max(model.config.max_objects, int(counts.max(initial=0)))
+        metrics["confusion_matrix"] = confusion_matrix(inferred, counts, largest).tolist()
+    if boxes is not None and counts is not None:
+        pred_boxes = window_boxes(torch.cat(wheres), model.config.image_size, model.config.min_scale).numpy()
+        metrics.update(localisation(pred_boxes, torch.cat(presence).numpy(), boxes, counts))
+    return metrics
 
 
 def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int = 50) -> dict:
     """Every held-out metric of a trained run (a run directory or its checkpoint) on the test split of its
-    own data set, or of `data`; written to RUN/eval.json and returned."""
+    own data set, or of `data`; written to RUN/eval.json and returned. RUN/reconstructions.png shows the
+    first test images with their reconstructions."""
     if not isinstance(samples, int) or samples < 1:
         raise AirsceneError(f"samples is {samples!r}: the importance-weighted log p(x) needs a whole number >= 1")
     run = Path(run)
@@ -130,4 +140,8 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int =
     metrics = {"checkpoint_step": trained.step, "data": str(data or trained.config.data),
                **evaluate(trained.model, images, test.counts, test.boxes, samples=samples)}
     write_json(directory / "eval.json", metrics, "evaluation")
+    shown = test.images[:32]
+    reconstructions, scenes = trained.reconstruct(shown)
+    reconstruction_figure(shown, reconstructions, scenes.boxes, scenes.counts,
+                          None if test.counts is None else test.counts[:32], directory / "reconstructions.png")
     return metrics

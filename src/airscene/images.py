@@ -163,3 +163,25 @@ def read_images(paths, channels: int, image_size: int | None = None) -> torch.Te
     # Each file to the model's channels first: files may mix grey, RGB and alpha.
     return torch.cat([to_model_layout(array[None], channels, image_size, f"the pixels of {path}", "channels_last")
                       for path, array in zip(paths, arrays)])
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm")
+
+
+def image_files(directory: str | Path) -> list[Path]:
+    """The image files (by suffix) in a folder and its subfolders, sorted by path."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise AirsceneError(f"{directory} is not a folder: give a folder of image files")
+    return sorted(path for path in directory.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+
+
+def is_colour(image: np.ndarray) -> bool:
+    """Does an (H, W, C) image from read_image hold colour, not grey saved as RGB?"""
+    return image.shape[-1] >= 3 and not (image[..., :3] == image[..., :1]).all()
+
+
+def quantise(images: torch.Tensor) -> np.ndarray:
+    """float (B, C, H, W) in [0, 1] -> uint8 (B, H, W) or (B, H, W, C), the layout of data set files."""
+    array = np.clip(np.round(images.numpy() * 255), 0, 255).astype(np.uint8)
+    return array[:, 0] if array.shape[1] == 1 else np.moveaxis(array, 1, -1)

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +18,12 @@ import torch
 from airscene.checkpoint import load_checkpoint
 from airscene.config import Config
 from airscene.errors import AirsceneError
-from airscene.images import to_model_layout
+from airscene.images import image_files, quantise, read_image, read_images, to_model_layout
 from airscene.model import AIR, window_boxes
+from airscene.storage import check_writable, write_file, write_json, write_text
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Scenes:
     """Per image: the count and, per inference step, the object's box, presence and codes."""
 
@@ -95,3 +98,80 @@ def load(path: str | Path) -> TrainedModel:
     """Rebuild a trained model from a checkpoint (or a run directory holding checkpoint.pt)."""
     state, config = load_checkpoint(path)
     return TrainedModel(model_from_checkpoint(state, config, path), config, state["step"])
+
+
+def image_paths(paths) -> list[Path]:
+    """Image files named directly, and those inside the folders named (sorted)."""
+    expanded = []
+    for path in map(Path, paths):
+        expanded += image_files(path) if path.is_dir() else [path]
+    if not expanded:
+        raise AirsceneError(f"no image files in {', '.join(map(str, paths))}: give image files or folders that hold them")
+    return expanded
+
+
+def infer_files(trained: TrainedModel, paths, chunk: int = 500) -> list[tuple[Path, dict]]:
+    """(file, record) for every image file named or inside a folder named, read `chunk` files at a time."""
+    files, results = image_paths(paths), []
+    c = trained.config.model
+    for start in range(0, len(files), chunk):
+        part = files[start:start + chunk]
+        results += zip(part, trained.infer(read_images(part, c.channels, c.image_size)).to_records())
+    return results
+
+
+CSV_FIELDS = ("file", "count", "step", "x0", "y0", "x1", "y1", "presence", "scale", "x", "y")
+
+
+def object_rows(results: list[tuple[Path, dict]]) -> list[dict]:
+    """One row per object (file, step, box, presence, z_where, z_what as what_0 ...); an image with no
+    objects gets one row with its count of 0 and the object fields empty."""
+    rows = []
+    for path, record in results:
+        for found in record["objects"] or [None]:
+            row = {"file": str(path), "count": record["count"]}
+            if found is not None:
+                row.update(step=found["step"], **dict(zip(("x0", "y0", "x1", "y1"), found["box"])),
+                           presence=found["presence"], **dict(zip(("scale", "x", "y"), found["where"])),
+                           **{f"what_{index}": value for index, value in enumerate(found["what"])})
+            rows.append(row)
+    return rows
+
+
+def write_inferences(results: list[tuple[Path, dict]], out: str | Path, form: str) -> Path:
+    """The inferences as JSON (one record per image) or CSV (`object_rows`), written atomically."""
+    out = Path(out)
+    check_writable(out.parent, "output directory")
+    if form == "json":
+        write_json(out, [{"image": str(path), **record} for path, record in results], "inferences")
+        return out
+    rows = object_rows(results)
+    what = sorted({key for row in rows for key in row if key.startswith("what_")}, key=lambda key: int(key[5:]))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=[*CSV_FIELDS, *what], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out, text.getvalue(), "inferences")
+    return out
+
+
+def draw_inferences(results: list[tuple[Path, dict]], directory: str | Path) -> list[Path]:
+    """Each image with its objects' boxes drawn (one colour per step, as in Fig. 3), enlarged to at least
+    256 pixels, as DIRECTORY/<name>.png."""
+    from PIL import Image, ImageDraw
+
+    directory = check_writable(Path(directory), "drawing directory")
+    colours = ((255, 0, 0), (0, 255, 0), (0, 160, 255), (255, 255, 0), (255, 0, 255), (255, 160, 0))
+    written: list[Path] = []
+    for path, record in results:
+        image = quantise(to_model_layout(read_image(path)[None], 3, layout="channels_last"))[0]
+        zoom = max(1, 256 // max(image.shape[:2]))
+        picture = Image.fromarray(image).resize((image.shape[1] * zoom, image.shape[0] * zoom), Image.NEAREST)
+        pen = ImageDraw.Draw(picture)
+        for found in record["objects"]:
+            x0, y0, x1, y1 = (value * zoom for value in found["box"])
+            pen.rectangle([x0, y0, x1 - 1, y1 - 1], outline=colours[(found["step"] - 1) % len(colours)], width=max(1, zoom // 2))
+        name = f"{path.stem}.png" if directory / f"{path.stem}.png" not in written else f"{path.stem}-{len(written)}.png"
+        written.append(directory / name)
+        write_file(written[-1], lambda handle: picture.save(handle, format="PNG"), "drawing")
+    return written

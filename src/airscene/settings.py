@@ -15,7 +15,7 @@ from airscene.errors import AirsceneError
 def setting(default, help: str = "", *, minimum=None, maximum=None, above=None, below=None, choices=None,
             length=None):
     """A dataclass field with its constraints: minimum <= v <= maximum, above < v < below, v in choices;
-    tuples have `length` elements, each under the same bounds."""
+    tuples have `length` elements (a number, or a tuple of the numbers allowed), each under the same bounds."""
     limits = dict(minimum=minimum, maximum=maximum, above=above, below=below, choices=choices, length=length)
     return field(default=default, metadata={"help": help, **{k: v for k, v in limits.items() if v is not None}})
 
@@ -69,11 +69,12 @@ def check_value(name: str, value, hint, limits: dict):
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     if typing.get_origin(hint) is tuple:
         kind = typing.get_args(hint)[0]
-        length = limits.get("length")
+        lengths = limits.get("length")
+        lengths = (lengths,) if isinstance(lengths, int) else lengths
         checked = ([_check_scalar(v, kind, limits) for v in value]
-                   if isinstance(value, (list, tuple)) and (length is None or len(value) == length) else None)
+                   if isinstance(value, (list, tuple)) and (lengths is None or len(value) in lengths) else None)
         if checked is None or any(v is None for v in checked):
-            count = f"{length} " if length else ""
+            count = " or ".join(str(length) for length in lengths) + " " if lengths else ""
             raise AirsceneError(f"setting {name} = {value!r} is invalid ({flag(name)}): give {count}comma-separated "
                                 f"values, each {_requirement(kind, limits)}")
         return tuple(checked)

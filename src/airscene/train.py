@@ -6,15 +6,16 @@ from pathlib import Path
 
 import torch
 
-from airscene.config import Config
+from airscene.config import Config, ModelConfig
 from airscene.data import load_dataset
 from airscene.data.scenes import SceneSet
 from airscene.errors import AirsceneError
 from airscene.estimators import Batch, make_estimator
 from airscene.estimators.elbo import greedy_counts
-from airscene.evaluate import count_accuracy, infer_counts
+from airscene.evaluate import count_accuracy, elbo_and_log_likelihood, infer_counts
 from airscene.images import to_model_layout
 from airscene.model import AIR
+from airscene.model.priors import object_size_prior
 from airscene.model.trace import Trace
 from airscene.runs import Run, TrainingJob, batch_indices, fit, make_optimiser
 from airscene.schedules import count_prior_at, exploration_at
@@ -33,18 +34,36 @@ def fit_model_to_data(config: Config, train: SceneSet, test: SceneSet) -> None:
             raise AirsceneError(f"setting {name} = {getattr(model, name)} contradicts the data {config.data}, whose "
                                 f"images have {name} {value}: drop --{name.replace('_', '-')}")
         setattr(model, name, value)
+    apply_object_size(model)
     if config.train.batch_size > len(train):
         raise AirsceneError(f"batch size {config.train.batch_size} exceeds the {len(train)} training images: "
                             "lower --batch-size or make more data")
-    largest = int(max(train.counts.max(initial=0), test.counts.max(initial=0)))
+    largest = max((int(split.counts.max(initial=0)) for split in (train, test) if split.counts is not None), default=0)
     if largest > model.max_objects:
         raise AirsceneError(f"data {config.data} has scenes with {largest} objects but the model has "
                             f"N = {model.max_objects} steps: raise --max-objects to at least {largest}")
 
 
+def apply_object_size(model: ModelConfig) -> None:
+    """With object_size set, derive the window-scale prior and min_scale from it and the canvas; the three
+    settings must then be left at their defaults (or already derived, as in a resumed run's config)."""
+    if model.object_size is None:
+        return
+    mean, sd, min_scale = object_size_prior(model.object_size, model.image_size)
+    defaults = ModelConfig()
+    derived = {"where_prior_mean": (mean, *model.where_prior_mean[1:]), "where_prior_sd": (sd, *model.where_prior_sd[1:]),
+               "min_scale": min_scale}
+    for name, value in derived.items():
+        if getattr(model, name) not in (getattr(defaults, name), value):
+            raise AirsceneError(f"settings object_size and {name} are both given: give the objects' size alone (it sets "
+                                f"{name} to {value}), or drop --object-size")
+        setattr(model, name, value)
+
+
 class AIRJob(TrainingJob):
     """AIR on a data set of scenes: batches by a seeded per-epoch permutation, the count prior and the
-    exploration by their schedules, held-out count accuracy on the first eval_images test scenes."""
+    exploration by their schedules; on the first eval_images test scenes, held-out count accuracy where the
+    data has counts, the test ELBO where it has none."""
 
     kind = "air"
 
@@ -54,27 +73,37 @@ class AIRJob(TrainingJob):
         self.estimator = make_estimator(config)
         self.optimiser = make_optimiser(self.model, self.estimator, config.train)
         self.test_images = to_model_layout(test.images[:config.train.eval_images], config.model.channels)
-        self.test_counts = test.counts[:config.train.eval_images]
+        self.test_counts = None if test.counts is None else test.counts[:config.train.eval_images]
 
     def batch(self, step: int) -> Batch:
         index = batch_indices(step, len(self.train), self.settings.batch_size, self.settings.seed)
         images = to_model_layout(self.train.images[index], self.config.model.channels)
-        return Batch(images=images, truth=self.train.counts[index])
+        return Batch(images=images, truth=None if self.train.counts is None else self.train.counts[index])
 
     def schedule(self, step: int) -> float:
         self.model.count_prior.fill_(count_prior_at(step, self.config.model.count_prior, self.settings))
         return exploration_at(step, self.settings)
 
     def statistics(self, trace: Trace, batch: Batch) -> dict:
-        counts = greedy_counts(trace).view(len(batch.truth), -1)[:, 0].numpy()  # the first trace of each image
-        return {"count_prior": self.model.count_prior.item(), "train_count_accuracy": count_accuracy(counts, batch.truth)}
+        statistics = {"count_prior": self.model.count_prior.item()}
+        if batch.truth is not None:
+            counts = greedy_counts(trace).view(len(batch.truth), -1)[:, 0].numpy()  # the first trace of each image
+            statistics["train_count_accuracy"] = count_accuracy(counts, batch.truth)
+        return statistics
 
     def evaluate(self) -> dict:
-        return {"test_count_accuracy": count_accuracy(infer_counts(self.model, self.test_images), self.test_counts)}
+        if len(self.test_images) == 0:
+            return {}
+        if self.test_counts is not None:
+            return {"test_count_accuracy": count_accuracy(infer_counts(self.model, self.test_images), self.test_counts)}
+        elbo, _ = elbo_and_log_likelihood(self.model, self.test_images, samples=1)
+        return {"test_elbo": float(elbo.mean())}
 
     def describe(self, metrics: dict) -> str:
-        accuracy = metrics.get("test_count_accuracy")
-        return "" if accuracy is None else f"test acc {accuracy:.3f}"
+        for key, label in (("test_count_accuracy", "test acc {:.3f}"), ("test_elbo", "test elbo {:.1f}")):
+            if metrics.get(key) is not None:
+                return label.format(metrics[key])
+        return ""
 
 
 def train(config: Config, out: str | Path, resume: bool = False, progress: bool = True) -> dict:

