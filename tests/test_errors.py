@@ -93,7 +93,7 @@ def small_data(tmp_path_factory):
     (["--vimco-samples", "100000"], "vimco_samples = 100000 is invalid"),
     (["--where-prior-sd", "0.1,1"], "where_prior_sd = (0.1, 1.0) is invalid (--where-prior-sd): give 3 comma-separated"),
     (["--where-prior-sd=-0.1,1,1"], "where_prior_sd = (-0.1, 1.0, 1.0) is invalid"),
-    (["--batch-size", "64"], "batch size 64 exceeds the 32 training images"),
+    (["--batch-size", "64"], "batch size 64 x 1 process(es) exceeds the 32 training images"),
     (["--max-objects", "1"], "scenes with 2 objects but the model has N = 1 steps"),
     (["--estimator", "magic"], "estimator = 'magic' is invalid (--estimator): use one of enumerate"),
     (["--estimator", "marginal"], "estimator 'marginal' is for inverse graphics"),

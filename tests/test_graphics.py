@@ -18,13 +18,13 @@ from airscene.graphics.train import evaluate_graphics, open_run, train_graphics
 
 
 def one_object(identity: int, x: float, y: float, yaw: float = 0.3) -> SceneParameters:
-    return SceneParameters(torch.tensor([[identity]]), torch.tensor([[True]]), torch.tensor([[[x, y, yaw]]]),
-                           torch.zeros(1, 1))
+    return SceneParameters(identity=torch.tensor([[identity]]), present=torch.tensor([[True]]), pose=torch.tensor([[[x, y, yaw]]]),
+                           camera=torch.zeros(1, 1))
 
 
 def with_gradients(scenes: SceneParameters) -> SceneParameters:
-    return SceneParameters(scenes.identity, scenes.present, scenes.pose.clone().requires_grad_(),
-                           scenes.camera.clone().requires_grad_())
+    return SceneParameters(identity=scenes.identity, present=scenes.present, pose=scenes.pose.clone().requires_grad_(),
+                           camera=scenes.camera.clone().requires_grad_())
 
 
 def trace_of(images: torch.Tensor, scenes: SceneParameters, yaw_natural: torch.Tensor) -> SceneTrace:
@@ -66,7 +66,7 @@ def test_renderer_interface(backend, request):
         assert images.shape == (6, 3, 32, 32) and images.dtype == torch.float32
         assert 0 <= images.min() and images.max() <= 1
         assert torch.equal(images, renderer.render(scenes))  # deterministic pixels
-        empty = renderer.render(SceneParameters(scenes.identity, torch.zeros_like(scenes.present), scenes.pose, scenes.camera))
+        empty = renderer.render(SceneParameters(identity=scenes.identity, present=torch.zeros_like(scenes.present), pose=scenes.pose, camera=scenes.camera))
         assert (empty - empty[:1]).abs().max() < 1e-6  # nothing drawn for absent objects
         left, right = renderer.render(SceneParameters.concatenate([one_object(0, -0.3, 0.0), one_object(0, 0.3, 0.0)]))
         changed = (left - empty[0]).abs().sum(0) > 0.1
@@ -98,8 +98,8 @@ def test_locate_points_at_the_object_in_the_image(backend, request):
     """Where `locate` says an object is seen is the centre of its pixels, whatever the camera's turn."""
     positions = torch.tensor([[0.3, -0.2], [-0.35, 0.1], [0.0, 0.35], [0.2, 0.25]])
     cameras = torch.tensor([[0.0], [0.4], [-0.3], [0.2]])
-    scenes = SceneParameters(torch.ones(4, 1, dtype=torch.long), torch.ones(4, 1, dtype=torch.bool),
-                             torch.cat([positions, torch.zeros(4, 1)], 1)[:, None], cameras)
+    scenes = SceneParameters(identity=torch.ones(4, 1, dtype=torch.long), present=torch.ones(4, 1, dtype=torch.bool),
+                             pose=torch.cat([positions, torch.zeros(4, 1)], 1)[:, None], camera=cameras)
     if backend == "mujoco":
         request.getfixturevalue("mujoco")
     with make_renderer(backend, SINGLE_OBJECTS, 1, 32) as renderer:
@@ -163,10 +163,10 @@ def test_rotation_error_is_modulo_the_shapes_symmetry():
 
 
 def test_metrics_match_objects_by_position():
-    truth = SceneParameters(torch.tensor([[0, 1, 0]]), torch.tensor([[True, True, False]]),
-                            torch.tensor([[[0.3, 0.0, 0.0], [-0.3, 0.0, 0.0], [0.0, 0.0, 0.0]]]), torch.zeros(1, 1))
-    inferred = SceneParameters(torch.tensor([[1, 2, 0]]), torch.tensor([[True, True, True]]),
-                               torch.tensor([[[-0.28, 0.0, 0.0], [0.3, 0.02, 0.0], [0.0, 0.4, 0.0]]]), torch.zeros(1, 1))
+    truth = SceneParameters(identity=torch.tensor([[0, 1, 0]]), present=torch.tensor([[True, True, False]]),
+                            pose=torch.tensor([[[0.3, 0.0, 0.0], [-0.3, 0.0, 0.0], [0.0, 0.0, 0.0]]]), camera=torch.zeros(1, 1))
+    inferred = SceneParameters(identity=torch.tensor([[1, 2, 0]]), present=torch.tensor([[True, True, True]]),
+                               pose=torch.tensor([[[-0.28, 0.0, 0.0], [0.3, 0.02, 0.0], [0.0, 0.4, 0.0]]]), camera=torch.zeros(1, 1))
     assert sorted(match_objects(inferred, truth)) == [(0, 0, 1), (0, 1, 0)]
     metrics = scene_metrics(inferred, truth, CROCKERY)
     assert metrics["count_accuracy"] == 0 and metrics["identity_accuracy"] == 0.5
@@ -211,8 +211,8 @@ def test_dair_steps_see_what_the_earlier_steps_leave_unexplained():
     model.embed.forward = lambda x: inputs.append(x.clone()) or embed(x)
     scenes = model.infer(images)
     assert len(inputs) == 1 + 4 and scenes.present[:, 0].all()  # the whole image once, then each step's input
-    empty = SceneParameters(scenes.identity, torch.zeros_like(scenes.present), scenes.pose, scenes.camera)
-    first = SceneParameters(scenes.identity, scenes.present & (torch.arange(4) == 0), scenes.pose, scenes.camera)
+    empty = SceneParameters(identity=scenes.identity, present=torch.zeros_like(scenes.present), pose=scenes.pose, camera=scenes.camera)
+    first = SceneParameters(identity=scenes.identity, present=scenes.present & (torch.arange(4) == 0), pose=scenes.pose, camera=scenes.camera)
     torch.testing.assert_close(inputs[1], images - renderer.render(empty))
     torch.testing.assert_close(inputs[2], images - renderer.render(first))
 

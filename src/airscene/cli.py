@@ -55,13 +55,15 @@ def _add_settings(parser: argparse.ArgumentParser, defaults, prefix: str = "", s
             continue
         options = dict(dest=f"setting:{prefix}{field.name}", default=argparse.SUPPRESS,
                        help=f"{field.metadata.get('help', '')} (default: {default})")
+        if hint is not bool:
+            options["metavar"] = field.name.upper()
         flag = "--" + field.name.replace("_", "-")
         if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: X, or left unset
             hint = next(t for t in typing.get_args(hint) if t is not type(None))
         if hint is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
         elif typing.get_origin(hint) is tuple:
-            group.add_argument(flag, type=_numbers, metavar="A,B,C", **options)
+            group.add_argument(flag, type=_numbers, **options)
         else:
             group.add_argument(flag, type=hint, **options)
 
@@ -81,17 +83,38 @@ def _settings_from(args: argparse.Namespace, base):
 
 def _air_config(args: argparse.Namespace, resume: bool) -> Config:
     """The flags applied to the run's own config when resuming (only the budget may then differ), else to
-    the defaults."""
+    a config file's (--config) or the defaults."""
     from airscene.runs import saved_config
 
-    base = saved_config(args.out, Config.from_dict, "air") if resume else Config(data=args.data)
+    if resume:
+        base = saved_config(args.out, Config.from_dict, "air")
+    elif getattr(args, "config", None):
+        base = _config_file(args.config)
+    else:
+        base = Config(data=args.data)
     config = _settings_from(args, base)
     config.data = args.data
     return config.validate()
 
 
+def _config_file(path: str) -> Config:
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise AirsceneError(f"config file {path} cannot be read ({type(error).__name__}): check the path") from None
+    except json.JSONDecodeError:
+        raise AirsceneError(f"config file {path} is not valid JSON: write it as a run's config.json is written") from None
+    try:
+        return Config.from_dict(values)
+    except AirsceneError as error:
+        raise AirsceneError(f"config file {path}: {error}") from None
+
+
 def _print(value) -> None:
-    print(json.dumps(value, indent=2, default=str))
+    from airscene.distributed import leads
+
+    if leads():  # under torchrun, rank 0 speaks for all
+        print(json.dumps(value, indent=2, default=str))
 
 
 def _exit_code(summary: dict) -> int:
@@ -148,22 +171,40 @@ def _report_import(settings: dict, out: str) -> None:
 def _train_command(args: argparse.Namespace) -> int:
     from airscene.train import train
 
+    if args.seeds:
+        return _seeds_command(args)
     summary = train(_air_config(args, args.resume), args.out, resume=args.resume, progress=not args.quiet)
     _print(summary)
     return _exit_code(summary)
 
 
+def _seeds_command(args: argparse.Namespace) -> int:
+    from airscene.seeds import train_seeds
+
+    if args.resume or "setting:train.seed" in vars(args):
+        raise AirsceneError("--seeds trains (or resumes) one run per seed in OUT/seed-N: drop --resume and --seed")
+    report = train_seeds(_air_config(args, resume=False), args.out, args.seeds, args.parallel)
+    for result in report["seeds"]:
+        if "error" in result:
+            print(f"seed {result['seed']}: failed ({result['error']})")
+        else:
+            accuracy = "" if result["count_accuracy"] is None else f", count accuracy {result['count_accuracy']:.4f}"
+            print(f"seed {result['seed']}: test ELBO {result['test_elbo']:.2f}{accuracy}, {result['steps']} steps")
+    print(f"best by held-out ELBO: {report['best']}\nreport: {Path(args.out) / 'seeds.json'}")
+    return 0 if report["best"] else 2
+
+
 def _eval_command(args: argparse.Namespace) -> int:
     from airscene.evaluate import evaluate_run
 
-    _print(evaluate_run(args.run, args.data, args.samples))
+    _print(evaluate_run(args.run, args.data, args.samples, args.device))
     return 0
 
 
 def _infer_command(args: argparse.Namespace) -> int:
     from airscene.infer import draw_inferences, infer_files, load, write_inferences
 
-    results = infer_files(load(args.checkpoint), args.images)
+    results = infer_files(load(args.checkpoint, args.device), args.images)
     if args.out:
         form = Path(args.out).suffix.lstrip(".").lower()
         if form not in ("json", "csv"):
@@ -183,7 +224,7 @@ def _infer_command(args: argparse.Namespace) -> int:
 def _viz_command(args: argparse.Namespace) -> int:
     from airscene.viz import draw_run_figure
 
-    print(f"wrote {draw_run_figure(args.run, args.data)}")
+    print(f"wrote {draw_run_figure(args.run, args.data, device=args.device)}")
     return 0
 
 
@@ -191,7 +232,7 @@ def _gradvar_command(args: argparse.Namespace) -> int:
     from airscene.gradvar import measure_run
 
     results, written = measure_run(args.run, args.data, samples=args.samples, batch_size=args.batch_size,
-                                   baseline_steps=args.baseline_steps, seed=args.seed)
+                                   baseline_steps=args.baseline_steps, seed=args.seed, device=args.device)
     _print(results)
     print("wrote " + " and ".join(str(path) for path in written))
     return 0
@@ -233,7 +274,7 @@ def _graphics_train_command(args: argparse.Namespace) -> int:
 def _graphics_eval_command(args: argparse.Namespace) -> int:
     from airscene.graphics.train import evaluate_graphics
 
-    _print(evaluate_graphics(args.run, args.optimise_images, args.iterations, args.workers))
+    _print(evaluate_graphics(args.run, args.optimise_images, args.iterations, args.workers, args.device))
     print(f"metrics: {Path(args.run) / 'eval.json'}\nfigure: {Path(args.run) / 'figure.png'}")
     return 0
 
@@ -243,6 +284,10 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint "
                         "(only --steps, --minutes and --threads may change)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="where to compute: cpu (default), cuda, cuda:N, mps or auto")
 
 
 def _add_graphics_commands(commands) -> None:
@@ -260,6 +305,7 @@ def _add_graphics_commands(commands) -> None:
                            help="also fit this many test images by direct optimisation (single objects)")
     evaluator.add_argument("--iterations", type=int, default=100, help="Adam steps per identity for --optimise-images")
     evaluator.add_argument("--workers", type=int, default=0, help="renderer processes")
+    _add_device_flag(evaluator)
     evaluator.set_defaults(handler=_graphics_eval_command)
 
 
@@ -326,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     trainer = commands.add_parser("train", help="train AIR on a data set")
     trainer.add_argument("--data", required=True)
     _add_training_flags(trainer)
+    trainer.add_argument("--config", default=None, help="start from the settings of a config file (a run's "
+                         "config.json); flags given change them")
+    trainer.add_argument("--seeds", type=_integers, default=None, help="train one run per seed in OUT/seed-N, side by "
+                         "side, and pick the best by held-out ELBO (OUT/seeds.json)")
+    trainer.add_argument("--parallel", type=int, default=None, help="with --seeds: how many at a time "
+                         "(default: one per core)")
     _add_settings(trainer, Config(), skip=("data",))
     trainer.set_defaults(handler=_train_command)
 
@@ -333,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("run")
     evaluator.add_argument("--data", default=None, help="data set (default: the one the run trained on)")
     evaluator.add_argument("--samples", type=int, default=50, help="importance samples for log p(x)")
+    _add_device_flag(evaluator)
     evaluator.set_defaults(handler=_eval_command)
 
     inferrer = commands.add_parser("infer", help="count, locate and describe the objects in image files")
@@ -342,11 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     inferrer.add_argument("--out", default=None, help="write them to a .json (a record per image) or .csv (a row per "
                           "object: file, step, box, presence, z_where, z_what) file")
     inferrer.add_argument("--draw", default=None, help="draw each image with its boxes into this folder")
+    _add_device_flag(inferrer)
     inferrer.set_defaults(handler=_infer_command)
 
     viewer = commands.add_parser("viz", help="the paper's Fig. 3 for a run (writes RUN/figure3.png)")
     viewer.add_argument("run")
     viewer.add_argument("--data", default=None)
+    _add_device_flag(viewer)
     viewer.set_defaults(handler=_viz_command)
 
     variance = commands.add_parser("gradvar", help="variance of each estimator's gradient on a trained run "
@@ -358,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     variance.add_argument("--baseline-steps", type=int, default=1000,
                           help="steps to fit nvil's baseline when the run was trained by another estimator")
     variance.add_argument("--seed", type=int, default=0)
+    _add_device_flag(variance)
     variance.set_defaults(handler=_gradvar_command)
 
     runner = commands.add_parser("run", help="the main job: data, training, evaluation, figures")

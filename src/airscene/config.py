@@ -100,6 +100,13 @@ class TrainConfig:
     eval_images: int = setting(1000, "held-out images of each evaluation during training", minimum=1)
     checkpoint_every: int = setting(1000, "steps between checkpoints", minimum=1)
     threads: int = setting(0, "torch intra-op threads; 0 keeps torch's default", minimum=0, maximum=1024)
+    device: str = setting("auto", "where to train: auto (a GPU if there is one), cpu, cuda, cuda:N or mps")
+    precision: str = setting("fp32", "fp32, or bf16: autocast to bfloat16 (README, 'Where the compute is')",
+                             choices=("fp32", "bf16"))
+    # Under torchrun each rank takes batch_size images, so a step sees batch_size x world size; "linear"
+    # multiplies the learning rates by the world size, "sqrt" by its square root.
+    learning_rate_scaling: str = setting("none", "scale the learning rates with the world size: none, linear or sqrt",
+                                         choices=("none", "linear", "sqrt"))
 
 
 @dataclass

@@ -20,7 +20,7 @@ from airscene.viz import reconstruction_figure
 
 @torch.no_grad()
 def infer_counts(model: AIR, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
-    return np.concatenate([model.describe(chunk)[0].sum(1).long().numpy() for chunk in images.split(batch_size)])
+    return np.concatenate([model.describe(chunk)[0].sum(1).long().cpu().numpy() for chunk in images.split(batch_size)])
 
 
 def count_accuracy(inferred: np.ndarray, true: np.ndarray) -> float | None:
@@ -52,7 +52,7 @@ def elbo_and_log_likelihood(model: AIR, images: torch.Tensor, samples: int = 50,
         log_weight = torch.logsumexp(integrand + count_log_q, dim=1).view(-1, samples)
         elbos.append(elbo.mean(1))
         log_likelihoods.append(torch.logsumexp(log_weight, dim=1) - math.log(samples))
-    return torch.cat(elbos).numpy(), torch.cat(log_likelihoods).numpy()
+    return torch.cat(elbos).cpu().numpy(), torch.cat(log_likelihoods).cpu().numpy()
 
 
 def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -102,7 +102,7 @@ def evaluate(model: AIR, images: torch.Tensor, counts: np.ndarray | None = None,
     not given, so no metric is silently absent."""
     model.eval()
     present, presence, wheres, _whats = zip(*(model.describe(chunk) for chunk in images.split(1000)))
-    inferred = torch.cat(present).sum(1).long().numpy()
+    inferred = torch.cat(present).sum(1).long().cpu().numpy()
     elbo, log_likelihood = elbo_and_log_likelihood(model, images[:likelihood_images], samples)
     metrics = {
         "images": len(images),
@@ -118,12 +118,12 @@ def evaluate(model: AIR, images: torch.Tensor, counts: np.ndarray | None = None,
         largest = max(model.config.max_objects, int(counts.max(initial=0)))
         metrics["confusion_matrix"] = confusion_matrix(inferred, counts, largest).tolist()
     if boxes is not None and counts is not None:
-        pred_boxes = window_boxes(torch.cat(wheres), model.config.image_size, model.config.min_scale).numpy()
-        metrics.update(localisation(pred_boxes, torch.cat(presence).numpy(), boxes, counts))
+        pred_boxes = window_boxes(torch.cat(wheres), model.config.image_size, model.config.min_scale).cpu().numpy()
+        metrics.update(localisation(pred_boxes, torch.cat(presence).cpu().numpy(), boxes, counts))
     return metrics
 
 
-def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int = 50) -> dict:
+def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int = 50, device: str = "cpu") -> dict:
     """Every held-out metric of a trained run (a run directory or its checkpoint) on the test split of its
     own data set, or of `data`; written to RUN/eval.json and returned. RUN/reconstructions.png shows the
     first test images with their reconstructions."""
@@ -131,7 +131,7 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int =
         raise AirsceneError(f"samples is {samples!r}: the importance-weighted log p(x) needs a whole number >= 1")
     run = Path(run)
     directory = check_writable(run if run.is_dir() else run.parent, "run directory")
-    trained = load(run)
+    trained = load(run, device)
     _, test, _ = load_dataset(data or trained.config.data)
     if len(test) == 0:
         raise AirsceneError(f"data {data or trained.config.data} has no test images: make a data set with a test split")

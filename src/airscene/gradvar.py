@@ -51,7 +51,7 @@ def fit_baseline(model: AIR, nvil: NVIL, images: np.ndarray, steps: int, batch_s
     optimiser = torch.optim.Adam(nvil.baseline.parameters(), lr=1e-3)
     for _ in range(steps):
         batch = to_model_layout(images[generator.choice(len(images), min(batch_size, len(images)), replace=False)],
-                                model.config.channels)
+                                model.config.channels).to(model.count_prior.device)
         with torch.no_grad():
             trace = model(batch, "sample")
         loss, _ = nvil(model, trace)
@@ -62,11 +62,11 @@ def fit_baseline(model: AIR, nvil: NVIL, images: np.ndarray, steps: int, batch_s
 
 def presence_head_gradient(model: AIR) -> torch.Tensor:
     head = model.infer_step.head
-    return torch.cat([head.weight.grad[0], head.bias.grad[:1]])
+    return torch.cat([head.weight.grad[0], head.bias.grad[:1]]).cpu()
 
 
 def decoder_gradient(model: AIR) -> torch.Tensor:
-    return torch.cat([parameter.grad.flatten() for parameter in model.decode.parameters()])
+    return torch.cat([parameter.grad.flatten() for parameter in model.decode.parameters()]).cpu()
 
 
 def gradient_variance(model: AIR, estimator: Estimator, images: torch.Tensor, samples: int) -> dict:
@@ -85,22 +85,22 @@ def gradient_variance(model: AIR, estimator: Estimator, images: torch.Tensor, sa
 
 
 def measure(run: str | Path, data: str | None = None, samples: int = 1000, batch_size: int = 64,
-            baseline_steps: int = 1000, seed: int = 0) -> dict:
+            baseline_steps: int = 1000, seed: int = 0, device: str = "cpu") -> dict:
     """Load a run, fix one held-out batch, and measure every estimator's gradient variance on it."""
     for name, value, low in (("samples", samples, 2), ("batch_size", batch_size, 1), ("baseline_steps", baseline_steps, 0),
                              ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise AirsceneError(f"{name} is {value!r}: use a whole number >= {low}")
     state, config = load_checkpoint(run)
-    model = model_from_checkpoint(state, config, run)
+    model = model_from_checkpoint(state, config, run, device)
     train_set, test_set, _ = load_dataset(data or config.data)
     if batch_size > len(test_set):
         raise AirsceneError(f"batch size {batch_size} exceeds the {len(test_set)} test images of {data or config.data}: "
                             "lower --batch-size")
     batch = np.random.default_rng(seed).choice(len(test_set), batch_size, replace=False)
-    images = to_model_layout(test_set.images[batch], config.model.channels, config.model.image_size)
+    images = to_model_layout(test_set.images[batch], config.model.channels, config.model.image_size).to(model.count_prior.device)
     baseline_state = state["estimator"] if config.train.estimator == "nvil" else None
-    estimators = estimators_to_compare(config, baseline_state)
+    estimators = {name: estimator.to(images.device) for name, estimator in estimators_to_compare(config, baseline_state).items()}
     torch.manual_seed(seed)
     if baseline_state is None:
         fit_baseline(model, estimators["nvil (score function + neural baseline)"], train_set.images,

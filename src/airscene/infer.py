@@ -17,6 +17,7 @@ import torch
 
 from airscene.checkpoint import load_checkpoint
 from airscene.config import Config
+from airscene.distributed import resolve_device
 from airscene.errors import AirsceneError
 from airscene.images import image_files, quantise, read_image, read_images, to_model_layout
 from airscene.model import AIR, window_boxes
@@ -47,16 +48,20 @@ class Scenes:
 
 
 class TrainedModel:
-    """A trained AIR with its config, rebuilt from a checkpoint alone."""
+    """A trained AIR with its config, rebuilt from a checkpoint alone, on any device."""
 
     def __init__(self, model: AIR, config: Config, step: int = 0):
         self.model = model.eval()
         self.config = config
         self.step = step
 
+    @property
+    def device(self) -> torch.device:
+        return self.model.count_prior.device
+
     def prepare(self, images) -> torch.Tensor:
-        """Images in any supported form (airscene.images.to_model_layout) as this model's input."""
-        return to_model_layout(images, self.config.model.channels, self.config.model.image_size)
+        """Images in any supported form (airscene.images.to_model_layout) as this model's input, on its device."""
+        return to_model_layout(images, self.config.model.channels, self.config.model.image_size).to(self.device)
 
     @torch.inference_mode()
     def infer(self, images, batch_size: int = 1000) -> Scenes:
@@ -65,7 +70,7 @@ class TrainedModel:
             raise AirsceneError(f"batch_size is {batch_size!r}: use a whole number >= 1")
         c = self.config.model
         tensor = self.prepare(images)
-        present, presence, wheres, whats = (torch.cat(parts) for parts in
+        present, presence, wheres, whats = (torch.cat(parts).cpu() for parts in
                                             zip(*(self.model.describe(chunk) for chunk in tensor.split(batch_size))))
         return Scenes(counts=present.sum(1).long().numpy(),
                       boxes=window_boxes(wheres, c.image_size, c.min_scale).numpy(),
@@ -75,15 +80,15 @@ class TrainedModel:
     def reconstruct(self, images) -> tuple[np.ndarray, Scenes]:
         """(B, C, H, W) reconstructions (the sum of the present objects' renderings) and the scenes."""
         scenes = self.infer(images)
-        where = torch.from_numpy(np.nan_to_num(scenes.where))
-        what = torch.from_numpy(np.nan_to_num(scenes.what))
-        present = torch.from_numpy(~np.isnan(scenes.where[..., 0])).float()  # (B, N)
+        where = torch.from_numpy(np.nan_to_num(scenes.where)).to(self.device)
+        what = torch.from_numpy(np.nan_to_num(scenes.what)).to(self.device)
+        present = torch.from_numpy(~np.isnan(scenes.where[..., 0])).float().to(self.device)  # (B, N)
         objects = torch.stack([self.model.render_object(what[:, i], where[:, i]) for i in range(where.shape[1])], 1)
-        return (objects * present[:, :, None, None, None]).sum(1).clamp(0, 1).numpy(), scenes
+        return (objects * present[:, :, None, None, None]).sum(1).clamp(0, 1).cpu().numpy(), scenes
 
 
-def model_from_checkpoint(state: dict, config: Config, path: str | Path) -> AIR:
-    """The AIR of a checkpoint's state and config."""
+def model_from_checkpoint(state: dict, config: Config, path: str | Path, device: str = "cpu") -> AIR:
+    """The AIR of a checkpoint's state and config, on `device` (a name, "auto" included)."""
     model = AIR(config.model)
     try:
         model.load_state_dict(state["model"])
@@ -91,13 +96,14 @@ def model_from_checkpoint(state: dict, config: Config, path: str | Path) -> AIR:
         first = str(error).strip().splitlines()[-1].strip()
         raise AirsceneError(f"checkpoint {path} does not match its own config ({first}): it is corrupt "
                             "or from an incompatible airscene version; retrain") from None
-    return model
+    return model.to(resolve_device(device))
 
 
-def load(path: str | Path) -> TrainedModel:
-    """Rebuild a trained model from a checkpoint (or a run directory holding checkpoint.pt)."""
+def load(path: str | Path, device: str = "cpu") -> TrainedModel:
+    """Rebuild a trained model from a checkpoint (or a run directory holding checkpoint.pt) on `device`:
+    cpu (the default), cuda, cuda:N, mps, or auto. A checkpoint from any device loads on any other."""
     state, config = load_checkpoint(path)
-    return TrainedModel(model_from_checkpoint(state, config, path), config, state["step"])
+    return TrainedModel(model_from_checkpoint(state, config, path, device), config, state["step"])
 
 
 def image_paths(paths) -> list[Path]:

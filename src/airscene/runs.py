@@ -1,6 +1,8 @@
 """The one training loop, `fit`, and the run directory it writes: config, metrics (JSONL and TensorBoard),
 checkpoint, summary. AIR (airscene.train) and inverse graphics (airscene.graphics.train) each describe
-their model, data and estimator as a TrainingJob; nothing here knows which model it trains."""
+their model, data and estimator as a TrainingJob; nothing here knows which model it trains. Under torchrun
+every rank runs `fit` on its share of each batch; the ranks agree on every decision (stop, skip), their
+metrics are reduced exactly, and rank 0 alone writes the run directory (airscene.distributed)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from tqdm import tqdm
 
 from airscene.checkpoint import CHECKPOINT_NAME, checkpoint_config, read_checkpoint, save_checkpoint
 from airscene.config import TrainConfig
+from airscene.distributed import Shard, all_max, gather_objects, replicate, replicated_model
 from airscene.errors import AirsceneError
 from airscene.estimators.base import Batch, Estimator
 from airscene.model.trace import Trace
@@ -28,25 +31,29 @@ from airscene.storage import append_line, check_writable, write_json, write_text
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses or gradients before the run stops
 # What a resumed run may change: its budget and where it computes; anything else would be another run.
-RESUMABLE = ("train.steps", "train.minutes", "train.threads", "workers")
+RESUMABLE = ("train.steps", "train.minutes", "train.threads", "train.device", "workers")
 
 
 class TrainingJob:
     """What `fit` needs of a model: set `kind` ("air", "graphics"), `config` (a settings dataclass with
-    to_dict and a `train: TrainConfig`), `model`, `estimator` and `optimiser`, and define the methods."""
+    to_dict and a `train: TrainConfig`), `model`, `estimator` and `optimiser` (on `device`), `shard` (this
+    process's rank), and define the methods."""
 
     kind: str
     config: object
     model: torch.nn.Module
     estimator: Estimator
     optimiser: torch.optim.Optimizer
+    device: torch.device = torch.device("cpu")
+    shard: Shard = Shard()
 
     @property
     def settings(self) -> TrainConfig:
         return self.config.train
 
     def batch(self, step: int) -> Batch:
-        """The training batch of a step (the same at a resumed step as in an uninterrupted run)."""
+        """This rank's share of the training batch of a step (the same at a resumed step as in an
+        uninterrupted run), on the job's device."""
         raise NotImplementedError
 
     def schedule(self, step: int) -> float:
@@ -58,40 +65,49 @@ class TrainingJob:
         """Extra float statistics of a training step (averaged into each training record)."""
         return {}
 
-    def evaluate(self) -> dict:
-        """Held-out metrics (floats, or None where they cannot be computed)."""
+    def evaluate(self) -> dict[str, tuple[float, float]]:
+        """Held-out metrics on this rank's share of the test images, as (total, weight) per metric: the loop
+        adds them up over ranks and divides, so the result is the metric of all the test images."""
         raise NotImplementedError
 
     def describe(self, metrics: dict) -> str:
-        """The progress bar's summary of `evaluate`'s metrics."""
+        """The progress bar's summary of the held-out metrics."""
         return ""
 
 
-def batch_indices(step: int, size: int, batch_size: int, seed: int) -> np.ndarray:
-    """The batch of a step, from a per-epoch permutation seeded by (seed, epoch): resuming at any step
-    sees exactly the batches an uninterrupted run would."""
-    per_epoch = size // batch_size
+def batch_indices(step: int, size: int, batch_size: int, seed: int, shard: Shard = Shard()) -> np.ndarray:
+    """This rank's images of a step: the global batch (batch_size per rank, times the world size) comes from a
+    per-epoch permutation seeded by (seed, epoch), so resuming at any step sees exactly the batches an
+    uninterrupted run would, and the ranks' shares are disjoint."""
+    global_batch = batch_size * shard.world
+    per_epoch = size // global_batch
     epoch, position = divmod(step, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(size)
-    return order[position * batch_size:(position + 1) * batch_size]
+    return shard.of_batch(order[position * global_batch:(position + 1) * global_batch])
 
 
-def make_optimiser(model: torch.nn.Module, estimator: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
-    """Adam for the model and, at its own rate, for the estimator's parameters (nvil's baseline). The
-    fused kernel updates all parameters in one pass: a third of the for-loop version's time here."""
-    return torch.optim.Adam([{"params": model.parameters(), "lr": config.learning_rate},
-                             {"params": estimator.parameters(), "lr": config.baseline_learning_rate}], fused=True)
+def make_optimiser(model: torch.nn.Module, estimator: torch.nn.Module, config: TrainConfig,
+                   shard: Shard = Shard()) -> torch.optim.Adam:
+    """Adam for the model and, at its own rate, for the estimator's parameters (nvil's baseline), both
+    scaled for the world size's larger global batch as learning_rate_scaling says. The fused kernel
+    updates all parameters in one pass: a third of the for-loop version's time here."""
+    factor = {"none": 1.0, "linear": shard.world, "sqrt": shard.world ** 0.5}[config.learning_rate_scaling]
+    return torch.optim.Adam([{"params": model.parameters(), "lr": config.learning_rate * factor},
+                             {"params": estimator.parameters(), "lr": config.baseline_learning_rate * factor}],
+                            fused=True)
 
 
 class Run:
     """A run directory, locked against a second writer for as long as the Run is open: config.json,
-    metrics.jsonl and tensorboard/, checkpoint.pt, train_summary.json and figures."""
+    metrics.jsonl and tensorboard/, checkpoint.pt, train_summary.json and figures. Only rank 0 writes it;
+    every rank reads the checkpoint it resumes from."""
 
-    def __init__(self, directory: str | Path, resume: bool):
-        self.directory = check_writable(directory, "run directory")
+    def __init__(self, directory: str | Path, resume: bool, shard: Shard = Shard()):
+        self.shard = shard
+        self.directory = check_writable(directory, "run directory") if shard.leads else Path(directory)
         self.checkpoint = self.directory / CHECKPOINT_NAME
         self.metrics_path = self.directory / "metrics.jsonl"
-        self._lock = self._acquire_lock()
+        self._lock = self._acquire_lock() if shard.leads else None
         self._writer = None
         self.tensorboard_purge_step = None  # resuming: TensorBoard drops the events a died run wrote past it
         self.bad_steps = 0  # non-finite steps in a row
@@ -149,18 +165,20 @@ class Run:
         died). A new run: zeros; config.json is written and what a run that died before its first
         checkpoint left is cleared."""
         if state is None:
-            write_json(self.directory / "config.json", job.config.to_dict(), "run config")
-            self.metrics_path.unlink(missing_ok=True)
-            events = self.directory / "tensorboard"
-            if events.is_symlink():
-                events.unlink()  # never write through a link someone else made
-            shutil.rmtree(events, ignore_errors=True)
+            if self.shard.leads:
+                write_json(self.directory / "config.json", job.config.to_dict(), "run config")
+                self.metrics_path.unlink(missing_ok=True)
+                events = self.directory / "tensorboard"
+                if events.is_symlink():
+                    events.unlink()  # never write through a link someone else made
+                shutil.rmtree(events, ignore_errors=True)
             return 0, 0.0
         job.model.load_state_dict(state["model"])
         job.estimator.load_state_dict(state["estimator"])
         job.optimiser.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        self._keep_metrics_until(state["step"])
+        restore_random_state(state["rng"], job, state["step"])
+        if self.shard.leads:
+            self._keep_metrics_until(state["step"])
         return state["step"], state["elapsed_seconds"]
 
     def _keep_metrics_until(self, step: int) -> None:
@@ -169,16 +187,20 @@ class Run:
         self.tensorboard_purge_step = step + 1
 
     def save(self, job: TrainingJob, step: int, elapsed: float) -> None:
-        """An atomic checkpoint of everything `start` and the model's loader need to resume bit for bit."""
-        save_checkpoint(self.checkpoint, {
-            "kind": job.kind, "config": job.config.to_dict(), "model": job.model.state_dict(),
-            "estimator": job.estimator.state_dict(), "optimizer": job.optimiser.state_dict(),
-            "rng": torch.get_rng_state(), "step": step, "elapsed_seconds": elapsed})
+        """An atomic checkpoint of everything `start` and the model's loader need to resume bit for bit:
+        the (identical) weights and optimiser of rank 0, and every rank's random state."""
+        generators = gather_objects(random_state(job.device), self.shard)
+        if self.shard.leads:
+            save_checkpoint(self.checkpoint, {
+                "kind": job.kind, "config": job.config.to_dict(), "model": job.model.state_dict(),
+                "estimator": job.estimator.state_dict(), "optimizer": job.optimiser.state_dict(),
+                "rng": generators, "step": step, "elapsed_seconds": elapsed})
 
     def skip_non_finite(self, step: int, loss: torch.Tensor, gradient_norm: torch.Tensor) -> bool:
         """True, and logged, if step's loss or gradient is not finite: the caller skips its update. After
         MAX_BAD_STEPS of them in a row the run stops."""
-        if torch.isfinite(loss) and torch.isfinite(gradient_norm):
+        finite = torch.isfinite(loss) & torch.isfinite(gradient_norm)
+        if all_max((~finite).float(), self.shard).item() == 0:  # every rank's step is finite
             self.bad_steps = 0
             return False
         self.bad_steps += 1
@@ -192,7 +214,9 @@ class Run:
         return True
 
     def log(self, record: dict) -> None:
-        """One record to metrics.jsonl (NaN written as null) and its numbers to TensorBoard."""
+        """One record to metrics.jsonl (NaN written as null) and its numbers to TensorBoard (rank 0)."""
+        if not self.shard.leads:
+            return
         record = {key: _finite_or_none(value) for key, value in record.items()}
         kept = f"the checkpoint {self.checkpoint} is intact" if self.checkpoint.is_file() else "nothing was checkpointed yet"
         append_line(self.metrics_path, json.dumps(record), "metrics", kept + "; resume with --resume")
@@ -211,6 +235,27 @@ class Run:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+
+def random_state(device: torch.device) -> dict:
+    """This process's random generators: the CPU's, and the CUDA device's where the job runs on one."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_random_state(saved: list[dict], job: TrainingJob, step: int) -> None:
+    """Each rank continues its own random stream; a run resumed with another world size (or on another kind
+    of device) cannot, and draws fresh streams from its seed and the step instead."""
+    shard = job.shard
+    mine = saved[shard.rank] if len(saved) == shard.world else None
+    if mine is None or (job.device.type == "cuda") != ("cuda" in mine):
+        torch.manual_seed(shard.seed(job.settings.seed) + step)
+        return
+    torch.set_rng_state(mine["cpu"])
+    if "cuda" in mine:
+        torch.cuda.set_rng_state(mine["cuda"], job.device)
 
 
 def _finite_or_none(value):
@@ -259,18 +304,35 @@ class StepAverages:
             if value is not None:
                 self.values.setdefault(key, []).append(float(value))
 
-    def pop(self) -> dict:
-        means = {key: float(np.mean(values)) for key, values in self.values.items()}
+    def pop(self, shard: Shard = Shard()) -> dict:
+        """The means since the last pop, averaged over ranks (whose batches are of one size)."""
+        ranks = gather_objects({key: float(np.mean(values)) for key, values in self.values.items()}, shard)
         self.values = {}
-        return means
+        keys = sorted({key for means in ranks for key in means})
+        return {key: float(np.mean([means[key] for means in ranks if key in means])) for key in keys}
 
 
-def train_step(job: TrainingJob, run: Run, step: int) -> dict | None:
-    """One update of the model (and the estimator's own parameters); None if it was skipped as non-finite."""
+def combine(partials: list[dict[str, tuple[float, float]]]) -> dict:
+    """Metrics as (total, weight) from each rank -> total / weight of all of them (None where no weight)."""
+    totals: dict[str, list[float]] = {}
+    for partial in partials:
+        for name, (total, weight) in partial.items():
+            totals.setdefault(name, [0.0, 0.0])
+            totals[name][0] += total
+            totals[name][1] += weight
+    return {name: (total / weight if weight else None) for name, (total, weight) in sorted(totals.items())}
+
+
+def train_step(job: TrainingJob, run: Run, step: int, model, estimator) -> dict | None:
+    """One update of the model (and the estimator's own parameters); None if it was skipped as non-finite.
+    `model` and `estimator` are the job's, replicated across ranks."""
     exploration = job.schedule(step)
     batch = job.batch(step)
-    trace = job.estimator.draw(job.model, batch, exploration, step)
-    loss, statistics = job.estimator(job.model, trace)
+    # bf16: the forward pass in bfloat16 (autocast); the estimator's sums (likelihoods over thousands of
+    # pixels, the ELBO) in float32.
+    with torch.autocast(job.device.type, dtype=torch.bfloat16, enabled=job.settings.precision == "bf16"):
+        trace = job.estimator.draw(model, batch, exploration, step)
+    loss, statistics = estimator(model, trace)
     job.optimiser.zero_grad(set_to_none=True)
     loss.backward()
     gradient_norm = torch.nn.utils.clip_grad_norm_(job.model.parameters(), job.settings.clip_norm)
@@ -281,34 +343,48 @@ def train_step(job: TrainingJob, run: Run, step: int) -> dict | None:
 
 
 def evaluate(job: TrainingJob, run: Run, step: int, elapsed: float) -> dict:
+    """The held-out metrics of all ranks' shares, combined; logged by rank 0."""
     job.model.eval()
-    metrics = {"step": step, **job.evaluate()}
+    metrics = {"step": step, **combine(gather_objects(job.evaluate(), job.shard))}
     job.model.train()
     run.log({"kind": "eval", "seconds": round(elapsed, 2), **metrics})
     return metrics
+
+
+def should_stop(requested: dict, elapsed: float, budget: float, job: TrainingJob) -> str | None:
+    """Why to stop before the next step, the same on every rank: a signal any of them got, or the time."""
+    signal_names = (None, "SIGINT", "SIGTERM")
+    flags = torch.tensor([float(signal_names.index(requested["signal"])), float(elapsed >= budget)], device=job.device)
+    flags = all_max(flags, job.shard)
+    if flags[0] > 0:
+        return signal_names[int(flags[0])]
+    return "minutes" if flags[1] > 0 else None
 
 
 def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = True) -> dict:
     """Train `job` in `run` from `state` (a checkpoint's, to resume) or from scratch, until its step or
     minute budget is spent or SIGINT/SIGTERM asks it to stop; checkpoint, and return (and write to
     RUN/train_summary.json) the final held-out metrics, the step, the seconds and what stopped it."""
-    t = job.settings
+    t, shard = job.settings, job.shard
     step, elapsed = run.start(state, job)
+    model = replicated_model(job.model, shard, job.device)
+    estimator = replicate(job.estimator, shard, job.device)
     averages, metrics, stopped_by = StepAverages(), {}, "steps"
     budget = t.minutes * 60 if t.minutes else math.inf
     started = time.perf_counter() - elapsed
-    with stop_requests() as requested, tqdm(total=t.steps, initial=step, disable=not progress, unit="step",
-                                            dynamic_ncols=True) as bar:
+    with stop_requests() as requested, tqdm(total=t.steps, initial=step, disable=not progress or not shard.leads,
+                                            unit="step", dynamic_ncols=True) as bar:
         while step < t.steps:
-            if requested["signal"] or elapsed >= budget:
-                stopped_by = requested["signal"] or "minutes"
+            reason = should_stop(requested, elapsed, budget, job)
+            if reason:
+                stopped_by = reason
                 break
-            averages.add(train_step(job, run, step) or {})
+            averages.add(train_step(job, run, step, model, estimator) or {})
             step += 1
             elapsed = time.perf_counter() - started
             bar.update(1)
             if step % t.log_every == 0 or step == t.steps:
-                record = averages.pop()
+                record = averages.pop(shard)
                 run.log({"kind": "train", "step": step, "seconds": round(elapsed, 2), **record})
                 bar.set_postfix(loss=f"{record.get('loss', math.nan):.1f}")
             if step % t.eval_every == 0:
@@ -320,8 +396,9 @@ def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = 
         metrics = evaluate(job, run, step, elapsed)
     run.save(job, step, elapsed)
     summary = {**metrics, "seconds": round(elapsed, 1), "stopped_by": stopped_by, "checkpoint": str(run.checkpoint)}
-    write_json(run.directory / "train_summary.json", {key: _finite_or_none(value) for key, value in summary.items()},
-               "training summary")
+    if shard.leads:
+        write_json(run.directory / "train_summary.json", {key: _finite_or_none(value) for key, value in summary.items()},
+                   "training summary")
     return summary
 
 

@@ -9,6 +9,7 @@ import torch
 from airscene.config import Config, ModelConfig
 from airscene.data import load_dataset
 from airscene.data.scenes import SceneSet
+from airscene.distributed import Shard, joined, resolve_device
 from airscene.errors import AirsceneError
 from airscene.estimators import Batch, make_estimator
 from airscene.estimators.elbo import greedy_counts
@@ -21,7 +22,7 @@ from airscene.runs import Run, TrainingJob, batch_indices, fit, make_optimiser
 from airscene.schedules import count_prior_at, exploration_at
 
 
-def fit_model_to_data(config: Config, train: SceneSet, test: SceneSet) -> None:
+def fit_model_to_data(config: Config, train: SceneSet, test: SceneSet, shard: Shard = Shard()) -> None:
     """Take the canvas size and channels from the data (refusing settings that contradict it) and check
     that the data fits the model."""
     images, model = train.images, config.model
@@ -35,9 +36,9 @@ def fit_model_to_data(config: Config, train: SceneSet, test: SceneSet) -> None:
                                 f"images have {name} {value}: drop --{name.replace('_', '-')}")
         setattr(model, name, value)
     apply_object_size(model)
-    if config.train.batch_size > len(train):
-        raise AirsceneError(f"batch size {config.train.batch_size} exceeds the {len(train)} training images: "
-                            "lower --batch-size or make more data")
+    if config.train.batch_size * shard.world > len(train):
+        raise AirsceneError(f"batch size {config.train.batch_size} x {shard.world} process(es) exceeds the {len(train)} "
+                            "training images: lower --batch-size or make more data")
     largest = max((int(split.counts.max(initial=0)) for split in (train, test) if split.counts is not None), default=0)
     if largest > model.max_objects:
         raise AirsceneError(f"data {config.data} has scenes with {largest} objects but the model has "
@@ -67,17 +68,18 @@ class AIRJob(TrainingJob):
 
     kind = "air"
 
-    def __init__(self, config: Config, train: SceneSet, test: SceneSet):
-        self.config, self.train = config, train
-        self.model = AIR(config.model)
-        self.estimator = make_estimator(config)
-        self.optimiser = make_optimiser(self.model, self.estimator, config.train)
-        self.test_images = to_model_layout(test.images[:config.train.eval_images], config.model.channels)
-        self.test_counts = None if test.counts is None else test.counts[:config.train.eval_images]
+    def __init__(self, config: Config, train: SceneSet, test: SceneSet, device: torch.device, shard: Shard = Shard()):
+        self.config, self.train, self.device, self.shard = config, train, device, shard
+        self.model = AIR(config.model).to(device)
+        self.estimator = make_estimator(config).to(device)
+        self.optimiser = make_optimiser(self.model, self.estimator, config.train, shard)
+        mine = shard.indices(min(config.train.eval_images, len(test)))  # this rank's share of the test scenes
+        self.test_images = to_model_layout(test.images[mine], config.model.channels).to(device)
+        self.test_counts = None if test.counts is None else test.counts[mine]
 
     def batch(self, step: int) -> Batch:
-        index = batch_indices(step, len(self.train), self.settings.batch_size, self.settings.seed)
-        images = to_model_layout(self.train.images[index], self.config.model.channels)
+        index = batch_indices(step, len(self.train), self.settings.batch_size, self.settings.seed, self.shard)
+        images = to_model_layout(self.train.images[index], self.config.model.channels).to(self.device)
         return Batch(images=images, truth=None if self.train.counts is None else self.train.counts[index])
 
     def schedule(self, step: int) -> float:
@@ -87,17 +89,18 @@ class AIRJob(TrainingJob):
     def statistics(self, trace: Trace, batch: Batch) -> dict:
         statistics = {"count_prior": self.model.count_prior.item()}
         if batch.truth is not None:
-            counts = greedy_counts(trace).view(len(batch.truth), -1)[:, 0].numpy()  # the first trace of each image
+            counts = greedy_counts(trace).view(len(batch.truth), -1)[:, 0].cpu().numpy()  # each image's first trace
             statistics["train_count_accuracy"] = count_accuracy(counts, batch.truth)
         return statistics
 
-    def evaluate(self) -> dict:
+    def evaluate(self) -> dict[str, tuple[float, float]]:
         if len(self.test_images) == 0:
             return {}
         if self.test_counts is not None:
-            return {"test_count_accuracy": count_accuracy(infer_counts(self.model, self.test_images), self.test_counts)}
+            correct = infer_counts(self.model, self.test_images) == self.test_counts
+            return {"test_count_accuracy": (float(correct.sum()), len(correct))}
         elbo, _ = elbo_and_log_likelihood(self.model, self.test_images, samples=1)
-        return {"test_elbo": float(elbo.mean())}
+        return {"test_elbo": (float(elbo.sum()), len(elbo))}
 
     def describe(self, metrics: dict) -> str:
         for key, label in (("test_count_accuracy", "test acc {:.3f}"), ("test_elbo", "test elbo {:.1f}")):
@@ -108,13 +111,18 @@ class AIRJob(TrainingJob):
 
 def train(config: Config, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Train (or, with resume, continue) a run in `out`; returns the final summary. Resuming, `config` must
-    be the run's own but for its budget (steps, minutes)."""
+    be the run's own but for its budget (steps, minutes) and device. Under torchrun, every rank calls this
+    with the same arguments (README, "Where the compute is")."""
     config.validate()
-    with Run(out, resume) as run:
+    device = resolve_device(config.train.device)
+    with joined(device) as shard, Run(out, resume, shard) as run:
         train_set, test_set, _ = load_dataset(config.data)
-        fit_model_to_data(config, train_set, test_set)
+        fit_model_to_data(config, train_set, test_set, shard)
         state = run.state_to_resume(config, Config.from_dict, "air") if resume else None
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
-        torch.manual_seed(config.train.seed)
-        return fit(AIRJob(config, train_set, test_set), run, state, progress)
+        torch.manual_seed(config.train.seed)  # the same initial weights on every rank
+        job = AIRJob(config, train_set, test_set, device, shard)
+        if shard.world > 1:
+            torch.manual_seed(shard.seed(config.train.seed))  # each rank draws its own samples
+        return fit(job, run, state, progress)

@@ -168,12 +168,12 @@ def gradient_variance_chart(results: dict, out: str | Path) -> Path:
     return save_figure(figure, out, dpi=110)
 
 
-def draw_run_figure(run: str | Path, data: str | Path | None = None, images: int = 1000) -> Path:
+def draw_run_figure(run: str | Path, data: str | Path | None = None, images: int = 1000, device: str = "cpu") -> Path:
     """The paper's Fig. 3 for a trained run (a run directory or its checkpoint), from the first `images`
     test scenes of its data set (or of `data`): RUN/figure3.png."""
     run = Path(run)
     directory = check_writable(run if run.is_dir() else run.parent, "run directory")
-    trained = load(run)
+    trained = load(run, device)
     _, test, _ = load_dataset(data or trained.config.data)
     shown = test.images[:images]
     reconstructions, scenes = trained.reconstruct(shown)

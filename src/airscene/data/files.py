@@ -104,6 +104,8 @@ def validate_scenes(scenes: SceneSet, path: Path) -> None:
         raise _fail(path, f"has images of dtype {images.dtype} and shape {images.shape}, "
                           "expected uint8 (M, H, W) or (M, H, W, 3)")
     number, height, width = images.shape[:3]
+    if min(height, width) < 4:
+        raise _fail(path, f"has {height}x{width} images: AIR needs canvases of at least 4x4 pixels")
     ranks = {"counts": 1, "boxes": 3, "labels": 2, "sources": 2, "origins": 2}
     for name in scenes.known:
         array = getattr(scenes, name)

@@ -23,7 +23,7 @@ def prefix_log_likelihoods(model: AIR, trace: GlimpseTrace) -> torch.Tensor:
         return model.log_likelihood(trace.images, prefix_canvases(trace))
     # sum (x - canvas_n)^2 = |x|^2 - 2 sum_{i<=n} <x, y^i> + sum_{i,j<=n} <y^i, y^j>: all N+1 squared errors
     # from N inner products and an N x N Gram matrix, without building the N+1 canvases.
-    objects = trace.objects.flatten(2)  # (B, N, P)
+    objects = trace.objects.flatten(2).float()  # (B, N, P), in float32 (the sums are over thousands of pixels)
     image = trace.images.flatten(1)  # (B, P)
     cross = torch.bmm(objects, image.unsqueeze(2)).squeeze(2)  # (B, N) <x, y^i>
     gram = torch.bmm(objects, objects.transpose(1, 2))  # (B, N, N) <y^i, y^j>

@@ -31,7 +31,7 @@ class SceneData:
 
 def render_uint8(renderer: Renderer, scenes: SceneParameters) -> np.ndarray:
     parts = [renderer.render(scenes[start:start + RENDER_CHUNK]) for start in range(0, len(scenes), RENDER_CHUNK)]
-    return torch.cat(parts).mul_(255).round_().to(torch.uint8).numpy()
+    return torch.cat(parts).mul_(255).round_().to(torch.uint8).cpu().numpy()
 
 
 def data_settings(config: GraphicsConfig) -> dict:

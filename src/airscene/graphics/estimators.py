@@ -39,7 +39,7 @@ class ImageBaseline(nn.Module):
 def scene_copies(scenes: SceneParameters, rows: torch.Tensor, detach: bool) -> SceneParameters:
     """Copies (indexing copies) of the scenes `rows` (R,), for one object of each to be replaced."""
     pose, camera = (scenes.pose.detach(), scenes.camera.detach()) if detach else (scenes.pose, scenes.camera)
-    return SceneParameters(scenes.identity[rows], scenes.present[rows], pose[rows], camera[rows])
+    return SceneParameters(identity=scenes.identity[rows], present=scenes.present[rows], pose=pose[rows], camera=camera[rows])
 
 
 def alternative_log_likelihoods(model: SceneAIR, trace: SceneTrace, differentiable: bool) -> torch.Tensor:

@@ -12,6 +12,7 @@ from scipy.optimize import linear_sum_assignment
 
 from airscene.graphics.renderers import Renderer
 from airscene.graphics.scenes import SHAPES, SceneParameters
+from airscene.runs import combine
 
 
 def match_objects(inferred: SceneParameters, truth: SceneParameters) -> list[tuple[int, int, int]]:
@@ -34,45 +35,54 @@ def rotation_error(inferred_yaw: torch.Tensor, true_yaw: torch.Tensor, symmetry:
     return torch.minimum(difference, symmetry - difference)
 
 
-def scene_metrics(inferred: SceneParameters, truth: SceneParameters, shapes: tuple[str, ...]) -> dict:
-    """Count accuracy; over matched objects, identity accuracy, mean position error (table units) and
-    mean rotation error in degrees (objects of the right identity whose yaw shows); camera error."""
-    metrics = {"count_accuracy": float((inferred.counts == truth.counts).float().mean())}
+def scene_totals(inferred: SceneParameters, truth: SceneParameters, shapes: tuple[str, ...]) -> dict:
+    """Each metric as (total, weight): count accuracy over scenes; over matched objects, identity accuracy
+    and position error (table units); rotation error in degrees over matched objects of the right identity
+    whose yaw shows (per shape, and all together); camera error over scenes where the camera turns."""
+    inferred, truth = inferred.to("cpu"), truth.to("cpu")
+    totals = {"count_accuracy": (float((inferred.counts == truth.counts).sum()), len(truth))}
     pairs = match_objects(inferred, truth)
     if pairs:
         scene, mine, theirs = (torch.tensor(column) for column in zip(*pairs))
         same = inferred.identity[scene, mine] == truth.identity[scene, theirs]
-        metrics["identity_accuracy"] = float(same.float().mean())
-        metrics["position_error"] = float((inferred.pose[scene, mine, :2] - truth.pose[scene, theirs, :2]).norm(dim=1).mean())
+        distance = (inferred.pose[scene, mine, :2] - truth.pose[scene, theirs, :2]).norm(dim=1)
+        totals.update(identity_accuracy=(float(same.sum()), len(pairs)), position_error=(float(distance.sum()), len(pairs)))
         errors = []
         for index, shape in enumerate(shapes):
             symmetry = SHAPES[shape].symmetry
             chosen = same & (truth.identity[scene, theirs] == index)
             if math.isfinite(symmetry) and chosen.any():
                 error = rotation_error(inferred.pose[scene, mine, 2][chosen], truth.pose[scene, theirs, 2][chosen], symmetry)
-                metrics[f"rotation_error_degrees_{shape}"] = math.degrees(float(error.mean()))
+                totals[f"rotation_error_degrees_{shape}"] = (math.degrees(float(error.sum())), len(error))
                 errors.append(error)
         if errors:
-            metrics["rotation_error_degrees"] = math.degrees(float(torch.cat(errors).mean()))
+            totals["rotation_error_degrees"] = (math.degrees(float(torch.cat(errors).sum())), sum(map(len, errors)))
     if truth.camera.abs().sum() > 0:
-        metrics["camera_error_degrees"] = math.degrees(float((inferred.camera - truth.camera).abs().mean()))
-    return metrics
+        totals["camera_error_degrees"] = (math.degrees(float((inferred.camera - truth.camera).abs().sum())), len(truth))
+    return totals
+
+
+def scene_metrics(inferred: SceneParameters, truth: SceneParameters, shapes: tuple[str, ...]) -> dict:
+    """The metrics of `scene_totals`, as means."""
+    return combine([scene_totals(inferred, truth, shapes)])
 
 
 def optimise_scenes(renderer: Renderer, images: torch.Tensor, iterations: int = 100,
                     learning_rate: float = 0.03) -> tuple[SceneParameters, float]:
     """Single objects: for every identity, Adam on the pose from the table's centre (yaw 0) to minimise
     the squared pixel error (the Gaussian likelihood's), gradients by finite differences; each image
-    keeps the identity that fits best. Returns the scenes and the seconds per image."""
+    keeps the identity that fits best. Returns the scenes (on the CPU) and the seconds per image."""
     started = time.perf_counter()
+    images = images.cpu()
     batch = len(images)
     best_error = torch.full((batch,), math.inf)
-    best = SceneParameters(torch.zeros(batch, 1, dtype=torch.long), torch.ones(batch, 1, dtype=torch.bool),
-                           torch.zeros(batch, 1, 3), torch.zeros(batch, 1))
+    best = SceneParameters(identity=torch.zeros(batch, 1, dtype=torch.long), present=torch.ones(batch, 1, dtype=torch.bool),
+                           pose=torch.zeros(batch, 1, 3), camera=torch.zeros(batch, 1))
     for identity in range(len(renderer.shapes)):
         pose = torch.zeros(batch, 1, 3, requires_grad=True)
         optimiser = torch.optim.Adam([pose], lr=learning_rate)
-        scenes = SceneParameters(torch.full((batch, 1), identity), best.present, pose, best.camera)
+        scenes = SceneParameters(identity=torch.full((batch, 1), identity), present=best.present, pose=pose,
+                                 camera=best.camera)
         for _ in range(iterations):
             error = ((renderer.render_differentiable(scenes) - images) ** 2).sum((1, 2, 3))
             optimiser.zero_grad()

@@ -180,7 +180,7 @@ class SceneAIR(AttendInferRepeat):
         pose = camera.new_zeros(batch, slots, 3)
         for slot, (step, presence) in enumerate(zip(steps, z_pres)):
             identity[:, slot], present[:, slot], pose[:, slot] = step.identity, presence > 0, step.pose
-        return self.renderer.render(SceneParameters(identity, present, pose, camera))
+        return self.renderer.render(SceneParameters(identity=identity, present=present, pose=pose, camera=camera))
 
     def initial_feedback(self, images: torch.Tensor) -> torch.Tensor:
         return images.new_zeros(len(images), self.shapes + 3)
@@ -204,7 +204,7 @@ class SceneAIR(AttendInferRepeat):
                          feedback=torch.cat([F.one_hot(identity, self.shapes).float(), pose.detach()], 1))
 
     def make_trace(self, images, context: SceneContext, steps: dict, presence_logits, z_pres) -> SceneTrace:
-        scenes = SceneParameters(steps["identity"], z_pres > 0, steps["pose"], context.camera)
+        scenes = SceneParameters(identity=steps["identity"], present=z_pres > 0, pose=steps["pose"], camera=context.camera)
         return SceneTrace(images=images, presence_logits=presence_logits, z_pres=z_pres, log_ratio=steps["log_ratio"],
                           scene_log_ratio=-context.camera_kl, scenes=scenes, identity_log_q=steps["identity_log_q"],
                           kl=steps["kl"], yaw_natural=steps["yaw_natural"])

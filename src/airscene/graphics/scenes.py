@@ -48,9 +48,10 @@ SINGLE_OBJECTS = ("cube", "sphere", "cylinder")
 CROCKERY = ("plate", "cup", "bowl")
 TABLE_REACH = 0.4  # objects stand within [-TABLE_REACH, TABLE_REACH]^2
 CAMERA_REACH = 0.5  # the camera's azimuth offset lies within +-CAMERA_REACH radians
+FIELDS = ("identity", "present", "pose", "camera")  # of SceneParameters
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SceneParameters:
     """A batch of B scenes with N object slots. Slots are filled from the front: present[b] is a run of
     True then False, as AIR's steps produce."""
@@ -64,23 +65,25 @@ class SceneParameters:
         return self.identity.shape[0]
 
     def __getitem__(self, index) -> "SceneParameters":
-        return SceneParameters(self.identity[index], self.present[index], self.pose[index], self.camera[index])
+        return SceneParameters(**{name: getattr(self, name)[index] for name in FIELDS})
 
     @property
     def counts(self) -> torch.Tensor:  # (B,)
         return self.present.sum(1)
 
+    def to(self, device) -> "SceneParameters":
+        return SceneParameters(**{name: getattr(self, name).to(device) for name in FIELDS})
+
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name).numpy() for name in ("identity", "present", "pose", "camera")}
+        return {name: getattr(self, name).cpu().numpy() for name in FIELDS}
 
     @classmethod
     def from_arrays(cls, arrays) -> "SceneParameters":
-        return cls(*(torch.as_tensor(np.asarray(arrays[name])) for name in ("identity", "present", "pose", "camera")))
+        return cls(**{name: torch.as_tensor(np.asarray(arrays[name])) for name in FIELDS})
 
     @classmethod
     def concatenate(cls, parts: list["SceneParameters"]) -> "SceneParameters":
-        return cls(*(torch.cat([getattr(part, name) for part in parts])
-                     for name in ("identity", "present", "pose", "camera")))
+        return cls(**{name: torch.cat([getattr(part, name) for part in parts]) for name in FIELDS})
 
 
 def sample_scenes(count: int, shapes: int, slots: int, counts: tuple[int, ...], repeats: bool, move_camera: bool,
@@ -104,5 +107,5 @@ def sample_scenes(count: int, shapes: int, slots: int, counts: tuple[int, ...], 
         for slot, position in enumerate(placed):
             pose[scene, slot] = (*position, rng.uniform(0, 2 * math.pi))
     camera = rng.uniform(-CAMERA_REACH, CAMERA_REACH, (count, 1)) if move_camera else np.zeros((count, 1))
-    return SceneParameters(torch.from_numpy(identity), torch.from_numpy(present), torch.from_numpy(pose),
-                           torch.from_numpy(camera.astype(np.float32)))
+    return SceneParameters(identity=torch.from_numpy(identity), present=torch.from_numpy(present), pose=torch.from_numpy(pose),
+                           camera=torch.from_numpy(camera.astype(np.float32)))

@@ -11,12 +11,13 @@ from pathlib import Path
 import torch
 
 from airscene.checkpoint import checkpoint_config, read_checkpoint
+from airscene.distributed import Shard, barrier, joined, resolve_device
 from airscene.errors import AirsceneError
 from airscene.estimators import Batch
 from airscene.graphics.config import GraphicsConfig
 from airscene.graphics.data import SceneData, scene_data
 from airscene.graphics.estimators import make_scene_estimator
-from airscene.graphics.evaluate import optimise_scenes, scene_metrics
+from airscene.graphics.evaluate import optimise_scenes, scene_metrics, scene_totals
 from airscene.graphics.figures import inference_figure
 from airscene.graphics.model import SceneAIR
 from airscene.graphics.renderers import Renderer, make_renderer
@@ -37,24 +38,26 @@ class SceneJob(TrainingJob):
 
     kind = "graphics"
 
-    def __init__(self, config: GraphicsConfig, renderer: Renderer, data: SceneData):
-        self.config, self.data = config, data
-        self.model = SceneAIR(config.model, renderer)
-        self.estimator = make_scene_estimator(config.model, config.train)
-        self.optimiser = make_optimiser(self.model, self.estimator, config.train)
-        shown = slice(0, config.train.eval_images)
-        self.test_images, self.test_scenes = to_model_layout(data.test_images[shown], 3), data.test_scenes[shown]
+    def __init__(self, config: GraphicsConfig, renderer: Renderer, data: SceneData, device: torch.device,
+                 shard: Shard = Shard()):
+        self.config, self.data, self.device, self.shard = config, data, device, shard
+        self.model = SceneAIR(config.model, renderer).to(device)
+        self.estimator = make_scene_estimator(config.model, config.train).to(device)
+        self.optimiser = make_optimiser(self.model, self.estimator, config.train, shard)
+        mine = shard.indices(min(config.train.eval_images, len(data.test_images)))  # this rank's test scenes
+        self.test_images, self.test_scenes = to_model_layout(data.test_images[mine], 3).to(device), data.test_scenes[mine]
 
     def batch(self, step: int) -> Batch:
-        index = batch_indices(step, len(self.data.train_images), self.settings.batch_size, self.settings.seed)
-        return Batch(images=to_model_layout(self.data.train_images[index], 3), truth=self.data.train_scenes[index])
+        index = batch_indices(step, len(self.data.train_images), self.settings.batch_size, self.settings.seed, self.shard)
+        return Batch(images=to_model_layout(self.data.train_images[index], 3).to(self.device),
+                     truth=self.data.train_scenes[index].to(self.device))
 
     def schedule(self, step: int) -> float:
         self.model.count_prior.fill_(count_prior_at(step, self.config.model.count_prior, self.settings))
         return exploration_at(step, self.settings)
 
-    def evaluate(self) -> dict:
-        return scene_metrics(self.model.infer(self.test_images), self.test_scenes, self.config.model.shapes)
+    def evaluate(self) -> dict[str, tuple[float, float]]:
+        return scene_totals(self.model.infer(self.test_images), self.test_scenes, self.config.model.shapes)
 
     def describe(self, metrics: dict) -> str:
         shown = {"count_accuracy": "count", "identity_accuracy": "identity", "position_error": "position",
@@ -64,31 +67,40 @@ class SceneJob(TrainingJob):
 
 def train_graphics(config: GraphicsConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Train (or, with resume, continue) a run in `out`; returns its summary (also OUT/train_summary.json).
-    Resuming, `config` must be the run's own but for its budget."""
+    Resuming, `config` must be the run's own but for its budget and where it computes. Under torchrun,
+    every rank calls this with the same arguments; rank 0 renders the scenes, the others read them."""
     config.validate()
-    with Run(out, resume) as run:
+    device = resolve_device(config.train.device)
+    with joined(device) as shard, Run(out, resume, shard) as run:
         state = run.state_to_resume(config, GraphicsConfig.from_dict, "graphics") if resume else None
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
-        torch.manual_seed(config.train.seed)
         with build_renderer(config) as renderer:
+            if not shard.leads:
+                barrier(shard)  # rank 0 renders and saves the scenes first
             data = scene_data(config, renderer, run.directory)
-            return fit(SceneJob(config, renderer, data), run, state, progress)
+            if shard.leads:
+                barrier(shard)
+            torch.manual_seed(config.train.seed)  # the same initial weights on every rank
+            job = SceneJob(config, renderer, data, device, shard)
+            if shard.world > 1:
+                torch.manual_seed(shard.seed(config.train.seed))  # each rank draws its own samples
+            return fit(job, run, state, progress)
 
 
 @contextmanager
-def open_run(directory: str | Path, workers: int = 0):
+def open_run(directory: str | Path, workers: int = 0, device: str = "cpu"):
     """A trained run's config, network (with its renderer, closed on exit) and checkpoint state."""
     state = read_checkpoint(directory, kind="graphics")
     config = checkpoint_config(state, directory, GraphicsConfig.from_dict)
     with build_renderer(config, workers) as renderer:
-        model = SceneAIR(config.model, renderer)
+        model = SceneAIR(config.model, renderer).to(resolve_device(device))
         model.load_state_dict(state["model"])
         yield config, model.eval(), state
 
 
 def evaluate_graphics(directory: str | Path, optimise_images: int = 0, iterations: int = 100,
-                      workers: int = 0) -> dict:
+                      workers: int = 0, device: str = "cpu") -> dict:
     """Held-out metrics of a run and its inference time per image; with optimise_images > 0 (single
     objects), also those of direct optimisation on that many test images. Writes DIR/eval.json and
     DIR/figure.png."""
@@ -96,13 +108,13 @@ def evaluate_graphics(directory: str | Path, optimise_images: int = 0, iteration
     for name, value, low in (("optimise_images", optimise_images, 0), ("iterations", iterations, 1), ("workers", workers, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise AirsceneError(f"{name} is {value!r}: use a whole number >= {low}")
-    with open_run(directory, workers) as (config, model, state):
+    with open_run(directory, workers, device) as (config, model, state):
         if optimise_images and not config.model.fixed_count:
             raise AirsceneError("--optimise-images is for single-object runs: the optimiser fits one object")
         data = scene_data(config, model.renderer, directory)
-        images = to_model_layout(data.test_images, 3)
+        images = to_model_layout(data.test_images, 3).to(model.count_prior.device)
         started = time.perf_counter()
-        inferred = model.infer(images)
+        inferred = model.infer(images).to("cpu")
         seconds = (time.perf_counter() - started) / len(images)
         report = {"step": state["step"], "test_images": len(images), "seconds_per_image": seconds,
                   **scene_metrics(inferred, data.test_scenes, config.model.shapes)}

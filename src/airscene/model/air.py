@@ -194,7 +194,9 @@ class AIR(AttendInferRepeat):
         return self.log_likelihood(trace.images, self.render(trace))
 
     def log_likelihood(self, images: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
-        """log p(x | canvas) summed over pixels; images (B, C, H, W), canvas (B, ..., C, H, W) -> (B, ...)."""
+        """log p(x | canvas) summed over pixels; images (B, C, H, W), canvas (B, ..., C, H, W) -> (B, ...). In
+        float32 whatever the canvas's precision: a sum over thousands of pixels in bfloat16 loses nats."""
+        canvas = canvas.float()
         images = images.view(images.shape[0], *([1] * (canvas.dim() - images.dim())), *images.shape[1:])
         if self.config.likelihood == "gaussian":
             return self.gaussian_log_likelihood((images - canvas).square().flatten(-3).sum(-1))

@@ -17,7 +17,7 @@ class FiniteDifferenceRender(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pose, camera, renderer, identity, present, yaw_gradient):
-        scenes = SceneParameters(identity, present, pose.detach(), camera.detach())
+        scenes = SceneParameters(identity=identity, present=present, pose=pose.detach(), camera=camera.detach())
         ctx.renderer, ctx.scenes, ctx.yaw_gradient = renderer, scenes, yaw_gradient
         return renderer.render(scenes)
 
