@@ -5,7 +5,7 @@ import torch
 
 from airscene.config import ModelConfig, TrainConfig
 from airscene.estimators import NVIL, BaselineNetwork, Batch, Enumerate
-from airscene.estimators.elbo import (count_log_posterior, elbo_per_count, greedy_counts, prefix_canvases,
+from airscene.estimators.elbo import (count_log_posterior, elbo_per_count, greedy_counts,
                                       prefix_log_likelihoods, sampled_elbo_terms)
 from airscene.model import AIR
 from airscene.model.transformer import paste_glimpse
@@ -79,7 +79,7 @@ def test_enumerate_equals_average_of_sampled_counts():
     trace = model(torch.rand(4, 1, 20, 20), presence="all")
     loss, _ = Enumerate()(model, trace)
     log_q = count_log_posterior(trace)
-    canvases = prefix_canvases(trace)
+    canvases = model.prefix_canvases(trace)
     expected = torch.zeros(4)
     for n in range(4):
         integrand = (model.log_likelihood(trace.images, canvases[:, n]) + model.count_log_prior(torch.tensor(float(n)))
@@ -96,7 +96,7 @@ def test_prefix_likelihoods_match_explicit_canvases():
     for likelihood in ("gaussian", "bernoulli"):
         model = AIR(small_config(likelihood=likelihood))
         trace = model(torch.rand(4, 1, 20, 20), presence="all")
-        expected = model.log_likelihood(trace.images, prefix_canvases(trace))
+        expected = model.log_likelihood(trace.images, model.prefix_canvases(trace))
         torch.testing.assert_close(prefix_log_likelihoods(model, trace), expected, rtol=1e-5, atol=1e-3)
 
 

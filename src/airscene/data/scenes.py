@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from airscene.data.backgrounds import Backgrounds
 from airscene.data.sources import ObjectPool
 from airscene.errors import AirsceneError
 
@@ -104,13 +105,21 @@ def _place_objects(pool: ObjectPool, count: int, size: int, scale_range, overlap
     return placed
 
 
+def draw_over(canvas: np.ndarray, image: np.ndarray, x: int, y: int) -> None:
+    """Composite an object (uint8, on black: its brightest channel is its opacity) over the float canvas
+    (H, W, C) at (x, y), in place: a digit's ink over a background, a later object over an earlier one."""
+    patch = canvas[y:y + image.shape[0], x:x + image.shape[1]]
+    colour = (image[..., None] if image.ndim == 2 else image).astype(np.float32) / 255
+    patch[...] = colour + (1 - colour.max(-1, keepdims=True)) * patch
+
+
 def compose_scenes(pool: ObjectPool, number: int, counts: tuple[int, ...] = (0, 1, 2), size: int = 50,
                    seed: int = 0, scale_range: tuple[float, float] | None = None, overlap: bool = False,
-                   progress: bool = True) -> SceneSet:
+                   backgrounds: Backgrounds | None = None, progress: bool = True) -> SceneSet:
     """Canvases of size x size holding a count drawn uniformly from `counts` of objects from the pool
-    (each scaled by a factor from scale_range), each wholly inside the canvas; their ink boxes do not
-    overlap unless `overlap`, where a later object is drawn over an earlier one (by the brighter pixel,
-    as the paper's Multi-MNIST)."""
+    (each scaled by a factor from scale_range), each wholly inside the canvas, over a black canvas or one
+    of `backgrounds`; their ink boxes do not overlap unless `overlap`, where a later object is drawn over
+    an earlier one."""
     check_counts(counts)
     if scale_range is not None and not (len(scale_range) == 2 and all(np.isfinite(scale_range))
                                         and 0 < scale_range[0] <= scale_range[1] <= 10):
@@ -131,15 +140,27 @@ def compose_scenes(pool: ObjectPool, number: int, counts: tuple[int, ...] = (0, 
         else:
             raise AirsceneError(f"cannot fit {count} non-overlapping objects on a {size}x{size} canvas: "
                                 "use a larger --size, smaller counts or a smaller --scale-range")
-        canvas = scenes.images[index]
+        canvas = _canvas(size, pool.channels, backgrounds, rng)
         for slot, (source, image, (x, y), box) in enumerate(placed):
-            patch = canvas[y:y + image.shape[0], x:x + image.shape[1]]
-            np.maximum(patch, image, out=patch)
+            draw_over(canvas, image, x, y)
             scenes.boxes[index, slot] = box
             scenes.labels[index, slot] = pool.labels[source]
             scenes.sources[index, slot] = source
         scenes.counts[index] = count
+        scenes.images[index] = _quantised(canvas)
     return scenes
+
+
+def _canvas(size: int, channels: int, backgrounds: Backgrounds | None, rng: np.random.Generator) -> np.ndarray:
+    """(size, size, channels) float: black, or a background drawn from `backgrounds`."""
+    if backgrounds is None:
+        return np.zeros((size, size, channels), np.float32)
+    return np.ascontiguousarray(backgrounds.draw(size, channels, rng), dtype=np.float32)
+
+
+def _quantised(canvas: np.ndarray) -> np.ndarray:
+    pixels = np.clip(np.round(canvas * 255), 0, 255).astype(np.uint8)
+    return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
 
 
 def shape_mask(shape: str, side: int) -> np.ndarray:
@@ -156,10 +177,10 @@ def shape_mask(shape: str, side: int) -> np.ndarray:
 
 def sprites(number: int, counts: tuple[int, ...] = (0, 1, 2), size: int = 50, seed: int = 0,
             side_range: tuple[int, int] = (10, 20), colour: bool = False, overlap: bool = True,
-            progress: bool = True) -> SceneSet:
-    """Squares, triangles and discs of random size, brightness (or colour) and position. With overlap,
-    later shapes occlude earlier ones (the paper's appendix H); without, their boxes are disjoint. Boxes
-    are each shape's whole extent."""
+            backgrounds: Backgrounds | None = None, progress: bool = True) -> SceneSet:
+    """Squares, triangles and discs of random size, brightness (or colour) and position, over black or one
+    of `backgrounds`. With overlap, later shapes occlude earlier ones (the paper's appendix H); without,
+    their boxes are disjoint. Boxes are each shape's whole extent."""
     check_counts(counts)
     if len(side_range) != 2:
         raise AirsceneError(f"sprite side range {side_range} is not MIN,MAX: give two pixel sizes, e.g. 10,20")
@@ -178,13 +199,13 @@ def sprites(number: int, counts: tuple[int, ...] = (0, 1, 2), size: int = 50, se
         else:
             raise AirsceneError(f"cannot fit {scene_counts[index]} non-overlapping sprites on a {size}x{size} canvas: "
                                 "use a larger --size, smaller counts or a smaller --side-range")
-        canvas = scenes.images[index]
+        canvas = _canvas(size, channels, backgrounds, rng)
         for slot, (kind, (x, y, side), ink) in enumerate(drawn):
-            region = canvas[y:y + side, x:x + side]
-            region[shape_mask(SPRITE_SHAPES[kind], side)] = ink if colour else ink[0]
+            canvas[y:y + side, x:x + side][shape_mask(SPRITE_SHAPES[kind], side)] = ink / 255
             scenes.boxes[index, slot] = (x, y, x + side, y + side)
             scenes.labels[index, slot] = kind
         scenes.counts[index] = scene_counts[index]
+        scenes.images[index] = _quantised(canvas)
     return scenes
 
 

@@ -11,21 +11,17 @@ from airscene.model.priors import presence_log_prior
 from airscene.model.trace import Trace
 
 
-def prefix_canvases(trace: GlimpseTrace) -> torch.Tensor:
-    """(B, N+1, C, H, W): canvas n = sum of the first n objects, from the empty canvas n = 0 to n = N."""
-    empty = torch.zeros_like(trace.objects[:, :1])
-    return torch.cat([empty, trace.objects], dim=1).cumsum(dim=1)
-
-
 def prefix_log_likelihoods(model: AIR, trace: GlimpseTrace) -> torch.Tensor:
     """(B, N+1): log p(x | canvas n) for every count n = 0..N."""
-    if model.config.likelihood != "gaussian":
-        return model.log_likelihood(trace.images, prefix_canvases(trace))
-    # sum (x - canvas_n)^2 = |x|^2 - 2 sum_{i<=n} <x, y^i> + sum_{i,j<=n} <y^i, y^j>: all N+1 squared errors
-    # from N inner products and an N x N Gram matrix, without building the N+1 canvases.
+    if model.config.likelihood != "gaussian" or model.alpha:
+        return model.log_likelihood(trace.images, model.prefix_canvases(trace))
+    # Additive objects over a background b: sum (x - b - canvas_n)^2 = |x'|^2 - 2 sum_{i<=n} <x', y^i>
+    # + sum_{i,j<=n} <y^i, y^j> with x' = x - b: all N+1 squared errors from N inner products and an N x N
+    # Gram matrix, without building the N+1 canvases.
+    residual = trace.images if trace.background is None else trace.images - trace.background.float()
     objects = trace.objects.flatten(2).float()  # (B, N, P), in float32 (the sums are over thousands of pixels)
-    image = trace.images.flatten(1)  # (B, P)
-    cross = torch.bmm(objects, image.unsqueeze(2)).squeeze(2)  # (B, N) <x, y^i>
+    image = residual.flatten(1)  # (B, P)
+    cross = torch.bmm(objects, image.unsqueeze(2)).squeeze(2)  # (B, N) <x', y^i>
     gram = torch.bmm(objects, objects.transpose(1, 2))  # (B, N, N) <y^i, y^j>
     canvas_norms = gram.cumsum(1).cumsum(2).diagonal(dim1=1, dim2=2)  # (B, N) |canvas_n|^2 for n >= 1
     zero = torch.zeros_like(cross[:, :1])

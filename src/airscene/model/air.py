@@ -29,7 +29,7 @@ from torch.distributions import Normal
 
 from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
-from airscene.model.networks import GlimpseDecoder, GlimpseEncoder, ImageEmbedding, InferenceStep
+from airscene.model.networks import BackgroundVAE, GlimpseDecoder, GlimpseEncoder, ImageEmbedding, InferenceStep
 from airscene.model.priors import count_log_prior
 from airscene.model.trace import Trace, stack_steps
 from airscene.model.transformer import crop_glimpse, paste_glimpse
@@ -105,6 +105,34 @@ class AttendInferRepeat(nn.Module):
         return count_log_prior(counts, self.count_prior, self.config.max_objects)
 
 
+def composite(objects: torch.Tensor, background: torch.Tensor | None, weights: torch.Tensor,
+              alpha: bool) -> torch.Tensor:
+    """The canvas after each prefix of the objects (B, N, C(+1), H, W), from the background alone
+    (prefix 0) to all N: (B, N+1, C, H, W). Additive objects add up over the background; with alpha, the
+    last channel of each object is its opacity and object i is drawn in front of the objects after it
+    (the inference order is the depth order), so it hides them and the background. weights (B, N) (z_pres)
+    scale each object's contribution (its opacity)."""
+    appearance = objects[:, :, :-1] if alpha else objects
+    if background is None:
+        background = torch.zeros_like(appearance[:, 0])
+    weights = weights[:, :, None, None, None]
+    if not alpha:
+        return torch.cat([background[:, None], background[:, None] + (weights * appearance).cumsum(1)], 1)
+    opacity = weights * objects[:, :, -1:]  # (B, N, 1, H, W)
+    through = (1 - opacity).cumprod(1)  # light passing every object up to i
+    before = torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], 1)  # ... up to i - 1
+    fronts = (before * opacity * appearance).cumsum(1)
+    return torch.cat([background[:, None], fronts + through * background[:, None]], 1)
+
+
+@dataclass(kw_only=True)
+class BackgroundLatents:
+    """The background drawn for B images, and log p(z_bg) - log q(z_bg | x)."""
+
+    background: torch.Tensor  # (B, C, H, W)
+    log_ratio: torch.Tensor  # (B,)
+
+
 @dataclass(kw_only=True)
 class GlimpseStep:
     """One AIR step's object: B images."""
@@ -112,7 +140,7 @@ class GlimpseStep:
     z_where: torch.Tensor  # (B, 3)
     z_what: torch.Tensor  # (B, C_what)
     log_ratio: torch.Tensor  # (B,) log p(z_where, z_what) - log q(z_where, z_what | x, z^{<i})
-    objects: torch.Tensor  # (B, C, H, W) the decoded glimpse pasted onto an empty canvas
+    objects: torch.Tensor  # (B, C(+1), H, W) the decoded glimpse pasted onto an empty canvas (+ its alpha)
     feedback: torch.Tensor  # (B, 3 + C_what) z^i as the next step sees it
 
 
@@ -122,7 +150,8 @@ class GlimpseTrace(Trace):
 
     z_where: torch.Tensor  # (B, N, 3)
     z_what: torch.Tensor  # (B, N, C_what)
-    objects: torch.Tensor  # (B, N, C, H, W)
+    objects: torch.Tensor  # (B, N, C, H, W), or (B, N, C + 1, H, W) with an alpha channel
+    background: torch.Tensor | None = None  # (B, C, H, W) where the model has a background
 
 
 class AIR(AttendInferRepeat):
@@ -139,8 +168,12 @@ class AIR(AttendInferRepeat):
                                         where_mean=config.where_prior_mean, where_sd_bias=(-2.0, 0.0, 0.0))
         self.encode = GlimpseEncoder(config.channels, config.glimpse_size, config.glimpse_hidden_size,
                                      config.what_size, config.glimpse_network)
-        self.decode = GlimpseDecoder(config.channels, config.glimpse_size, config.glimpse_hidden_size,
+        self.alpha = config.compositing == "alpha"
+        self.decode = GlimpseDecoder(config.channels + self.alpha, config.glimpse_size, config.glimpse_hidden_size,
                                      config.what_size, config.decoder_bias, config.glimpse_network)
+        if config.background == "learned":
+            self.background = BackgroundVAE(config.channels, config.image_size, config.background_size,
+                                            config.background_resolution)
         self.register_buffer("where_prior_mean", torch.tensor(config.where_prior_mean))
         self.register_buffer("where_prior_sd", torch.tensor(config.where_prior_sd))
         self.register_buffer("count_prior", torch.tensor(config.count_prior))  # rho; training may anneal it
@@ -148,14 +181,27 @@ class AIR(AttendInferRepeat):
         # instead of x itself; the glimpse is still cropped from x.
         self.difference = config.model == "dair"
 
-    def read_image(self, images: torch.Tensor, sample: bool) -> None:
-        """AIR has no latents of the whole image."""
+    def read_image(self, images: torch.Tensor, sample: bool) -> BackgroundLatents | None:
+        """The background, AIR's one latent of the whole image (where the config has one)."""
+        if self.config.background == "none":
+            return None
+        q = Normal(*self.background.encode(images))
+        z_background = q.rsample() if sample else q.mean  # (B, D)
+        log_ratio = (Normal(0.0, 1.0).log_prob(z_background) - q.log_prob(z_background)).sum(-1)
+        return BackgroundLatents(background=self.background.decode(z_background), log_ratio=log_ratio)
 
     def embed_input(self, images: torch.Tensor, context, steps: list[GlimpseStep], z_pres: list[torch.Tensor]):
         if not self.difference:
             return self.embed(images)
-        explained = sum((p[:, None, None, None] * s.objects for s, p in zip(steps, z_pres)), torch.zeros_like(images))
-        return self.embed(images - explained)
+        background = None if context is None else context.background
+        return self.embed(images - self.explained(images, background, [step.objects for step in steps], z_pres))
+
+    def explained(self, images, background: torch.Tensor | None, objects: list[torch.Tensor],
+                  z_pres: list[torch.Tensor]) -> torch.Tensor:
+        """(B, C, H, W) DAIR's xhat^{i-1}: the background and the objects so far, composited."""
+        if not objects:
+            return torch.zeros_like(images) if background is None else background
+        return composite(torch.stack(objects, 1), background, torch.stack(z_pres, 1), self.alpha)[:, -1]
 
     def initial_feedback(self, images: torch.Tensor) -> torch.Tensor:
         """z^0 = (z_where, z_what) = 0."""
@@ -176,18 +222,25 @@ class AIR(AttendInferRepeat):
         return GlimpseStep(z_where=z_where, z_what=z_what, log_ratio=log_p - log_q,
                            objects=self.render_object(z_what, z_where), feedback=torch.cat([z_where, z_what], 1))
 
-    def make_trace(self, images, context, steps: dict, presence_logits, z_pres) -> GlimpseTrace:
+    def make_trace(self, images, context: BackgroundLatents | None, steps: dict, presence_logits, z_pres) -> GlimpseTrace:
         return GlimpseTrace(images=images, presence_logits=presence_logits, z_pres=z_pres,
-                            log_ratio=steps["log_ratio"], scene_log_ratio=images.new_zeros(len(images)),
-                            z_where=steps["z_where"], z_what=steps["z_what"], objects=steps["objects"])
+                            log_ratio=steps["log_ratio"], z_where=steps["z_where"], z_what=steps["z_what"],
+                            objects=steps["objects"],
+                            scene_log_ratio=images.new_zeros(len(images)) if context is None else context.log_ratio,
+                            background=None if context is None else context.background)
 
     def render_object(self, z_what: torch.Tensor, z_where: torch.Tensor) -> torch.Tensor:
         """y^i: the decoded glimpse y_att placed on the canvas by the inverse transform. (B, C, H, W)"""
         return paste_glimpse(self.decode(z_what), z_where, self.config.image_size, self.config.min_scale)
 
     def render(self, trace: GlimpseTrace) -> torch.Tensor:
-        """(B, C, H, W): the canvas of the trace, sum_i z_pres^i y^i."""
-        return (trace.objects * trace.z_pres[:, :, None, None, None]).sum(1)
+        """(B, C, H, W): the canvas of the trace, its present objects (weighted by z_pres) composited over its
+        background; without either, sum_i z_pres^i y^i as in the paper."""
+        return composite(trace.objects, trace.background, trace.z_pres, self.alpha)[:, -1]
+
+    def prefix_canvases(self, trace: GlimpseTrace) -> torch.Tensor:
+        """(B, N+1, C, H, W): canvas n holds the first n objects (as if they were present) over the background."""
+        return composite(trace.objects, trace.background, torch.ones_like(trace.z_pres), self.alpha)
 
     def trace_log_likelihood(self, trace: GlimpseTrace) -> torch.Tensor:
         """(B,) log p(x | z) of the trace's latents."""
@@ -219,11 +272,15 @@ class AIR(AttendInferRepeat):
         wheres = images.new_full((batch, c.max_objects, 3), float("nan"))
         whats = images.new_full((batch, c.max_objects, c.what_size), float("nan"))
         active = torch.arange(batch, device=images.device)  # images still being explained
-        previous, state = torch.cat([self.initial_feedback(images), images.new_ones(batch, 1)], 1), self.infer_step.initial_state(images)
-        canvas = torch.zeros_like(images)
+        previous = torch.cat([self.initial_feedback(images), images.new_ones(batch, 1)], 1)
+        state = self.infer_step.initial_state(images)
+        context = self.read_image(images, sample=False) if self.difference else None
+        background = None if context is None else context.background
+        objects: list[torch.Tensor] = []  # DAIR: each step's object, for the images still active
         for step in range(c.max_objects):
             if step == 0 or self.difference:
-                image_gates = self.infer_step.image_gates(self.embed(images - canvas))
+                explained = self.explained(images, background, objects, [images.new_ones(len(images))] * len(objects))
+                image_gates = self.infer_step.image_gates(self.embed(images - explained if self.difference else images))
             if not c.step_memory:
                 state = tuple(torch.zeros_like(part) for part in state)
             logit, z_where, _sd, state = self.infer_step(image_gates, previous, state)
@@ -234,12 +291,13 @@ class AIR(AttendInferRepeat):
             if not keep.any():
                 break
             if not keep.all():  # drop the images that stopped (only then: indexing costs time)
-                active, images, image_gates, z_where, z_what, canvas = (
-                    tensor[keep] for tensor in (active, images, image_gates, z_where, z_what, canvas))
-                state = (state[0][keep], state[1][keep])
+                active, images, image_gates, z_where, z_what = (
+                    tensor[keep] for tensor in (active, images, image_gates, z_where, z_what))
+                state, objects = (state[0][keep], state[1][keep]), [obj[keep] for obj in objects]
+                background = None if background is None else background[keep]
             present[active, step] = 1.0
             wheres[active, step], whats[active, step] = z_where, z_what
             previous = torch.cat([z_where, z_what, torch.ones_like(z_where[:, :1])], 1)
             if self.difference:
-                canvas = canvas + self.render_object(z_what, z_where)
+                objects.append(self.render_object(z_what, z_where))
         return present, presence, wheres, whats

@@ -78,6 +78,33 @@ class GlimpseDecoder(nn.Module):
         return torch.sigmoid(self.net(z_what) + self.bias).view(-1, *self.shape)
 
 
+class BackgroundVAE(nn.Module):
+    """The background component: q(z_bg | x) from a small CNN of the image, and p(x_bg | z_bg) decoded at
+    `resolution` x `resolution` and upsampled bilinearly to the canvas, smooth by construction."""
+
+    def __init__(self, channels: int, image_size: int, latent_size: int, resolution: int, hidden_size: int = 128):
+        super().__init__()
+        self.image_size, self.shape = image_size, (channels, resolution, resolution)
+        self.encoder = nn.Sequential(
+            nn.AdaptiveAvgPool2d(16), nn.Conv2d(channels, 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+            nn.Linear(32 * 4 * 4, hidden_size), nn.ReLU(), nn.Linear(hidden_size, 2 * latent_size))
+        self.decoder = nn.Sequential(nn.Linear(latent_size, hidden_size), nn.ReLU(),
+                                     nn.Linear(hidden_size, channels * resolution ** 2))
+        with torch.no_grad():  # start dark and close to the prior, like the glimpses
+            self.decoder[-1].bias.fill_(-2.0)
+            self.encoder[-1].weight.mul_(0.1)
+            self.encoder[-1].bias.zero_()
+            self.encoder[-1].bias[latent_size:] = 0.5413  # softplus(0.5413) = 1
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (B, C, H, W) -> mean, sd (B, D)
+        return gaussian_parameters(self.encoder(images))
+
+    def decode(self, z_background: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, C, H, W) in [0, 1]
+        coarse = torch.sigmoid(self.decoder(z_background)).view(-1, *self.shape)
+        return F.interpolate(coarse, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+
+
 class InferenceStep(nn.Module):
     """One step of the recurrent inference network: h^i = LSTM([embed(x), z^{i-1}, z_pres^{i-1}], h^{i-1}),
     and a head giving the presence logit and the mean and sd of q(z_where^i). What z^{i-1} holds (its
