@@ -47,13 +47,20 @@ def test_colour_images_are_made_grey(model):
     np.testing.assert_allclose(model.infer(as_uint8).presence, model.infer(np.round(grey * 255) / 255).presence, atol=1e-5)
 
 
+def checkpoint_state(trained: TrainedModel) -> dict:
+    """What a run's checkpoint holds, for an untrained model."""
+    return {"kind": "air", "config": trained.config.to_dict(), "model": trained.model.state_dict(), "estimator": {},
+            "optimizer": {"state": {}, "param_groups": []}, "rng": [{"cpu": torch.get_rng_state()}], "step": 0,
+            "elapsed_seconds": 0.0}
+
+
 def test_bad_checkpoints(tmp_path, model):
     with pytest.raises(AirsceneError, match="does not exist"):
         airscene.load(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
     with pytest.raises(AirsceneError, match="truncated or not an airscene checkpoint"):
         airscene.load(tmp_path / "junk.pt")
-    state = {"kind": "air", "config": model.config.to_dict(), "model": model.model.state_dict(), "step": 0}
+    state = checkpoint_state(model)
     save_checkpoint(tmp_path / "good.pt", state)
     assert airscene.load(tmp_path / "good.pt").config.model.image_size == 20
     (tmp_path / "cut.pt").write_bytes((tmp_path / "good.pt").read_bytes()[:5000])
@@ -73,6 +80,19 @@ def test_bad_checkpoints(tmp_path, model):
     save_checkpoint(tmp_path / "typed.pt", {**state, "config": wrong_type})
     with pytest.raises(AirsceneError, match="typed.pt: setting batch_size = 'sixty-four' is invalid"):
         airscene.load(tmp_path / "typed.pt")
+    missing = state["config"] | {"model": {k: v for k, v in state["config"]["model"].items() if k != "likelihood"}}
+    save_checkpoint(tmp_path / "missing.pt", {**state, "config": missing})
+    with pytest.raises(AirsceneError, match="missing.pt: configuration's model lacks the settings likelihood"):
+        airscene.load(tmp_path / "missing.pt")
+    weights = {name: tensor.clone() for name, tensor in state["model"].items()}
+    next(iter(weights.values()))[0] = float("nan")
+    save_checkpoint(tmp_path / "nan.pt", {**state, "model": weights})
+    with pytest.raises(AirsceneError, match="nan.pt is damaged \\(its model entry .* holds non-finite numbers\\)"):
+        airscene.load(tmp_path / "nan.pt")
+    for part, value in (("step", "ten"), ("optimizer", {}), ("rng", [3])):
+        save_checkpoint(tmp_path / "part.pt", {**state, part: value})
+        with pytest.raises(AirsceneError, match="part.pt is damaged"):
+            airscene.load(tmp_path / "part.pt")
 
 
 @pytest.fixture(scope="module")
@@ -112,15 +132,14 @@ def test_missing_data_and_unwritable_run(small_data, tmp_path, capsys):
     assert "data directory" in capsys.readouterr().err
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert main(["train", "--data", str(small_data), "--out", str(blocker / "run"), "--quiet"]) == 2
+    assert main(["train", "--data", str(small_data), "--out", str(blocker / "run"), "--quiet", "--batch-size", "8"]) == 2
     assert "is not writable" in capsys.readouterr().err
     assert main(["train", "--data", str(small_data), "--out", str(tmp_path / "fresh"), "--resume", "--quiet"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
 
 
 def test_infer_command_bad_image_files(tmp_path, capsys, model):
-    save_checkpoint(tmp_path / "c.pt", {"kind": "air", "config": model.config.to_dict(),
-                                        "model": model.model.state_dict(), "step": 0})
+    save_checkpoint(tmp_path / "c.pt", checkpoint_state(model))
     (tmp_path / "fake.png").write_text("not an image")
     assert main(["infer", str(tmp_path / "c.pt"), str(tmp_path / "fake.png")]) == 2
     assert "fake.png is not a readable image" in capsys.readouterr().err

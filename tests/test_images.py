@@ -114,7 +114,7 @@ def test_read_images_mixes_forms_and_refuses_mixed_sizes(tmp_path):
     Image.fromarray(np.zeros((9, 8), np.uint8)).save(tmp_path / "other.png")
     with pytest.raises(AirsceneError, match=r"different sizes \[\(8, 8\), \(9, 8\)\]"):
         read_images([*paths, tmp_path / "other.png"], channels=1)
-    with pytest.raises(AirsceneError, match="are 8x8 but the model was trained on 10x10"):
+    with pytest.raises(AirsceneError, match="png8.png is 8x8 but the model was trained on 10x10"):
         read_images(paths, channels=1, image_size=10)
 
 
@@ -138,3 +138,13 @@ def test_unreadable_files_get_one_line_errors(tmp_path, monkeypatch):
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "large.png")
     with pytest.raises(AirsceneError, match="large.png is 10x10 pixels, more than airscene decodes"):
         read_image(tmp_path / "large.png")
+
+
+def test_the_exif_orientation_turns_the_image(tmp_path):
+    grey = np.zeros((6, 10), np.uint8)
+    grey[0, :3] = 255  # a mark at the top left
+    turned = Image.fromarray(np.rot90(grey).copy())  # stored turned a quarter counter-clockwise...
+    exif = turned.getexif()
+    exif[0x0112] = 6  # ... with the EXIF tag that turns it back (a quarter clockwise) for display
+    turned.save(tmp_path / "turned.png", exif=exif)
+    np.testing.assert_array_equal(read_image(tmp_path / "turned.png")[..., 0], grey / 255)

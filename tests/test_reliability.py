@@ -225,7 +225,9 @@ def test_a_data_set_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(AirsceneError, match="cannot write data set .* free disk space; the data set there is as it was"):
         make_multi_mnist(tmp_path, train=50, test=20, seed=2, progress=False)
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["dataset.json", "test.npz", "train.npz"]
+    assert sorted(path.name for path in tmp_path.iterdir() if not path.name.startswith(".")) == [
+        "dataset.json", "test.npz", "train.npz"]
+    assert not list(tmp_path.glob(".*.partial"))
 
 
 def test_splits_of_two_data_sets_are_refused(tmp_path):
@@ -325,3 +327,101 @@ def test_commands_check_their_output_directory_before_the_work(data_dir, mount_d
                     ["data", "preview", str(data_dir), "--out", str(run / "preview.png")]):
         assert main(command) == 2
     assert work == []
+
+
+# --- from the second round of attempts to break it ---------------------------------------------------
+
+def test_a_run_stopped_by_a_signal_and_resumed_writes_the_records_of_an_uninterrupted_one(data_dir, tmp_path,
+                                                                                          monkeypatch):
+    config = tiny_config(data_dir, steps=15)
+    config.train.log_every, config.train.eval_every, config.train.checkpoint_every = 5, 5, 100
+    train(config, tmp_path / "whole", progress=False)
+
+    def terminate(loss):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    patch_estimator(monkeypatch, from_call=12, action=terminate)  # stops after step 12, mid-record
+    assert train(config, tmp_path / "split", progress=False)["stopped_by"] == "SIGTERM"
+    monkeypatch.undo()
+    train(config, tmp_path / "split", resume=True, progress=False)
+    train(config, tmp_path / "split", resume=True, progress=False)  # a finished run, resumed: nothing more
+    drop = ("seconds",)
+    whole, split = ([{k: v for k, v in r.items() if k not in drop} for r in read_metrics(tmp_path / name)]
+                    for name in ("whole", "split"))
+    assert split == whole
+
+
+def test_a_hard_link_at_the_lock_is_not_written_through(data_dir, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "run").mkdir()
+    os.link(victim, tmp_path / "run" / ".lock")
+    train(tiny_config(data_dir, steps=2), tmp_path / "run", progress=False)
+    assert victim.read_text() == "precious"
+
+
+def test_pipes_are_refused_instead_of_read(data_dir, tmp_path):
+    import airscene.images
+
+    os.mkfifo(tmp_path / "scene.png")
+    with pytest.raises(AirsceneError, match="scene.png is not a regular file"):
+        airscene.images.read_image(tmp_path / "scene.png")
+    (tmp_path / "data").mkdir()
+    os.mkfifo(tmp_path / "data" / "dataset.json")
+    with pytest.raises(AirsceneError, match="dataset.json is not a regular file"):
+        load_dataset(tmp_path / "data")
+
+
+def test_resume_on_another_data_set_of_the_same_name_is_refused(tmp_path):
+    make_multi_mnist(tmp_path / "data", train=64, test=16, seed=0, progress=False)
+    train(tiny_config(tmp_path / "data", steps=3), tmp_path / "run", progress=False)
+    make_multi_mnist(tmp_path / "data", train=64, test=16, seed=7, progress=False)
+    with pytest.raises(AirsceneError, match="is not the one the checkpoint was trained on"):
+        train(tiny_config(tmp_path / "data", steps=6), tmp_path / "run", resume=True, progress=False)
+    relative = tiny_config(os.path.relpath(tmp_path / "data"), steps=3)  # the same directory, written otherwise
+    train(relative, tmp_path / "other", progress=False)
+    train(tiny_config(tmp_path / "data", steps=4), tmp_path / "other", resume=True, progress=False)
+
+
+def test_the_main_job_never_writes_over_a_folder_that_is_not_a_data_set(tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "train.npz").write_bytes(b"the user's own")
+    assert main(["run", "--data", str(tmp_path / "mine"), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "holds files but no dataset.json" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "train.npz").read_bytes() == b"the user's own"
+
+
+def test_commands_on_paths_that_do_not_exist_create_nothing(tmp_path, capsys):
+    for command in (["eval", str(tmp_path / "a" / "b")], ["viz", str(tmp_path / "a" / "b" / "checkpoint.pt")],
+                    ["gradvar", str(tmp_path / "a")], ["graphics", "eval", str(tmp_path / "a")],
+                    ["train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "a" / "run")]):
+        assert main(command) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_budgets_can_be_cleared_and_settings_that_nothing_reads_are_refused(data_dir, tmp_path, capsys):
+    flags = ["train", "--data", str(data_dir), "--out", str(tmp_path), "--quiet", "--batch-size", "16",
+             "--eval-images", "16", *TINY_FLAGS]
+    assert main([*flags, "--steps", "3", "--minutes", "0.0001"]) == 0
+    assert json.loads((tmp_path / "train_summary.json").read_text())["stopped_by"] == "minutes"
+    assert main([*flags, "--steps", "3", "--minutes", "none", "--resume"]) == 0
+    assert airscene.load(tmp_path).step == 3
+    assert main([*flags, "--vimco-samples", "8"]) == 2
+    assert "setting vimco_samples = 8 is only read by --estimator vimco" in capsys.readouterr().err
+
+
+def test_corrupt_and_bombed_idx_files_are_refused(tmp_path):
+    import gzip
+
+    from airscene.data import read_idx
+
+    payload = gzip.compress(b"\x00\x00\x08\x01" + (1 << 30).to_bytes(4, "big") + b"\x00" * (1 << 22))
+    damaged = bytearray(payload)
+    damaged[len(damaged) // 2] ^= 0xFF
+    (tmp_path / "damaged.gz").write_bytes(bytes(damaged))
+    with pytest.raises(AirsceneError, match="damaged.gz is a corrupt gzip archive"):
+        read_idx(tmp_path / "damaged.gz")
+    (tmp_path / "huge").write_bytes(b"\x00\x00\x08\x03" + (2**31).to_bytes(4, "big") * 2 + (4).to_bytes(4, "big"))
+    with pytest.raises(AirsceneError, match="needs 18446744073709551616"):  # 2**64: no overflow
+        read_idx(tmp_path / "huge")

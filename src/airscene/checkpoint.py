@@ -4,13 +4,14 @@ read with clear errors (a truncated, foreign or damaged file is refused, never h
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import torch
 
 from airscene.config import Config
 from airscene.errors import AirsceneError
-from airscene.storage import write_file
+from airscene.storage import as_path, check_writable, write_file
 
 CHECKPOINT_FORMAT = 2
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -45,18 +46,42 @@ def content_digest(state: dict) -> str:
     return digest.hexdigest()
 
 
+def malformed(state: dict) -> str | None:
+    """What is wrong with a checkpoint's parts, or None: every part a run writes, of the right type, and
+    weights that are numbers."""
+    if state.get("kind") not in KINDS:
+        return "its kind is unknown"
+    expected = {"config": dict, "model": dict, "estimator": dict, "optimizer": dict, "rng": list, "step": int,
+                "elapsed_seconds": (int, float)}
+    for name, kind in expected.items():
+        if not isinstance(state.get(name), kind) or isinstance(state.get(name), bool):
+            return f"its {name} is missing or not a {kind.__name__ if isinstance(kind, type) else 'number'}"
+    if state["step"] < 0 or not math.isfinite(state["elapsed_seconds"]) or state["elapsed_seconds"] < 0:
+        return "its step or elapsed time is negative"
+    for part in ("model", "estimator"):
+        for name, tensor in state[part].items():
+            if not isinstance(tensor, torch.Tensor):
+                return f"its {part} entry {name} is not a tensor"
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                return f"its {part} entry {name} holds non-finite numbers"
+    if not {"state", "param_groups"} <= set(state["optimizer"]) or not all(
+            isinstance(generator, dict) and isinstance(generator.get("cpu"), torch.Tensor) for generator in state["rng"]):
+        return "its optimiser or random state is malformed"
+    return None
+
+
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Atomic: a kill or a full disk at any moment leaves either the previous checkpoint or the new one."""
     state = {"format": CHECKPOINT_FORMAT, **state}
     state["digest"] = content_digest(state)
     write_file(path, lambda handle: torch.save(state, handle), "checkpoint",
-               kept="the previous checkpoint is intact" if Path(path).exists() else "no checkpoint was written")
+               kept="the previous checkpoint is intact" if Path(path).is_file() else "no checkpoint was written")
 
 
 def read_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     """The saved state of a run directory's (or a file's) checkpoint, with one-line errors for every way
     it can be missing, truncated, damaged or foreign; `kind` ("air", "graphics") if only one will do."""
-    path = Path(path)
+    path = as_path(path, "checkpoint")
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():
@@ -74,8 +99,9 @@ def read_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     if state.get("digest") != content_digest(state):
         raise AirsceneError(f"checkpoint {path} is damaged: its content does not match the digest it was saved with; "
                             "restore it from a copy or retrain")
-    if state.get("kind") not in KINDS:
-        raise AirsceneError(f"checkpoint {path} has no known kind: give the checkpoint.pt of an airscene run")
+    problem = malformed(state)
+    if problem:
+        raise AirsceneError(f"checkpoint {path} is damaged ({problem}): restore it from a copy or retrain")
     if kind is not None and state["kind"] != kind:
         command = "`airscene graphics` commands" if state["kind"] == "graphics" else "the AIR commands (eval, infer, viz)"
         raise AirsceneError(f"checkpoint {path} is an {'inverse-graphics' if state['kind'] == 'graphics' else 'AIR'} "
@@ -96,3 +122,12 @@ def load_checkpoint(path: str | Path) -> tuple[dict, Config]:
     """The saved state of an AIR run and its validated Config."""
     state = read_checkpoint(path, kind="air")
     return state, checkpoint_config(state, path, Config.from_dict)
+
+
+def writable_run(run: str | Path) -> Path:
+    """The directory of a run given as the directory or its checkpoint, checked writable (and not full)
+    before a command writes its results into it; nothing is created for a path that does not exist."""
+    run = as_path(run, "run")
+    if not run.exists():
+        raise AirsceneError(f"run {run} does not exist: give a run directory or its checkpoint.pt")
+    return check_writable(run if run.is_dir() else run.parent, "run directory", create=False)

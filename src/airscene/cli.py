@@ -13,6 +13,7 @@ from pathlib import Path
 
 from airscene.config import Config
 from airscene.errors import AirsceneError
+from airscene.storage import read_json
 
 DEFAULT_DATA = "data/multi-mnist"
 DEFAULT_RUN = "runs/default"
@@ -32,6 +33,14 @@ def _integers(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers, e.g. 0,1,2") from None
+
+
+def _or_none(kind):
+    """A flag's type that also takes "none" (no value: an unset budget, say)."""
+    def parse(text: str):
+        return None if text.lower() == "none" else kind(text)
+    parse.__name__ = kind.__name__  # argparse names the type in its errors
+    return parse
 
 
 def _numbers(text: str) -> tuple[float, ...]:
@@ -58,12 +67,15 @@ def _add_settings(parser: argparse.ArgumentParser, defaults, prefix: str = "", s
         if hint is not bool:
             options["metavar"] = field.name.upper()
         flag = "--" + field.name.replace("_", "-")
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: X, or left unset
+        optional = typing.get_origin(hint) in (typing.Union, types.UnionType)  # X | None: X, or "none"
+        if optional:
             hint = next(t for t in typing.get_args(hint) if t is not type(None))
         if hint is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
         elif typing.get_origin(hint) is tuple:
-            group.add_argument(flag, type=_numbers, **options)
+            group.add_argument(flag, type=_or_none(_numbers) if optional else _numbers, **options)
+        elif optional:
+            group.add_argument(flag, type=_or_none(hint), **options)
         else:
             group.add_argument(flag, type=hint, **options)
 
@@ -98,14 +110,9 @@ def _air_config(args: argparse.Namespace, resume: bool) -> Config:
 
 
 def _config_file(path: str) -> Config:
+    values = read_json(path, "config file")
     try:
-        values = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError) as error:
-        raise AirsceneError(f"config file {path} cannot be read ({type(error).__name__}): check the path") from None
-    except json.JSONDecodeError:
-        raise AirsceneError(f"config file {path} is not valid JSON: write it as a run's config.json is written") from None
-    try:
-        return Config.from_dict(values)
+        return Config.from_dict(values, partial=True)
     except AirsceneError as error:
         raise AirsceneError(f"config file {path}: {error}") from None
 

@@ -36,16 +36,16 @@ class ModelConfig:
                                   minimum=-20.0, maximum=20.0)
     likelihood: str = setting("gaussian", "p(x | z): gaussian (sd likelihood_sd) or bernoulli",
                               choices=("gaussian", "bernoulli"))
-    likelihood_sd: float = setting(0.3, "sd of the Gaussian likelihood", above=0.0, maximum=100.0)
+    likelihood_sd: float = setting(0.3, "sd of the Gaussian likelihood", minimum=1e-3, maximum=100.0)
     # z_where = (s, x, y): the window spans 1/s of the canvas. s ~ N(2.3, 0.1) is a window of 20-24 pixels
     # on a 50-pixel canvas: any unscaled MNIST digit (ink <= 20 pixels) fits, two digits do not. A looser
     # or smaller window (Pyro's N(3, 0.2), made for digits shrunk to ~15 pixels) lets one step cover two
     # digits or split one, and the count then fails.
     where_prior_mean: tuple[float, ...] = setting((2.3, 0.0, 0.0), "mean of p(z_where) = (scale, x, y)",
                                                   minimum=-100.0, maximum=100.0, length=3)
-    where_prior_sd: tuple[float, ...] = setting((0.1, 1.0, 1.0), "sd of p(z_where)", above=0.0, maximum=100.0,
+    where_prior_sd: tuple[float, ...] = setting((0.1, 1.0, 1.0), "sd of p(z_where)", minimum=1e-3, maximum=100.0,
                                                 length=3)
-    min_scale: float = setting(0.5, "the window is never more than 1/min_scale canvases wide", above=0.0)
+    min_scale: float = setting(0.5, "the window is never more than 1/min_scale canvases wide", minimum=0.01)
     # The objects' size in pixels, SIZE or MIN,MAX, instead of the three settings above: training derives
     # them from it and the canvas (`object_size_prior`), and the window can then never grow to cover two
     # objects of that size.
@@ -65,7 +65,8 @@ class ModelConfig:
                                choices=("add", "alpha"))
     # rho of the count prior: each object costs log(1/rho) nats (1e-10: about 23), so a digit split over
     # two steps does not pay. Part of the generative model; training may anneal toward it (TrainConfig).
-    count_prior: float = setting(1e-10, "rho of the truncated geometric count prior", above=0.0, below=1.0)
+    count_prior: float = setting(1e-10, "rho of the truncated geometric count prior (float32 holds it from 1e-30)",
+                                 minimum=1e-30, below=1.0)
 
 
 @dataclass
@@ -97,7 +98,7 @@ class TrainConfig:
     # to keep the steps in use early on.
     count_prior_schedule: str = setting("none", "anneal the count prior: none, linear or exponential",
                                         choices=SCHEDULES)
-    count_prior_start: float = setting(0.9, "rho at step 0 of an annealed count prior", above=0.0, below=1.0)
+    count_prior_start: float = setting(0.9, "rho at step 0 of an annealed count prior", minimum=1e-30, below=1.0)
     count_prior_steps: int = setting(3000, "steps of the count prior's annealing", minimum=1)
     presence_exploration: float = setting(1.0, "initial weight e of the exploration mixture in q(z_pres) (model/air.py)",
                                           minimum=0.0, maximum=1.0)
@@ -134,3 +135,21 @@ class Config(Settings):
             (model.min_scale < model.where_prior_mean[0], f"min_scale {model.min_scale} must be below the prior's "
                                                           f"mean scale {model.where_prior_mean[0]}"),
         ]
+
+    def used(self) -> list[tuple[str, bool, str]]:
+        model, train = self.model, self.train
+        return [*estimator_settings_used(train), ("train.yaw_proposals", False, "by inverse graphics"),
+                ("model.likelihood_sd", model.likelihood == "gaussian", "with --likelihood gaussian"),
+                ("model.background_size", model.background == "learned", "with --background learned"),
+                ("model.background_resolution", model.background == "learned", "with --background learned")]
+
+
+def estimator_settings_used(train: TrainConfig) -> list[tuple[str, bool, str]]:
+    """TrainConfig's settings that only some estimators or schedules read."""
+    relaxed = train.estimator == "relaxed"
+    return [("train.normalise_signal", train.estimator == "nvil", "by --estimator nvil"),
+            ("train.vimco_samples", train.estimator == "vimco", "by --estimator vimco"),
+            *((f"train.{name}", relaxed, "by --estimator relaxed")
+              for name in ("temperature_start", "temperature_end", "temperature_steps", "straight_through")),
+            *((f"train.{name}", train.count_prior_schedule != "none", "with an annealed --count-prior-schedule")
+              for name in ("count_prior_start", "count_prior_steps"))]

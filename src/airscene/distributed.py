@@ -79,6 +79,8 @@ def joined(device: torch.device):
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
         yield Shard(rank=dist.get_rank(), world=dist.get_world_size())
+        if created:
+            dist.barrier()  # no rank leaves while another still sends to it
     finally:
         if created:
             dist.destroy_process_group()

@@ -14,7 +14,8 @@ from airscene.errors import AirsceneError
 from airscene.estimators.elbo import count_log_posterior, elbo_per_count
 from airscene.infer import load
 from airscene.model import AIR, window_boxes
-from airscene.storage import check_writable, write_json
+from airscene.checkpoint import writable_run
+from airscene.storage import write_json
 from airscene.viz import reconstruction_figure
 
 
@@ -80,8 +81,8 @@ def localisation(pred_boxes: np.ndarray, scores: np.ndarray, true_boxes: np.ndar
             true_positive[rows] = iou[rows, columns] >= threshold
         detections.extend(zip(score, true_positive))
     total_true = int(np.sum(true_counts))
-    if not detections or total_true == 0:
-        return {"mean_iou": float(np.mean(matched_ious)) if matched_ious else 0.0, "ap50": 0.0}
+    if not detections or total_true == 0:  # nothing to score: not a score of 0
+        return {"mean_iou": float(np.mean(matched_ious)) if matched_ious else None, "ap50": None}
     order = np.argsort([-score for score, _ in detections], kind="stable")
     hits = np.array([detections[i][1] for i in order], dtype=np.float64)
     recall = np.cumsum(hits) / total_true
@@ -89,7 +90,7 @@ def localisation(pred_boxes: np.ndarray, scores: np.ndarray, true_boxes: np.ndar
     # all-point interpolated average precision (PASCAL VOC 2010+)
     precision = np.maximum.accumulate(precision[::-1])[::-1]
     recall_steps = np.diff(np.concatenate([[0.0], recall]))
-    return {"mean_iou": float(np.mean(matched_ious)) if matched_ious else 0.0,
+    return {"mean_iou": float(np.mean(matched_ious)) if matched_ious else None,
             "ap50": float(np.sum(recall_steps * precision))}
 
 
@@ -125,12 +126,12 @@ def evaluate(model: AIR, images: torch.Tensor, counts: np.ndarray | None = None,
 
 def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int = 50, device: str = "cpu") -> dict:
     """Every held-out metric of a trained run (a run directory or its checkpoint) on the test split of its
-    own data set, or of `data`; written to RUN/eval.json and returned. RUN/reconstructions.png shows the
-    first test images with their reconstructions."""
-    if not isinstance(samples, int) or samples < 1:
-        raise AirsceneError(f"samples is {samples!r}: the importance-weighted log p(x) needs a whole number >= 1")
-    run = Path(run)
-    directory = check_writable(run if run.is_dir() else run.parent, "run directory")
+    own data set, or of `data`; written to RUN/eval.json (RUN/eval-DATA.json for another data set) and
+    returned. RUN/reconstructions.png shows the first test images with their reconstructions."""
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= samples <= 10_000:
+        raise AirsceneError(f"samples is {samples!r}: the importance-weighted log p(x) needs a whole number from 1 "
+                            "to 10,000")
+    directory = writable_run(run)
     trained = load(run, device)
     _, test, _ = load_dataset(data or trained.config.data)
     if len(test) == 0:
@@ -139,9 +140,10 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int =
     torch.manual_seed(0)
     metrics = {"checkpoint_step": trained.step, "data": str(data or trained.config.data),
                **evaluate(trained.model, images, test.counts, test.boxes, samples=samples)}
-    write_json(directory / "eval.json", metrics, "evaluation")
+    suffix = "" if data is None else f"-{Path(data).resolve().name}"  # another data set's results beside the run's own
+    write_json(directory / f"eval{suffix}.json", metrics, "evaluation")
     shown = test.images[:32]
     reconstructions, scenes = trained.reconstruct(shown)
     reconstruction_figure(shown, reconstructions, scenes.boxes, scenes.counts,
-                          None if test.counts is None else test.counts[:32], directory / "reconstructions.png")
+                          None if test.counts is None else test.counts[:32], directory / f"reconstructions{suffix}.png")
     return metrics

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from airscene.checkpoint import load_checkpoint
+from airscene.checkpoint import load_checkpoint, writable_run
 from airscene.config import Config
 from airscene.data import load_dataset
 from airscene.errors import AirsceneError
@@ -23,7 +23,7 @@ from airscene.estimators import NVIL, VIMCO, BaselineNetwork, Batch, Enumerate, 
 from airscene.images import to_model_layout
 from airscene.infer import model_from_checkpoint
 from airscene.model import AIR
-from airscene.storage import check_writable, write_json
+from airscene.storage import write_json
 from airscene.viz import gradient_variance_chart
 
 
@@ -87,10 +87,10 @@ def gradient_variance(model: AIR, estimator: Estimator, images: torch.Tensor, sa
 def measure(run: str | Path, data: str | None = None, samples: int = 1000, batch_size: int = 64,
             baseline_steps: int = 1000, seed: int = 0, device: str = "cpu") -> dict:
     """Load a run, fix one held-out batch, and measure every estimator's gradient variance on it."""
-    for name, value, low in (("samples", samples, 2), ("batch_size", batch_size, 1), ("baseline_steps", baseline_steps, 0),
-                             ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise AirsceneError(f"{name} is {value!r}: use a whole number >= {low}")
+    for name, value, low, high in (("samples", samples, 2, 100_000), ("batch_size", batch_size, 1, 65_536),
+                                   ("baseline_steps", baseline_steps, 0, 10**6), ("seed", seed, 0, 2**32 - 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+            raise AirsceneError(f"{name} is {value!r}: use a whole number from {low} to {high}")
     state, config = load_checkpoint(run)
     model = model_from_checkpoint(state, config, run, device)
     train_set, test_set, _ = load_dataset(data or config.data)
@@ -113,8 +113,7 @@ def measure(run: str | Path, data: str | None = None, samples: int = 1000, batch
 
 def measure_run(run: str | Path, data: str | None = None, **options) -> tuple[dict, list[Path]]:
     """`measure`, written to RUN/gradvar.json and drawn in RUN/gradvar.png; returns the results and the files."""
-    run = Path(run)
-    directory = check_writable(run if run.is_dir() else run.parent, "run directory")
+    directory = writable_run(run)
     results = measure(run, data, **options)
     write_json(directory / "gradvar.json", results, "gradient variances")
     return results, [directory / "gradvar.json", gradient_variance_chart(results, directory / "gradvar.png")]

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from airscene.errors import AirsceneError
+from airscene.storage import as_path, regular_file
 
 MAX_PIXELS = 64 * 1024 * 1024  # per image file: larger ones are refused before they are decoded
 LUMINANCE = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as PIL's convert("L")
@@ -31,8 +32,8 @@ def _float_image(array: np.ndarray, what: str) -> np.ndarray:
     if not np.isfinite(array).all():
         raise AirsceneError(f"{what} contain NaN or infinite pixels: replace them first")
     if array.size and (array.min() < 0 or array.max() > 1):
-        raise AirsceneError(f"{what} are float in [{array.min():.3g}, {array.max():.3g}], not [0, 1]: divide uint8-range "
-                            "values by 255 (or pass them as uint8)")
+        raise AirsceneError(f"{what} are float in [{array.min():.8g}, {array.max():.8g}], not [0, 1]: divide uint8-range "
+                            "values by 255 (or pass them as uint8), or clip them")
     return array
 
 
@@ -73,15 +74,23 @@ def _channels_last(array: np.ndarray, image_size: int | None, layout: str, what:
 
 
 def as_array(images, what: str = "images") -> np.ndarray:
-    """A numpy view of images given as an array, a tensor (any dtype torch has, bfloat16 included) or a list."""
+    """A numpy view of images given as an array, a dense tensor (uint8, bool, integer or floating, bfloat16
+    and float16 included) or a list."""
     if isinstance(images, torch.Tensor):
+        if images.layout != torch.strided or images.is_meta or images.is_quantized:
+            raise AirsceneError(f"{what} are a {images.layout} tensor: give a dense tensor (tensor.to_dense())")
         tensor = images.detach().cpu()
-        if tensor.dtype in (torch.bfloat16, torch.float16):
-            tensor = tensor.float()
-        return tensor.numpy()
+        if tensor.is_floating_point() and tensor.dtype not in (torch.float32, torch.float64):
+            tensor = tensor.float()  # bfloat16, float16 and the float8 types, which numpy lacks
+        try:
+            return tensor.numpy()
+        except (TypeError, RuntimeError):
+            raise AirsceneError(f"{what} have the tensor dtype {tensor.dtype}: give uint8, uint16 or float") from None
+    if isinstance(images, np.ma.MaskedArray):
+        raise AirsceneError(f"{what} are a masked array: fill its masked pixels first (array.filled(0))")
     try:
         array = np.asarray(images)
-    except ValueError:
+    except (ValueError, TypeError):
         raise AirsceneError(f"{what} are a ragged list (images of different shapes): give images of one size") from None
     if array.dtype == object:
         raise AirsceneError(f"{what} are a ragged list or hold non-numbers: give an array of images of one size")
@@ -94,6 +103,10 @@ def to_model_layout(images, channels: int, image_size: int | None = None, what: 
     grey, grey + alpha, RGB or RGBA) -> float32 (B, channels, H, W) in [0, 1]. With image_size, images of
     another size are refused: AIR's scale prior is in canvas units, so a resized scene is a different one.
     layout: "auto", "channels_first" or "channels_last" for 4-d batches."""
+    if layout not in ("auto", "channels_first", "channels_last"):
+        raise AirsceneError(f"layout {layout!r} is unknown: use auto, channels_first or channels_last")
+    if channels not in (1, 3):
+        raise AirsceneError(f"channels is {channels!r}: models read 1 (grey) or 3 (RGB) channels")
     array = as_array(images, what)
     if array.size == 0:
         raise AirsceneError(f"no {what} given: pass a non-empty batch of shape (B, H, W), (B, C, H, W) or (B, H, W, C)")
@@ -109,20 +122,25 @@ def to_model_layout(images, channels: int, image_size: int | None = None, what: 
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, -1, 1)))
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
     """One image file (PNG, JPEG, TIFF, BMP, ...; 1-, 8-, 16-bit or float; grey, RGB, RGBA or palette) ->
-    float32 (H, W, C) in [0, 1], C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA)."""
-    from PIL import Image, UnidentifiedImageError
+    float32 (H, W, C) in [0, 1], C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA), turned as its EXIF
+    orientation says. With `size`, an image of another size is refused before it is decoded."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
-    path = Path(path)
+    path = regular_file(as_path(path, "image file"), "image file")
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_PIXELS:
                 raise AirsceneError(f"image file {path} is {image.width}x{image.height} pixels, more than airscene "
                                     f"decodes ({MAX_PIXELS:,}): crop it, or cut it into tiles first")
-            array = _decoded(image)
-    except FileNotFoundError:
-        raise AirsceneError(f"image file {path} does not exist: check the path") from None
+            if getattr(image, "n_frames", 1) > 1:
+                raise AirsceneError(f"image file {path} holds {image.n_frames} frames: give one image per file")
+            turned = ImageOps.exif_transpose(image)
+            if size is not None and turned.size != (size, size):
+                raise AirsceneError(f"image file {path} is {turned.width}x{turned.height} but the model was trained on "
+                                    f"{size}x{size}: resize or crop it to {size}x{size}")
+            array = _decoded(turned)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise AirsceneError(f"image file {path} is not a readable image ({type(error).__name__}): give PNG, JPEG, "
                             "TIFF or BMP files") from None
@@ -155,8 +173,11 @@ def _decoded(image) -> np.ndarray:
 
 
 def read_images(paths, channels: int, image_size: int | None = None) -> torch.Tensor:
-    """Image files of one size -> float32 (B, channels, H, W) in [0, 1]."""
-    arrays = [read_image(path) for path in paths]
+    """Image files of one size (image_size, where given: checked before decoding) -> float32
+    (B, channels, H, W) in [0, 1]."""
+    if not paths:
+        raise AirsceneError("no image files given: name image files, or folders of them")
+    arrays = [read_image(path, image_size) for path in paths]
     shapes = sorted({array.shape[:2] for array in arrays})
     if len(shapes) > 1:
         raise AirsceneError(f"images have different sizes {shapes}: give images of one size")

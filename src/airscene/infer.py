@@ -59,17 +59,19 @@ class TrainedModel:
     def device(self) -> torch.device:
         return self.model.count_prior.device
 
-    def prepare(self, images) -> torch.Tensor:
+    def prepare(self, images, layout: str = "auto") -> torch.Tensor:
         """Images in any supported form (airscene.images.to_model_layout) as this model's input, on its device."""
-        return to_model_layout(images, self.config.model.channels, self.config.model.image_size).to(self.device)
+        return to_model_layout(images, self.config.model.channels, self.config.model.image_size,
+                               layout=layout).to(self.device)
 
     @torch.inference_mode()
-    def infer(self, images, batch_size: int = 1000) -> Scenes:
-        """Counts, boxes, presence and codes for each image, batched."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    def infer(self, images, batch_size: int = 1000, layout: str = "auto") -> Scenes:
+        """Counts, boxes, presence and codes for each image, batched. layout: "auto", "channels_first" or
+        "channels_last", for batches whose shape could be either."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise AirsceneError(f"batch_size is {batch_size!r}: use a whole number >= 1")
         c = self.config.model
-        tensor = self.prepare(images)
+        tensor = self.prepare(images, layout)
         present, presence, wheres, whats = (torch.cat(parts).cpu() for parts in
                                             zip(*(self.model.describe(chunk) for chunk in tensor.split(batch_size))))
         return Scenes(counts=present.sum(1).long().numpy(),
@@ -98,9 +100,11 @@ class TrainedModel:
 
 def model_from_checkpoint(state: dict, config: Config, path: str | Path, device: str = "cpu") -> AIR:
     """The AIR of a checkpoint's state and config, on `device` (a name, "auto" included)."""
-    model = AIR(config.model)
     try:
+        model = AIR(config.model)
         model.load_state_dict(state["model"])
+    except AirsceneError as error:
+        raise AirsceneError(f"checkpoint {path}: {error}") from None
     except RuntimeError as error:
         first = str(error).strip().splitlines()[-1].strip()
         raise AirsceneError(f"checkpoint {path} does not match its own config ({first}): it is corrupt "

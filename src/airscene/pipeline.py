@@ -9,7 +9,9 @@ from typing import Callable
 from airscene.checkpoint import CHECKPOINT_NAME
 from airscene.config import Config
 from airscene.data import make_multi_mnist
+from airscene.errors import AirsceneError
 from airscene.evaluate import evaluate_run
+from airscene.storage import as_path
 from airscene.train import train
 from airscene.viz import draw_run_figure
 
@@ -17,8 +19,12 @@ from airscene.viz import draw_run_figure
 def main_job(config: Config, out: str | Path, progress: bool = True, say: Callable[[str], None] = print) -> dict:
     """Everything the README's main job does; `say` reports what it is doing. Returns the training summary,
     the held-out metrics and where the figure is."""
-    out = Path(out)
-    if not (Path(config.data) / "dataset.json").is_file():
+    out = as_path(out, "run directory")
+    data = Path(config.data)
+    if not (data / "dataset.json").is_file():
+        if data.exists() and (not data.is_dir() or any(data.iterdir())):
+            raise AirsceneError(f"{data} holds files but no dataset.json: it is not an airscene data set, and the main "
+                                "job will not write over it; give another --data")
         say(f"making the default Multi-MNIST data set in {config.data} ...")
         make_multi_mnist(config.data, seed=0, progress=progress)
     resume = (out / CHECKPOINT_NAME).is_file()
@@ -27,4 +33,4 @@ def main_job(config: Config, out: str | Path, progress: bool = True, say: Callab
     summary = train(config, out, resume=resume, progress=progress)
     if summary["stopped_by"] in ("SIGINT", "SIGTERM"):
         return {"summary": summary}
-    return {"summary": summary, "metrics": evaluate_run(out, config.data, samples=20), "figure": draw_run_figure(out)}
+    return {"summary": summary, "metrics": evaluate_run(out, samples=20), "figure": draw_run_figure(out)}

@@ -6,7 +6,6 @@ metrics are reduced exactly, and rank 0 alone writes the run directory (airscene
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -27,7 +26,8 @@ from airscene.errors import AirsceneError
 from airscene.estimators.base import Batch, Estimator
 from airscene.model.trace import Trace
 from airscene.settings import differences
-from airscene.storage import append_line, check_writable, write_json, write_text
+from airscene.storage import (append_line, as_path, check_writable, json_ready, lock_directory, write_failure, write_json,
+                              write_text)
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses or gradients before the run stops
 # What a resumed run may change: its budget and where it computes; anything else would be another run.
@@ -46,6 +46,7 @@ class TrainingJob:
     optimiser: torch.optim.Optimizer
     device: torch.device = torch.device("cpu")
     shard: Shard = Shard()
+    data_digest: str | None = None  # of the data set's splits, kept with each checkpoint
 
     @property
     def settings(self) -> TrainConfig:
@@ -104,13 +105,17 @@ class Run:
 
     def __init__(self, directory: str | Path, resume: bool, shard: Shard = Shard()):
         self.shard = shard
-        self.directory = check_writable(directory, "run directory") if shard.leads else Path(directory)
+        self.directory = check_writable(directory, "run directory") if shard.leads else as_path(directory, "run directory")
         self.checkpoint = self.directory / CHECKPOINT_NAME
         self.metrics_path = self.directory / "metrics.jsonl"
-        self._lock = self._acquire_lock() if shard.leads else None
+        self._lock = lock_directory(self.directory, "run directory") if shard.leads else None
         self._writer = None
         self.tensorboard_purge_step = None  # resuming: TensorBoard drops the events a died run wrote past it
         self.bad_steps = 0  # non-finite steps in a row
+        self.skipped_steps = 0
+        if self.checkpoint.exists() and not self.checkpoint.is_file():
+            self.close()
+            raise AirsceneError(f"{self.checkpoint} is not a file: remove it, or choose another --out")
         if resume and not self.checkpoint.is_file():
             self.close()
             raise AirsceneError(f"nothing to resume: {self.checkpoint} does not exist; drop --resume to start a new run")
@@ -118,28 +123,20 @@ class Run:
             self.close()
             raise AirsceneError(f"run directory {self.directory} already holds a checkpoint: pass --resume to continue "
                                 "it, or choose a new --out")
+        if shard.leads:
+            self._clear_leftovers()
 
-    def _acquire_lock(self) -> int:
-        """An exclusive lock on RUN/.lock (never through a link), released when the Run closes or the
-        process dies."""
-        path = self.directory / ".lock"
-        if path.is_symlink():
-            path.unlink()  # not ours (airscene never makes links, nor locks through one): removing it harms nothing
-        try:
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        except OSError as error:
-            raise AirsceneError(f"cannot lock run directory {self.directory} ({error.strerror}): remove {path} "
-                                "if it is a link, or choose another --out") from None
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            owner = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(descriptor)
-            raise AirsceneError(f"run directory {self.directory} is in use by another airscene process (pid {owner}): "
-                                "wait for it to finish, or choose another --out") from None
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, str(os.getpid()).encode(), 0)
-        return descriptor
+    def _clear_leftovers(self) -> None:
+        """Temporaries a killed writer left (.NAME.*.partial), and non-files at names the run writes."""
+        for leftover in self.directory.glob(".*.partial"):
+            _remove(leftover)
+        events = self.directory / "tensorboard"
+        if events.is_symlink() or (events.exists() and not events.is_dir()):
+            _remove(events)  # never write through a link someone else made
+        for name in ("metrics.jsonl", "config.json", "train_summary.json"):
+            path = self.directory / name
+            if path.exists() and not path.is_file() and not path.is_symlink():
+                raise AirsceneError(f"{path} is not a file: remove it, or choose another --out")
 
     def __enter__(self) -> "Run":
         return self
@@ -147,16 +144,21 @@ class Run:
     def __exit__(self, *exception) -> None:
         self.close()
 
-    def state_to_resume(self, requested, from_dict, kind: str) -> dict:
-        """The checkpoint's state, if its config is `requested` but for the budget (steps, minutes) and
-        where it computes; any other difference is refused with the list of them."""
+    def state_to_resume(self, requested, from_dict, kind: str, data_digest: str | None = None) -> dict:
+        """The checkpoint's state, if its config is `requested` but for the budget (steps, minutes) and where
+        it computes, and its data set (by digest) the same; any other difference is refused with the list."""
         state = read_checkpoint(self.checkpoint, kind=kind)
         saved = checkpoint_config(state, self.checkpoint, from_dict)
+        if getattr(saved, "data", None) and Path(saved.data).resolve() == Path(requested.data).resolve():
+            saved.data = requested.data  # the same directory, however it is written
         changed = [line for line in differences(saved, requested) if line.split(":")[0] not in RESUMABLE]
         if changed:
-            raise AirsceneError(f"--resume would train another configuration than the checkpoint's ({'; '.join(changed)}): "
-                                "resume with the run's own settings (only --steps, --minutes and --threads may change), "
-                                "or start a new run with another --out")
+            raise AirsceneError(f"resuming would train another configuration than the checkpoint's ({'; '.join(changed)}): "
+                                "resume with the run's own settings (only --steps, --minutes, --threads, --device and "
+                                "--workers may change), or start a new run with another --out")
+        if state.get("data") != data_digest:
+            raise AirsceneError(f"the data set {getattr(requested, 'data', '')} is not the one the checkpoint was trained on "
+                                "(its splits' digests differ): resume on that data set, or start a new run")
         return state
 
     def start(self, state: dict | None, job: TrainingJob) -> tuple[int, float]:
@@ -167,34 +169,39 @@ class Run:
         if state is None:
             if self.shard.leads:
                 write_json(self.directory / "config.json", job.config.to_dict(), "run config")
-                self.metrics_path.unlink(missing_ok=True)
-                events = self.directory / "tensorboard"
-                if events.is_symlink():
-                    events.unlink()  # never write through a link someone else made
-                shutil.rmtree(events, ignore_errors=True)
+                _remove(self.metrics_path)
+                shutil.rmtree(self.directory / "tensorboard", ignore_errors=True)
             return 0, 0.0
-        job.model.load_state_dict(state["model"])
-        job.estimator.load_state_dict(state["estimator"])
-        job.optimiser.load_state_dict(state["optimizer"])
-        restore_random_state(state["rng"], job, state["step"])
+        try:
+            job.model.load_state_dict(state["model"])
+            job.estimator.load_state_dict(state["estimator"])
+            job.optimiser.load_state_dict(state["optimizer"])
+            restore_random_state(state["rng"], job, state["step"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[-1].strip()[:200]
+            raise AirsceneError(f"checkpoint {self.checkpoint} does not fit this run ({first}): it is damaged, or from "
+                                "another airscene version; start a new run") from None
         if self.shard.leads:
             self._keep_metrics_until(state["step"])
         return state["step"], state["elapsed_seconds"]
 
     def _keep_metrics_until(self, step: int) -> None:
-        records = [record for record in read_metrics(self.directory) if record.get("step", 0) <= step]
+        records = [record for record in read_metrics(self.directory) if record["step"] <= step]
         write_text(self.metrics_path, "".join(json.dumps(record) + "\n" for record in records), "metrics")
         self.tensorboard_purge_step = step + 1
 
-    def save(self, job: TrainingJob, step: int, elapsed: float) -> None:
+    def save(self, job: TrainingJob, step: int, elapsed: float, progress: dict) -> None:
         """An atomic checkpoint of everything `start` and the model's loader need to resume bit for bit:
-        the (identical) weights and optimiser of rank 0, and every rank's random state."""
+        the (identical) weights and optimiser of rank 0, every rank's random state, the data set's digest,
+        and `progress` (the last held-out metrics and the training records' running means), so that a
+        resumed run writes the records an uninterrupted one would."""
         generators = gather_objects(random_state(job.device), self.shard)
         if self.shard.leads:
             save_checkpoint(self.checkpoint, {
                 "kind": job.kind, "config": job.config.to_dict(), "model": job.model.state_dict(),
                 "estimator": job.estimator.state_dict(), "optimizer": job.optimiser.state_dict(),
-                "rng": generators, "step": step, "elapsed_seconds": elapsed})
+                "rng": generators, "step": step, "elapsed_seconds": elapsed, "data": job.data_digest,
+                "progress": progress})
 
     def skip_non_finite(self, step: int, loss: torch.Tensor, gradient_norm: torch.Tensor) -> bool:
         """True, and logged, if step's loss or gradient is not finite: the caller skips its update. After
@@ -204,8 +211,8 @@ class Run:
             self.bad_steps = 0
             return False
         self.bad_steps += 1
-        self.log({"kind": "skipped", "step": step, "loss": _finite_or_none(loss.item()),
-                  "gradient_norm": _finite_or_none(gradient_norm.item())})
+        self.skipped_steps += 1
+        self.log({"kind": "skipped", "step": step, "loss": loss.item(), "gradient_norm": gradient_norm.item()})
         if self.bad_steps >= MAX_BAD_STEPS:
             kept = (f"the last good checkpoint {self.checkpoint} is intact" if self.checkpoint.is_file()
                     else "no checkpoint had been written yet")
@@ -217,16 +224,19 @@ class Run:
         """One record to metrics.jsonl (NaN written as null) and its numbers to TensorBoard (rank 0)."""
         if not self.shard.leads:
             return
-        record = {key: _finite_or_none(value) for key, value in record.items()}
+        record = json_ready(record)
         kept = f"the checkpoint {self.checkpoint} is intact" if self.checkpoint.is_file() else "nothing was checkpointed yet"
         append_line(self.metrics_path, json.dumps(record), "metrics", kept + "; resume with --resume")
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
+        try:
+            if self._writer is None:
+                from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.directory / "tensorboard"), purge_step=self.tensorboard_purge_step)
-        for key, value in record.items():
-            if key not in ("step", "kind") and isinstance(value, (int, float)) and not isinstance(value, bool):
-                self._writer.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+                self._writer = SummaryWriter(str(self.directory / "tensorboard"), purge_step=self.tensorboard_purge_step)
+            for key, value in record.items():
+                if key not in ("step", "kind") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._writer.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+        except OSError as error:
+            raise write_failure(self.directory / "tensorboard", "TensorBoard events", error, kept) from None
 
     def close(self) -> None:
         if self._writer is not None:
@@ -235,6 +245,16 @@ class Run:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or link at `path` (a link's target is untouched); nothing if there is none."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        raise AirsceneError(f"cannot remove {path} ({error.strerror}): remove it yourself, or choose another --out") from None
 
 
 def random_state(device: torch.device) -> dict:
@@ -258,34 +278,32 @@ def restore_random_state(saved: list[dict], job: TrainingJob, step: int) -> None
         torch.cuda.set_rng_state(mine["cuda"], job.device)
 
 
-def _finite_or_none(value):
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def read_metrics(run: str | Path) -> list[dict]:
-    """The records of RUN/metrics.jsonl; a line cut short by a kill or a full disk is skipped."""
+    """The records of RUN/metrics.jsonl, each a mapping with a `kind` and a whole `step`; a line cut short by
+    a kill or a full disk, or anything else that is not such a record, is skipped."""
     path = Path(run) / "metrics.jsonl"
     records = []
     if path.is_file() and not path.is_symlink():
         for line in path.read_text(errors="replace").splitlines():
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 continue
-            if isinstance(record, dict):
+            if (isinstance(record, dict) and isinstance(record.get("kind"), str) and isinstance(record.get("step"), int)
+                    and not isinstance(record["step"], bool)):
                 records.append(record)
     return records
 
 
 @contextmanager
 def stop_requests():
-    """SIGINT/SIGTERM set a flag instead of killing the run, so the loop can checkpoint and exit cleanly."""
+    """SIGINT, SIGTERM and SIGHUP set a flag instead of killing the run, so the loop can checkpoint and exit."""
     requested = {"signal": None}
 
     def handler(number, _frame):
         requested["signal"] = signal.Signals(number).name
 
-    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield requested
     finally:
@@ -294,10 +312,11 @@ def stop_requests():
 
 
 class StepAverages:
-    """Running means of the training statistics between two training records."""
+    """Running means of the training statistics between two training records (saved with a checkpoint, so a
+    record that spans a resume averages the same steps)."""
 
-    def __init__(self):
-        self.values: dict[str, list[float]] = {}
+    def __init__(self, values: dict[str, list[float]] | None = None):
+        self.values: dict[str, list[float]] = dict(values or {})
 
     def add(self, statistics: dict) -> None:
         for key, value in statistics.items():
@@ -353,7 +372,7 @@ def evaluate(job: TrainingJob, run: Run, step: int, elapsed: float) -> dict:
 
 def should_stop(requested: dict, elapsed: float, budget: float, job: TrainingJob) -> str | None:
     """Why to stop before the next step, the same on every rank: a signal any of them got, or the time."""
-    signal_names = (None, "SIGINT", "SIGTERM")
+    signal_names = (None, "SIGINT", "SIGTERM", "SIGHUP")
     flags = torch.tensor([float(signal_names.index(requested["signal"])), float(elapsed >= budget)], device=job.device)
     flags = all_max(flags, job.shard)
     if flags[0] > 0:
@@ -363,42 +382,44 @@ def should_stop(requested: dict, elapsed: float, budget: float, job: TrainingJob
 
 def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = True) -> dict:
     """Train `job` in `run` from `state` (a checkpoint's, to resume) or from scratch, until its step or
-    minute budget is spent or SIGINT/SIGTERM asks it to stop; checkpoint, and return (and write to
-    RUN/train_summary.json) the final held-out metrics, the step, the seconds and what stopped it."""
+    minute budget is spent or a signal (SIGINT, SIGTERM, SIGHUP) asks it to stop; checkpoint, and return
+    (and write to RUN/train_summary.json) the held-out metrics, the step, the seconds and what stopped it.
+    Signals are caught for the whole of it, the final evaluation and checkpoint included."""
     t, shard = job.settings, job.shard
-    step, elapsed = run.start(state, job)
-    model = replicated_model(job.model, shard, job.device)
-    estimator = replicate(job.estimator, shard, job.device)
-    averages, metrics, stopped_by = StepAverages(), {}, "steps"
-    budget = t.minutes * 60 if t.minutes else math.inf
-    started = time.perf_counter() - elapsed
-    with stop_requests() as requested, tqdm(total=t.steps, initial=step, disable=not progress or not shard.leads,
-                                            unit="step", dynamic_ncols=True) as bar:
-        while step < t.steps:
-            reason = should_stop(requested, elapsed, budget, job)
-            if reason:
-                stopped_by = reason
-                break
-            averages.add(train_step(job, run, step, model, estimator) or {})
-            step += 1
-            elapsed = time.perf_counter() - started
-            bar.update(1)
-            if step % t.log_every == 0 or step == t.steps:
-                record = averages.pop(shard)
-                run.log({"kind": "train", "step": step, "seconds": round(elapsed, 2), **record})
-                bar.set_postfix(loss=f"{record.get('loss', math.nan):.1f}")
-            if step % t.eval_every == 0:
-                metrics = evaluate(job, run, step, elapsed)
-                bar.set_description(job.describe(metrics))
-            if step % t.checkpoint_every == 0:
-                run.save(job, step, elapsed)
-    if metrics.get("step") != step:  # not already evaluated at this step
-        metrics = evaluate(job, run, step, elapsed)
-    run.save(job, step, elapsed)
-    summary = {**metrics, "seconds": round(elapsed, 1), "stopped_by": stopped_by, "checkpoint": str(run.checkpoint)}
-    if shard.leads:
-        write_json(run.directory / "train_summary.json", {key: _finite_or_none(value) for key, value in summary.items()},
-                   "training summary")
+    with stop_requests() as requested:
+        step, elapsed = run.start(state, job)
+        saved = (state or {}).get("progress", {})
+        averages, metrics, stopped_by = StepAverages(saved.get("averages")), saved.get("metrics", {}), "steps"
+        model, estimator = replicated_model(job.model, shard, job.device), replicate(job.estimator, shard, job.device)
+        budget = t.minutes * 60 if t.minutes else math.inf
+        started = time.perf_counter() - elapsed
+        with tqdm(total=t.steps, initial=step, disable=not progress or not shard.leads, unit="step",
+                  dynamic_ncols=True) as bar:
+            while step < t.steps:
+                stopped_by = should_stop(requested, elapsed, budget, job) or "steps"
+                if stopped_by != "steps":
+                    break
+                averages.add(train_step(job, run, step, model, estimator) or {})
+                step += 1
+                elapsed = time.perf_counter() - started
+                bar.update(1)
+                if step % t.log_every == 0 or step == t.steps:
+                    record = averages.pop(shard)
+                    run.log({"kind": "train", "step": step, "seconds": round(elapsed, 2), **record})
+                    bar.set_postfix(loss=f"{record.get('loss', math.nan):.1f}")
+                if step % t.eval_every == 0:
+                    metrics = evaluate(job, run, step, elapsed)
+                    bar.set_description(job.describe(metrics))
+                if step % t.checkpoint_every == 0:
+                    run.save(job, step, elapsed, {"metrics": metrics, "averages": averages.values})
+        # A signal stops at once; the budget's end is evaluated, as the last step is.
+        if stopped_by in ("steps", "minutes") and metrics.get("step") != step:
+            metrics = evaluate(job, run, step, elapsed)
+        run.save(job, step, elapsed, {"metrics": metrics, "averages": averages.values})
+        summary = {**metrics, "step": step, "seconds": round(elapsed, 1), "stopped_by": requested["signal"] or stopped_by,
+                   "skipped_steps": run.skipped_steps, "checkpoint": str(run.checkpoint)}
+        if shard.leads:
+            write_json(run.directory / "train_summary.json", summary, "training summary")
     return summary
 
 

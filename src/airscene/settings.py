@@ -9,6 +9,8 @@ import types
 import typing
 from dataclasses import field
 
+import numpy as np
+
 from airscene.errors import AirsceneError
 
 
@@ -46,7 +48,7 @@ def _check_scalar(value, kind: type, limits: dict):
     satisfies the limits, else None."""
     if kind is bool or kind is str:
         return value if isinstance(value, kind) and _within(value, limits) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         return None
     if kind is int:
         if isinstance(value, float) and not value.is_integer():
@@ -99,22 +101,25 @@ def validate_fields(settings) -> None:
         setattr(settings, item.name, check_value(item.name, value, hints[item.name], dict(item.metadata)))
 
 
-def from_dict(cls, values, what: str = "configuration"):
-    """A settings dataclass from a dict such as config.json's, validated; unknown or missing keys and
-    wrong types are one-line errors."""
-    if not isinstance(values, dict):
-        raise AirsceneError(f"{what} is a {type(values).__name__}, not a mapping of settings: retrain, or use the "
-                            "airscene version that wrote it")
+def from_dict(cls, values, what: str = "configuration", partial: bool = False):
+    """A settings dataclass from a dict such as config.json's, validated; unknown keys, wrong types and
+    (unless `partial`, where the defaults fill in) missing keys are one-line errors."""
+    if not isinstance(values, dict) or not all(isinstance(key, str) for key in values):
+        raise AirsceneError(f"{what} is a {type(values).__name__}, not a mapping of settings by name: retrain, or "
+                            "use the airscene version that wrote it")
     hints = typing.get_type_hints(cls)
-    names = {item.name for item in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise AirsceneError(f"{what} has settings this airscene does not know ({', '.join(unknown)}): retrain, or use "
-                            "the airscene version that wrote it")
+    names = [item.name for item in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    missing = [name for name in names if name not in values]
+    if unknown or (missing and not partial):
+        problem = (f"has settings this airscene does not know ({', '.join(unknown)})" if unknown
+                   else f"lacks the settings {', '.join(missing)}")
+        raise AirsceneError(f"{what} {problem}: retrain, or use the airscene version that wrote it")
     arguments = {}
     for name, value in values.items():
         nested = hints[name]
-        arguments[name] = from_dict(nested, value, f"{what}'s {name}") if dataclasses.is_dataclass(nested) else value
+        arguments[name] = (from_dict(nested, value, f"{what}'s {name}", partial) if dataclasses.is_dataclass(nested)
+                           else value)
     settings = cls(**arguments)
     validate_fields(settings)
     return settings
@@ -140,11 +145,17 @@ class Settings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict):
-        return from_dict(cls, values).validate()
+    def from_dict(cls, values: dict, partial: bool = False):
+        """A checkpoint's config must be whole; a config file a user wrote (`partial`) may leave defaults out."""
+        return from_dict(cls, values, partial=partial).validate()
 
     def consistency(self) -> list[tuple[bool, str]]:
         """(holds, what to do otherwise) for each rule that relates several fields."""
+        return []
+
+    def used(self) -> list[tuple[str, bool, str]]:
+        """(dotted setting, whether it takes part, when it does) for settings that only some configurations
+        read: one given for nothing is refused rather than silently ignored."""
         return []
 
     def validate(self):
@@ -152,4 +163,16 @@ class Settings:
         for holds, message in self.consistency():
             if not holds:
                 raise AirsceneError(f"setting rejected: {message}")
+        defaults = type(self)()
+        for path, takes_part, when in self.used():
+            value, default = _get(self, path), _get(defaults, path)
+            if not takes_part and value != default:
+                name = path.split(".")[-1]
+                raise AirsceneError(f"setting {name} = {value!r} is only read {when}: drop {flag(name)}")
         return self
+
+
+def _get(settings, path: str):
+    for part in path.split("."):
+        settings = getattr(settings, part)
+    return settings

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
+import math
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -72,19 +76,31 @@ def publish(staged: dict[Path, Path]) -> None:
 def write_file(path: str | Path, write: Callable[[BinaryIO], None], what: str = "file", kept: str = "") -> None:
     """Atomically replace `path` by what `write(handle)` writes; `kept` says what survives a failure."""
     path = Path(path)
+    kept = kept or (f"{path.name} is as it was" if path.is_file() else "nothing was written there")
     try:
         publish({write_staged(path, write): path})
     except WRITE_FAILURES as error:
-        raise write_failure(path, what, error, kept or f"{path.name} is as it was") from None
+        raise write_failure(path, what, error, kept) from None
 
 
 def write_text(path: str | Path, text: str, what: str = "file") -> None:
     write_file(path, lambda handle: handle.write(text.encode()), what)
 
 
+def json_ready(value):
+    """`value` with every NaN and infinity (which JSON cannot hold) written as null, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return value
+
+
 def write_json(path: str | Path, value, what: str = "file") -> None:
-    """`value` as indented JSON; NaN and infinities are refused (they are not JSON): write None instead."""
-    write_text(path, json.dumps(value, indent=2, allow_nan=False) + "\n", what)
+    """`value` as indented JSON, NaN and infinities as null."""
+    write_text(path, json.dumps(json_ready(value), indent=2, allow_nan=False) + "\n", what)
 
 
 def append_line(path: str | Path, line: str, what: str = "file", kept: str = "") -> None:
@@ -112,14 +128,101 @@ def append_line(path: str | Path, line: str, what: str = "file", kept: str = "")
         os.close(descriptor)
 
 
-def check_writable(directory: str | Path, what: str = "directory") -> Path:
-    """Create `directory` if needed and prove it writable, before any work whose result would go there."""
-    directory = Path(directory)
+MIN_FREE_BYTES = 1 << 20  # a directory with less free space than this is full for airscene's purposes
+
+
+def check_writable(directory: str | Path, what: str = "directory", create: bool = True) -> Path:
+    """Prove `directory` writable and not full (creating it if `create`), before any work whose result would
+    go there."""
+    directory = as_path(directory, what)
+    if not create and not directory.is_dir():
+        raise AirsceneError(f"{what} {directory} does not exist: check the path")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):
             pass
+        free = shutil.disk_usage(directory).free
     except OSError as error:
         raise AirsceneError(f"{what} {directory} is not writable ({error.strerror}): choose another directory "
                             "or fix its permissions") from None
+    if free < MIN_FREE_BYTES:
+        raise AirsceneError(f"{what} {directory} is on a full disk ({free:,} bytes free): free disk space")
     return directory
+
+
+def regular_file(path: str | Path, what: str) -> Path:
+    """`path` if it is a regular file (a link to one will do); a one-line error for a missing file, a folder,
+    a pipe or a device, which reading would hang on or misread."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise AirsceneError(f"{what} {path} does not exist: check the path") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe or a device)"
+        raise AirsceneError(f"{what} {path} is {kind}: give a file")
+    return path
+
+
+def read_bytes(path: str | Path, what: str, limit: int = 1 << 30) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes."""
+    path = regular_file(path, what)
+    if path.stat().st_size > limit:
+        raise AirsceneError(f"{what} {path} is {path.stat().st_size:,} bytes, more than the {limit:,} airscene reads: "
+                            "check that it is the right file")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise AirsceneError(f"{what} {path} cannot be read ({error.strerror}): check its permissions") from None
+
+
+def read_json(path: str | Path, what: str, limit: int = 64 << 20):
+    """A JSON file's value, with one-line errors for files that are not JSON text."""
+    try:
+        return json.loads(read_bytes(path, what, limit).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise AirsceneError(f"{what} {path} is not valid JSON text") from None
+
+
+def as_path(value, what: str) -> Path:
+    """A path given as text or a Path, for the API's functions; anything else is a one-line error."""
+    if not isinstance(value, (str, os.PathLike)) or isinstance(value, bytes) or not str(value):
+        raise AirsceneError(f"{what} is {value!r}: give a path (text or pathlib.Path)")
+    return Path(value)
+
+
+def lock_directory(directory: Path, what: str) -> int:
+    """An exclusive lock on DIRECTORY/.lock, a file airscene made (a link there, symbolic or hard, is someone
+    else's and is replaced rather than written through), holding this process's pid; the descriptor, to
+    close when done (the lock also goes when the process dies)."""
+    path = directory / ".lock"
+    if path.is_symlink() or (path.exists() and (not path.is_file() or path.stat().st_nlink > 1)):
+        try:
+            path.unlink()
+        except OSError as error:
+            raise AirsceneError(f"cannot replace {path} ({error.strerror}): remove it yourself") from None
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as error:
+        raise AirsceneError(f"cannot lock {what} {directory} ({error.strerror}): remove {path}, or choose another "
+                            "directory") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        owner = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(descriptor)
+        raise AirsceneError(f"{what} {directory} is in use by another airscene process (pid {owner}): wait for it to "
+                            "finish, or choose another directory") from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, str(os.getpid()).encode(), 0)
+    return descriptor
+
+
+@contextlib.contextmanager
+def locked(directory: Path, what: str):
+    """lock_directory for the length of a with-block."""
+    descriptor = lock_directory(directory, what)
+    try:
+        yield
+    finally:
+        os.close(descriptor)

@@ -8,6 +8,7 @@ import torch
 
 from airscene.config import Config, ModelConfig
 from airscene.data import load_dataset
+from airscene.data.files import dataset_digest
 from airscene.data.scenes import SceneSet
 from airscene.distributed import Shard, joined, resolve_device
 from airscene.errors import AirsceneError
@@ -74,7 +75,9 @@ class AIRJob(TrainingJob):
         self.estimator = make_estimator(config).to(device)
         self.optimiser = make_optimiser(self.model, self.estimator, config.train, shard)
         mine = shard.indices(min(config.train.eval_images, len(test)))  # this rank's share of the test scenes
-        self.test_images = to_model_layout(test.images[mine], config.model.channels).to(device)
+        size, channels = config.model.image_size, config.model.channels
+        self.test_images = (to_model_layout(test.images[mine], channels).to(device) if len(mine)
+                            else torch.zeros(0, channels, size, size, device=device))  # a set with no test split
         self.test_counts = None if test.counts is None else test.counts[mine]
 
     def batch(self, step: int) -> Batch:
@@ -113,16 +116,21 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
     """Train (or, with resume, continue) a run in `out`; returns the final summary. Resuming, `config` must
     be the run's own but for its budget (steps, minutes) and device. Under torchrun, every rank calls this
     with the same arguments (README, "Where the compute is")."""
+    if not isinstance(config, Config):
+        raise AirsceneError(f"config is a {type(config).__name__}: give an airscene.Config (Config.from_dict reads a dict)")
     config.validate()
     device = resolve_device(config.train.device)
-    with joined(device) as shard, Run(out, resume, shard) as run:
-        train_set, test_set, _ = load_dataset(config.data)
+    train_set, test_set, _ = load_dataset(config.data)  # before the run directory exists: a bad --data leaves nothing
+    with joined(device) as shard:
         fit_model_to_data(config, train_set, test_set, shard)
-        state = run.state_to_resume(config, Config.from_dict, "air") if resume else None
-        if config.train.threads:
-            torch.set_num_threads(config.train.threads)
-        torch.manual_seed(config.train.seed)  # the same initial weights on every rank
-        job = AIRJob(config, train_set, test_set, device, shard)
-        if shard.world > 1:
-            torch.manual_seed(shard.seed(config.train.seed))  # each rank draws its own samples
-        return fit(job, run, state, progress)
+        with Run(out, resume, shard) as run:
+            data_digest = dataset_digest(config.data)
+            state = run.state_to_resume(config, Config.from_dict, "air", data_digest) if resume else None
+            if config.train.threads:
+                torch.set_num_threads(config.train.threads)
+            torch.manual_seed(config.train.seed)  # the same initial weights on every rank
+            job = AIRJob(config, train_set, test_set, device, shard)
+            job.data_digest = data_digest
+            if shard.world > 1:
+                torch.manual_seed(shard.seed(config.train.seed))  # each rank draws its own samples
+            return fit(job, run, state, progress)

