@@ -35,6 +35,18 @@ def _integers(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers, e.g. 0,1,2") from None
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    """Object counts: a comma-separated list, where an item may be a range FIRST-LAST (0-10 is 0,1,...,10)."""
+    counts = []
+    for part in (part.strip() for part in text.split(",") if part.strip()):
+        first, dash, last = part.partition("-")
+        try:
+            counts += range(int(first), int(last) + 1) if dash else [int(part)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a list of counts, e.g. 0,1,2 or 0-10") from None
+    return tuple(counts)
+
+
 def _or_none(kind):
     """A flag's type that also takes "none" (no value: an unset budget, say)."""
     def parse(text: str):
@@ -328,7 +340,7 @@ def _add_data_commands(commands) -> None:
         maker.add_argument("--out", required=True, help="directory for train.npz, test.npz, dataset.json")
         maker.add_argument("--train", type=int, default=60_000)
         maker.add_argument("--test", type=int, default=10_000)
-        maker.add_argument("--counts", type=_integers, default=(0, 1, 2), help="object counts to draw from, e.g. 0,1,3")
+        maker.add_argument("--counts", type=_counts, default=(0, 1, 2), help="object counts to draw from, e.g. 0,1,3 or 0-10")
         maker.add_argument("--size", type=int, default=50, help="canvas side in pixels")
         maker.add_argument("--seed", type=int, default=0)
         maker.add_argument("--background", choices=("none", "photos", "gradients"), default="none",

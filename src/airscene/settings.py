@@ -15,11 +15,14 @@ from airscene.errors import AirsceneError
 
 
 def setting(default, help: str = "", *, minimum=None, maximum=None, above=None, below=None, choices=None,
-            length=None):
+            length=None, added: str | None = None):
     """A dataclass field with its constraints: minimum <= v <= maximum, above < v < below, v in choices;
-    tuples have `length` elements (a number, or a tuple of the numbers allowed), each under the same bounds."""
+    tuples have `length` elements (a number, or a tuple of the numbers allowed), each under the same bounds.
+    `added`: the version that introduced it, whose default does what earlier versions did, so that their
+    checkpoints (which lack it) still load."""
     limits = dict(minimum=minimum, maximum=maximum, above=above, below=below, choices=choices, length=length)
-    return field(default=default, metadata={"help": help, **{k: v for k, v in limits.items() if v is not None}})
+    return field(default=default, metadata={"help": help, **({"added": added} if added else {}),
+                                            **{k: v for k, v in limits.items() if v is not None}})
 
 
 def flag(name: str) -> str:
@@ -110,7 +113,7 @@ def from_dict(cls, values, what: str = "configuration", partial: bool = False):
     hints = typing.get_type_hints(cls)
     names = [item.name for item in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(names))
-    missing = [name for name in names if name not in values]
+    missing = [item.name for item in dataclasses.fields(cls) if item.name not in values and "added" not in item.metadata]
     if unknown or (missing and not partial):
         problem = (f"has settings this airscene does not know ({', '.join(unknown)})" if unknown
                    else f"lacks the settings {', '.join(missing)}")

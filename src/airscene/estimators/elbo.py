@@ -27,7 +27,7 @@ def prefix_log_likelihoods(model: AIR, trace: GlimpseTrace) -> torch.Tensor:
     zero = torch.zeros_like(cross[:, :1])
     squared_error = (image.square().sum(1, keepdim=True) - 2 * torch.cat([zero, cross.cumsum(1)], 1)
                      + torch.cat([zero, canvas_norms], 1))
-    return model.gaussian_log_likelihood(squared_error)
+    return model.gaussian_log_likelihood(squared_error, image[0].numel())
 
 
 def count_log_posterior(trace: Trace) -> torch.Tensor:
@@ -76,5 +76,5 @@ def sampled_elbo_terms(model, trace: Trace) -> tuple[torch.Tensor, torch.Tensor,
 
 
 def greedy_counts(trace: Trace) -> torch.Tensor:
-    """(B,) the count inference would report: the run of leading steps with presence probability > 0.5."""
-    return torch.cumprod((trace.presence_logits > 0).float(), dim=1).sum(1)
+    """(B,) the count inference would report."""
+    return trace.greedy_presence().sum(1)

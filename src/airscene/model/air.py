@@ -32,7 +32,7 @@ from airscene.errors import AirsceneError
 from airscene.model.networks import BackgroundVAE, GlimpseDecoder, GlimpseEncoder, ImageEmbedding, InferenceStep
 from airscene.model.priors import count_log_prior
 from airscene.model.trace import Trace, stack_steps
-from airscene.model.transformer import crop_glimpse, paste_glimpse
+from airscene.model.transformer import crop_glimpse, paste_glimpse, window_boxes
 
 PRESENCE_MODES = ("sample", "all", "greedy", "relaxed", "straight_through")
 
@@ -154,7 +154,33 @@ class GlimpseTrace(Trace):
     background: torch.Tensor | None = None  # (B, C, H, W) where the model has a background
 
 
-class AIR(AttendInferRepeat):
+class PixelLikelihood:
+    """p(x | canvas), independent over pixels: a Gaussian of sd config.likelihood_sd, or a Bernoulli."""
+
+    def pixel_log_likelihood(self, images: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
+        """log p(x | canvas) of each pixel, broadcast; in float32 whatever the canvas's precision."""
+        canvas = canvas.float()
+        if self.config.likelihood == "gaussian":
+            sd = self.config.likelihood_sd
+            return -0.5 * (images - canvas).square() / sd ** 2 - (math.log(sd) + 0.5 * math.log(2 * math.pi))
+        mean = canvas.clamp(1e-4, 1 - 1e-4)  # a sum of glimpses can leave [0, 1]
+        return images * torch.log(mean) + (1 - images) * torch.log1p(-mean)
+
+    def log_likelihood(self, images: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
+        """log p(x | canvas) summed over pixels; images (B, C, H, W), canvas (B, ..., C, H, W) -> (B, ...).
+        (A sum over thousands of pixels in bfloat16 would lose nats: it is float32.)"""
+        images = images.view(images.shape[0], *([1] * (canvas.dim() - images.dim())), *images.shape[1:])
+        if self.config.likelihood == "gaussian":
+            return self.gaussian_log_likelihood((images - canvas.float()).square().flatten(-3).sum(-1), images[0].numel())
+        return self.pixel_log_likelihood(images, canvas).flatten(-3).sum(-1)
+
+    def gaussian_log_likelihood(self, squared_error: torch.Tensor, pixels: int) -> torch.Tensor:
+        """log N(x; canvas, sd^2 I) of `pixels` pixels from sum (x - canvas)^2."""
+        sd = self.config.likelihood_sd
+        return -0.5 * squared_error / sd ** 2 - pixels * (math.log(sd) + 0.5 * math.log(2 * math.pi))
+
+
+class AIR(AttendInferRepeat, PixelLikelihood):
     """AIR (config.model "air") and DAIR ("dair"): objects are glimpses, decoded and pasted on the canvas."""
 
     def __init__(self, config: ModelConfig):
@@ -246,20 +272,9 @@ class AIR(AttendInferRepeat):
         """(B,) log p(x | z) of the trace's latents."""
         return self.log_likelihood(trace.images, self.render(trace))
 
-    def log_likelihood(self, images: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
-        """log p(x | canvas) summed over pixels; images (B, C, H, W), canvas (B, ..., C, H, W) -> (B, ...). In
-        float32 whatever the canvas's precision: a sum over thousands of pixels in bfloat16 loses nats."""
-        canvas = canvas.float()
-        images = images.view(images.shape[0], *([1] * (canvas.dim() - images.dim())), *images.shape[1:])
-        if self.config.likelihood == "gaussian":
-            return self.gaussian_log_likelihood((images - canvas).square().flatten(-3).sum(-1))
-        mean = canvas.clamp(1e-4, 1 - 1e-4)  # a sum of glimpses can leave [0, 1]
-        return (images * torch.log(mean) + (1 - images) * torch.log1p(-mean)).flatten(-3).sum(-1)
-
-    def gaussian_log_likelihood(self, squared_error: torch.Tensor) -> torch.Tensor:
-        """log N(x; canvas, sd^2 I) from sum (x - canvas)^2."""
-        sd, pixels = self.config.likelihood_sd, self.config.channels * self.config.image_size ** 2
-        return -0.5 * squared_error / sd ** 2 - pixels * (math.log(sd) + 0.5 * math.log(2 * math.pi))
+    def boxes(self, z_where: torch.Tensor, image_size: int) -> torch.Tensor:
+        """(..., 3) -> (..., 4) pixel boxes x0, y0, x1, y1 of the windows."""
+        return window_boxes(z_where, image_size, self.config.min_scale)
 
     @torch.no_grad()
     def describe(self, images: torch.Tensor, threshold: float = 0.5):

@@ -100,9 +100,11 @@ class BackgroundVAE(nn.Module):
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (B, C, H, W) -> mean, sd (B, D)
         return gaussian_parameters(self.encoder(images))
 
-    def decode(self, z_background: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, C, H, W) in [0, 1]
+    def decode(self, z_background: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """(B, D) -> (B, C, H, W) in [0, 1], H x W = size (default: the canvas trained on)."""
         coarse = torch.sigmoid(self.decoder(z_background)).view(-1, *self.shape)
-        return F.interpolate(coarse, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        return F.interpolate(coarse, size=size or (self.image_size, self.image_size), mode="bilinear",
+                             align_corners=False)
 
 
 class InferenceStep(nn.Module):

@@ -28,6 +28,10 @@ class Trace:
         carries the product of the earlier ones)."""
         return torch.cat([torch.ones_like(self.z_pres[:, :1]), self.z_pres[:, :-1]], dim=1)
 
+    def greedy_presence(self) -> torch.Tensor:
+        """(B, N): the presence inference would report, the run of leading steps with probability > 0.5."""
+        return torch.cumprod((self.presence_logits > 0).float(), dim=1)
+
 
 def stack_steps(steps: list) -> dict[str, torch.Tensor]:
     """A list of per-step records (dataclasses of (B, ...) tensors) -> their fields stacked along dim 1,

@@ -30,12 +30,18 @@ def _sampling_grid(scale: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Te
 
 
 def crop_glimpse(images: torch.Tensor, z_where: torch.Tensor, glimpse_size: int, min_scale: float) -> torch.Tensor:
-    """(B, C, H, W), (B, 3) -> (B, C, g, g): the window at z_where, resampled to a glimpse."""
-    scale = window_scale(z_where[:, 0], min_scale)
-    grid = _sampling_grid(1 / scale, z_where[:, 1], z_where[:, 2], glimpse_size)  # glimpse v -> v / s + (x, y)
+    """(B, C, H, W), (B, 3) -> (B, C, g, g): the window at z_where, resampled to a glimpse. With K windows
+    per image, (B, K, 3) -> (B, K, C, g, g), read in one pass over each image (it is never copied K times)."""
+    windows = z_where.reshape(-1, 3)
+    scale = window_scale(windows[:, 0], min_scale)
+    grid = _sampling_grid(1 / scale, windows[:, 1], windows[:, 2], glimpse_size)  # glimpse v -> v / s + (x, y)
     # align_corners=False everywhere: its default changed across torch versions, and with it the
     # pixel grid; fixing it makes crop and paste exact inverses on aligned grids.
-    return F.grid_sample(images, grid, align_corners=False)
+    if z_where.dim() == 2:
+        return F.grid_sample(images, grid, align_corners=False)
+    batch, count = z_where.shape[:2]
+    glimpses = F.grid_sample(images, grid.view(batch, count * glimpse_size, glimpse_size, 2), align_corners=False)
+    return glimpses.view(batch, -1, count, glimpse_size, glimpse_size).transpose(1, 2)
 
 
 def paste_glimpse(glimpses: torch.Tensor, z_where: torch.Tensor, image_size: int, min_scale: float) -> torch.Tensor:
@@ -52,3 +58,37 @@ def window_boxes(z_where: torch.Tensor, image_size: int, min_scale: float) -> to
     centre_x, centre_y = z_where[..., 1], z_where[..., 2]
     corners = torch.stack([centre_x - half, centre_y - half, centre_x + half, centre_y + half], dim=-1)
     return (corners + 1) * (image_size / 2)
+
+
+def cell_tiles(images: torch.Tensor, cell: int, tile: int) -> torch.Tensor:
+    """(B, C, H, W) with H, W multiples of `cell` -> (B, K, C, tile, tile): the tile around each of the
+    K = (H / cell) (W / cell) cells (row-major), centred on it (tile - cell even), zero beyond the canvas.
+    Where a grid model draws each cell's object."""
+    batch, channels, height, width = images.shape
+    margin = (tile - cell) // 2
+    padded = F.pad(images, (margin, tile - cell - margin, margin, tile - cell - margin))
+    tiles = F.unfold(padded, kernel_size=tile, stride=cell)  # (B, C * tile * tile, K)
+    return tiles.transpose(1, 2).reshape(batch, -1, channels, tile, tile)
+
+
+def fold_tiles(tiles: torch.Tensor, height: int, width: int, cell: int) -> torch.Tensor:
+    """The inverse placement of `cell_tiles`: (B, K, C, tile, tile) -> (B, C, H, W), overlapping tiles added."""
+    batch, cells, channels, tile, _ = tiles.shape
+    margin = (tile - cell) // 2
+    padded = (height + tile - cell, width + tile - cell)
+    canvas = F.fold(tiles.reshape(batch, cells, -1).transpose(1, 2), padded, kernel_size=tile, stride=cell)
+    return canvas[:, :, margin:margin + height, margin:margin + width]
+
+
+def tile_canvases(tiles: torch.Tensor, cells: torch.Tensor, height: int, width: int, cell: int) -> torch.Tensor:
+    """(M, C, tile, tile) tiles of the given cells (M,) (row-major indices) -> (M, C, H, W): each alone on an
+    empty canvas where `cell_tiles` took it from."""
+    count, channels, tile, _ = tiles.shape
+    margin = (tile - cell) // 2
+    canvas = tiles.new_zeros(count, channels, height + tile - cell, width + tile - cell)
+    row, column = cells // (width // cell), cells % (width // cell)
+    span = torch.arange(tile, device=tiles.device)
+    rows, columns = row[:, None] * cell + span, column[:, None] * cell + span  # (M, tile) in the padded canvas
+    canvas[torch.arange(count, device=tiles.device)[:, None, None], :, rows[:, :, None], columns[:, None, :]] = \
+        tiles.permute(0, 2, 3, 1)
+    return canvas[:, :, margin:margin + height, margin:margin + width]
