@@ -9,7 +9,7 @@ from PIL import Image
 
 import airscene
 from airscene.cli import main
-from airscene.config import ESTIMATORS
+from airscene.config import ESTIMATORS, GRID_ESTIMATORS
 from airscene.data import make_multi_mnist
 
 TINY_MODEL = ["--glimpse-size", "10", "--what-size", "8", "--hidden-size", "32", "--embedding-size", "32",
@@ -46,11 +46,16 @@ def test_training_writes_run_directory(trained_run):
     assert json.loads((trained_run / "train_summary.json").read_text())["step"] == 10
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS)
-def test_resume_matches_an_uninterrupted_run(data_dir, tmp_path, estimator):
-    assert _train(data_dir, tmp_path / "whole", "--steps", "10", "--estimator", estimator) == 0
-    assert _train(data_dir, tmp_path / "split", "--steps", "5", "--estimator", estimator) == 0
-    assert _train(data_dir, tmp_path / "split", "--steps", "10", "--estimator", estimator, "--resume") == 0
+RUNS = [("air", estimator) for estimator in ESTIMATORS if estimator != "local"] + [
+    ("grid", estimator) for estimator in GRID_ESTIMATORS]
+
+
+@pytest.mark.parametrize(("model", "estimator"), RUNS)
+def test_resume_matches_an_uninterrupted_run(data_dir, tmp_path, model, estimator):
+    options = ("--model", model, "--estimator", estimator)
+    assert _train(data_dir, tmp_path / "whole", "--steps", "10", *options) == 0
+    assert _train(data_dir, tmp_path / "split", "--steps", "5", *options) == 0
+    assert _train(data_dir, tmp_path / "split", "--steps", "10", *options, "--resume") == 0
     whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
     split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
     assert split["step"] == whole["step"] == 10

@@ -11,16 +11,16 @@ from scipy.optimize import linear_sum_assignment
 
 from airscene.data import load_dataset
 from airscene.errors import AirsceneError
-from airscene.estimators.elbo import count_log_posterior, elbo_per_count
+from airscene.estimators.elbo import count_log_posterior, elbo_per_count, sampled_elbo_terms
 from airscene.infer import load
-from airscene.model import AIR, window_boxes
+from airscene.model import AIR, GridAIR
 from airscene.checkpoint import writable_run
 from airscene.storage import write_json
 from airscene.viz import reconstruction_figure
 
 
 @torch.no_grad()
-def infer_counts(model: AIR, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+def infer_counts(model: AIR | GridAIR, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
     return np.concatenate([model.describe(chunk)[0].sum(1).long().cpu().numpy() for chunk in images.split(batch_size)])
 
 
@@ -38,19 +38,25 @@ def confusion_matrix(inferred: np.ndarray, true: np.ndarray, max_count: int) -> 
 
 
 @torch.no_grad()
-def elbo_and_log_likelihood(model: AIR, images: torch.Tensor, samples: int = 50, batch_size: int = 100):
-    """Per image: the ELBO with the count summed out exactly (one continuous sample), and the
-    importance-weighted estimate of log p(x) from `samples` samples. For each sample of the continuous
-    latents, sum_n p(x, n, z^{1:n}) / q(z^{1:n}) is an unbiased estimate of p(x) (the count is summed,
-    not sampled), so its log-mean-exp over samples is a tighter bound than the ELBO."""
+def elbo_and_log_likelihood(model: AIR | GridAIR, images: torch.Tensor, samples: int = 50, batch_size: int = 100):
+    """Per image: the ELBO and the importance-weighted estimate of log p(x) from `samples` samples. AIR's
+    count is summed out exactly: for each sample of the continuous latents, sum_n p(x, n, z^{1:n}) /
+    q(z^{1:n}) is an unbiased estimate of p(x), so its log-mean-exp over samples is a tighter bound than the
+    ELBO. A grid's presences are sampled with the rest (batches shrink to keep its tiles in memory)."""
+    grid = isinstance(model, GridAIR)
     elbos, log_likelihoods = [], []
-    for chunk in images.split(batch_size):
+    for chunk in images.split(max(1, batch_size * 4 // samples) if grid else batch_size):
         repeated = chunk.repeat_interleave(samples, dim=0)  # (b * S, C, H, W)
-        trace = model(repeated, presence="all")
-        count_log_q = count_log_posterior(trace)
-        integrand = elbo_per_count(model, trace, count_log_q)  # (b * S, N+1)
-        elbo = (count_log_q.exp() * integrand).sum(1).view(-1, samples)
-        log_weight = torch.logsumexp(integrand + count_log_q, dim=1).view(-1, samples)
+        if grid:
+            image_terms, per_cell, _ = sampled_elbo_terms(model, model(repeated, presence="sample"))
+            log_weight = (image_terms + per_cell.sum(1)).view(-1, samples)
+            elbo = log_weight
+        else:
+            trace = model(repeated, presence="all")
+            count_log_q = count_log_posterior(trace)
+            integrand = elbo_per_count(model, trace, count_log_q)  # (b * S, N+1)
+            elbo = (count_log_q.exp() * integrand).sum(1).view(-1, samples)
+            log_weight = torch.logsumexp(integrand + count_log_q, dim=1).view(-1, samples)
         elbos.append(elbo.mean(1))
         log_likelihoods.append(torch.logsumexp(log_weight, dim=1) - math.log(samples))
     return torch.cat(elbos).cpu().numpy(), torch.cat(log_likelihoods).cpu().numpy()
@@ -95,7 +101,7 @@ def localisation(pred_boxes: np.ndarray, scores: np.ndarray, true_boxes: np.ndar
 
 
 @torch.no_grad()
-def evaluate(model: AIR, images: torch.Tensor, counts: np.ndarray | None = None, boxes: np.ndarray | None = None,
+def evaluate(model: AIR | GridAIR, images: torch.Tensor, counts: np.ndarray | None = None, boxes: np.ndarray | None = None,
              samples: int = 50, likelihood_images: int = 1000) -> dict:
     """Every held-out metric of one model that the labels allow. Always: the test ELBO, the
     importance-weighted log p(x) and the histogram of inferred counts; with true counts, their accuracy and
@@ -104,6 +110,7 @@ def evaluate(model: AIR, images: torch.Tensor, counts: np.ndarray | None = None,
     model.eval()
     present, presence, wheres, _whats = zip(*(model.describe(chunk) for chunk in images.split(1000)))
     inferred = torch.cat(present).sum(1).long().cpu().numpy()
+    capacity = int(inferred.max(initial=0)) if isinstance(model, GridAIR) else model.config.max_objects
     elbo, log_likelihood = elbo_and_log_likelihood(model, images[:likelihood_images], samples)
     metrics = {
         "images": len(images),
@@ -111,15 +118,16 @@ def evaluate(model: AIR, images: torch.Tensor, counts: np.ndarray | None = None,
         "test_log_likelihood_iw": float(log_likelihood.mean()),
         "importance_samples": samples,
         "likelihood_images": min(likelihood_images, len(images)),
-        "inferred_counts": np.bincount(inferred, minlength=model.config.max_objects + 1).tolist(),
+        "inferred_counts": np.bincount(inferred, minlength=capacity + 1).tolist(),
         "missing_labels": [name for name, array in (("counts", counts), ("boxes", boxes)) if array is None],
     }
     if counts is not None:
         metrics["count_accuracy"] = count_accuracy(inferred, counts)
-        largest = max(model.config.max_objects, int(counts.max(initial=0)))
+        metrics["count_mean_absolute_error"] = float(np.abs(inferred - counts).mean()) if len(counts) else None
+        largest = max(capacity, int(counts.max(initial=0)))
         metrics["confusion_matrix"] = confusion_matrix(inferred, counts, largest).tolist()
     if boxes is not None and counts is not None:
-        pred_boxes = window_boxes(torch.cat(wheres), model.config.image_size, model.config.min_scale).cpu().numpy()
+        pred_boxes = model.boxes(torch.cat(wheres), images.shape[-1]).cpu().numpy()
         metrics.update(localisation(pred_boxes, torch.cat(presence).cpu().numpy(), boxes, counts))
     return metrics
 

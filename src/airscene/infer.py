@@ -20,37 +20,39 @@ from airscene.config import Config
 from airscene.distributed import resolve_device
 from airscene.errors import AirsceneError
 from airscene.images import image_files, quantise, read_image, read_images, to_model_layout
-from airscene.model import AIR, window_boxes
+from airscene.model import AIR, GridAIR, GridTrace, make_model
+from airscene.model.transformer import tile_canvases
 from airscene.storage import check_writable, write_file, write_json, write_text
 
 
 @dataclass(kw_only=True)
 class Scenes:
-    """Per image: the count and, per inference step, the object's box, presence and codes."""
+    """Per image: the count and, per inference step (the grid model: per cell, N = K), the object's box,
+    presence and codes."""
 
     counts: np.ndarray  # (B,) int
     boxes: np.ndarray  # (B, N, 4) float: pixel x0, y0, x1, y1 of the attention window; NaN where no object
-    presence: np.ndarray  # (B, N) float: presence probability of each step (0 for steps not reached)
+    presence: np.ndarray  # (B, N) float: presence probability of each step or cell (0 for steps not reached)
     what: np.ndarray  # (B, N, C) float: appearance codes z_what; NaN where no object
     where: np.ndarray  # (B, N, 3) float: z_where = (scale, x, y); NaN where no object
 
     def to_records(self) -> list[dict]:
-        """JSON-ready: one dict per image with its objects."""
+        """JSON-ready: one dict per image with its objects ("step": the step or cell that found it, from 1)."""
         records = []
         for index, count in enumerate(self.counts):
-            objects = [{"step": step + 1, "box": [round(float(v), 2) for v in self.boxes[index, step]],
+            objects = [{"step": int(step) + 1, "box": [round(float(v), 2) for v in self.boxes[index, step]],
                         "presence": round(float(self.presence[index, step]), 4),
                         "where": [round(float(v), 4) for v in self.where[index, step]],
                         "what": [round(float(v), 4) for v in self.what[index, step]]}
-                       for step in range(int(count))]
+                       for step in np.flatnonzero(~np.isnan(self.where[index, :, 0]))]
             records.append({"count": int(count), "objects": objects})
         return records
 
 
 class TrainedModel:
-    """A trained AIR with its config, rebuilt from a checkpoint alone, on any device."""
+    """A trained AIR (or grid model) with its config, rebuilt from a checkpoint alone, on any device."""
 
-    def __init__(self, model: AIR, config: Config, step: int = 0):
+    def __init__(self, model: AIR | GridAIR, config: Config, step: int = 0):
         self.model = model.eval()
         self.config = config
         self.step = step
@@ -60,9 +62,10 @@ class TrainedModel:
         return self.model.count_prior.device
 
     def prepare(self, images, layout: str = "auto") -> torch.Tensor:
-        """Images in any supported form (airscene.images.to_model_layout) as this model's input, on its device."""
-        return to_model_layout(images, self.config.model.channels, self.config.model.image_size,
-                               layout=layout).to(self.device)
+        """Images in any supported form (airscene.images.to_model_layout) as this model's input, on its device:
+        of the size trained on (the grid model: any size; its convolutions run on any canvas)."""
+        size = None if isinstance(self.model, GridAIR) else self.config.model.image_size
+        return to_model_layout(images, self.config.model.channels, size, layout=layout).to(self.device)
 
     @torch.inference_mode()
     def infer(self, images, batch_size: int = 1000, layout: str = "auto") -> Scenes:
@@ -70,38 +73,51 @@ class TrainedModel:
         "channels_last", for batches whose shape could be either."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise AirsceneError(f"batch_size is {batch_size!r}: use a whole number >= 1")
-        c = self.config.model
         tensor = self.prepare(images, layout)
         present, presence, wheres, whats = (torch.cat(parts).cpu() for parts in
                                             zip(*(self.model.describe(chunk) for chunk in tensor.split(batch_size))))
-        return Scenes(counts=present.sum(1).long().numpy(),
-                      boxes=window_boxes(wheres, c.image_size, c.min_scale).numpy(),
+        return Scenes(counts=present.sum(1).long().numpy(), boxes=self.model.boxes(wheres, tensor.shape[-1]).numpy(),
                       presence=presence.numpy(), what=whats.numpy(), where=wheres.numpy())
 
     @torch.inference_mode()
     def decompose(self, images, batch_size: int = 100) -> dict[str, np.ndarray]:
         """What the model sees in each image, from the most probable scene (means, greedy presence):
         "reconstruction" (B, C, H, W), "background" (B, C, H, W; zeros without a background model) and
-        "objects" (B, N, C, H, W), each present object alone, as opaque as its alpha (absent: zeros)."""
+        "objects" (B, N, C, H, W), each present object alone, as opaque as its alpha (absent: zeros). The grid
+        model's objects are its present cells', up to the most any of the images has, in cell order."""
         parts: dict[str, list] = {"reconstruction": [], "background": [], "objects": []}
         for chunk in self.prepare(images).split(batch_size):
             trace = self.model(chunk, presence="greedy", sample=False)
-            weights = trace.z_pres[:, :, None, None, None]
-            appearance = trace.objects[:, :, :-1] * trace.objects[:, :, -1:] if self.model.alpha else trace.objects
             parts["reconstruction"].append(self.model.render(trace).clamp(0, 1).cpu())
             parts["background"].append(torch.zeros_like(chunk).cpu() if trace.background is None else trace.background.cpu())
-            parts["objects"].append((appearance * weights).clamp(0, 1).cpu())
+            parts["objects"].append(self.present_objects(trace).clamp(0, 1).cpu())
+        most = max(part.shape[1] for part in parts["objects"])  # grid chunks may find different numbers
+        parts["objects"] = [torch.nn.functional.pad(part, (0, 0, 0, 0, 0, 0, 0, most - part.shape[1]))
+                            for part in parts["objects"]]
         return {name: torch.cat(values).numpy() for name, values in parts.items()}
+
+    def present_objects(self, trace) -> torch.Tensor:
+        """(B, N, C, H, W): each present object of a greedy trace alone on the canvas, zeros where absent."""
+        if isinstance(trace, GridTrace):  # its present cells, in cell order, each tile on a canvas of its own
+            order = trace.z_pres.argsort(dim=1, descending=True, stable=True)[:, :int(trace.z_pres.sum(1).max())]
+            tiles = trace.tiles.gather(1, order[:, :, None, None, None].expand(-1, -1, *trace.tiles.shape[2:]))
+            height, width = self.model.padded(trace.images).shape[-2:]
+            canvases = tile_canvases(tiles.flatten(0, 1), order.flatten(), height, width, self.model.cell)
+            canvases = canvases.view(*order.shape, *canvases.shape[1:])[..., :trace.images.shape[-2], :trace.images.shape[-1]]
+            return canvases * trace.z_pres.gather(1, order)[:, :, None, None, None]
+        weights = trace.z_pres[:, :, None, None, None]
+        appearance = trace.objects[:, :, :-1] * trace.objects[:, :, -1:] if self.model.alpha else trace.objects
+        return appearance * weights
 
     def reconstruct(self, images) -> tuple[np.ndarray, Scenes]:
         """(B, C, H, W) reconstructions (the present objects composited over the background) and the scenes."""
         return self.decompose(images)["reconstruction"], self.infer(images)
 
 
-def model_from_checkpoint(state: dict, config: Config, path: str | Path, device: str = "cpu") -> AIR:
-    """The AIR of a checkpoint's state and config, on `device` (a name, "auto" included)."""
+def model_from_checkpoint(state: dict, config: Config, path: str | Path, device: str = "cpu") -> AIR | GridAIR:
+    """The model of a checkpoint's state and config, on `device` (a name, "auto" included)."""
     try:
-        model = AIR(config.model)
+        model = make_model(config.model)
         model.load_state_dict(state["model"])
     except AirsceneError as error:
         raise AirsceneError(f"checkpoint {path}: {error}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from airscene.estimators import Batch, make_estimator
 from airscene.estimators.elbo import greedy_counts
 from airscene.evaluate import count_accuracy, elbo_and_log_likelihood, infer_counts
 from airscene.images import to_model_layout
-from airscene.model import AIR
+from airscene.model import make_model
 from airscene.model.priors import object_size_prior
 from airscene.model.trace import Trace
 from airscene.runs import Run, TrainingJob, batch_indices, fit, make_optimiser
@@ -36,12 +37,18 @@ def fit_model_to_data(config: Config, train: SceneSet, test: SceneSet, shard: Sh
             raise AirsceneError(f"setting {name} = {getattr(model, name)} contradicts the data {config.data}, whose "
                                 f"images have {name} {value}: drop --{name.replace('_', '-')}")
         setattr(model, name, value)
-    apply_object_size(model)
+    if model.model != "grid":  # the grid's windows read object_size themselves (model/grid.py)
+        apply_object_size(model)
     if config.train.batch_size * shard.world > len(train):
         raise AirsceneError(f"batch size {config.train.batch_size} x {shard.world} process(es) exceeds the {len(train)} "
                             "training images: lower --batch-size or make more data")
     largest = max((int(split.counts.max(initial=0)) for split in (train, test) if split.counts is not None), default=0)
-    if largest > model.max_objects:
+    if model.model == "grid":
+        cells = math.ceil(model.image_size / model.cell_size) ** 2
+        if largest > cells:
+            raise AirsceneError(f"data {config.data} has scenes with {largest} objects but the grid has {cells} cells: "
+                                "lower --cell-size")
+    elif largest > model.max_objects:
         raise AirsceneError(f"data {config.data} has scenes with {largest} objects but the model has "
                             f"N = {model.max_objects} steps: raise --max-objects to at least {largest}")
 
@@ -71,7 +78,7 @@ class AIRJob(TrainingJob):
 
     def __init__(self, config: Config, train: SceneSet, test: SceneSet, device: torch.device, shard: Shard = Shard()):
         self.config, self.train, self.device, self.shard = config, train, device, shard
-        self.model = AIR(config.model).to(device)
+        self.model = make_model(config.model).to(device)
         self.estimator = make_estimator(config).to(device)
         self.optimiser = make_optimiser(self.model, self.estimator, config.train, shard)
         mine = shard.indices(min(config.train.eval_images, len(test)))  # this rank's share of the test scenes

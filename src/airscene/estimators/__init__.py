@@ -6,6 +6,7 @@ from __future__ import annotations
 from airscene.config import Config
 from airscene.estimators.base import Batch, Estimator
 from airscene.estimators.enumerate import Enumerate
+from airscene.estimators.local import LocalExpectation
 from airscene.estimators.nvil import NVIL, BaselineNetwork
 from airscene.estimators.relaxed import Relaxed
 from airscene.estimators.vimco import VIMCO
@@ -18,9 +19,11 @@ def make_estimator(config: Config) -> Estimator:
         return NVIL(BaselineNetwork(config.model), normalise_signal=t.normalise_signal)
     if t.estimator == "vimco":
         return VIMCO(t.vimco_samples)
+    if t.estimator == "local":
+        return LocalExpectation()
     if t.estimator == "relaxed":
         return Relaxed(t.temperature_start, t.temperature_end, t.temperature_steps, t.straight_through)
     return Enumerate()
 
 
-__all__ = ["BaselineNetwork", "Batch", "Enumerate", "Estimator", "NVIL", "Relaxed", "VIMCO", "make_estimator"]
+__all__ = ["BaselineNetwork", "Batch", "Enumerate", "Estimator", "LocalExpectation", "NVIL", "Relaxed", "VIMCO", "make_estimator"]

@@ -1,7 +1,16 @@
-"""AIR: spatial transformer, networks, priors, the shared recurrence and the model itself."""
+"""AIR: spatial transformer, networks, priors, the shared recurrence, the model itself, and the grid model."""
 
+from airscene.config import ModelConfig
 from airscene.model.air import AIR, AttendInferRepeat, GlimpseTrace
+from airscene.model.grid import GridAIR, GridTrace
 from airscene.model.trace import Trace
 from airscene.model.transformer import crop_glimpse, paste_glimpse, window_boxes
 
-__all__ = ["AIR", "AttendInferRepeat", "GlimpseTrace", "Trace", "crop_glimpse", "paste_glimpse", "window_boxes"]
+
+def make_model(config: ModelConfig) -> AIR | GridAIR:
+    """The model config.model names: AIR or DAIR (one recurrent step per object) or the grid."""
+    return GridAIR(config) if config.model == "grid" else AIR(config)
+
+
+__all__ = ["AIR", "AttendInferRepeat", "GlimpseTrace", "GridAIR", "GridTrace", "Trace", "crop_glimpse", "make_model",
+           "paste_glimpse", "window_boxes"]

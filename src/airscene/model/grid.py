@@ -1,0 +1,205 @@
+"""A grid of cells inferred in parallel (in the manner of SPAIR and SPACE), the third model beside AIR and
+DAIR: a convolutional backbone reads the whole image once, and every cell proposes at most one object at
+the same time: its presence, a window whose centre lies in the cell, and an appearance code from a glimpse
+there. Objects are decoded and drawn into tiles around their cells, all at once, and the tiles are added
+up over the background into the canvas. Nothing runs once per object, so the cost does not grow with the
+count, and the same convolutions run on a canvas of any size, larger than the one trained on.
+
+It reuses AIR's pieces: the presence draw and its bounded logit, the glimpse encoder and decoder, the
+spatial transformer, the background component, the pixel likelihood, the Trace every estimator reads and
+the training loop. A cell's presence is its own Bernoulli(rho), with the count prior's rho: the count prior
+becomes a binomial over the cells. Estimators that apply: `local` (each cell's presence summed out exactly
+given the others: estimators/local.py), `vimco` and `relaxed`; `enumerate` sums out AIR's count,
+and a grid of K cells has 2^K presence patterns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Normal
+
+from airscene.config import ModelConfig
+from airscene.errors import AirsceneError
+from airscene.model.air import BackgroundLatents, PixelLikelihood, draw_presence
+from airscene.model.networks import PRESENCE_LOGIT_BOUND, BackgroundVAE, GlimpseDecoder, GlimpseEncoder, gaussian_parameters
+from airscene.model.priors import WINDOW_LIMIT
+from airscene.model.trace import Trace
+from airscene.model.transformer import cell_tiles, crop_glimpse, fold_tiles, paste_glimpse, window_boxes
+
+DEFAULT_OBJECT_SIZE = (20.0,)  # pixels, where the config does not say: an MNIST digit's ink
+WINDOW_FLOOR = 1e-3  # the grid bounds its windows itself; the transformer's own bound stays out of the way
+
+
+@dataclass(kw_only=True)
+class GridTrace(Trace):
+    """A grid model's trace: K cells (row-major) in place of AIR's N steps, each deciding for itself."""
+
+    z_where: torch.Tensor  # (B, K, 3) the window as AIR's z_where (s, x, y) on the canvas
+    z_what: torch.Tensor  # (B, K, C_what)
+    tiles: torch.Tensor  # (B, K, C, T, T) each cell's object drawn in the T x T tile centred on the cell
+    background: torch.Tensor | None = None  # (B, C, H, W) where the model has a background
+
+    @property
+    def steps_taken(self) -> torch.Tensor:
+        return torch.ones_like(self.z_pres)  # no unary code: every cell's presence is drawn
+
+    def greedy_presence(self) -> torch.Tensor:
+        return (self.presence_logits > 0).float()
+
+
+def backbone(channels: int, cell: int, width: int) -> nn.Sequential:
+    """(B, C, H, W) -> (B, width, H / cell, W / cell): strided convolutions (stride 2, and 3 for a cell with a
+    factor of 3) down to one feature vector per cell, then two 3 x 3 convolutions, so that each cell sees
+    its neighbours (an object's ink crosses cells)."""
+    strides = [2] * int(math.log2(cell // 3 if cell % 3 == 0 else cell)) + [3] * (cell % 3 == 0)
+    layers, have = [], channels
+    for index, stride in enumerate(strides):
+        out = min(width, 32 * 2 ** index)
+        kernel, padding = (4, 1) if stride == 2 else (3, 0)  # each halves (or thirds) a multiple of the cell exactly
+        layers += [nn.Conv2d(have, out, kernel, stride=stride, padding=padding), nn.ReLU()]
+        have = out
+    return nn.Sequential(*layers, nn.Conv2d(have, width, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
+
+
+class GridAIR(nn.Module, PixelLikelihood):
+    """config.model "grid": every cell of config.cell_size pixels at once."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.image_size is None or config.channels is None:
+            raise AirsceneError("the model config has no image_size or channels: set them, or train on a data set, "
+                                "which sets them from its images")
+        self.config, self.cell = config, config.cell_size
+        low, high = min(config.object_size or DEFAULT_OBJECT_SIZE), max(config.object_size or DEFAULT_OBJECT_SIZE)
+        # A window spans between half the smallest object and WINDOW_LIMIT of the largest, by construction:
+        # one window cannot cover two objects, as AIR's bounded window cannot.
+        self.window_range = (0.5 * low, WINDOW_LIMIT * high)
+        # The tile holds every window of its cell: a centre within half a cell of the cell's, and half the
+        # largest window beyond it on each side.
+        self.tile = self.cell + 2 * math.ceil(self.window_range[1] / 2)
+        self.backbone = backbone(config.channels, self.cell, config.embedding_size)
+        self.head = nn.Conv2d(config.embedding_size, 1 + 6, 1)  # presence logit; mean and sd of the window's 3
+        with torch.no_grad():  # few cells present at first (sigmoid(-3): 5% each), windows mid-range, centred
+            self.head.weight.mul_(0.1)
+            self.head.bias.copy_(torch.tensor([-3.0, 0.0, 0.0, 0.0, -1.0, -1.0, -1.0]))
+        self.encode = GlimpseEncoder(config.channels, config.glimpse_size, config.glimpse_hidden_size,
+                                     config.what_size, config.glimpse_network)
+        self.decode = GlimpseDecoder(config.channels, config.glimpse_size, config.glimpse_hidden_size,
+                                     config.what_size, config.decoder_bias, config.glimpse_network)
+        if config.background == "learned":
+            self.background = BackgroundVAE(config.channels, config.image_size, config.background_size,
+                                            config.background_resolution)
+        self.register_buffer("count_prior", torch.tensor(config.count_prior))  # rho, of each cell
+
+    def padded(self, images: torch.Tensor) -> torch.Tensor:
+        """The images padded (right and bottom, with zeros) to a whole number of cells."""
+        height, width = images.shape[-2:]
+        return F.pad(images, (0, -width % self.cell, 0, -height % self.cell))
+
+    def windows(self, u: torch.Tensor, rows: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K, 3) latents -> each window's (size, centre x, centre y) in canvas pixels, and the same window
+        in its tile's terms (s, x, y) for the transformer: a size within window_range, a centre in the cell
+        (the sigmoids keep both in range however far a sample strays)."""
+        low, high = self.window_range
+        size = low + (high - low) * torch.sigmoid(u[..., 0])  # (B, K)
+        row, column = (index.flatten() for index in torch.meshgrid(
+            torch.arange(rows, device=u.device), torch.arange(columns, device=u.device), indexing="ij"))  # (K,)
+        offset_x = (torch.sigmoid(u[..., 1]) - 0.5) * self.cell  # (B, K) from the cell's centre
+        offset_y = (torch.sigmoid(u[..., 2]) - 0.5) * self.cell
+        in_tile = torch.stack([self.tile / size, 2 * offset_x / self.tile, 2 * offset_y / self.tile], -1)
+        centre_x, centre_y = (column + 0.5) * self.cell + offset_x, (row + 0.5) * self.cell + offset_y
+        return torch.stack([size, centre_x, centre_y], -1), in_tile
+
+    def read_background(self, images: torch.Tensor, sample: bool) -> BackgroundLatents | None:
+        if self.config.background == "none":
+            return None
+        q = Normal(*self.background.encode(images))
+        z_background = q.rsample() if sample else q.mean  # (B, D)
+        log_ratio = (Normal(0.0, 1.0).log_prob(z_background) - q.log_prob(z_background)).sum(-1)
+        return BackgroundLatents(background=self.background.decode(z_background, images.shape[-2:]), log_ratio=log_ratio)
+
+    def forward(self, images: torch.Tensor, presence: str = "sample", exploration: float = 0.0,
+                temperature: float = 1.0, sample: bool = True) -> GridTrace:
+        """images (B, C, H, W) in [0, 1] -> the GridTrace of every cell. The arguments are AIR's but for
+        exploration, which a grid does not need (each cell's presence has its own learning signal, whatever
+        the others do) and ignores, and presence "all", which it refuses (there is no count to enumerate)."""
+        if presence == "all":
+            raise ValueError("a grid has no count to enumerate: draw presence by 'sample', 'relaxed' or 'greedy'")
+        c, batch = self.config, images.shape[0]
+        context = self.read_background(images, sample)
+        padded = self.padded(images)
+        rows, columns = padded.shape[-2] // self.cell, padded.shape[-1] // self.cell
+        output = self.head(self.backbone(padded)).flatten(2).transpose(1, 2)  # (B, K, 7)
+        logits = PRESENCE_LOGIT_BOUND * torch.tanh(output[..., 0] / PRESENCE_LOGIT_BOUND)  # (B, K)
+        q_where = Normal(*gaussian_parameters(output[..., 1:]))
+        u = q_where.rsample() if sample else q_where.mean  # (B, K, 3)
+        pixels, in_tile = self.windows(u, rows, columns)
+        cells = rows * columns
+        # The window as AIR's z_where on this canvas: s = canvas width / window width, the centre in [-1, 1].
+        width = images.shape[-1]
+        z_where = torch.stack([width / pixels[..., 0], 2 * pixels[..., 1] / width - 1, 2 * pixels[..., 2] / width - 1], -1)
+        glimpses = crop_glimpse(images, z_where, c.glimpse_size, WINDOW_FLOOR).flatten(0, 1)  # (B K, C, g, g)
+        q_what = Normal(*self.encode(glimpses))
+        z_what = q_what.rsample() if sample else q_what.mean  # (B K, C_what)
+        tiles = paste_glimpse(self.decode(z_what), in_tile.flatten(0, 1), self.tile, WINDOW_FLOOR)  # (B K, C, T, T)
+        log_ratio = ((Normal(0.0, 1.0).log_prob(u) - q_where.log_prob(u)).sum(-1)
+                     + (Normal(0.0, 1.0).log_prob(z_what) - q_what.log_prob(z_what)).sum(-1).view(batch, cells))
+        z_pres = draw_presence(logits.flatten(), images.new_ones(batch * cells, 1), presence, temperature)
+        return GridTrace(images=images, presence_logits=logits, z_pres=z_pres.view(batch, cells), log_ratio=log_ratio,
+                         scene_log_ratio=images.new_zeros(batch) if context is None else context.log_ratio,
+                         z_where=z_where, z_what=z_what.view(batch, cells, -1),
+                         tiles=tiles.view(batch, cells, *tiles.shape[1:]),
+                         background=None if context is None else context.background)
+
+    def objects_canvas(self, tiles: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """(B, K, C, T, T) tiles -> (B, C, H, W): added up where they overlap, cut to the images' canvas."""
+        height, width = self.padded(images).shape[-2:]
+        return fold_tiles(tiles, height, width, self.cell)[..., :images.shape[-2], :images.shape[-1]]
+
+    def render(self, trace: GridTrace) -> torch.Tensor:
+        """(B, C, H, W): the present objects (weighted by z_pres) added up over the background."""
+        objects = self.objects_canvas(trace.tiles * trace.z_pres[:, :, None, None, None], trace.images)
+        return objects if trace.background is None else trace.background + objects
+
+    def trace_log_likelihood(self, trace: GridTrace) -> torch.Tensor:
+        """(B,) log p(x | z) of the trace's latents."""
+        return self.log_likelihood(trace.images, self.render(trace))
+
+    def presence_effects(self, trace: GridTrace) -> torch.Tensor:
+        """(B, K): log p(x | z with cell k present) - log p(x | z with cell k absent), every other cell as the
+        trace has it. Only cell k's tile changes, so each difference is a sum over one tile."""
+        tiles, z_pres = trace.tiles.float(), trace.z_pres[:, :, None, None, None]
+        tiled = lambda canvas: cell_tiles(self.padded(canvas), self.cell, self.tile)  # noqa: E731
+        inside = tiled(torch.ones_like(trace.images[:, :1]))  # (B, K, 1, T, T): 1 on the canvas, 0 beyond it
+        if self.config.likelihood == "gaussian":
+            # Additive objects under a Gaussian: with r the residual x - canvas and y the cell's object,
+            # |r + z y - y|^2 - |r + z y|^2 = |y|^2 (1 - 2 z) - 2 <r, y>, over the tile's pixels on the canvas.
+            residual = tiled(trace.images - self.render(trace).float())  # (B, K, C, T, T), zero beyond the canvas
+            inner, norm = (residual * tiles).flatten(2).sum(-1), (tiles.square() * inside).flatten(2).sum(-1)  # (B, K)
+            return -0.5 * (norm * (1 - 2 * trace.z_pres) - 2 * inner) / self.config.likelihood_sd ** 2
+        without = tiled(self.render(trace)) - z_pres * tiles
+        images = tiled(trace.images)
+        difference = self.pixel_log_likelihood(images, without + tiles) - self.pixel_log_likelihood(images, without)
+        return (difference * inside).flatten(2).sum(-1)
+
+    def boxes(self, z_where: torch.Tensor, image_size: int) -> torch.Tensor:
+        """(..., 3) -> (..., 4) pixel boxes x0, y0, x1, y1 of the windows."""
+        return window_boxes(z_where, image_size, WINDOW_FLOOR)
+
+    @torch.no_grad()
+    def describe(self, images: torch.Tensor, threshold: float = 0.5):
+        """Test-time inference, every cell at once (no early exit to gain: the cost is one pass whatever the
+        count). Returns what AIR.describe does, with K cells for N steps: z_pres (B, K), presence
+        probabilities (B, K), z_where (B, K, 3) and z_what (B, K, C_what), NaN where absent."""
+        trace = self(images, presence="greedy", sample=False)
+        probability = torch.sigmoid(trace.presence_logits)
+        present = (probability > threshold).float()
+        absent = present[..., None] == 0
+        return (present, probability, trace.z_where.masked_fill(absent, float("nan")),
+                trace.z_what.masked_fill(absent, float("nan")))
