@@ -116,8 +116,14 @@ def test_the_grid_infers_on_a_canvas_of_any_size():
     for size, cells in ((24, 9), (48, 36), (50, 49)):  # 50 pads to 56: 7 x 7 cells
         present, presence, z_where, z_what = model.describe(torch.rand(2, 1, size, size))
         assert present.shape == presence.shape == (2, cells) and z_where.shape == (2, cells, 3)
-    trace = model(torch.rand(2, 1, 24, 24), presence="greedy")
+    images = torch.rand(2, 1, 24, 24)
+    with torch.no_grad():
+        model.head.bias[0] = 0.0  # about half the cells present
+    trace = model(images, presence="greedy", sample=False)
+    assert 0 < trace.z_pres.sum() < trace.z_pres.numel()
     assert torch.equal(greedy_counts(trace), (trace.presence_logits > 0).float().sum(1))  # any cells, not a prefix
+    present, _, z_where, _ = model.describe(images, threshold=0.5)  # the same cells, without drawing any
+    assert torch.equal(present, trace.z_pres) and torch.equal(z_where[present == 1], trace.z_where[present == 1])
 
 
 def test_a_windows_box_lies_around_its_cell():

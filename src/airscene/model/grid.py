@@ -52,6 +52,17 @@ class GridTrace(Trace):
         return (self.presence_logits > 0).float()
 
 
+@dataclass(kw_only=True)
+class CellLatents:
+    """What the inference network proposes for every cell, before anything is drawn."""
+
+    presence_logits: torch.Tensor  # (B, K)
+    z_where: torch.Tensor  # (B, K, 3) on the canvas
+    in_tile: torch.Tensor  # (B, K, 3) the same window in its tile's terms
+    z_what: torch.Tensor  # (B, K, C_what)
+    log_ratio: torch.Tensor  # (B, K) log p - log q of z_where's and z_what's latents
+
+
 def backbone(channels: int, cell: int, width: int) -> nn.Sequential:
     """(B, C, H, W) -> (B, width, H / cell, W / cell): strided convolutions (stride 2, and 3 for a cell with a
     factor of 3) down to one feature vector per cell, then two 3 x 3 convolutions, so that each cell sees
@@ -124,15 +135,10 @@ class GridAIR(nn.Module, PixelLikelihood):
         log_ratio = (Normal(0.0, 1.0).log_prob(z_background) - q.log_prob(z_background)).sum(-1)
         return BackgroundLatents(background=self.background.decode(z_background, images.shape[-2:]), log_ratio=log_ratio)
 
-    def forward(self, images: torch.Tensor, presence: str = "sample", exploration: float = 0.0,
-                temperature: float = 1.0, sample: bool = True) -> GridTrace:
-        """images (B, C, H, W) in [0, 1] -> the GridTrace of every cell. The arguments are AIR's but for
-        exploration, which a grid does not need (each cell's presence has its own learning signal, whatever
-        the others do) and ignores, and presence "all", which it refuses (there is no count to enumerate)."""
-        if presence == "all":
-            raise ValueError("a grid has no count to enumerate: draw presence by 'sample', 'relaxed' or 'greedy'")
+    def infer_cells(self, images: torch.Tensor, sample: bool = True) -> CellLatents:
+        """The inference network, every cell at once: images (B, C, H, W) -> each cell's presence logit,
+        window and appearance code, with their log p - log q."""
         c, batch = self.config, images.shape[0]
-        context = self.read_background(images, sample)
         padded = self.padded(images)
         rows, columns = padded.shape[-2] // self.cell, padded.shape[-1] // self.cell
         output = self.head(self.backbone(padded)).flatten(2).transpose(1, 2)  # (B, K, 7)
@@ -140,21 +146,39 @@ class GridAIR(nn.Module, PixelLikelihood):
         q_where = Normal(*gaussian_parameters(output[..., 1:]))
         u = q_where.rsample() if sample else q_where.mean  # (B, K, 3)
         pixels, in_tile = self.windows(u, rows, columns)
-        cells = rows * columns
         # The window as AIR's z_where on this canvas: s = canvas width / window width, the centre in [-1, 1].
         width = images.shape[-1]
         z_where = torch.stack([width / pixels[..., 0], 2 * pixels[..., 1] / width - 1, 2 * pixels[..., 2] / width - 1], -1)
         glimpses = crop_glimpse(images, z_where, c.glimpse_size, WINDOW_FLOOR).flatten(0, 1)  # (B K, C, g, g)
         q_what = Normal(*self.encode(glimpses))
         z_what = q_what.rsample() if sample else q_what.mean  # (B K, C_what)
-        tiles = paste_glimpse(self.decode(z_what), in_tile.flatten(0, 1), self.tile, WINDOW_FLOOR)  # (B K, C, T, T)
         log_ratio = ((Normal(0.0, 1.0).log_prob(u) - q_where.log_prob(u)).sum(-1)
-                     + (Normal(0.0, 1.0).log_prob(z_what) - q_what.log_prob(z_what)).sum(-1).view(batch, cells))
-        z_pres = draw_presence(logits.flatten(), images.new_ones(batch * cells, 1), presence, temperature)
-        return GridTrace(images=images, presence_logits=logits, z_pres=z_pres.view(batch, cells), log_ratio=log_ratio,
-                         scene_log_ratio=images.new_zeros(batch) if context is None else context.log_ratio,
-                         z_where=z_where, z_what=z_what.view(batch, cells, -1),
-                         tiles=tiles.view(batch, cells, *tiles.shape[1:]),
+                     + (Normal(0.0, 1.0).log_prob(z_what) - q_what.log_prob(z_what)).sum(-1).view(batch, rows * columns))
+        return CellLatents(presence_logits=logits, z_where=z_where, in_tile=in_tile,
+                           z_what=z_what.view(batch, rows * columns, -1), log_ratio=log_ratio)
+
+    def draw_tiles(self, cells: CellLatents) -> torch.Tensor:
+        """The generative step, every cell at once: (B, K, C, T, T) each cell's object decoded and drawn in
+        its tile."""
+        batch, count = cells.z_what.shape[:2]
+        tiles = paste_glimpse(self.decode(cells.z_what.flatten(0, 1)), cells.in_tile.flatten(0, 1), self.tile,
+                              WINDOW_FLOOR)  # (B K, C, T, T)
+        return tiles.view(batch, count, *tiles.shape[1:])
+
+    def forward(self, images: torch.Tensor, presence: str = "sample", exploration: float = 0.0,
+                temperature: float = 1.0, sample: bool = True) -> GridTrace:
+        """images (B, C, H, W) in [0, 1] -> the GridTrace of every cell. The arguments are AIR's but for
+        exploration, which a grid does not need (each cell's presence has its own learning signal, whatever
+        the others do) and ignores, and presence "all", which it refuses (there is no count to enumerate)."""
+        if presence == "all":
+            raise ValueError("a grid has no count to enumerate: draw presence by 'sample', 'relaxed' or 'greedy'")
+        context = self.read_background(images, sample)
+        cells = self.infer_cells(images, sample)
+        logits = cells.presence_logits
+        z_pres = draw_presence(logits.flatten(), logits.new_ones(logits.numel(), 1), presence, temperature)
+        return GridTrace(images=images, presence_logits=logits, z_pres=z_pres.view_as(logits), log_ratio=cells.log_ratio,
+                         scene_log_ratio=images.new_zeros(len(images)) if context is None else context.log_ratio,
+                         z_where=cells.z_where, z_what=cells.z_what, tiles=self.draw_tiles(cells),
                          background=None if context is None else context.background)
 
     def objects_canvas(self, tiles: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -194,12 +218,12 @@ class GridAIR(nn.Module, PixelLikelihood):
 
     @torch.no_grad()
     def describe(self, images: torch.Tensor, threshold: float = 0.5):
-        """Test-time inference, every cell at once (no early exit to gain: the cost is one pass whatever the
-        count). Returns what AIR.describe does, with K cells for N steps: z_pres (B, K), presence
+        """Test-time inference, every cell at once and nothing decoded: the cost is one pass whatever the
+        count. Returns what AIR.describe does, with K cells for N steps: z_pres (B, K), presence
         probabilities (B, K), z_where (B, K, 3) and z_what (B, K, C_what), NaN where absent."""
-        trace = self(images, presence="greedy", sample=False)
-        probability = torch.sigmoid(trace.presence_logits)
+        cells = self.infer_cells(images, sample=False)
+        probability = torch.sigmoid(cells.presence_logits)
         present = (probability > threshold).float()
         absent = present[..., None] == 0
-        return (present, probability, trace.z_where.masked_fill(absent, float("nan")),
-                trace.z_what.masked_fill(absent, float("nan")))
+        return (present, probability, cells.z_where.masked_fill(absent, float("nan")),
+                cells.z_what.masked_fill(absent, float("nan")))
