@@ -5,6 +5,7 @@ commands that go with it."""
 import dataclasses
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +193,13 @@ def test_a_grid_run_trains_evaluates_and_infers_through_the_commands(tmp_path, c
     parts = trained.decompose(images)
     assert parts["objects"].shape[1] == max(scenes.counts.max(), 0)
     np.testing.assert_allclose(parts["objects"].sum(1).clip(0, 1), parts["reconstruction"], atol=1e-5)
+    # Files of several sizes in one `infer`: each inferred at its own size, in the order named.
+    from PIL import Image
+
+    for name, side in (("small.png", 24), ("large.png", 48)):
+        Image.fromarray((images[0, :side, :side] * 255).astype(np.uint8)).save(tmp_path / name)
+    capsys.readouterr()
+    assert main(["infer", str(run), str(tmp_path / "large.png"), str(tmp_path / "small.png"), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [Path(record["image"]).name for record in records] == ["large.png", "small.png"]
+    assert all(1 <= found["step"] <= 9 for found in records[1]["objects"])  # 24 x 24: 3 x 3 cells

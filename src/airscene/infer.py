@@ -64,8 +64,12 @@ class TrainedModel:
     def prepare(self, images, layout: str = "auto") -> torch.Tensor:
         """Images in any supported form (airscene.images.to_model_layout) as this model's input, on its device:
         of the size trained on (the grid model: any size; its convolutions run on any canvas)."""
-        size = None if isinstance(self.model, GridAIR) else self.config.model.image_size
-        return to_model_layout(images, self.config.model.channels, size, layout=layout).to(self.device)
+        return to_model_layout(images, self.config.model.channels, self.image_size, layout=layout).to(self.device)
+
+    @property
+    def image_size(self) -> int | None:
+        """The canvas side this model takes: the one trained on, or None (any) for the grid model."""
+        return None if isinstance(self.model, GridAIR) else self.config.model.image_size
 
     @torch.inference_mode()
     def infer(self, images, batch_size: int = 1000, layout: str = "auto") -> Scenes:
@@ -147,12 +151,21 @@ def image_paths(paths) -> list[Path]:
 
 def infer_files(trained: TrainedModel, paths, chunk: int = 500) -> list[tuple[Path, dict]]:
     """(file, record) for every image file named or inside a folder named, read `chunk` files at a time."""
-    files, results = image_paths(paths), []
-    c = trained.config.model
+    files, results = image_paths(paths), {}
+    c, size = trained.config.model, trained.image_size
     for start in range(0, len(files), chunk):
         part = files[start:start + chunk]
-        results += zip(part, trained.infer(read_images(part, c.channels, c.image_size)).to_records())
-    return results
+        if size is not None:
+            results.update(zip(part, trained.infer(read_images(part, c.channels, size)).to_records()))
+            continue
+        by_shape: dict[tuple, list] = {}  # any size: the files of each size inferred together
+        for path in part:
+            image = read_images([path], c.channels)
+            by_shape.setdefault(tuple(image.shape), []).append((path, image))
+        for group in by_shape.values():
+            records = trained.infer(torch.cat([image for _, image in group])).to_records()
+            results.update(zip([path for path, _ in group], records))
+    return [(path, results[path]) for path in files]
 
 
 CSV_FIELDS = ("file", "count", "step", "x0", "y0", "x1", "y1", "presence", "scale", "x", "y")
