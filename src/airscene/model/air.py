@@ -133,6 +133,14 @@ class BackgroundLatents:
     log_ratio: torch.Tensor  # (B,)
 
 
+def read_background(background: BackgroundVAE, images: torch.Tensor, sample: bool) -> BackgroundLatents:
+    """The background component's latent inferred from images (B, C, H, W), and decoded to their size."""
+    q = Normal(*background.encode(images))
+    z_background = q.rsample() if sample else q.mean  # (B, D)
+    log_ratio = (Normal(0.0, 1.0).log_prob(z_background) - q.log_prob(z_background)).sum(-1)
+    return BackgroundLatents(background=background.decode(z_background, images.shape[-2:]), log_ratio=log_ratio)
+
+
 @dataclass(kw_only=True)
 class GlimpseStep:
     """One AIR step's object: B images."""
@@ -198,8 +206,7 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         self.decode = GlimpseDecoder(config.channels + self.alpha, config.glimpse_size, config.glimpse_hidden_size,
                                      config.what_size, config.decoder_bias, config.glimpse_network)
         if config.background == "learned":
-            self.background = BackgroundVAE(config.channels, config.image_size, config.background_size,
-                                            config.background_resolution)
+            self.background = BackgroundVAE(config.channels, config.background_size, config.background_resolution)
         self.register_buffer("where_prior_mean", torch.tensor(config.where_prior_mean))
         self.register_buffer("where_prior_sd", torch.tensor(config.where_prior_sd))
         self.register_buffer("count_prior", torch.tensor(config.count_prior))  # rho; training may anneal it
@@ -209,12 +216,7 @@ class AIR(AttendInferRepeat, PixelLikelihood):
 
     def read_image(self, images: torch.Tensor, sample: bool) -> BackgroundLatents | None:
         """The background, AIR's one latent of the whole image (where the config has one)."""
-        if self.config.background == "none":
-            return None
-        q = Normal(*self.background.encode(images))
-        z_background = q.rsample() if sample else q.mean  # (B, D)
-        log_ratio = (Normal(0.0, 1.0).log_prob(z_background) - q.log_prob(z_background)).sum(-1)
-        return BackgroundLatents(background=self.background.decode(z_background), log_ratio=log_ratio)
+        return None if self.config.background == "none" else read_background(self.background, images, sample)
 
     def embed_input(self, images: torch.Tensor, context, steps: list[GlimpseStep], z_pres: list[torch.Tensor]):
         if not self.difference:

@@ -25,7 +25,7 @@ from torch.distributions import Normal
 
 from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
-from airscene.model.air import BackgroundLatents, PixelLikelihood, draw_presence
+from airscene.model.air import PixelLikelihood, draw_presence, read_background
 from airscene.model.networks import PRESENCE_LOGIT_BOUND, BackgroundVAE, GlimpseDecoder, GlimpseEncoder, gaussian_parameters
 from airscene.model.priors import WINDOW_LIMIT
 from airscene.model.trace import Trace
@@ -104,8 +104,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         self.decode = GlimpseDecoder(config.channels, config.glimpse_size, config.glimpse_hidden_size,
                                      config.what_size, config.decoder_bias, config.glimpse_network)
         if config.background == "learned":
-            self.background = BackgroundVAE(config.channels, config.image_size, config.background_size,
-                                            config.background_resolution)
+            self.background = BackgroundVAE(config.channels, config.background_size, config.background_resolution)
         self.register_buffer("count_prior", torch.tensor(config.count_prior))  # rho, of each cell
 
     def padded(self, images: torch.Tensor) -> torch.Tensor:
@@ -126,14 +125,6 @@ class GridAIR(nn.Module, PixelLikelihood):
         in_tile = torch.stack([self.tile / size, 2 * offset_x / self.tile, 2 * offset_y / self.tile], -1)
         centre_x, centre_y = (column + 0.5) * self.cell + offset_x, (row + 0.5) * self.cell + offset_y
         return torch.stack([size, centre_x, centre_y], -1), in_tile
-
-    def read_background(self, images: torch.Tensor, sample: bool) -> BackgroundLatents | None:
-        if self.config.background == "none":
-            return None
-        q = Normal(*self.background.encode(images))
-        z_background = q.rsample() if sample else q.mean  # (B, D)
-        log_ratio = (Normal(0.0, 1.0).log_prob(z_background) - q.log_prob(z_background)).sum(-1)
-        return BackgroundLatents(background=self.background.decode(z_background, images.shape[-2:]), log_ratio=log_ratio)
 
     def infer_cells(self, images: torch.Tensor, sample: bool = True) -> CellLatents:
         """The inference network, every cell at once: images (B, C, H, W) -> each cell's presence logit,
@@ -172,7 +163,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         the others do) and ignores, and presence "all", which it refuses (there is no count to enumerate)."""
         if presence == "all":
             raise ValueError("a grid has no count to enumerate: draw presence by 'sample', 'relaxed' or 'greedy'")
-        context = self.read_background(images, sample)
+        context = None if self.config.background == "none" else read_background(self.background, images, sample)
         cells = self.infer_cells(images, sample)
         logits = cells.presence_logits
         z_pres = draw_presence(logits.flatten(), logits.new_ones(logits.numel(), 1), presence, temperature)

@@ -82,9 +82,9 @@ class BackgroundVAE(nn.Module):
     """The background component: q(z_bg | x) from a small CNN of the image, and p(x_bg | z_bg) decoded at
     `resolution` x `resolution` and upsampled bilinearly to the canvas, smooth by construction."""
 
-    def __init__(self, channels: int, image_size: int, latent_size: int, resolution: int, hidden_size: int = 128):
+    def __init__(self, channels: int, latent_size: int, resolution: int, hidden_size: int = 128):
         super().__init__()
-        self.image_size, self.shape = image_size, (channels, resolution, resolution)
+        self.shape = (channels, resolution, resolution)
         self.encoder = nn.Sequential(
             nn.AdaptiveAvgPool2d(16), nn.Conv2d(channels, 32, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
@@ -100,11 +100,10 @@ class BackgroundVAE(nn.Module):
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (B, C, H, W) -> mean, sd (B, D)
         return gaussian_parameters(self.encoder(images))
 
-    def decode(self, z_background: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """(B, D) -> (B, C, H, W) in [0, 1], H x W = size (default: the canvas trained on)."""
+    def decode(self, z_background: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(B, D) -> (B, C, H, W) in [0, 1], H x W = size."""
         coarse = torch.sigmoid(self.decoder(z_background)).view(-1, *self.shape)
-        return F.interpolate(coarse, size=size or (self.image_size, self.image_size), mode="bilinear",
-                             align_corners=False)
+        return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
 
 
 class InferenceStep(nn.Module):
