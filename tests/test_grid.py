@@ -49,10 +49,12 @@ def test_many_windows_are_cropped_in_one_pass_as_one_at_a_time():
     torch.testing.assert_close(together, torch.stack([crop_glimpse(images, z_where[:, k], 7, 0.5) for k in range(5)], 1))
 
 
-@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
-def test_each_cells_presence_effect_is_the_change_in_the_likelihood(likelihood):
+@pytest.mark.parametrize("likelihood, compositing, background", [
+    ("gaussian", "add", "none"), ("bernoulli", "add", "learned"), ("gaussian", "alpha", "learned"), ("bernoulli", "alpha", "none")])
+def test_each_cells_presence_effect_is_the_change_in_the_likelihood(likelihood, compositing, background):
     torch.manual_seed(0)
-    model = GridAIR(grid_config(image_size=22, likelihood=likelihood)).double()  # 22: the grid pads to 24
+    model = GridAIR(grid_config(image_size=22, likelihood=likelihood, compositing=compositing,  # 22: the grid pads to 24
+                                background=background)).double()
     with torch.no_grad():
         model.head.bias[0] = 0.0  # half the cells present
         trace = model(torch.rand(2, 1, 22, 22, dtype=torch.double))
@@ -63,6 +65,38 @@ def test_each_cells_presence_effect_is_the_change_in_the_likelihood(likelihood):
             change = (model.trace_log_likelihood(dataclasses.replace(trace, z_pres=on))
                       - model.trace_log_likelihood(dataclasses.replace(trace, z_pres=off)))
             torch.testing.assert_close(effects[:, cell], change)
+
+
+def test_with_alpha_the_nearer_of_two_overlapping_objects_hides_the_other():
+    torch.manual_seed(0)
+    model = GridAIR(grid_config(image_size=16, compositing="alpha")).eval()  # 4 cells of 8 px, tiles of 20 px
+    with torch.no_grad():
+        trace = model(torch.rand(1, 1, 16, 16), sample=False)
+    tiles = torch.zeros_like(trace.tiles)  # (1, 4, 2, 20, 20): appearance, alpha
+    tiles[0, 0, 0], tiles[0, 1, 0], tiles[0, :2, 1] = 0.9, 0.3, 1.0  # cells 0 and 1 opaque over their tiles
+    background = torch.full((1, 1, 16, 16), 0.2)
+    canvas = lambda z_pres, z_depth: model.render(dataclasses.replace(  # noqa: E731
+        trace, tiles=tiles, z_pres=torch.tensor([z_pres]), z_depth=torch.tensor([z_depth]), background=background))[0, 0]
+    overlap, cell_1_alone, neither = (slice(0, 14), slice(2, 14)), (slice(0, 14), slice(14, 16)), (slice(14, 16), slice(14, 16))
+    near_0 = canvas([1.0, 1.0, 0.0, 0.0], [2.0, -2.0, 0.0, 0.0])
+    torch.testing.assert_close(near_0[overlap], torch.full((14, 12), 0.9), atol=1e-3, rtol=0)
+    torch.testing.assert_close(near_0[cell_1_alone], torch.full((14, 2), 0.3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(near_0[neither], torch.full((2, 2), 0.2))
+    near_1 = canvas([1.0, 1.0, 0.0, 0.0], [-2.0, 2.0, 0.0, 0.0])
+    torch.testing.assert_close(near_1[overlap], torch.full((14, 12), 0.3), atol=1e-3, rtol=0)
+    absent_0 = canvas([0.0, 1.0, 0.0, 0.0], [2.0, -2.0, 0.0, 0.0])  # an absent object hides nothing
+    torch.testing.assert_close(absent_0[overlap], torch.full((14, 12), 0.3), atol=1e-5, rtol=0)
+    tiles[0, 0, 1] = 0.5  # half opaque, alone: alpha over the background
+    torch.testing.assert_close(canvas([1.0, 0.0, 0.0, 0.0], [0.0] * 4)[0:8, 0:2], torch.full((8, 2), 0.5 * 0.9 + 0.5 * 0.2))
+
+
+def test_a_grid_with_alpha_learns_its_depths_through_the_local_estimator():
+    torch.manual_seed(0)
+    model = GridAIR(grid_config(compositing="alpha"))
+    loss, _ = LocalExpectation()(model, model(torch.rand(4, 1, 24, 24)))
+    loss.backward()
+    depth_rows = model.head.weight.grad[[4, 8]]  # the depth's mean and sd, after presence and the window's 3 + 3
+    assert torch.isfinite(loss) and depth_rows.abs().sum() > 0
 
 
 def test_local_expectation_moves_each_logit_to_its_mean_field_optimum():
@@ -146,9 +180,7 @@ def test_grid_settings_are_checked():
     Config(**grid, train=TrainConfig(estimator="local")).validate()
     with pytest.raises(AirsceneError, match="use it with --model grid"):
         Config(data="x", train=TrainConfig(estimator="local")).validate()
-    with pytest.raises(AirsceneError, match="composites additively"):
-        Config(data="x", model=dataclasses.replace(grid["model"], compositing="alpha"),
-               train=TrainConfig(estimator="local")).validate()
+    Config(data="x", model=dataclasses.replace(grid["model"], compositing="alpha"), train=TrainConfig(estimator="local")).validate()
     with pytest.raises(AirsceneError, match="only read by --model grid"):
         Config(data="x", model=ModelConfig(cell_size=8)).validate()
     with pytest.raises(AirsceneError, match="only read by --model air and dair"):
@@ -169,13 +201,15 @@ def test_counts_take_ranges(tmp_path):
         main(["data", "sprites", "--out", str(tmp_path / "e"), "--counts", "0-x"])
 
 
-def test_a_grid_run_trains_evaluates_and_infers_through_the_commands(tmp_path, capsys):
+@pytest.mark.parametrize("compositing", ["add", "alpha"])
+def test_a_grid_run_trains_evaluates_and_infers_through_the_commands(tmp_path, capsys, compositing):
     data, run = tmp_path / "data", tmp_path / "run"
     main(["data", "sprites", "--out", str(data), "--train", "64", "--test", "16", "--counts", "0-4", "--size", "32",
           "--side-range", "6,8", "--no-overlap"])
     main(["train", "--data", str(data), "--out", str(run), "--model", "grid", "--estimator", "local", "--cell-size", "8",
           "--object-size", "6,8", "--steps", "4", "--batch-size", "8", "--glimpse-size", "8", "--what-size", "4",
-          "--embedding-size", "16", "--glimpse-hidden-size", "16", "--eval-images", "16", "--quiet"])
+          "--embedding-size", "16", "--glimpse-hidden-size", "16", "--eval-images", "16", "--compositing", compositing,
+          "--quiet"])
     main(["eval", str(run), "--samples", "2"])
     metrics = json.loads((run / "eval.json").read_text())
     trained = load(run)
@@ -191,8 +225,11 @@ def test_a_grid_run_trains_evaluates_and_infers_through_the_commands(tmp_path, c
         assert len(record["objects"]) == count
         assert all(1 <= found["step"] <= 36 for found in record["objects"])
     parts = trained.decompose(images)
-    assert parts["objects"].shape[1] == max(scenes.counts.max(), 0)
-    np.testing.assert_allclose(parts["objects"].sum(1).clip(0, 1), parts["reconstruction"], atol=1e-5)
+    assert parts["objects"].shape[1:3] == (max(scenes.counts.max(), 0), 1)  # each object grey, its alpha applied
+    if compositing == "add":
+        np.testing.assert_allclose(parts["objects"].sum(1).clip(0, 1), parts["reconstruction"], atol=1e-5)
+    else:  # where no cell is present, nothing is drawn
+        assert (parts["reconstruction"][scenes.counts == 0] == 0).all()
     # Files of several sizes in one `infer`: each inferred at its own size, in the order named.
     from PIL import Image
 

@@ -101,17 +101,18 @@ class TrainedModel:
         return {name: torch.cat(values).numpy() for name, values in parts.items()}
 
     def present_objects(self, trace) -> torch.Tensor:
-        """(B, N, C, H, W): each present object of a greedy trace alone on the canvas, zeros where absent."""
+        """(B, N, C, H, W): each present object of a greedy trace alone on the canvas, as opaque as its alpha,
+        zeros where absent."""
+        objects = trace.tiles if isinstance(trace, GridTrace) else trace.objects  # (B, N, C(+1), ...)
+        appearance = objects[:, :, :-1] * objects[:, :, -1:] if self.model.alpha else objects
         if isinstance(trace, GridTrace):  # its present cells, in cell order, each tile on a canvas of its own
             order = trace.z_pres.argsort(dim=1, descending=True, stable=True)[:, :int(trace.z_pres.sum(1).max())]
-            tiles = trace.tiles.gather(1, order[:, :, None, None, None].expand(-1, -1, *trace.tiles.shape[2:]))
+            tiles = appearance.gather(1, order[:, :, None, None, None].expand(-1, -1, *appearance.shape[2:]))
             height, width = self.model.padded(trace.images).shape[-2:]
             canvases = tile_canvases(tiles.flatten(0, 1), order.flatten(), height, width, self.model.cell)
             canvases = canvases.view(*order.shape, *canvases.shape[1:])[..., :trace.images.shape[-2], :trace.images.shape[-1]]
             return canvases * trace.z_pres.gather(1, order)[:, :, None, None, None]
-        weights = trace.z_pres[:, :, None, None, None]
-        appearance = trace.objects[:, :, :-1] * trace.objects[:, :, -1:] if self.model.alpha else trace.objects
-        return appearance * weights
+        return appearance * trace.z_pres[:, :, None, None, None]
 
     def reconstruct(self, images) -> tuple[np.ndarray, Scenes]:
         """(B, C, H, W) reconstructions (the present objects composited over the background) and the scenes."""

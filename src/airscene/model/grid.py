@@ -2,8 +2,10 @@
 DAIR: a convolutional backbone reads the whole image once, and every cell proposes at most one object at
 the same time: its presence, a window whose centre lies in the cell, and an appearance code from a glimpse
 there. Objects are decoded and drawn into tiles around their cells, all at once, and the tiles are added
-up over the background into the canvas. Nothing runs once per object, so the cost does not grow with the
-count, and the same convolutions run on a canvas of any size, larger than the one trained on.
+up over the background into the canvas; or, with alpha compositing, each object also has an opacity and
+its cell a depth, and the nearer of two overlapping objects hides the other. Nothing runs once per
+object, so the cost does not grow with the count, and the same convolutions run on a canvas of any size,
+larger than the one trained on.
 
 It reuses AIR's pieces: the presence draw and its bounded logit, the glimpse encoder and decoder, the
 spatial transformer, the background component, the pixel likelihood, the Trace every estimator reads and
@@ -33,6 +35,10 @@ from airscene.model.transformer import cell_tiles, crop_glimpse, fold_tiles, pas
 
 DEFAULT_OBJECT_SIZE = (20.0,)  # pixels, where the config does not say: an MNIST digit's ink
 WINDOW_FLOOR = 1e-3  # the grid bounds its windows itself; the transformer's own bound stays out of the way
+# With alpha compositing, an object's weight where objects overlap is its opacity times
+# exp(DEPTH_RANGE tanh(z_depth)): depth 1 outweighs depth 0 21 to 1, and no weight under- or overflows.
+DEPTH_RANGE = 4.0
+OPACITY_LIMIT = 1 - 1e-6  # keeps log(1 - opacity) finite
 
 
 @dataclass(kw_only=True)
@@ -41,8 +47,9 @@ class GridTrace(Trace):
 
     z_where: torch.Tensor  # (B, K, 3) the window as AIR's z_where (s, x, y) on the canvas
     z_what: torch.Tensor  # (B, K, C_what)
-    tiles: torch.Tensor  # (B, K, C, T, T) each cell's object drawn in the T x T tile centred on the cell
+    tiles: torch.Tensor  # (B, K, C(+1), T, T) each cell's object drawn in the T x T tile centred on the cell (+ its alpha)
     background: torch.Tensor | None = None  # (B, C, H, W) where the model has a background
+    z_depth: torch.Tensor | None = None  # (B, K) with alpha compositing: nearer objects have larger depth
 
     @property
     def steps_taken(self) -> torch.Tensor:
@@ -60,7 +67,8 @@ class CellLatents:
     z_where: torch.Tensor  # (B, K, 3) on the canvas
     in_tile: torch.Tensor  # (B, K, 3) the same window in its tile's terms
     z_what: torch.Tensor  # (B, K, C_what)
-    log_ratio: torch.Tensor  # (B, K) log p - log q of z_where's and z_what's latents
+    z_depth: torch.Tensor | None  # (B, K) with alpha compositing
+    log_ratio: torch.Tensor  # (B, K) log p - log q of the window's, appearance's (and depth's) latents
 
 
 def backbone(channels: int, cell: int, width: int) -> nn.Sequential:
@@ -95,13 +103,15 @@ class GridAIR(nn.Module, PixelLikelihood):
         # largest window beyond it on each side.
         self.tile = self.cell + 2 * math.ceil(self.window_range[1] / 2)
         self.backbone = backbone(config.channels, self.cell, config.embedding_size)
-        self.head = nn.Conv2d(config.embedding_size, 1 + 6, 1)  # presence logit; mean and sd of the window's 3
+        self.alpha = config.compositing == "alpha"
+        latents = 3 + self.alpha  # the window's size and centre (and the depth)
+        self.head = nn.Conv2d(config.embedding_size, 1 + 2 * latents, 1)  # presence logit; means and sds
         with torch.no_grad():  # few cells present at first (sigmoid(-3): 5% each), windows mid-range, centred
             self.head.weight.mul_(0.1)
-            self.head.bias.copy_(torch.tensor([-3.0, 0.0, 0.0, 0.0, -1.0, -1.0, -1.0]))
+            self.head.bias.copy_(torch.tensor([-3.0] + [0.0] * latents + [-1.0] * latents))
         self.encode = GlimpseEncoder(config.channels, config.glimpse_size, config.glimpse_hidden_size,
                                      config.what_size, config.glimpse_network)
-        self.decode = GlimpseDecoder(config.channels, config.glimpse_size, config.glimpse_hidden_size,
+        self.decode = GlimpseDecoder(config.channels + self.alpha, config.glimpse_size, config.glimpse_hidden_size,
                                      config.what_size, config.decoder_bias, config.glimpse_network)
         if config.background == "learned":
             self.background = BackgroundVAE(config.channels, config.background_size, config.background_resolution)
@@ -132,11 +142,11 @@ class GridAIR(nn.Module, PixelLikelihood):
         c, batch = self.config, images.shape[0]
         padded = self.padded(images)
         rows, columns = padded.shape[-2] // self.cell, padded.shape[-1] // self.cell
-        output = self.head(self.backbone(padded)).flatten(2).transpose(1, 2)  # (B, K, 7)
+        output = self.head(self.backbone(padded)).flatten(2).transpose(1, 2)  # (B, K, 7), or 9 with a depth
         logits = PRESENCE_LOGIT_BOUND * torch.tanh(output[..., 0] / PRESENCE_LOGIT_BOUND)  # (B, K)
         q_where = Normal(*gaussian_parameters(output[..., 1:]))
-        u = q_where.rsample() if sample else q_where.mean  # (B, K, 3)
-        pixels, in_tile = self.windows(u, rows, columns)
+        u = q_where.rsample() if sample else q_where.mean  # (B, K, 3), or 4: the depth last
+        pixels, in_tile = self.windows(u[..., :3], rows, columns)
         # The window as AIR's z_where on this canvas: s = canvas width / window width, the centre in [-1, 1].
         width = images.shape[-1]
         z_where = torch.stack([width / pixels[..., 0], 2 * pixels[..., 1] / width - 1, 2 * pixels[..., 2] / width - 1], -1)
@@ -146,11 +156,12 @@ class GridAIR(nn.Module, PixelLikelihood):
         log_ratio = ((Normal(0.0, 1.0).log_prob(u) - q_where.log_prob(u)).sum(-1)
                      + (Normal(0.0, 1.0).log_prob(z_what) - q_what.log_prob(z_what)).sum(-1).view(batch, rows * columns))
         return CellLatents(presence_logits=logits, z_where=z_where, in_tile=in_tile,
-                           z_what=z_what.view(batch, rows * columns, -1), log_ratio=log_ratio)
+                           z_what=z_what.view(batch, rows * columns, -1), z_depth=u[..., 3] if self.alpha else None,
+                           log_ratio=log_ratio)
 
     def draw_tiles(self, cells: CellLatents) -> torch.Tensor:
-        """The generative step, every cell at once: (B, K, C, T, T) each cell's object decoded and drawn in
-        its tile."""
+        """The generative step, every cell at once: (B, K, C(+1), T, T) each cell's object decoded and drawn
+        in its tile (with its alpha)."""
         batch, count = cells.z_what.shape[:2]
         tiles = paste_glimpse(self.decode(cells.z_what.flatten(0, 1)), cells.in_tile.flatten(0, 1), self.tile,
                               WINDOW_FLOOR)  # (B K, C, T, T)
@@ -170,17 +181,38 @@ class GridAIR(nn.Module, PixelLikelihood):
         return GridTrace(images=images, presence_logits=logits, z_pres=z_pres.view_as(logits), log_ratio=cells.log_ratio,
                          scene_log_ratio=images.new_zeros(len(images)) if context is None else context.log_ratio,
                          z_where=cells.z_where, z_what=cells.z_what, tiles=self.draw_tiles(cells),
-                         background=None if context is None else context.background)
+                         background=None if context is None else context.background, z_depth=cells.z_depth)
 
-    def objects_canvas(self, tiles: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """(B, K, C, T, T) tiles -> (B, C, H, W): added up where they overlap, cut to the images' canvas."""
+    def contributions(self, trace: GridTrace, weights: torch.Tensor) -> torch.Tensor:
+        """What each cell's object adds to the canvas's sums, its presence weighted by `weights` (B, K):
+        (B, K, C', T, T). Additive: the object itself. Alpha: with opacity o and depth weight w, its colour
+        times o w, o w, and log(1 - o): sums over the cells that `compose` turns into the canvas."""
+        weights = weights[:, :, None, None, None]
+        if not self.alpha:
+            return trace.tiles * weights
+        appearance, opacity = trace.tiles[:, :, :-1], weights * trace.tiles[:, :, -1:]
+        nearness = opacity * torch.exp(DEPTH_RANGE * torch.tanh(trace.z_depth))[:, :, None, None, None]
+        return torch.cat([nearness * appearance, nearness, torch.log1p(-opacity.clamp(max=OPACITY_LIMIT))], 2)
+
+    def compose(self, sums: torch.Tensor, background: torch.Tensor | None) -> torch.Tensor:
+        """(B, C', H, W) sums of the cells' contributions -> (B, C, H, W) the canvas. Additive: the sum over
+        the background. Alpha: where objects overlap, their colours averaged by opacity times depth weight
+        (the nearest all but hides the rest), covering 1 - prod(1 - o) of the background."""
+        if not self.alpha:
+            return sums if background is None else background + sums
+        colour, nearness, log_through = sums[:, :-2], sums[:, -2:-1], sums[:, -1:]
+        through = torch.exp(log_through)  # the share of the background no object covers
+        objects = colour / nearness.clamp_min(1e-12) * (1 - through)
+        return objects if background is None else objects + through * background
+
+    def fold(self, tiles: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """(B, K, C', T, T) tiles -> (B, C', H, W): added up where they overlap, cut to the images' canvas."""
         height, width = self.padded(images).shape[-2:]
         return fold_tiles(tiles, height, width, self.cell)[..., :images.shape[-2], :images.shape[-1]]
 
     def render(self, trace: GridTrace) -> torch.Tensor:
-        """(B, C, H, W): the present objects (weighted by z_pres) added up over the background."""
-        objects = self.objects_canvas(trace.tiles * trace.z_pres[:, :, None, None, None], trace.images)
-        return objects if trace.background is None else trace.background + objects
+        """(B, C, H, W): the present objects (weighted by z_pres) composited over the background."""
+        return self.compose(self.fold(self.contributions(trace, trace.z_pres), trace.images), trace.background)
 
     def trace_log_likelihood(self, trace: GridTrace) -> torch.Tensor:
         """(B,) log p(x | z) of the trace's latents."""
@@ -189,19 +221,23 @@ class GridAIR(nn.Module, PixelLikelihood):
     def presence_effects(self, trace: GridTrace) -> torch.Tensor:
         """(B, K): log p(x | z with cell k present) - log p(x | z with cell k absent), every other cell as the
         trace has it. Only cell k's tile changes, so each difference is a sum over one tile."""
-        tiles, z_pres = trace.tiles.float(), trace.z_pres[:, :, None, None, None]
         tiled = lambda canvas: cell_tiles(self.padded(canvas), self.cell, self.tile)  # noqa: E731
         inside = tiled(torch.ones_like(trace.images[:, :1]))  # (B, K, 1, T, T): 1 on the canvas, 0 beyond it
-        if self.config.likelihood == "gaussian":
+        if self.config.likelihood == "gaussian" and not self.alpha:
+            tiles = trace.tiles.float()
             # Additive objects under a Gaussian: with r the residual x - canvas and y the cell's object,
             # |r + z y - y|^2 - |r + z y|^2 = |y|^2 (1 - 2 z) - 2 <r, y>, over the tile's pixels on the canvas.
             residual = tiled(trace.images - self.render(trace).float())  # (B, K, C, T, T), zero beyond the canvas
             inner, norm = (residual * tiles).flatten(2).sum(-1), (tiles.square() * inside).flatten(2).sum(-1)  # (B, K)
             return -0.5 * (norm * (1 - 2 * trace.z_pres) - 2 * inner) / self.config.likelihood_sd ** 2
-        without = tiled(self.render(trace)) - z_pres * tiles
-        images = tiled(trace.images)
-        difference = self.pixel_log_likelihood(images, without + tiles) - self.pixel_log_likelihood(images, without)
-        return (difference * inside).flatten(2).sum(-1)
+        # In general: the canvas's sums over each tile without the cell and with it, composed.
+        present, contributions = self.contributions(trace, trace.z_pres), self.contributions(trace, torch.ones_like(trace.z_pres))
+        without = (tiled(self.fold(present, trace.images)) - present) * inside  # (B, K, C', T, T)
+        background = None if trace.background is None else tiled(trace.background).flatten(0, 1)
+        images = tiled(trace.images).flatten(0, 1)  # (B K, C, T, T)
+        difference = (self.pixel_log_likelihood(images, self.compose((without + contributions).flatten(0, 1), background))
+                      - self.pixel_log_likelihood(images, self.compose(without.flatten(0, 1), background)))
+        return (difference.view(*inside.shape[:2], *difference.shape[1:]) * inside).flatten(2).sum(-1)
 
     def boxes(self, z_where: torch.Tensor, image_size: int) -> torch.Tensor:
         """(..., 3) -> (..., 4) pixel boxes x0, y0, x1, y1 of the windows."""
