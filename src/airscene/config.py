@@ -60,16 +60,18 @@ class ModelConfig:
                                                     "window-scale prior and bounds the window", above=0.0,
                                                     maximum=4096.0, length=(1, 2))
     # Real images are not black. "learned": a background with its own latent z_bg ~ N(0, I), decoded at
-    # background_resolution^2 and smoothly upsampled (it can follow light and texture at that scale, not
-    # objects); the recurrent input and the likelihood then see objects over it.
+    # background_resolution^2 and smoothly upsampled; the recurrent input and the likelihood then see
+    # objects over it. It must stay too coarse to draw an object: a background pixel wider than the
+    # objects (2 on the 50-pixel canvas: at 4 it drew the digits as blobs and no count formed).
     background: str = setting("none", "none, or learned: a smooth background with its own latent", choices=("none", "learned"))
     background_size: int = setting(8, "dimensions of the background's latent", minimum=1, maximum=256)
-    background_resolution: int = setting(8, "the background is decoded at this many pixels a side, then upsampled",
+    background_resolution: int = setting(2, "the background is decoded at this many pixels a side, then upsampled",
                                          minimum=1, maximum=512)
     # "add": the canvas is the sum of the objects (the paper's); "alpha": each glimpse also decodes an alpha
-    # mask and the objects are composited, step 1 in front, so an object hides what lies behind it.
-    compositing: str = setting("add", "add (the paper's sum of glimpses) or alpha (objects occlude, step 1 in front)",
-                               choices=("add", "alpha"))
+    # mask and the objects are composited, so an object hides what lies behind it: AIR's step 1 in front,
+    # and the grid's cells by an inferred depth of each.
+    compositing: str = setting("add", "add (the paper's sum of glimpses) or alpha (objects occlude: AIR's step 1 "
+                               "in front, the grid's by an inferred depth)", choices=("add", "alpha"))
     # rho of the count prior: each object costs log(1/rho) nats (1e-10: about 23), so a digit split over
     # two steps does not pay. Part of the generative model; training may anneal toward it (TrainConfig).
     count_prior: float = setting(1e-10, "rho of the truncated geometric count prior (float32 holds it from 1e-30)",
@@ -145,8 +147,6 @@ class Config(Settings):
              "estimator 'local' sums out each grid cell's presence: use it with --model grid"),
             (model.model != "grid" or train.estimator in GRID_ESTIMATORS,
              f"estimator '{train.estimator}' does not apply to --model grid: use {', '.join(GRID_ESTIMATORS)}"),
-            (model.model != "grid" or model.compositing == "add",
-             "--model grid composites additively: drop --compositing alpha, or use --model air or dair"),
         ]
 
     def used(self) -> list[tuple[str, bool, str]]:
