@@ -149,8 +149,16 @@ class Settings:
 
     @classmethod
     def from_dict(cls, values: dict, partial: bool = False):
-        """A checkpoint's config must be whole; a config file a user wrote (`partial`) may leave defaults out."""
-        return from_dict(cls, values, partial=partial).validate()
+        """A checkpoint's config must be whole; a config file a user wrote (`partial`) may leave defaults out.
+        A whole config was saved by airscene, whose defaults may have changed since: the settings it does not
+        read are set to today's defaults (they were never read; a user's file is still refused for them)."""
+        config = from_dict(cls, values, partial=partial)
+        if not partial:
+            defaults = type(config)()
+            for path, takes_part, _when in config.used():
+                if not takes_part:
+                    _set(config, path, _get(defaults, path))
+        return config.validate()
 
     def consistency(self) -> list[tuple[bool, str]]:
         """(holds, what to do otherwise) for each rule that relates several fields."""
@@ -179,3 +187,8 @@ def _get(settings, path: str):
     for part in path.split("."):
         settings = getattr(settings, part)
     return settings
+
+
+def _set(settings, path: str, value) -> None:
+    *parents, name = path.split(".")
+    setattr(_get(settings, ".".join(parents)) if parents else settings, name, value)

@@ -187,10 +187,10 @@ class GridAIR(nn.Module, PixelLikelihood):
         """What each cell's object adds to the canvas's sums, its presence weighted by `weights` (B, K):
         (B, K, C', T, T). Additive: the object itself. Alpha: with opacity o and depth weight w, its colour
         times o w, o w, and log(1 - o): sums over the cells that `compose` turns into the canvas."""
-        weights = weights[:, :, None, None, None]
+        tiles, weights = trace.tiles.float(), weights[:, :, None, None, None]  # float32 under autocast too: logs, ratios
         if not self.alpha:
-            return trace.tiles * weights
-        appearance, opacity = trace.tiles[:, :, :-1], weights * trace.tiles[:, :, -1:]
+            return tiles * weights
+        appearance, opacity = tiles[:, :, :-1], weights * tiles[:, :, -1:]
         nearness = opacity * torch.exp(DEPTH_RANGE * torch.tanh(trace.z_depth))[:, :, None, None, None]
         return torch.cat([nearness * appearance, nearness, torch.log1p(-opacity.clamp(max=OPACITY_LIMIT))], 2)
 
