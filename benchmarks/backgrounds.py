@@ -6,8 +6,8 @@ the default 10-minute run, two runs side by side.
     python benchmarks/backgrounds.py
 """
 
-import argparse
 import json
+import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import run_airscene, train_once, write_section  # noqa: E402
+from results import run_airscene, seeded_runs_parser, train_once, write_section  # noqa: E402
 
-from airscene.viz import plt, save_figure  # noqa: E402
+from airscene.viz import draw_run_figure, plt, save_figure  # noqa: E402
 
 COMPARISONS = {  # name: what it is, the `airscene data` command, and the runs compared (label: train flags)
     "photos": {
@@ -55,11 +55,7 @@ def train(out: Path, name: str, label: str, seed: int, minutes: float) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="benchmarks/out/backgrounds")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--parallel", type=int, default=2)
+    parser = seeded_runs_parser(__doc__, "benchmarks/out/backgrounds")
     parser.add_argument("--comparisons", nargs="+", choices=tuple(COMPARISONS), default=list(COMPARISONS))
     args = parser.parse_args()
     out = Path(args.out)
@@ -83,6 +79,15 @@ def main() -> None:
     axis.set_xticks(range(len(labels)), labels, fontsize=8)
     axis.set(ylabel="held-out count accuracy (%)")
     save_figure(figure, Path(__file__).with_name("backgrounds.png"))
+    decomposition = []
+    if "photos" in args.comparisons:
+        shown = run_directory(out, "photos", "air, learned background", args.seeds[0])
+        draw_run_figure(shown)  # its decomposition.png: image, background, each object, reconstruction
+        shutil.copy(shown / "decomposition.png", Path(__file__).with_name("backgrounds_decomposition.png"))
+        decomposition = [
+            "", f"Held-out scenes taken apart by the learned-background run of seed {args.seeds[0]} (`airscene viz`): "
+            "the image, the inferred background, each step's object and the reconstruction.", "",
+            "![held-out scenes: background, objects, reconstruction](backgrounds_decomposition.png)"]
     body = "\n".join([
         f"Each data set made by the `airscene data` command shown in the script (its defaults: 50 x 50, 60,000 "
         f"training scenes, 10,000 held out), {args.minutes:g} minutes of training, one thread, two runs side by "
@@ -94,6 +99,7 @@ def main() -> None:
         *rows,
         "",
         "![count accuracy with and without the background model and alpha compositing](backgrounds.png)",
+        *decomposition,
     ])
     write_section("Backgrounds and occlusion", body)
 

@@ -1,14 +1,13 @@
 """Held-out count accuracy over training for each estimator and seed: time to 95%, final accuracy, and
 a figure of accuracy over wall-clock time. Runs train in parallel subprocesses, one torch thread each."""
 
-import argparse
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import run_airscene, train_once, write_section  # noqa: E402
+from results import run_airscene, seeded_runs_parser, train_once, write_section  # noqa: E402
 
 from airscene.viz import plt, save_figure  # noqa: E402
 
@@ -34,13 +33,9 @@ def gradient_variances(path: str | None) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = seeded_runs_parser(__doc__, "benchmarks/out/count_accuracy")
     parser.add_argument("--data", default="data/multi-mnist")
-    parser.add_argument("--out", default="benchmarks/out/count_accuracy")
     parser.add_argument("--estimators", nargs="+", default=["enumerate", "nvil"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--section", default="Count accuracy", help="the RESULTS.md section to write")
     parser.add_argument("--figure", default="count_accuracy.png", help="figure file name, beside RESULTS.md")
     parser.add_argument("--gradvar", default=None, help="an `airscene gradvar` JSON for the variance column")

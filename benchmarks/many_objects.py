@@ -5,7 +5,6 @@ canvases of 0-40; and inference time per image against the number of objects.
     python benchmarks/many_objects.py
 """
 
-import argparse
 import json
 import math
 import sys
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import run_airscene, train_once, write_section  # noqa: E402
+from results import run_airscene, seeded_runs_parser, train_once, write_section  # noqa: E402
 
 import airscene  # noqa: E402
 from airscene.config import ModelConfig  # noqa: E402
@@ -94,11 +93,7 @@ def inference_times(grid_run: Path, large: Path) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="benchmarks/out/many_objects")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--parallel", type=int, default=2)
+    parser = seeded_runs_parser(__doc__, "benchmarks/out/many_objects")
     args = parser.parse_args()
     out = Path(args.out)
     small, large = make_data(out)

@@ -6,7 +6,6 @@ the default 10-minute run.
     python benchmarks/own_images.py
 """
 
-import argparse
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import run_airscene, train_once, write_section  # noqa: E402
+from results import run_airscene, seeded_runs_parser, train_once, write_section  # noqa: E402
 
 from airscene.viz import plt, save_figure  # noqa: E402
 
@@ -45,11 +44,7 @@ def train(out: Path, name: str, model: str, seed: int, minutes: float) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="benchmarks/out/own_images")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--parallel", type=int, default=2)
+    parser = seeded_runs_parser(__doc__, "benchmarks/out/own_images")
     parser.add_argument("--data", nargs="+", choices=tuple(DATA), default=list(DATA))
     args = parser.parse_args()
     out = Path(args.out)
