@@ -1,10 +1,13 @@
 """Objects on backgrounds: a background with its own latent, objects that occlude (alpha compositing, step 1
 in front), both through every estimator and DAIR, and data with held-out photographic backgrounds."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from airscene.cli import _config_file
 from airscene.config import Config, ModelConfig, TrainConfig
 from airscene.data import load_dataset, make_multi_mnist
 from airscene.data.backgrounds import TEST_PHOTOS, TRAIN_PHOTOS, background_pools
@@ -117,9 +120,15 @@ def test_multi_mnist_over_photographs_holds_out_the_test_photographs(tmp_path):
         assert scenes.images[outside].max() <= 128 and scenes.images.max() == 255  # ink is brighter than any background
 
 
-def test_a_saved_config_whose_unread_settings_had_other_defaults_still_loads():
+def test_a_saved_config_whose_unread_settings_had_other_defaults_still_loads(tmp_path):
     saved = Config(data="x").to_dict()
     saved["model"]["background_resolution"] = 8  # the default before 2; never read with the background off
     assert Config.from_dict(saved).model.background_resolution == ModelConfig().background_resolution
     with pytest.raises(AirsceneError, match="only read with --background learned"):
         Config.from_dict(saved, partial=True)  # a config file a user wrote still may not set it
+    (tmp_path / "config.json").write_text(json.dumps(saved))  # but a run's config.json, which is whole, loads
+    assert _config_file(str(tmp_path / "config.json")).model.background_resolution == ModelConfig().background_resolution
+    del saved["model"]["what_size"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(AirsceneError, match="only read with --background learned"):
+        _config_file(str(tmp_path / "config.json"))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from airscene.config import Config
 from airscene.errors import AirsceneError
+from airscene.settings import holds_every_setting
 from airscene.storage import read_json
 
 DEFAULT_DATA = "data/multi-mnist"
@@ -124,7 +125,7 @@ def _air_config(args: argparse.Namespace, resume: bool) -> Config:
 def _config_file(path: str) -> Config:
     values = read_json(path, "config file")
     try:
-        return Config.from_dict(values, partial=True)
+        return Config.from_dict(values, partial=not holds_every_setting(Config, values))  # a run's config.json is whole
     except AirsceneError as error:
         raise AirsceneError(f"config file {path}: {error}") from None
 

@@ -128,6 +128,17 @@ def from_dict(cls, values, what: str = "configuration", partial: bool = False):
     return settings
 
 
+def holds_every_setting(cls, values) -> bool:
+    """Whether a dict names every setting of cls, nested ones too (but those added since): a config that
+    airscene saved, such as a run's config.json, rather than one a user wrote."""
+    hints = typing.get_type_hints(cls)
+    return isinstance(values, dict) and all(
+        (item.name in values or "added" in item.metadata)
+        and (not dataclasses.is_dataclass(hints[item.name]) or item.name not in values
+             or holds_every_setting(hints[item.name], values[item.name]))
+        for item in dataclasses.fields(cls))
+
+
 def differences(old, new, prefix: str = "") -> list[str]:
     """'name: old -> new' for every field (nested ones by dotted name) where two settings objects differ."""
     changed = []
@@ -151,7 +162,7 @@ class Settings:
     def from_dict(cls, values: dict, partial: bool = False):
         """A checkpoint's config must be whole; a config file a user wrote (`partial`) may leave defaults out.
         A whole config was saved by airscene, whose defaults may have changed since: the settings it does not
-        read are set to today's defaults (they were never read; a user's file is still refused for them)."""
+        read are set to today's defaults (they were never read; a partial one is still refused for them)."""
         config = from_dict(cls, values, partial=partial)
         if not partial:
             defaults = type(config)()
