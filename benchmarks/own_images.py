@@ -25,7 +25,7 @@ DATA = {  # name: (the `airscene data` command, --object-size, what it is)
     "fashion": (["scenes", "--objects", FASHION], "28,28", "Fashion-MNIST items, 0-2"),
     "shapes": (["sprites", "--no-overlap", "--counts", "0-2"], "10,20", "filled shapes, grey, 0-2, not overlapping"),
 }
-MODELS = {"sprites-grey": ("air", "dair"), "sprites-colour": ("air", "dair"), "fashion": ("air",), "shapes": ("air",)}
+MODELS = {"sprites-grey": ("air", "dair"), "sprites-colour": ("air", "dair"), "fashion": ("air", "dair"), "shapes": ("air",)}
 
 
 def make_data(out: Path, name: str) -> Path:
