@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import run_airscene, seeded_runs_parser, train_once, write_section  # noqa: E402
+from results import run_airscene, seeded_runs_parser, train_and_evaluate, write_section  # noqa: E402
 
 from airscene.viz import draw_run_figure, plt, save_figure  # noqa: E402
 
@@ -47,11 +47,8 @@ def run_directory(out: Path, name: str, label: str, seed: int) -> Path:
 
 
 def train(out: Path, name: str, label: str, seed: int, minutes: float) -> Path:
-    run = run_directory(out, name, label, seed)
-    if train_once(run, "train", "--data", str(out / f"data-{name}"), *COMPARISONS[name]["runs"][label],
-                  "--seed", str(seed), "--minutes", str(minutes), "--threads", "1", "--quiet"):
-        run_airscene("eval", str(run), "--samples", "5")
-    return run
+    return train_and_evaluate(run_directory(out, name, label, seed), out / f"data-{name}", seed, minutes,
+                              *COMPARISONS[name]["runs"][label])
 
 
 def main() -> None:

@@ -7,15 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import run_airscene, seeded_runs_parser, train_once, write_section  # noqa: E402
+from results import seeded_runs_parser, train_and_evaluate, write_section  # noqa: E402
 
 from airscene.viz import plt, save_figure  # noqa: E402
 
 
 def train(data: str, out: Path, estimator: str, seed: int, minutes: float, extra: list[str]) -> None:
-    if train_once(out, "train", "--data", data, "--quiet", "--estimator", estimator, "--seed", str(seed),
-                  "--minutes", str(minutes), "--steps", "1000000", "--threads", "1", "--eval-every", "250", *extra):
-        run_airscene("eval", str(out), "--samples", "20")
+    train_and_evaluate(out, data, seed, minutes, "--estimator", estimator, "--steps", "1000000", "--eval-every", "250",
+                       *extra, samples=20)
 
 
 def first_time_at(evals: list[dict], bar: float):

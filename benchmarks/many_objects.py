@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import run_airscene, seeded_runs_parser, train_once, write_section  # noqa: E402
+from results import run_airscene, seeded_runs_parser, train_and_evaluate, write_section  # noqa: E402
 
 import airscene  # noqa: E402
 from airscene.config import ModelConfig  # noqa: E402
@@ -47,10 +47,8 @@ def make_data(out: Path) -> tuple[Path, Path]:
 
 
 def train(data: Path, run: Path, model: str, seed: int, minutes: float) -> None:
-    if train_once(run, "train", "--data", str(data), *MODELS[model], "--object-size", "20,20", "--seed", str(seed),
-                  "--minutes", str(minutes), "--steps", "1000000", "--threads", "1", "--eval-every", "100",
-                  "--eval-images", "500", "--quiet"):
-        run_airscene("eval", str(run), "--samples", "5")
+    train_and_evaluate(run, data, seed, minutes, *MODELS[model], "--object-size", "20,20", "--steps", "1000000",
+                       "--eval-every", "100", "--eval-images", "500")
 
 
 def seconds_per_image(model, images: torch.Tensor, repeats: int = 5) -> float:

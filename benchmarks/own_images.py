@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import run_airscene, seeded_runs_parser, train_once, write_section  # noqa: E402
+from results import run_airscene, seeded_runs_parser, train_and_evaluate, write_section  # noqa: E402
 
 from airscene.viz import plt, save_figure  # noqa: E402
 
@@ -36,11 +36,8 @@ def make_data(out: Path, name: str) -> Path:
 
 
 def train(out: Path, name: str, model: str, seed: int, minutes: float) -> Path:
-    run = out / f"{name}-{model}-seed{seed}"
-    if train_once(run, "train", "--data", str(out / f"data-{name}"), "--model", model, "--object-size",
-                  DATA[name][1], "--seed", str(seed), "--minutes", str(minutes), "--threads", "1", "--quiet"):
-        run_airscene("eval", str(run), "--samples", "5")
-    return run
+    return train_and_evaluate(out / f"{name}-{model}-seed{seed}", out / f"data-{name}", seed, minutes,
+                              "--model", model, "--object-size", DATA[name][1])
 
 
 def main() -> None:

@@ -42,6 +42,15 @@ def train_once(out: Path, *arguments: str) -> bool:
     return True
 
 
+def train_and_evaluate(run: Path, data, seed: int, minutes: float, *flags: str, samples: int = 5) -> Path:
+    """One single-threaded `airscene train` of `minutes` on `data` with `flags` (skipped if finished, resumed
+    if interrupted), then `airscene eval` with `samples` importance samples once it has trained now."""
+    if train_once(run, "train", "--data", str(data), *flags, "--seed", str(seed), "--minutes", str(minutes),
+                  "--threads", "1", "--quiet"):
+        run_airscene("eval", str(run), "--samples", str(samples))
+    return run
+
+
 def machine() -> str:
     import os
 
