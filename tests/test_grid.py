@@ -50,7 +50,8 @@ def test_many_windows_are_cropped_in_one_pass_as_one_at_a_time():
 
 
 @pytest.mark.parametrize("likelihood, compositing, background", [
-    ("gaussian", "add", "none"), ("bernoulli", "add", "learned"), ("gaussian", "alpha", "learned"), ("bernoulli", "alpha", "none")])
+    ("gaussian", "add", "none"), ("gaussian", "add", "learned"), ("bernoulli", "add", "learned"),
+    ("gaussian", "alpha", "learned"), ("bernoulli", "alpha", "none")])
 def test_each_cells_presence_effect_is_the_change_in_the_likelihood(likelihood, compositing, background):
     torch.manual_seed(0)
     model = GridAIR(grid_config(image_size=22, likelihood=likelihood, compositing=compositing,  # 22: the grid pads to 24
@@ -58,13 +59,16 @@ def test_each_cells_presence_effect_is_the_change_in_the_likelihood(likelihood, 
     with torch.no_grad():
         model.head.bias[0] = 0.0  # half the cells present
         trace = model(torch.rand(2, 1, 22, 22, dtype=torch.double))
-        effects = model.presence_effects(trace)
-        for cell in range(trace.z_pres.shape[1]):
-            on, off = trace.z_pres.clone(), trace.z_pres.clone()
-            on[:, cell], off[:, cell] = 1.0, 0.0
-            change = (model.trace_log_likelihood(dataclasses.replace(trace, z_pres=on))
-                      - model.trace_log_likelihood(dataclasses.replace(trace, z_pres=off)))
-            torch.testing.assert_close(effects[:, cell], change)
+        effects_given = model.presence_effects_given(trace)  # prepared once, for any presences
+        for z_pres in (trace.z_pres, 1 - trace.z_pres):
+            effects = effects_given(z_pres)
+            for cell in range(trace.z_pres.shape[1]):
+                on, off = z_pres.clone(), z_pres.clone()
+                on[:, cell], off[:, cell] = 1.0, 0.0
+                change = (model.trace_log_likelihood(dataclasses.replace(trace, z_pres=on))
+                          - model.trace_log_likelihood(dataclasses.replace(trace, z_pres=off)))
+                torch.testing.assert_close(effects[:, cell], change)
+        torch.testing.assert_close(model.presence_effects(trace), effects_given(trace.z_pres))
 
 
 def test_with_alpha_the_nearer_of_two_overlapping_objects_hides_the_other():
@@ -147,7 +151,7 @@ def test_local_expectation_moves_each_logit_to_its_mean_field_optimum():
 
 def test_the_grid_infers_on_a_canvas_of_any_size():
     torch.manual_seed(0)
-    model = GridAIR(grid_config()).eval()
+    model = GridAIR(grid_config(presence_sweeps=0)).eval()
     for size, cells in ((24, 9), (48, 36), (50, 49)):  # 50 pads to 56: 7 x 7 cells
         present, presence, z_where, z_what = model.describe(torch.rand(2, 1, size, size))
         assert present.shape == presence.shape == (2, cells) and z_where.shape == (2, cells, 3)
@@ -159,6 +163,29 @@ def test_the_grid_infers_on_a_canvas_of_any_size():
     assert torch.equal(greedy_counts(trace), (trace.presence_logits > 0).float().sum(1))  # any cells, not a prefix
     present, _, z_where, _ = model.describe(images, threshold=0.5)  # the same cells, without drawing any
     assert torch.equal(present, trace.z_pres) and torch.equal(z_where[present == 1], trace.z_where[present == 1])
+
+
+@pytest.mark.parametrize("compositing", ["add", "alpha"])
+def test_refined_presences_are_a_coordinate_optimum_of_the_elbo(compositing):
+    torch.manual_seed(0)
+    model = GridAIR(grid_config(image_size=48, compositing=compositing, presence_sweeps=20)).eval()
+    with torch.no_grad():
+        model.head.bias[0] = 0.0  # about half the cells present to start with
+        model.decode.net[-1].bias.fill_(1.0)  # objects worth drawing on some cells and not on others
+        images = torch.rand(3, 1, 48, 48) * (torch.rand(3, 1, 48, 48) > 0.7)
+        greedy = model(images, presence="greedy", sample=False)  # every latent at its mean
+        refined = model.refine_presence(greedy)
+        start, cost = greedy.z_pres, greedy.latent_kl - torch.logit(model.count_prior)
+
+        def objective(present):  # the ELBO's terms that the presences change, the other latents held
+            return model.trace_log_likelihood(dataclasses.replace(greedy, z_pres=present)) - (present * cost).sum(1)
+
+        gain = model.presence_effects(dataclasses.replace(greedy, z_pres=refined)) - cost
+        assert torch.equal(model.most_probable(images).z_pres, refined)
+        assert torch.equal(model.describe(images)[0], refined)
+    assert not torch.equal(refined, start)  # the refinement changed something here
+    assert torch.equal(refined, (gain > 0).float())  # no single cell's flip raises the objective
+    assert (objective(refined) > objective(start)).all()
 
 
 def test_a_windows_box_lies_around_its_cell():

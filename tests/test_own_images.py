@@ -151,7 +151,7 @@ def test_the_main_job_on_an_unlabelled_colour_data_set(tmp_path, capsys):
 def test_object_size_sets_the_prior_and_bounds_the_window():
     model = ModelConfig(image_size=50, channels=1, object_size=(10.0, 20.0))
     apply_object_size(model)
-    mean, sd, min_scale = object_size_prior((10.0, 20.0), 50)
+    mean, sd, min_scale = object_size_prior((10.0, 20.0), 50, 1.5)
     assert model.where_prior_mean[0] == mean and model.where_prior_sd[0] == sd and model.min_scale == min_scale
     # windows of the prior's range frame objects of 10 to 20 pixels with a margin
     widths = [50 / (mean + 2 * sd), 50 / (mean - 2 * sd)]
@@ -161,6 +161,11 @@ def test_object_size_sets_the_prior_and_bounds_the_window():
     assert ((boxes[:, 2] - boxes[:, 0]) <= 1.5 * 20 + 1e-4).all()
     apply_object_size(model)  # a resumed run's config: already derived, unchanged
     assert model.min_scale == min_scale
+    tighter = ModelConfig(image_size=50, channels=1, object_size=(10.0, 20.0), window_limit=1.2)
+    apply_object_size(tighter)  # the same prior, a narrower bound
+    assert tighter.where_prior_mean == model.where_prior_mean and tighter.min_scale > model.min_scale
+    widest = window_boxes(torch.tensor([[-50.0, 0, 0]]), 50, tighter.min_scale)[0]
+    assert widest[2] - widest[0] == pytest.approx(1.2 * 20, abs=1e-3)
     conflicting = ModelConfig(image_size=50, channels=1, object_size=(20.0,), where_prior_mean=(3.0, 0.0, 0.0))
     with pytest.raises(AirsceneError, match="object_size and where_prior_mean are both given"):
         apply_object_size(conflicting)

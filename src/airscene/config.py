@@ -22,6 +22,11 @@ class ModelConfig:
     # than the objects, so that two objects' centres rarely share a cell (of 0-10 MNIST digits on 100 x 100:
     # 1.6% of scenes with 16-pixel cells, 0.05% with 12, none with 8); the cost grows as cells shrink.
     cell_size: int = setting(12, "grid: the cells' side in pixels", choices=(4, 6, 8, 12, 16, 24, 32), added="0.2.0")
+    # The grid's presences at test time: the network's, then this many sweeps of coordinate ascent on the
+    # ELBO (GridAIR.refine_presence), which settles an object that two neighbouring cells both claim or both
+    # leave.
+    presence_sweeps: int = setting(2, "grid: sweeps refining the cells' presences at test time (0: the network's alone)",
+                                   minimum=0, maximum=100, added="0.2.0")
     # False: every inference step starts from an empty LSTM state. It then cannot count its own steps and
     # must decide from its input alone (for DAIR: is anything left to explain?), which is what lets a
     # model trained on at most 2 objects find a third.
@@ -59,6 +64,10 @@ class ModelConfig:
     object_size: tuple[float, ...] | None = setting(None, "the objects' size in pixels, SIZE or MIN,MAX: sets the "
                                                     "window-scale prior and bounds the window", above=0.0,
                                                     maximum=4096.0, length=(1, 2))
+    # The widest window, as a multiple of the largest objects: 1.5 leaves room for a 20-pixel digit whatever its
+    # placement; nearer 1 (1.2), two objects side by side no longer fit in one window.
+    window_limit: float = setting(1.5, "the widest window, as a multiple of the largest --object-size", minimum=1.0,
+                                  maximum=10.0, added="0.2.0")
     # Real images are not black. "learned": a background with its own latent z_bg ~ N(0, I), decoded at
     # background_resolution^2 and smoothly upsampled; the recurrent input and the likelihood then see
     # objects over it. It must stay too coarse to draw an object: a background pixel wider than the
@@ -153,7 +162,8 @@ class Config(Settings):
         model, train = self.model, self.train
         grid = model.model == "grid"
         return [*estimator_settings_used(train), ("train.yaw_proposals", False, "by inverse graphics"),
-                ("model.cell_size", grid, "by --model grid"),
+                *((f"model.{name}", grid, "by --model grid") for name in ("cell_size", "presence_sweeps")),
+                ("model.window_limit", grid or model.object_size is not None, "with --object-size or --model grid"),
                 *((f"model.{name}", not grid, "by --model air and dair (the grid's windows follow --object-size)")
                   for name in ("max_objects", "step_memory", "where_prior_mean", "where_prior_sd", "min_scale")),
                 *((f"train.{name}", not grid, "by --model air and dair (a grid cell has no count to explore)")

@@ -91,7 +91,7 @@ class TrainedModel:
         model's objects are its present cells', up to the most any of the images has, in cell order."""
         parts: dict[str, list] = {"reconstruction": [], "background": [], "objects": []}
         for chunk in self.prepare(images).split(batch_size):
-            trace = self.model(chunk, presence="greedy", sample=False)
+            trace = self.model.most_probable(chunk)
             parts["reconstruction"].append(self.model.render(trace).clamp(0, 1).cpu())
             parts["background"].append(torch.zeros_like(chunk).cpu() if trace.background is None else trace.background.cpu())
             parts["objects"].append(self.present_objects(trace).clamp(0, 1).cpu())

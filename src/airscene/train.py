@@ -58,7 +58,7 @@ def apply_object_size(model: ModelConfig) -> None:
     settings must then be left at their defaults (or already derived, as in a resumed run's config)."""
     if model.object_size is None:
         return
-    mean, sd, min_scale = object_size_prior(model.object_size, model.image_size)
+    mean, sd, min_scale = object_size_prior(model.object_size, model.image_size, model.window_limit)
     defaults = ModelConfig()
     derived = {"where_prior_mean": (mean, *model.where_prior_mean[1:]), "where_prior_sd": (sd, *model.where_prior_sd[1:]),
                "min_scale": min_scale}

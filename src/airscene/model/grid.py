@@ -13,23 +13,28 @@ the training loop. A cell's presence is its own Bernoulli(rho), with the count p
 becomes a binomial over the cells. Estimators that apply: `local` (each cell's presence summed out exactly
 given the others: estimators/local.py), `vimco` and `relaxed`; `enumerate` sums out AIR's count,
 and a grid of K cells has 2^K presence patterns.
+
+At test time the network's presences are where inference starts, not where it ends: trained each against
+the others' sampled presences, two cells that share an object learn a mean-field compromise, so
+`refine_presence` settles them by coordinate ascent on the ELBO, every other latent at its mean.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.distributions import Normal
+from torch.distributions import Normal, kl_divergence
 
 from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
 from airscene.model.air import PixelLikelihood, draw_presence, read_background
 from airscene.model.networks import PRESENCE_LOGIT_BOUND, BackgroundVAE, GlimpseDecoder, GlimpseEncoder, gaussian_parameters
-from airscene.model.priors import WINDOW_LIMIT
 from airscene.model.trace import Trace
 from airscene.model.transformer import cell_tiles, crop_glimpse, fold_tiles, paste_glimpse, window_boxes
 
@@ -48,6 +53,7 @@ class GridTrace(Trace):
     z_where: torch.Tensor  # (B, K, 3) the window as AIR's z_where (s, x, y) on the canvas
     z_what: torch.Tensor  # (B, K, C_what)
     tiles: torch.Tensor  # (B, K, C(+1), T, T) each cell's object drawn in the T x T tile centred on the cell (+ its alpha)
+    latent_kl: torch.Tensor  # (B, K) KL(q || p) of each cell's window, appearance (and depth), in closed form
     background: torch.Tensor | None = None  # (B, C, H, W) where the model has a background
     z_depth: torch.Tensor | None = None  # (B, K) with alpha compositing: nearer objects have larger depth
 
@@ -69,6 +75,52 @@ class CellLatents:
     z_what: torch.Tensor  # (B, K, C_what)
     z_depth: torch.Tensor | None  # (B, K) with alpha compositing
     log_ratio: torch.Tensor  # (B, K) log p - log q of the window's, appearance's (and depth's) latents
+    kl: torch.Tensor  # (B, K) KL(q || p) of the same latents, in closed form
+
+
+def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """bfloat16 (under autocast) as float32, for sums over thousands of pixels; float64 kept."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
+class AdditiveGaussianEffects:
+    """Every cell's presence effect (GridAIR.presence_effects) for any presences z (B, K), under a Gaussian
+    likelihood with additive objects. |x - b - sum_j z_j y_j|^2 is quadratic in z, so with y_k cell k's
+    object and b the background,
+        D_k(z) = (<x - b, y_k> - |y_k|^2 / 2 - sum_{j != k} z_j <y_j, y_k>) / sd^2,
+    and the inner products, of each tile with the image and with the tiles overlapping it (cells fewer than
+    T / cell apart), are taken once: then any z's effects cost a few (B, K) sums."""
+
+    def __init__(self, model: GridAIR, trace: GridTrace):
+        self.rows, self.columns = (side // model.cell for side in model.padded(trace.images).shape[-2:])
+        tiled = lambda canvas: cell_tiles(model.padded(canvas), model.cell, model.tile)  # noqa: E731
+        tiles = at_least_float32(trace.tiles) * tiled(torch.ones_like(trace.images[:, :1]))  # (B, K, C, T, T), 0 beyond the canvas
+        target = trace.images if trace.background is None else trace.images - trace.background
+        self.variance = model.config.likelihood_sd ** 2
+        self.alone = (tiled(target) * tiles).flatten(2).sum(-1) - 0.5 * tiles.square().flatten(2).sum(-1)  # (B, K)
+        grid = tiles.view(len(tiles), self.rows, self.columns, *tiles.shape[2:])  # (B, R, Q, C, T, T)
+        reach, cell, size = model.reach, model.cell, model.tile
+        self.overlaps = []  # ((dr, dc), (B, R - dr, Q - |dc|) <y_k, y_k+(dr, dc)>) for half the neighbours
+        for dr in range(reach):
+            for dc in range(-reach + 1, reach):
+                if (dr, dc) <= (0, 0) or dr >= self.rows or abs(dc) >= self.columns:
+                    continue
+                first = grid[:, :self.rows - dr, max(0, -dc):self.columns - max(0, dc)]
+                second = grid[:, dr:, max(0, dc):self.columns - max(0, -dc)]
+                # the neighbour's tile starts (dr, dc) cells further on: their common pixels
+                rows, columns = slice(dr * cell, size), slice(max(0, dc) * cell, size + min(0, dc) * cell)
+                rows_in_second, columns_in_second = slice(0, size - dr * cell), slice(max(0, -dc) * cell, size - max(0, dc) * cell)
+                inner = (first[..., rows, columns] * second[..., rows_in_second, columns_in_second]).flatten(3).sum(-1)
+                self.overlaps.append(((dr, dc), inner))
+
+    def __call__(self, z_pres: torch.Tensor) -> torch.Tensor:
+        z = z_pres.to(self.alone.dtype).view(-1, self.rows, self.columns)
+        shared = torch.zeros_like(z)  # sum_{j != k} z_j <y_j, y_k>
+        for (dr, dc), inner in self.overlaps:
+            left, right = max(0, -dc), self.columns - max(0, dc)  # the first cell's columns
+            shared[:, :self.rows - dr, left:right] += inner * z[:, dr:, left + dc:right + dc]
+            shared[:, dr:, left + dc:right + dc] += inner * z[:, :self.rows - dr, left:right]
+        return (self.alone - shared.flatten(1)) / self.variance
 
 
 def backbone(channels: int, cell: int, width: int) -> nn.Sequential:
@@ -96,9 +148,9 @@ class GridAIR(nn.Module, PixelLikelihood):
                                 "which sets them from its images")
         self.config, self.cell = config, config.cell_size
         low, high = min(config.object_size or DEFAULT_OBJECT_SIZE), max(config.object_size or DEFAULT_OBJECT_SIZE)
-        # A window spans between half the smallest object and WINDOW_LIMIT of the largest, by construction:
+        # A window spans between half the smallest object and window_limit times the largest, by construction:
         # one window cannot cover two objects, as AIR's bounded window cannot.
-        self.window_range = (0.5 * low, WINDOW_LIMIT * high)
+        self.window_range = (0.5 * low, config.window_limit * high)
         # The tile holds every window of its cell: a centre within half a cell of the cell's, and half the
         # largest window beyond it on each side.
         self.tile = self.cell + 2 * math.ceil(self.window_range[1] / 2)
@@ -116,6 +168,11 @@ class GridAIR(nn.Module, PixelLikelihood):
         if config.background == "learned":
             self.background = BackgroundVAE(config.channels, config.background_size, config.background_resolution)
         self.register_buffer("count_prior", torch.tensor(config.count_prior))  # rho, of each cell
+
+    @property
+    def reach(self) -> int:
+        """Cells this many apart (in rows or columns) or more have tiles that do not overlap."""
+        return math.ceil(self.tile / self.cell)
 
     def padded(self, images: torch.Tensor) -> torch.Tensor:
         """The images padded (right and bottom, with zeros) to a whole number of cells."""
@@ -153,11 +210,13 @@ class GridAIR(nn.Module, PixelLikelihood):
         glimpses = crop_glimpse(images, z_where, c.glimpse_size, WINDOW_FLOOR).flatten(0, 1)  # (B K, C, g, g)
         q_what = Normal(*self.encode(glimpses))
         z_what = q_what.rsample() if sample else q_what.mean  # (B K, C_what)
-        log_ratio = ((Normal(0.0, 1.0).log_prob(u) - q_where.log_prob(u)).sum(-1)
-                     + (Normal(0.0, 1.0).log_prob(z_what) - q_what.log_prob(z_what)).sum(-1).view(batch, rows * columns))
+        prior = Normal(0.0, 1.0)
+        log_ratio = ((prior.log_prob(u) - q_where.log_prob(u)).sum(-1)
+                     + (prior.log_prob(z_what) - q_what.log_prob(z_what)).sum(-1).view(batch, rows * columns))
+        kl = (kl_divergence(q_where, prior).sum(-1) + kl_divergence(q_what, prior).sum(-1).view(batch, rows * columns))
         return CellLatents(presence_logits=logits, z_where=z_where, in_tile=in_tile,
                            z_what=z_what.view(batch, rows * columns, -1), z_depth=u[..., 3] if self.alpha else None,
-                           log_ratio=log_ratio)
+                           log_ratio=log_ratio, kl=kl)
 
     def draw_tiles(self, cells: CellLatents) -> torch.Tensor:
         """The generative step, every cell at once: (B, K, C(+1), T, T) each cell's object decoded and drawn
@@ -181,13 +240,20 @@ class GridAIR(nn.Module, PixelLikelihood):
         return GridTrace(images=images, presence_logits=logits, z_pres=z_pres.view_as(logits), log_ratio=cells.log_ratio,
                          scene_log_ratio=images.new_zeros(len(images)) if context is None else context.log_ratio,
                          z_where=cells.z_where, z_what=cells.z_what, tiles=self.draw_tiles(cells),
-                         background=None if context is None else context.background, z_depth=cells.z_depth)
+                         background=None if context is None else context.background, z_depth=cells.z_depth,
+                         latent_kl=cells.kl)
+
+    def most_probable(self, images: torch.Tensor) -> GridTrace:
+        """The trace of the most probable scene: every latent at its mean, the presences the network's
+        refined by presence_sweeps of `refine_presence`."""
+        trace = self(images, presence="greedy", sample=False)
+        return dataclasses.replace(trace, z_pres=self.refine_presence(trace)) if self.config.presence_sweeps else trace
 
     def contributions(self, trace: GridTrace, weights: torch.Tensor) -> torch.Tensor:
         """What each cell's object adds to the canvas's sums, its presence weighted by `weights` (B, K):
         (B, K, C', T, T). Additive: the object itself. Alpha: with opacity o and depth weight w, its colour
         times o w, o w, and log(1 - o): sums over the cells that `compose` turns into the canvas."""
-        tiles, weights = trace.tiles.float(), weights[:, :, None, None, None]  # float32 under autocast too: logs, ratios
+        tiles, weights = at_least_float32(trace.tiles), weights[:, :, None, None, None]  # under autocast too: logs, ratios
         if not self.alpha:
             return tiles * weights
         appearance, opacity = tiles[:, :, :-1], weights * tiles[:, :, -1:]
@@ -221,16 +287,20 @@ class GridAIR(nn.Module, PixelLikelihood):
     def presence_effects(self, trace: GridTrace) -> torch.Tensor:
         """(B, K): log p(x | z with cell k present) - log p(x | z with cell k absent), every other cell as the
         trace has it. Only cell k's tile changes, so each difference is a sum over one tile."""
+        return self.presence_effects_given(trace)(trace.z_pres)
+
+    def presence_effects_given(self, trace: GridTrace) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The presence effects as a function of the presences z (B, K), the trace's other latents held:
+        prepared once and cheap for each z where the likelihood is Gaussian and the objects add."""
+        if self.config.likelihood == "gaussian" and not self.alpha:
+            return AdditiveGaussianEffects(self, trace)
+        return lambda z_pres: self.composited_effects(dataclasses.replace(trace, z_pres=z_pres))
+
+    def composited_effects(self, trace: GridTrace) -> torch.Tensor:
+        """presence_effects in general: the canvas's sums over each tile without the cell and with it,
+        composed, and the likelihood of each."""
         tiled = lambda canvas: cell_tiles(self.padded(canvas), self.cell, self.tile)  # noqa: E731
         inside = tiled(torch.ones_like(trace.images[:, :1]))  # (B, K, 1, T, T): 1 on the canvas, 0 beyond it
-        if self.config.likelihood == "gaussian" and not self.alpha:
-            tiles = trace.tiles.float()
-            # Additive objects under a Gaussian: with r the residual x - canvas and y the cell's object,
-            # |r + z y - y|^2 - |r + z y|^2 = |y|^2 (1 - 2 z) - 2 <r, y>, over the tile's pixels on the canvas.
-            residual = tiled(trace.images - self.render(trace).float())  # (B, K, C, T, T), zero beyond the canvas
-            inner, norm = (residual * tiles).flatten(2).sum(-1), (tiles.square() * inside).flatten(2).sum(-1)  # (B, K)
-            return -0.5 * (norm * (1 - 2 * trace.z_pres) - 2 * inner) / self.config.likelihood_sd ** 2
-        # In general: the canvas's sums over each tile without the cell and with it, composed.
         present, contributions = self.contributions(trace, trace.z_pres), self.contributions(trace, torch.ones_like(trace.z_pres))
         without = (tiled(self.fold(present, trace.images)) - present) * inside  # (B, K, C', T, T)
         background = None if trace.background is None else tiled(trace.background).flatten(0, 1)
@@ -243,14 +313,38 @@ class GridAIR(nn.Module, PixelLikelihood):
         """(..., 3) -> (..., 4) pixel boxes x0, y0, x1, y1 of the windows."""
         return window_boxes(z_where, image_size, WINDOW_FLOOR)
 
+    def refine_presence(self, trace: GridTrace) -> torch.Tensor:
+        """(B, K) the trace's presences improved by coordinate ascent on the ELBO, its other latents held: a cell
+        is present iff drawing it raises log p(x | z) by more than its latents' KL and the log(1 / rho) its
+        presence costs, the other cells as they stand. The network's presences are mean-field guesses: two
+        cells that share an object (near their common border) each learn with the other half present, and
+        at test time both may switch on, or both off; the model's own likelihood settles which. Cells whose
+        tiles cannot overlap are updated together, so a sweep takes reach^2 passes; every sweep runs, so the
+        cost does not depend on the count."""
+        reach, columns = self.reach, self.padded(trace.images).shape[-1] // self.cell
+        cell = torch.arange(trace.z_pres.shape[1], device=trace.z_pres.device)
+        groups = [(cell // columns % reach) * reach + cell % columns % reach == index for index in range(reach ** 2)]
+        cost = trace.latent_kl - torch.logit(self.count_prior)  # (B, K)
+        effects, present = self.presence_effects_given(trace), trace.z_pres.detach().clone()
+        for _ in range(self.config.presence_sweeps):
+            for chosen in groups:
+                present[:, chosen] = (effects(present)[:, chosen] > cost[:, chosen]).to(present.dtype)
+        return present
+
     @torch.no_grad()
     def describe(self, images: torch.Tensor, threshold: float = 0.5):
-        """Test-time inference, every cell at once and nothing decoded: the cost is one pass whatever the
-        count. Returns what AIR.describe does, with K cells for N steps: z_pres (B, K), presence
-        probabilities (B, K), z_where (B, K, 3) and z_what (B, K, C_what), NaN where absent."""
-        cells = self.infer_cells(images, sample=False)
-        probability = torch.sigmoid(cells.presence_logits)
-        present = (probability > threshold).float()
+        """Test-time inference, every cell at once: the cost is the same whatever the count. The cells whose
+        presence probability exceeds `threshold` are present, then refined (`refine_presence`, which decodes
+        every cell) unless presence_sweeps is 0. Returns what AIR.describe does, with K cells for N steps:
+        z_pres (B, K), the network's presence probabilities (B, K), z_where (B, K, 3) and z_what (B, K, C_what),
+        NaN where absent."""
+        if self.config.presence_sweeps:
+            cells = self(images, presence="greedy", sample=False)
+            start = (torch.sigmoid(cells.presence_logits) > threshold).float()
+            present = self.refine_presence(dataclasses.replace(cells, z_pres=start))
+        else:
+            cells = self.infer_cells(images, sample=False)
+            present = (torch.sigmoid(cells.presence_logits) > threshold).float()
         absent = present[..., None] == 0
-        return (present, probability, cells.z_where.masked_fill(absent, float("nan")),
+        return (present, torch.sigmoid(cells.presence_logits), cells.z_where.masked_fill(absent, float("nan")),
                 cells.z_what.masked_fill(absent, float("nan")))

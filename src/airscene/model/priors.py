@@ -17,15 +17,14 @@ def presence_log_prior(z_pres: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
 
 
 WINDOW_MARGIN = 1.1  # the prior's window is a little wider than the object it frames
-WINDOW_LIMIT = 1.5  # and never wider than 1.5 of the largest objects, which two objects cannot fit in
 
 
-def object_size_prior(object_size: tuple[float, ...], image_size: int) -> tuple[float, float, float]:
+def object_size_prior(object_size: tuple[float, ...], image_size: int, window_limit: float) -> tuple[float, float, float]:
     """For objects of `object_size` pixels (SIZE or MIN,MAX) on image_size canvases: the mean and sd of the
     window scale s (the window spans 1/s of the canvas), covering the size range within two sd, and
-    min_scale, which keeps every window narrower than WINDOW_LIMIT of the largest objects."""
+    min_scale, which keeps every window narrower than window_limit times the largest objects."""
     low, high = min(object_size), max(object_size)
     largest, smallest = image_size / (WINDOW_MARGIN * low), image_size / (WINDOW_MARGIN * high)
     mean = (largest + smallest) / 2
     sd = max((largest - smallest) / 4, 0.05 * mean)
-    return round(mean, 4), round(sd, 4), round(image_size / (WINDOW_LIMIT * high), 4)
+    return round(mean, 4), round(sd, 4), round(image_size / (window_limit * high), 4)
