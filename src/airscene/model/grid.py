@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +43,7 @@ WINDOW_FLOOR = 1e-3  # the grid bounds its windows itself; the transformer's own
 # exp(DEPTH_RANGE tanh(z_depth)): depth 1 outweighs depth 0 21 to 1, and no weight under- or overflows.
 DEPTH_RANGE = 4.0
 OPACITY_LIMIT = 1 - 1e-6  # keeps log(1 - opacity) finite
+REFINEMENT_FLOATS = 2 ** 25  # describe refines at most this many tile values (128 MB in float32) at once
 
 
 @dataclass(kw_only=True)
@@ -113,14 +113,45 @@ class AdditiveGaussianEffects:
                 inner = (first[..., rows, columns] * second[..., rows_in_second, columns_in_second]).flatten(3).sum(-1)
                 self.overlaps.append(((dr, dc), inner))
 
-    def __call__(self, z_pres: torch.Tensor) -> torch.Tensor:
+    def __call__(self, z_pres: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K) presences -> (B, K) effects, or (B, K') those of the cells a (K,) bool mask `chosen` picks."""
         z = z_pres.to(self.alone.dtype).view(-1, self.rows, self.columns)
         shared = torch.zeros_like(z)  # sum_{j != k} z_j <y_j, y_k>
         for (dr, dc), inner in self.overlaps:
             left, right = max(0, -dc), self.columns - max(0, dc)  # the first cell's columns
             shared[:, :self.rows - dr, left:right] += inner * z[:, dr:, left + dc:right + dc]
             shared[:, dr:, left + dc:right + dc] += inner * z[:, :self.rows - dr, left:right]
-        return (self.alone - shared.flatten(1)) / self.variance
+        effects = (self.alone - shared.flatten(1)) / self.variance
+        return effects if chosen is None else effects[:, chosen]
+
+
+class CompositedEffects:
+    """Every cell's presence effect (GridAIR.presence_effects) for any presences z (B, K), in general (alpha
+    compositing, any likelihood): the canvas's sums over each tile without the cell and with it, composed,
+    and the likelihood of each. A present cell's contribution to the sums is z times its contribution when
+    present (for z of 0 or 1, log(1 - z o) = z log(1 - o) too), so each cell's is computed once."""
+
+    def __init__(self, model: GridAIR, trace: GridTrace):
+        self.model, self.images = model, trace.images
+        self.tiled = lambda canvas: cell_tiles(model.padded(canvas), model.cell, model.tile)  # noqa: E731
+        self.inside = self.tiled(torch.ones_like(trace.images[:, :1]))  # (B, K, 1, T, T): 1 on the canvas, 0 beyond it
+        self.present = model.contributions(trace, torch.ones_like(trace.z_pres))  # (B, K, C', T, T)
+        self.image_tiles = self.tiled(trace.images)  # (B, K, C, T, T)
+        self.background_tiles = None if trace.background is None else self.tiled(trace.background)
+
+    def __call__(self, z_pres: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K) presences -> (B, K) effects, or (B, K') those of the cells a (K,) bool mask `chosen` picks."""
+        pick = (lambda tiles: tiles) if chosen is None else (lambda tiles: tiles[:, chosen])  # noqa: E731
+        contributions = self.present * z_pres[:, :, None, None, None].to(self.present.dtype)
+        sums = self.tiled(self.model.fold(contributions, self.images))  # (B, K, C', T, T)
+        inside, mine = pick(self.inside), pick(self.present)
+        without = (pick(sums) - pick(contributions)) * inside  # (B, K', C', T, T)
+        background = None if self.background_tiles is None else pick(self.background_tiles).flatten(0, 1)
+        images = pick(self.image_tiles).flatten(0, 1)  # (B K', C, T, T)
+        compose, likelihood = self.model.compose, self.model.pixel_log_likelihood
+        difference = (likelihood(images, compose((without + mine).flatten(0, 1), background))
+                      - likelihood(images, compose(without.flatten(0, 1), background)))
+        return (difference.view(*inside.shape[:2], *difference.shape[1:]) * inside).flatten(2).sum(-1)
 
 
 def backbone(channels: int, cell: int, width: int) -> nn.Sequential:
@@ -289,25 +320,12 @@ class GridAIR(nn.Module, PixelLikelihood):
         trace has it. Only cell k's tile changes, so each difference is a sum over one tile."""
         return self.presence_effects_given(trace)(trace.z_pres)
 
-    def presence_effects_given(self, trace: GridTrace) -> Callable[[torch.Tensor], torch.Tensor]:
+    def presence_effects_given(self, trace: GridTrace) -> AdditiveGaussianEffects | CompositedEffects:
         """The presence effects as a function of the presences z (B, K), the trace's other latents held:
-        prepared once and cheap for each z where the likelihood is Gaussian and the objects add."""
+        prepared once for the trace, then evaluated for any z (and any subset of the cells)."""
         if self.config.likelihood == "gaussian" and not self.alpha:
             return AdditiveGaussianEffects(self, trace)
-        return lambda z_pres: self.composited_effects(dataclasses.replace(trace, z_pres=z_pres))
-
-    def composited_effects(self, trace: GridTrace) -> torch.Tensor:
-        """presence_effects in general: the canvas's sums over each tile without the cell and with it,
-        composed, and the likelihood of each."""
-        tiled = lambda canvas: cell_tiles(self.padded(canvas), self.cell, self.tile)  # noqa: E731
-        inside = tiled(torch.ones_like(trace.images[:, :1]))  # (B, K, 1, T, T): 1 on the canvas, 0 beyond it
-        present, contributions = self.contributions(trace, trace.z_pres), self.contributions(trace, torch.ones_like(trace.z_pres))
-        without = (tiled(self.fold(present, trace.images)) - present) * inside  # (B, K, C', T, T)
-        background = None if trace.background is None else tiled(trace.background).flatten(0, 1)
-        images = tiled(trace.images).flatten(0, 1)  # (B K, C, T, T)
-        difference = (self.pixel_log_likelihood(images, self.compose((without + contributions).flatten(0, 1), background))
-                      - self.pixel_log_likelihood(images, self.compose(without.flatten(0, 1), background)))
-        return (difference.view(*inside.shape[:2], *difference.shape[1:]) * inside).flatten(2).sum(-1)
+        return CompositedEffects(self, trace)
 
     def boxes(self, z_where: torch.Tensor, image_size: int) -> torch.Tensor:
         """(..., 3) -> (..., 4) pixel boxes x0, y0, x1, y1 of the windows."""
@@ -328,7 +346,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         effects, present = self.presence_effects_given(trace), trace.z_pres.detach().clone()
         for _ in range(self.config.presence_sweeps):
             for chosen in groups:
-                present[:, chosen] = (effects(present)[:, chosen] > cost[:, chosen]).to(present.dtype)
+                present[:, chosen] = (effects(present, chosen) > cost[:, chosen]).to(present.dtype)
         return present
 
     @torch.no_grad()
@@ -338,6 +356,10 @@ class GridAIR(nn.Module, PixelLikelihood):
         every cell) unless presence_sweeps is 0. Returns what AIR.describe does, with K cells for N steps:
         z_pres (B, K), the network's presence probabilities (B, K), z_where (B, K, 3) and z_what (B, K, C_what),
         NaN where absent."""
+        height, width = self.padded(images).shape[-2:]
+        chunk = max(1, REFINEMENT_FLOATS // (height * width // self.cell ** 2 * (images.shape[1] + 2) * self.tile ** 2))
+        if self.config.presence_sweeps and len(images) > chunk:  # every cell's tiles, a few copies: in chunks
+            return tuple(torch.cat(parts) for parts in zip(*(self.describe(part, threshold) for part in images.split(chunk))))
         if self.config.presence_sweeps:
             cells = self(images, presence="greedy", sample=False)
             start = (torch.sigmoid(cells.presence_logits) > threshold).float()
