@@ -93,11 +93,10 @@ class AdditiveGaussianEffects:
 
     def __init__(self, model: GridAIR, trace: GridTrace):
         self.rows, self.columns = (side // model.cell for side in model.padded(trace.images).shape[-2:])
-        tiled = lambda canvas: cell_tiles(model.padded(canvas), model.cell, model.tile)  # noqa: E731
-        tiles = at_least_float32(trace.tiles) * tiled(torch.ones_like(trace.images[:, :1]))  # (B, K, C, T, T), 0 beyond the canvas
+        tiles = at_least_float32(trace.tiles) * model.tiled(torch.ones_like(trace.images[:, :1]))  # (B, K, C, T, T), 0 beyond the canvas
         target = trace.images if trace.background is None else trace.images - trace.background
         self.variance = model.config.likelihood_sd ** 2
-        self.alone = (tiled(target) * tiles).flatten(2).sum(-1) - 0.5 * tiles.square().flatten(2).sum(-1)  # (B, K)
+        self.alone = (model.tiled(target) * tiles).flatten(2).sum(-1) - 0.5 * tiles.square().flatten(2).sum(-1)  # (B, K)
         grid = tiles.view(len(tiles), self.rows, self.columns, *tiles.shape[2:])  # (B, R, Q, C, T, T)
         reach, cell, size = model.reach, model.cell, model.tile
         self.overlaps = []  # ((dr, dc), (B, R - dr, Q - |dc|) <y_k, y_k+(dr, dc)>) for half the neighbours
@@ -133,17 +132,16 @@ class CompositedEffects:
 
     def __init__(self, model: GridAIR, trace: GridTrace):
         self.model, self.images = model, trace.images
-        self.tiled = lambda canvas: cell_tiles(model.padded(canvas), model.cell, model.tile)  # noqa: E731
-        self.inside = self.tiled(torch.ones_like(trace.images[:, :1]))  # (B, K, 1, T, T): 1 on the canvas, 0 beyond it
+        self.inside = model.tiled(torch.ones_like(trace.images[:, :1]))  # (B, K, 1, T, T): 1 on the canvas, 0 beyond it
         self.present = model.contributions(trace, torch.ones_like(trace.z_pres))  # (B, K, C', T, T)
-        self.image_tiles = self.tiled(trace.images)  # (B, K, C, T, T)
-        self.background_tiles = None if trace.background is None else self.tiled(trace.background)
+        self.image_tiles = model.tiled(trace.images)  # (B, K, C, T, T)
+        self.background_tiles = None if trace.background is None else model.tiled(trace.background)
 
     def __call__(self, z_pres: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
         """(B, K) presences -> (B, K) effects, or (B, K') those of the cells a (K,) bool mask `chosen` picks."""
         pick = (lambda tiles: tiles) if chosen is None else (lambda tiles: tiles[:, chosen])  # noqa: E731
         contributions = self.present * z_pres[:, :, None, None, None].to(self.present.dtype)
-        sums = self.tiled(self.model.fold(contributions, self.images))  # (B, K, C', T, T)
+        sums = self.model.tiled(self.model.fold(contributions, self.images))  # (B, K, C', T, T)
         inside, mine = pick(self.inside), pick(self.present)
         without = (pick(sums) - pick(contributions)) * inside  # (B, K', C', T, T)
         background = None if self.background_tiles is None else pick(self.background_tiles).flatten(0, 1)
@@ -204,6 +202,10 @@ class GridAIR(nn.Module, PixelLikelihood):
     def reach(self) -> int:
         """Cells this many apart (in rows or columns) or more have tiles that do not overlap."""
         return math.ceil(self.tile / self.cell)
+
+    def tiled(self, canvas: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, K, C, T, T): the tile around each cell, zero beyond the canvas."""
+        return cell_tiles(self.padded(canvas), self.cell, self.tile)
 
     def padded(self, images: torch.Tensor) -> torch.Tensor:
         """The images padded (right and bottom, with zeros) to a whole number of cells."""
@@ -356,17 +358,18 @@ class GridAIR(nn.Module, PixelLikelihood):
         every cell) unless presence_sweeps is 0. Returns what AIR.describe does, with K cells for N steps:
         z_pres (B, K), the network's presence probabilities (B, K), z_where (B, K, 3) and z_what (B, K, C_what),
         NaN where absent."""
-        height, width = self.padded(images).shape[-2:]
-        chunk = max(1, REFINEMENT_FLOATS // (height * width // self.cell ** 2 * (images.shape[1] + 2) * self.tile ** 2))
-        if self.config.presence_sweeps and len(images) > chunk:  # every cell's tiles, a few copies: in chunks
-            return tuple(torch.cat(parts) for parts in zip(*(self.describe(part, threshold) for part in images.split(chunk))))
         if self.config.presence_sweeps:
+            height, width = self.padded(images).shape[-2:]
+            chunk = max(1, REFINEMENT_FLOATS // (height * width // self.cell ** 2 * (images.shape[1] + 2) * self.tile ** 2))
+            if len(images) > chunk:  # every cell's tiles, a few copies: in chunks
+                return tuple(torch.cat(parts) for parts in zip(*(self.describe(part, threshold) for part in images.split(chunk))))
             cells = self(images, presence="greedy", sample=False)
-            start = (torch.sigmoid(cells.presence_logits) > threshold).float()
-            present = self.refine_presence(dataclasses.replace(cells, z_pres=start))
+            probability = torch.sigmoid(cells.presence_logits)
+            present = self.refine_presence(dataclasses.replace(cells, z_pres=(probability > threshold).float()))
         else:
             cells = self.infer_cells(images, sample=False)
-            present = (torch.sigmoid(cells.presence_logits) > threshold).float()
+            probability = torch.sigmoid(cells.presence_logits)
+            present = (probability > threshold).float()
         absent = present[..., None] == 0
-        return (present, torch.sigmoid(cells.presence_logits), cells.z_where.masked_fill(absent, float("nan")),
+        return (present, probability, cells.z_where.masked_fill(absent, float("nan")),
                 cells.z_what.masked_fill(absent, float("nan")))
