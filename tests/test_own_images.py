@@ -14,6 +14,7 @@ from airscene.cli import main
 from airscene.config import ModelConfig
 from airscene.data import load_dataset, make_scenes
 from airscene.data.imports import import_images, suggest_object_size
+from airscene.data.scenes import visible_fractions
 from airscene.errors import AirsceneError
 from airscene.model.priors import object_size_prior
 from airscene.model.transformer import window_boxes
@@ -210,6 +211,22 @@ def test_sprites_without_overlap_have_disjoint_boxes():
         for x0, y0, x1, y1 in boxes:
             covered[y0:y1, x0:x1] += 1
         assert covered.max() == 1
+
+
+def test_occluding_sprites_keep_the_visible_share_asked_for():
+    def least_visible(scenes):
+        shares = []
+        for boxes, labels in zip(scenes.boxes, scenes.labels):
+            drawn = [(int(kind), (int(x0), int(y0), int(x1 - x0)), None) for (x0, y0, x1, _), kind in zip(boxes, labels)]
+            shares.append(min(visible_fractions(drawn, 50)))
+        return np.array(shares)
+
+    free = airscene.data.sprites(300, counts=(3,), seed=2, progress=False)
+    kept = airscene.data.sprites(300, counts=(3,), seed=2, min_visible=0.6, progress=False)
+    assert (least_visible(free) < 0.6).sum() > 20  # unconstrained sprites often hide one another
+    assert least_visible(kept).min() >= 0.6
+    with pytest.raises(AirsceneError, match="--min-visible"):
+        airscene.data.sprites(3, min_visible=1.5, progress=False)
 
 
 def test_placement_scales_to_dozens_of_objects():

@@ -165,7 +165,8 @@ def _data_command(args: argparse.Namespace) -> int:
         settings = make_scenes(args.out, objects=args.objects, scale_range=args.scale_range, overlap=args.overlap,
                                test_fraction=args.test_fraction, **common)
     else:
-        settings = make_sprites(args.out, side_range=args.side_range, colour=args.colour, overlap=args.overlap, **common)
+        settings = make_sprites(args.out, side_range=args.side_range, colour=args.colour, overlap=args.overlap,
+                                min_visible=args.min_visible, **common)
     low, high = settings["object_size"]
     print(f"wrote {args.out}/train.npz, test.npz, dataset.json\nthe objects are {low:g} to {high:g} pixels "
           f"(5th to 95th percentile): train with --object-size {low:g},{high:g}")
@@ -363,6 +364,8 @@ def _add_data_commands(commands) -> None:
             maker.add_argument("--colour", action="store_true", help="coloured sprites (RGB images)")
             maker.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
                                help="later sprites occlude earlier ones (default), or their boxes are disjoint")
+            maker.add_argument("--min-visible", type=float, default=0.0, help="with overlap, the least share of "
+                               "each sprite's area left in view (default 0: a sprite may be hidden entirely)")
         maker.set_defaults(handler=_data_command)
     importer = kinds.add_parser("import", help="your own images (a folder of image files, or an .npy/.npz array) "
                                 "as a data set, with or without labels")

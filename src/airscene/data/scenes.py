@@ -196,8 +196,9 @@ def shape_mask(shape: str, side: int) -> np.ndarray:
     return np.abs(x - side / 2) <= y / 2 + 0.5  # widens linearly from the apex (top row) to the base
 
 
-def check_sprite_settings(side_range, size: int, colour, overlap) -> tuple[int, int]:
-    """The sprites' side range as whole pixels that fit the canvas, colour and overlap as booleans."""
+def check_sprite_settings(side_range, size: int, colour, overlap, min_visible=0.0) -> tuple[int, int]:
+    """The sprites' side range as whole pixels that fit the canvas, colour and overlap as booleans, the
+    visible fraction in [0, 1]."""
     try:
         low, high = side_range
     except (TypeError, ValueError):
@@ -207,6 +208,8 @@ def check_sprite_settings(side_range, size: int, colour, overlap) -> tuple[int, 
     for name, value in (("colour", colour), ("overlap", overlap)):
         if not isinstance(value, bool):
             raise AirsceneError(f"{name} is {value!r}: give True or False")
+    if isinstance(min_visible, bool) or not isinstance(min_visible, (int, float)) or not 0 <= min_visible <= 1:
+        raise AirsceneError(f"--min-visible {min_visible!r} is not a fraction: give a number from 0 to 1, e.g. 0.5")
     if not 1 <= low <= high <= size:
         raise AirsceneError(f"sprite side range {side_range} does not fit a {size}-pixel canvas: use 1 <= min <= max <= size")
     return int(low), int(high)
@@ -214,23 +217,26 @@ def check_sprite_settings(side_range, size: int, colour, overlap) -> tuple[int, 
 
 def sprites(number: int, counts: tuple[int, ...] = (0, 1, 2), size: int = 50, seed: int = 0,
             side_range: tuple[int, int] = (10, 20), colour: bool = False, overlap: bool = True,
-            backgrounds: Backgrounds | None = None, progress: bool = True) -> SceneSet:
+            min_visible: float = 0.0, backgrounds: Backgrounds | None = None, progress: bool = True) -> SceneSet:
     """Squares, triangles and discs of random size, brightness (or colour) and position, over black or one
-    of `backgrounds`. With overlap, later shapes occlude earlier ones (the paper's appendix H); without,
-    their boxes are disjoint. Boxes are each shape's whole extent."""
-    counts, (low, high) = check_counts(counts), check_sprite_settings(side_range, size, colour, overlap)
+    of `backgrounds`. With overlap, later shapes occlude earlier ones (the paper's appendix H), each left
+    with at least `min_visible` of its area in view; without, their boxes are disjoint. Boxes are each
+    shape's whole extent."""
+    counts = check_counts(counts)
+    low, high = check_sprite_settings(side_range, size, colour, overlap, min_visible)
     rng = np.random.default_rng(seed)
     channels = 3 if colour else 1
     scenes = _labelled_scene_set(number, size, max(counts), channels)
     scene_counts = rng.choice(np.asarray(counts, dtype=np.int64), size=number)
     for index in tqdm(range(number), desc="sprites", unit="scene", disable=not progress, mininterval=0.5):
         for _attempt in range(PLACEMENT_ATTEMPTS):
-            drawn = _draw_sprites(int(scene_counts[index]), size, (low, high), channels, overlap, rng)
+            drawn = _draw_sprites(int(scene_counts[index]), size, (low, high), channels, overlap, min_visible, rng)
             if drawn is not None:
                 break
         else:
-            raise AirsceneError(f"cannot fit {scene_counts[index]} non-overlapping sprites on a {size}x{size} canvas: "
-                                "use a larger --size, smaller counts or a smaller --side-range")
+            raise AirsceneError(f"cannot fit {scene_counts[index]} sprites on a {size}x{size} canvas, each "
+                                f"{'disjoint' if not overlap else f'at least {min_visible:g} visible'}: use a larger "
+                                "--size, smaller counts, a smaller --side-range or a lower --min-visible")
         canvas = _canvas(size, channels, backgrounds, rng)
         for slot, (kind, (x, y, side), ink) in enumerate(drawn):
             canvas[y:y + side, x:x + side][shape_mask(SPRITE_SHAPES[kind], side)] = ink / 255
@@ -242,9 +248,9 @@ def sprites(number: int, counts: tuple[int, ...] = (0, 1, 2), size: int = 50, se
 
 
 def _draw_sprites(count: int, size: int, sides: tuple[int, int], channels: int, overlap: bool,
-                  rng: np.random.Generator) -> list | None:
-    """(shape, (x, y, side), colour) for each sprite, boxes disjoint unless `overlap`; None if this draw
-    does not fit."""
+                  min_visible: float, rng: np.random.Generator) -> list | None:
+    """(shape, (x, y, side), colour) for each sprite, boxes disjoint unless `overlap`, each at least
+    `min_visible` in view under the later ones; None if this draw does not fit."""
     occupied = np.zeros((size, size), dtype=bool)
     drawn = []
     for _ in range(count):
@@ -259,4 +265,15 @@ def _draw_sprites(count: int, size: int, sides: tuple[int, int], channels: int, 
             x, y = (int(v) for v in corners[rng.integers(len(corners))])
             occupied[y:y + side, x:x + side] = True
         drawn.append((kind, (x, y, side), rng.integers(96, 256, size=channels).astype(np.uint8)))
+    if overlap and min_visible > 0 and min(visible_fractions(drawn, size), default=1.0) < min_visible:
+        return None
     return drawn
+
+
+def visible_fractions(drawn: list, size: int) -> list[float]:
+    """The share of each sprite's area left in view once the sprites after it are drawn over it."""
+    owner = np.full((size, size), -1)
+    for slot, (kind, (x, y, side), _ink) in enumerate(drawn):
+        owner[y:y + side, x:x + side][shape_mask(SPRITE_SHAPES[kind], side)] = slot
+    return [float((owner == slot).sum() / shape_mask(SPRITE_SHAPES[kind], side).sum())
+            for slot, (kind, (_x, _y, side), _ink) in enumerate(drawn)]
