@@ -10,7 +10,7 @@ from airscene.estimators.elbo import (count_log_posterior, elbo_per_count, greed
 from airscene.model import AIR
 from airscene.model.transformer import paste_glimpse
 from airscene.model.priors import count_log_prior
-from airscene.schedules import count_prior_at
+from airscene.schedules import count_prior_at, learning_rate_factor
 
 
 def small_config(**overrides) -> ModelConfig:
@@ -54,6 +54,14 @@ def test_count_prior_is_a_truncated_geometric():
     assert math.isclose(count_prior_at(50, 0.1, schedule), 0.5)
     schedule.count_prior_schedule = "none"
     assert count_prior_at(5, 0.01, schedule) == 0.01
+
+
+def test_the_learning_rate_holds_then_decays_down_a_half_cosine_to_its_final_share():
+    decay = TrainConfig(learning_rate_decay="cosine", learning_rate_hold=0.5, learning_rate_final=0.1)
+    assert learning_rate_factor(0.0, decay) == learning_rate_factor(0.5, decay) == 1.0
+    assert math.isclose(learning_rate_factor(0.75, decay), 0.55)  # half way down the cosine
+    assert math.isclose(learning_rate_factor(1.0, decay), 0.1) and math.isclose(learning_rate_factor(1.5, decay), 0.1)
+    assert learning_rate_factor(0.9, TrainConfig()) == 1.0  # no decay by default
 
 
 def test_the_count_prior_is_part_of_the_models_state():

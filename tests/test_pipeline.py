@@ -1,6 +1,7 @@
 """Training, checkpoints, evaluation, inference and figures, end to end through the CLI and the API."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -63,6 +64,15 @@ def test_resume_matches_an_uninterrupted_run(data_dir, tmp_path, model, estimato
         assert torch.equal(value, split["model"][key]), key
     for key, value in whole["estimator"].items():
         assert torch.equal(value, split["estimator"][key]), key
+
+
+def test_the_learning_rate_decays_over_the_budget(data_dir, tmp_path):
+    decay = ("--learning-rate-decay", "cosine", "--learning-rate-hold", "0.2", "--learning-rate-final", "0.1")
+    assert _train(data_dir, tmp_path, "--steps", "10", *decay) == 0
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["learning_rate"] for r in records if r["kind"] == "train"]  # each the mean of 5 steps
+    factors = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(max((step / 10 - 0.2) / 0.8, 0), 1))) for step in range(10)]
+    assert rates == pytest.approx([1e-3 * np.mean(factors[:5]), 1e-3 * np.mean(factors[5:])])
 
 
 def test_existing_run_is_not_overwritten(data_dir, trained_run, capsys):

@@ -331,10 +331,14 @@ def test_commands_check_their_output_directory_before_the_work(data_dir, mount_d
 
 # --- from the second round of attempts to break it ---------------------------------------------------
 
+@pytest.mark.parametrize("decay", ["none", "cosine"])  # records hold the learning rate: the decay carries on
 def test_a_run_stopped_by_a_signal_and_resumed_writes_the_records_of_an_uninterrupted_one(data_dir, tmp_path,
-                                                                                          monkeypatch):
+                                                                                          monkeypatch, decay):
     config = tiny_config(data_dir, steps=15)
     config.train.log_every, config.train.eval_every, config.train.checkpoint_every = 5, 5, 100
+    config.train.learning_rate_decay = decay
+    if decay != "none":
+        config.train.learning_rate_hold = 0.2
     train(config, tmp_path / "whole", progress=False)
 
     def terminate(loss):

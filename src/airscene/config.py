@@ -97,6 +97,17 @@ class TrainConfig:
                              choices=(*ESTIMATORS, "marginal", "supervised"))
     batch_size: int = setting(64, "images per step", minimum=1, maximum=65536)
     learning_rate: float = setting(1e-3, "Adam's step size for the model", above=0.0, maximum=10.0)
+    # The learning rates' decay over the budget (whichever of steps and minutes runs out first): held until
+    # learning_rate_hold of it is spent (none, by default: on the overlapping sprites a decay over the whole
+    # budget counted better than one over its second half), then down a half cosine to learning_rate_final
+    # times their value at its end. A minute-budgeted run cannot know its step count in advance, so the schedule follows the
+    # share of the budget spent; the elapsed time is checkpointed, so a resumed run carries on along it.
+    learning_rate_decay: str = setting("none", "decay the learning rates over the budget: none or cosine",
+                                       choices=("none", "cosine"), added="0.2.0")
+    learning_rate_hold: float = setting(0.0, "share of the budget before the decay begins", minimum=0.0, below=1.0,
+                                        added="0.2.0")
+    learning_rate_final: float = setting(0.05, "the learning rates at the budget's end, as a share of their value",
+                                         minimum=0.0, maximum=1.0, added="0.2.0")
     baseline_learning_rate: float = setting(1e-2, "nvil: the baseline must track the signal faster",
                                             above=0.0, maximum=10.0)
     normalise_signal: bool = setting(True, "nvil: divide the centred signal by its running sd")
@@ -181,4 +192,6 @@ def estimator_settings_used(train: TrainConfig) -> list[tuple[str, bool, str]]:
             *((f"train.{name}", relaxed, "by --estimator relaxed")
               for name in ("temperature_start", "temperature_end", "temperature_steps", "straight_through")),
             *((f"train.{name}", train.count_prior_schedule != "none", "with an annealed --count-prior-schedule")
-              for name in ("count_prior_start", "count_prior_steps"))]
+              for name in ("count_prior_start", "count_prior_steps")),
+            *((f"train.{name}", train.learning_rate_decay != "none", "with --learning-rate-decay cosine")
+              for name in ("learning_rate_hold", "learning_rate_final"))]

@@ -25,6 +25,7 @@ from airscene.distributed import Shard, all_max, gather_objects, replicate, repl
 from airscene.errors import AirsceneError
 from airscene.estimators.base import Batch, Estimator
 from airscene.model.trace import Trace
+from airscene.schedules import learning_rate_factor
 from airscene.settings import differences
 from airscene.storage import (append_line, as_path, check_writable, json_ready, lock_directory, write_failure, write_json,
                               write_text)
@@ -93,9 +94,19 @@ def make_optimiser(model: torch.nn.Module, estimator: torch.nn.Module, config: T
     scaled for the world size's larger global batch as learning_rate_scaling says. The fused kernel
     updates all parameters in one pass: a third of the for-loop version's time here."""
     factor = {"none": 1.0, "linear": shard.world, "sqrt": shard.world ** 0.5}[config.learning_rate_scaling]
-    return torch.optim.Adam([{"params": model.parameters(), "lr": config.learning_rate * factor},
-                             {"params": estimator.parameters(), "lr": config.baseline_learning_rate * factor}],
+    rates = (config.learning_rate * factor, config.baseline_learning_rate * factor)
+    # initial_lr (torch's own key for it) is what the decay scales, kept in the optimiser's state_dict
+    return torch.optim.Adam([{"params": parameters, "lr": rate, "initial_lr": rate}
+                             for parameters, rate in zip((model.parameters(), estimator.parameters()), rates)],
                             fused=True)
+
+
+def decay_learning_rates(optimiser: torch.optim.Optimizer, spent: float, config: TrainConfig) -> None:
+    """Set each parameter group's rate for the share of the budget `spent` (schedules.learning_rate_factor).
+    An optimiser resumed from before the decay existed has no initial_lr: its rate is still the initial one."""
+    factor = learning_rate_factor(spent, config)
+    for group in optimiser.param_groups:
+        group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
 class Run:
@@ -358,7 +369,8 @@ def train_step(job: TrainingJob, run: Run, step: int, model, estimator) -> dict 
     if run.skip_non_finite(step, loss, gradient_norm):
         return None
     job.optimiser.step()
-    return {"loss": loss.item(), **statistics, **job.statistics(trace, batch)}
+    return {"loss": loss.item(), "learning_rate": job.optimiser.param_groups[0]["lr"], **statistics,
+            **job.statistics(trace, batch)}
 
 
 def evaluate(job: TrainingJob, run: Run, step: int, elapsed: float) -> dict:
@@ -370,14 +382,15 @@ def evaluate(job: TrainingJob, run: Run, step: int, elapsed: float) -> dict:
     return metrics
 
 
-def should_stop(requested: dict, elapsed: float, budget: float, job: TrainingJob) -> str | None:
-    """Why to stop before the next step, the same on every rank: a signal any of them got, or the time."""
+def should_stop(requested: dict, elapsed: float, budget: float, job: TrainingJob) -> tuple[str | None, float]:
+    """Why to stop before the next step, the same on every rank (a signal any of them got, or the time),
+    and the elapsed seconds all ranks agree on (the slowest's), which the learning-rate decay follows."""
     signal_names = (None, "SIGINT", "SIGTERM", "SIGHUP")
-    flags = torch.tensor([float(signal_names.index(requested["signal"])), float(elapsed >= budget)], device=job.device)
-    flags = all_max(flags, job.shard)
-    if flags[0] > 0:
-        return signal_names[int(flags[0])]
-    return "minutes" if flags[1] > 0 else None
+    flags = torch.tensor([float(signal_names.index(requested["signal"])), elapsed], device=job.device)
+    signal, elapsed = all_max(flags, job.shard).tolist()
+    if signal > 0:
+        return signal_names[int(signal)], elapsed
+    return ("minutes" if elapsed >= budget else None), elapsed
 
 
 def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = True) -> dict:
@@ -396,9 +409,11 @@ def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = 
         with tqdm(total=t.steps, initial=step, disable=not progress or not shard.leads, unit="step",
                   dynamic_ncols=True) as bar:
             while step < t.steps:
-                stopped_by = should_stop(requested, elapsed, budget, job) or "steps"
-                if stopped_by != "steps":
+                reason, agreed = should_stop(requested, elapsed, budget, job)
+                if reason:
+                    stopped_by = reason
                     break
+                decay_learning_rates(job.optimiser, max(step / t.steps, agreed / budget), t)
                 averages.add(train_step(job, run, step, model, estimator) or {})
                 step += 1
                 elapsed = time.perf_counter() - started

@@ -1,5 +1,6 @@
 """What changes over training: the count prior's annealing, the exploration weight in q(z_pres), the
-Concrete temperature. Each is a pure function of the step, so a resumed run follows the same schedule."""
+Concrete temperature, each a pure function of the step; and the learning rates' decay, a function of the
+share of the budget spent. A resumed run follows the same schedules."""
 
 from __future__ import annotations
 
@@ -30,3 +31,13 @@ def exploration_at(step: int, config: TrainConfig) -> float:
     presence_exploration_hold steps, then linearly to 0 over presence_exploration_steps."""
     remaining = 1 - (step - config.presence_exploration_hold) / config.presence_exploration_steps
     return config.presence_exploration * min(1.0, max(0.0, remaining))
+
+
+def learning_rate_factor(spent: float, config: TrainConfig) -> float:
+    """The multiple of the learning rates once `spent` (0 to 1) of the budget is used: 1, or held at 1 for
+    learning_rate_hold of it and then down a half cosine to learning_rate_final."""
+    if config.learning_rate_decay == "none":
+        return 1.0
+    progress = min(max((spent - config.learning_rate_hold) / (1 - config.learning_rate_hold), 0.0), 1.0)
+    final = config.learning_rate_final
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
