@@ -1,6 +1,6 @@
 """Overlapping sprites (the paper's appendix H): squares, triangles and discs that occlude each other, 0-3
 to a scene, grey and colour, every sprite at least half in view; AIR and DAIR, trained as the README's
-"Objects that hide each other" says.
+"Counting shapes that hide each other" says.
 
     python benchmarks/sprites.py --minutes 15
 """
