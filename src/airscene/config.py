@@ -100,8 +100,9 @@ class TrainConfig:
     # The learning rates' decay over the budget (whichever of steps and minutes runs out first): held until
     # learning_rate_hold of it is spent (none, by default: on the overlapping sprites a decay over the whole
     # budget counted better than one over its second half), then down a half cosine to learning_rate_final
-    # times their value at its end. A minute-budgeted run cannot know its step count in advance, so the schedule follows the
-    # share of the budget spent; the elapsed time is checkpointed, so a resumed run carries on along it.
+    # times their value at its end. A minute-budgeted run cannot know its step count in advance, so the
+    # schedule follows the share of the budget spent; the elapsed time is checkpointed, so a resumed run
+    # carries on along it.
     learning_rate_decay: str = setting("none", "decay the learning rates over the budget: none or cosine",
                                        choices=("none", "cosine"), added="0.2.0")
     learning_rate_hold: float = setting(0.0, "share of the budget before the decay begins", minimum=0.0, below=1.0,
