@@ -111,6 +111,9 @@ def test_full_disk_keeps_the_previous_checkpoint(data_dir, tmp_path, monkeypatch
 
 
 def test_a_new_run_does_not_inherit_metrics_of_one_that_died_before_its_first_checkpoint(data_dir, tmp_path):
+    from airscene.runs import Run
+
+    Run(tmp_path, resume=False).close()  # the run that died had made the directory
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"kind": "train", "step": 999, "loss": 1.0}) + "\n")
     train(tiny_config(data_dir, steps=5), tmp_path, progress=False)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -245,7 +248,10 @@ def test_training_never_writes_through_links_it_did_not_make(data_dir, tmp_path)
     victim.write_text("precious")
     elsewhere.mkdir()
     run = tmp_path / "run"
-    run.mkdir()
+    from airscene.runs import Run
+
+    Run(run, resume=False).close()  # a run directory of airscene's, where someone then planted links
+    (run / ".lock").unlink()
     for name in ("checkpoint.pt.partial", ".checkpoint.pt.partial", ".writable", "config.json", "train_summary.json",
                  ".lock"):
         (run / name).symlink_to(victim)
@@ -359,7 +365,10 @@ def test_a_run_stopped_by_a_signal_and_resumed_writes_the_records_of_an_uninterr
 def test_a_hard_link_at_the_lock_is_not_written_through(data_dir, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    (tmp_path / "run").mkdir()
+    from airscene.runs import Run
+
+    Run(tmp_path / "run", resume=False).close()  # airscene's run directory, where someone then planted the link
+    (tmp_path / "run" / ".lock").unlink()
     os.link(victim, tmp_path / "run" / ".lock")
     train(tiny_config(data_dir, steps=2), tmp_path / "run", progress=False)
     assert victim.read_text() == "precious"
@@ -429,3 +438,53 @@ def test_corrupt_and_bombed_idx_files_are_refused(tmp_path):
     (tmp_path / "huge").write_bytes(b"\x00\x00\x08\x03" + (2**31).to_bytes(4, "big") * 2 + (4).to_bytes(4, "big"))
     with pytest.raises(AirsceneError, match="needs 18446744073709551616"):  # 2**64: no overflow
         read_idx(tmp_path / "huge")
+
+
+# --- nothing of anyone else's is written ---------------------------------------------------------------
+
+def test_training_never_writes_into_a_folder_that_is_not_a_run(data_dir, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    (folder / "tensorboard").mkdir(parents=True)
+    (folder / "tensorboard" / "events").write_text("my events")
+    (folder / "config.json").write_text("my config")
+    (folder / "metrics.jsonl").write_text("my metrics")
+    before = sorted(path.relative_to(folder) for path in folder.rglob("*"))
+    for command in (["train", "--data", str(data_dir)], ["graphics", "train", "--renderer", "torch"]):
+        assert main([*command, "--out", str(folder), "--quiet", "--steps", "1"]) == 2
+        error = capsys.readouterr().err
+        assert f"run directory {folder} holds files that airscene did not write (config.json, metrics.jsonl, " \
+               "tensorboard): a run writes only into a new or empty folder" in error and error.count("\n") == 1
+    assert sorted(path.relative_to(folder) for path in folder.rglob("*")) == before
+    assert (folder / "config.json").read_text() == "my config" and (folder / "metrics.jsonl").read_text() == "my metrics"
+    assert (folder / "tensorboard" / "events").read_text() == "my events"
+    (folder / "checkpoint.pt").write_bytes(b"not a checkpoint")  # a checkpoint of someone else's makes no run
+    assert main(["train", "--data", str(data_dir), "--out", str(folder), "--quiet", "--resume"]) == 2
+    assert "is truncated or not an airscene checkpoint" in capsys.readouterr().err
+    assert (folder / "config.json").read_text() == "my config" and not (folder / ".lock").exists()
+
+
+def test_a_run_from_before_the_marker_still_resumes(data_dir, tmp_path):
+    from airscene.runs import RUN_MARKER
+
+    train(tiny_config(data_dir, steps=5), tmp_path / "run", progress=False)
+    (tmp_path / "run" / RUN_MARKER).unlink()  # as a run written by an earlier airscene
+    train(tiny_config(data_dir, steps=10), tmp_path / "run", resume=True, progress=False)
+    assert airscene.load(tmp_path / "run").step == 10 and (tmp_path / "run" / RUN_MARKER).is_file()
+
+
+def test_resume_refuses_a_config_file_it_would_not_read(data_dir, tmp_path, capsys):
+    train(tiny_config(data_dir, steps=5), tmp_path, progress=False)
+    (tmp_path / "other.json").write_text(json.dumps({"train": {"learning_rate": 0.5}}))
+    assert main(["train", "--data", str(data_dir), "--out", str(tmp_path), "--quiet", "--resume", "--config",
+                 str(tmp_path / "other.json")]) == 2
+    assert "is not read when resuming" in capsys.readouterr().err
+    assert airscene.load(tmp_path).step == 5
+
+
+def test_a_rename_that_fails_leaves_no_temporaries(tmp_path):
+    from airscene.storage import write_text
+
+    (tmp_path / "taken").mkdir()  # a folder where the file would go: the rename fails
+    with pytest.raises(AirsceneError, match="cannot write file .*taken"):
+        write_text(tmp_path / "taken", "text")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["taken"]

@@ -119,6 +119,8 @@ class Run:
         self.directory = check_writable(directory, "run directory") if shard.leads else as_path(directory, "run directory")
         self.checkpoint = self.directory / CHECKPOINT_NAME
         self.metrics_path = self.directory / "metrics.jsonl"
+        if shard.leads:
+            claim_run_directory(self.directory)
         self._lock = lock_directory(self.directory, "run directory") if shard.leads else None
         self._writer = None
         self.tensorboard_purge_step = None  # resuming: TensorBoard drops the events a died run wrote past it
@@ -256,6 +258,26 @@ class Run:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+
+RUN_MARKER = ".airscene-run"  # in every run directory airscene made: what makes a folder plainly its own
+
+
+def claim_run_directory(directory: Path) -> None:
+    """Mark `directory` as a run's, or refuse it: a run writes (and clears what a died run left) only in a
+    folder airscene made for a run, a new or empty one, or one holding an intact airscene checkpoint (a run
+    from before the marker); anyone else's folder is never written into."""
+    marker = directory / RUN_MARKER
+    if marker.is_file() and not marker.is_symlink():
+        return
+    entries = sorted(entry.name for entry in directory.iterdir())
+    if entries and not (directory / CHECKPOINT_NAME).is_file():
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise AirsceneError(f"run directory {directory} holds files that airscene did not write ({shown}): a run "
+                            "writes only into a new or empty folder, or one of its own; choose a new --out")
+    if entries:
+        read_checkpoint(directory / CHECKPOINT_NAME)  # refuses a file that is not an airscene checkpoint
+    write_text(marker, "airscene run directory\n", "run marker")
 
 
 def _remove(path: Path) -> None:
