@@ -94,6 +94,24 @@ def test_bad_checkpoints(tmp_path, model):
         with pytest.raises(AirsceneError, match="part.pt is damaged"):
             airscene.load(tmp_path / "part.pt")
 
+    sparse = {**state, "format": 2, "model": {**state["model"], "extra": torch.eye(3).to_sparse()}}
+    torch.save(sparse, tmp_path / "sparse.pt")  # the digest cannot even be computed over a sparse tensor
+    with pytest.raises(AirsceneError, match="sparse.pt is damaged"):
+        airscene.load(tmp_path / "sparse.pt")
+    nested: list = []
+    for _ in range(40):
+        nested = [nested]
+    save_checkpoint(tmp_path / "nested.pt", {**state, "progress": {"metrics": nested}})  # a valid digest, absurd content
+    with pytest.raises(AirsceneError, match="nested.pt is damaged \\(it nests deeper than a run's state"):
+        airscene.load(tmp_path / "nested.pt")
+    for huge, message in ((10**30, "huge.pt: setting eval_every = an integer of about 31 digits is invalid "
+                                   "\\(--eval-every\\): use a whole number >= 1 and <= 9007199254740992"),
+                          (10**5000, "huge.pt is truncated or not an airscene checkpoint")):  # torch's unpickler refuses it
+        too_big = state["config"] | {"train": state["config"]["train"] | {"eval_every": huge}}
+        save_checkpoint(tmp_path / "huge.pt", {**state, "config": too_big})
+        with pytest.raises(AirsceneError, match=message):
+            airscene.load(tmp_path / "huge.pt")
+
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
@@ -119,12 +137,30 @@ def small_data(tmp_path_factory):
     (["--estimator", "marginal"], "estimator 'marginal' is for inverse graphics"),
     (["--count-prior", "2"], "count_prior = 2.0 is invalid"),
     (["--image-size", "28"], "image_size = 28 contradicts the data"),
+    (["--object-size", "4000"], "object_size = (4000.0,) is larger than the data's 50-pixel canvases"),
+    (["--model", "grid", "--estimator", "local", "--cell-size", "4", "--object-size", "50", "--window-limit", "10",
+      "--batch-size", "32"], "the grid's tiles would take 10.2 GiB a step, more than the 8 GiB airscene allows"),
+    (["--eval-every", str(10**30)], "eval_every = an integer of about 31 digits is invalid"),
+    (["--learning-rate", str(10**400)], "learning_rate = inf is invalid"),
 ])
 def test_nonsensical_settings(small_data, tmp_path, capsys, options, message):
     assert main(["train", "--data", str(small_data), "--out", str(tmp_path / "run"), "--quiet", "--steps", "1",
                  "--batch-size", "8", *options]) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"train": {"clip_norm": 1' + "0" * 400 + '}}', "clip_norm = an integer of about 401 digits is invalid"),
+    ('{"train": {"log_every": 1' + "0" * 5000 + '}}', "is not valid JSON text"),
+    ('{"model": {"what_size": ' + "[" * 10000 + "]" * 10000 + '}}', "is not valid JSON text"),
+])
+def test_config_files_with_absurd_numbers(small_data, tmp_path, capsys, text, message):
+    (tmp_path / "config.json").write_text(text)
+    assert main(["train", "--data", str(small_data), "--out", str(tmp_path / "run"), "--quiet", "--config",
+                 str(tmp_path / "config.json")]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1 and not (tmp_path / "run").exists()
 
 
 def test_missing_data_and_unwritable_run(small_data, tmp_path, capsys):

@@ -111,6 +111,9 @@ def _air_config(args: argparse.Namespace, resume: bool) -> Config:
     a config file's (--config) or the defaults."""
     from airscene.runs import saved_config
 
+    if resume and getattr(args, "config", None):
+        raise AirsceneError(f"--config {args.config} is not read when resuming: a resumed run keeps its own settings "
+                            "(only --steps, --minutes, --threads, --device and --workers may change); drop --config")
     if resume:
         base = saved_config(args.out, Config.from_dict, "air")
     elif getattr(args, "config", None):

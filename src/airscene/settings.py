@@ -14,6 +14,9 @@ import numpy as np
 from airscene.errors import AirsceneError
 
 
+LARGEST_WHOLE = 2**53  # a whole-number setting with no bound of its own stays below this (a float holds it exactly)
+
+
 def setting(default, help: str = "", *, minimum=None, maximum=None, above=None, below=None, choices=None,
             length=None, added: str | None = None):
     """A dataclass field with its constraints: minimum <= v <= maximum, above < v < below, v in choices;
@@ -27,6 +30,18 @@ def setting(default, help: str = "", *, minimum=None, maximum=None, above=None, 
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def shown(value, width: int = 60) -> str:
+    """A value as an error message quotes it: its repr cut to `width` characters (an integer too long for a
+    repr, as pickles and Python may hold, by its length)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1:,} digits"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # a container holding such an integer, or nested too deep
+        return f"a {type(value).__name__} too large to show"
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _requirement(kind: type, limits: dict) -> str:
@@ -58,7 +73,10 @@ def _check_scalar(value, kind: type, limits: dict):
             return None
         value = int(value)
     else:
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too large for a float
+            return None
         if not math.isfinite(value):
             return None
     return value if _within(value, limits) else None
@@ -72,6 +90,8 @@ def check_value(name: str, value, hint, limits: dict):
         if value is None:
             return None
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if int in (hint, *typing.get_args(hint)):
+        limits = {"maximum": LARGEST_WHOLE, **limits}
     if typing.get_origin(hint) is tuple:
         kind = typing.get_args(hint)[0]
         lengths = limits.get("length")
@@ -80,13 +100,13 @@ def check_value(name: str, value, hint, limits: dict):
                    if isinstance(value, (list, tuple)) and (lengths is None or len(value) in lengths) else None)
         if checked is None or any(v is None for v in checked):
             count = " or ".join(str(length) for length in lengths) + " " if lengths else ""
-            raise AirsceneError(f"setting {name} = {value!r} is invalid ({flag(name)}): give {count}comma-separated "
+            raise AirsceneError(f"setting {name} = {shown(value)} is invalid ({flag(name)}): give {count}comma-separated "
                                 f"values, each {_requirement(kind, limits)}")
         return tuple(checked)
     checked = _check_scalar(value, hint, limits)
     if checked is None:
         extra = " or none" if optional else ""
-        raise AirsceneError(f"setting {name} = {value!r} is invalid ({flag(name)}): use {_requirement(hint, limits)}{extra}")
+        raise AirsceneError(f"setting {name} = {shown(value)} is invalid ({flag(name)}): use {_requirement(hint, limits)}{extra}")
     return checked
 
 

@@ -66,9 +66,15 @@ def write_staged(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
 
 
 def publish(staged: dict[Path, Path]) -> None:
-    """Rename each staged temporary over its target (a link at the target is replaced, never followed)."""
-    for temporary, target in staged.items():
-        os.replace(temporary, target)
+    """Rename each staged temporary over its target (a link at the target is replaced, never followed); if a
+    rename fails, the temporaries not yet renamed are removed before the error goes on."""
+    try:
+        for temporary, target in staged.items():
+            os.replace(temporary, target)
+    except OSError:
+        for temporary in staged:
+            temporary.unlink(missing_ok=True)
+        raise
     for directory in {target.parent for target in staged.values()}:
         _sync_directory(directory)
 
@@ -180,7 +186,7 @@ def read_json(path: str | Path, what: str, limit: int = 64 << 20):
     """A JSON file's value, with one-line errors for files that are not JSON text."""
     try:
         return json.loads(read_bytes(path, what, limit).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: also an integer of over 4,300 digits
         raise AirsceneError(f"{what} {path} is not valid JSON text") from None
 
 

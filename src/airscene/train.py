@@ -18,10 +18,14 @@ from airscene.estimators.elbo import greedy_counts
 from airscene.evaluate import count_accuracy, elbo_and_log_likelihood, infer_counts
 from airscene.images import to_model_layout
 from airscene.model import make_model
+from airscene.model.grid import tile_side
 from airscene.model.priors import object_size_prior
 from airscene.model.trace import Trace
 from airscene.runs import Run, TrainingJob, batch_indices, fit, make_optimiser
 from airscene.schedules import count_prior_at, exploration_at
+
+
+TILE_MEMORY_LIMIT = 8 * 2**30  # bytes of one step's grid tiles (each decoded glimpse pasted into its cell's tile)
 
 
 def fit_model_to_data(config: Config, train: SceneSet, test: SceneSet, shard: Shard = Shard()) -> None:
@@ -37,6 +41,10 @@ def fit_model_to_data(config: Config, train: SceneSet, test: SceneSet, shard: Sh
             raise AirsceneError(f"setting {name} = {getattr(model, name)} contradicts the data {config.data}, whose "
                                 f"images have {name} {value}: drop --{name.replace('_', '-')}")
         setattr(model, name, value)
+    if model.object_size is not None and max(model.object_size) > model.image_size:
+        raise AirsceneError(f"setting object_size = {model.object_size} is larger than the data's {model.image_size}-pixel "
+                            "canvases: give the objects' size in pixels of the canvas (see `airscene data import`'s "
+                            "measured size)")
     if model.model != "grid":  # the grid's windows read object_size themselves (model/grid.py)
         apply_object_size(model)
     if config.train.batch_size * shard.world > len(train):
@@ -48,6 +56,11 @@ def fit_model_to_data(config: Config, train: SceneSet, test: SceneSet, shard: Sh
         if largest > cells:
             raise AirsceneError(f"data {config.data} has scenes with {largest} objects but the grid has {cells} cells: "
                                 "lower --cell-size")
+        tiles = config.train.batch_size * cells * (model.channels + 1) * tile_side(model) ** 2 * 4  # float32 bytes
+        if tiles > TILE_MEMORY_LIMIT:
+            raise AirsceneError(f"the grid's tiles would take {tiles / 2**30:,.1f} GiB a step, more than the "
+                                f"{TILE_MEMORY_LIMIT / 2**30:g} GiB airscene allows them: lower --batch-size, "
+                                "--object-size or --window-limit, or raise --cell-size")
     elif largest > model.max_objects:
         raise AirsceneError(f"data {config.data} has scenes with {largest} objects but the model has "
                             f"N = {model.max_objects} steps: raise --max-objects to at least {largest}")

@@ -167,6 +167,19 @@ def backbone(channels: int, cell: int, width: int) -> nn.Sequential:
                          nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
 
 
+def window_range(config: ModelConfig) -> tuple[float, float]:
+    """The grid's window sizes in pixels: between half the smallest object and window_limit times the largest,
+    by construction, so that one window cannot cover two objects, as AIR's bounded window cannot."""
+    sizes = config.object_size or DEFAULT_OBJECT_SIZE
+    return 0.5 * min(sizes), config.window_limit * max(sizes)
+
+
+def tile_side(config: ModelConfig) -> int:
+    """A cell's tile holds every window of the cell: a centre within half a cell of the cell's, and half the
+    largest window beyond it on each side."""
+    return config.cell_size + 2 * math.ceil(window_range(config)[1] / 2)
+
+
 class GridAIR(nn.Module, PixelLikelihood):
     """config.model "grid": every cell of config.cell_size pixels at once."""
 
@@ -176,13 +189,7 @@ class GridAIR(nn.Module, PixelLikelihood):
             raise AirsceneError("the model config has no image_size or channels: set them, or train on a data set, "
                                 "which sets them from its images")
         self.config, self.cell = config, config.cell_size
-        low, high = min(config.object_size or DEFAULT_OBJECT_SIZE), max(config.object_size or DEFAULT_OBJECT_SIZE)
-        # A window spans between half the smallest object and window_limit times the largest, by construction:
-        # one window cannot cover two objects, as AIR's bounded window cannot.
-        self.window_range = (0.5 * low, config.window_limit * high)
-        # The tile holds every window of its cell: a centre within half a cell of the cell's, and half the
-        # largest window beyond it on each side.
-        self.tile = self.cell + 2 * math.ceil(self.window_range[1] / 2)
+        self.window_range, self.tile = window_range(config), tile_side(config)
         self.backbone = backbone(config.channels, self.cell, config.embedding_size)
         self.alpha = config.compositing == "alpha"
         latents = 3 + self.alpha  # the window's size and centre (and the depth)
