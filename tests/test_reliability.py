@@ -453,7 +453,9 @@ def test_training_never_writes_into_a_folder_that_is_not_a_run(data_dir, tmp_pat
         assert main([*command, "--out", str(folder), "--quiet", "--steps", "1"]) == 2
         error = capsys.readouterr().err
         assert f"run directory {folder} holds files that airscene did not write (config.json, metrics.jsonl, " \
-               "tensorboard): a run writes only into a new or empty folder" in error and error.count("\n") == 1
+               "tensorboard): airscene writes only into a new or empty folder" in error and error.count("\n") == 1
+    assert main(["train", "--data", str(data_dir), "--out", str(folder), "--quiet", "--seeds", "0,1"]) == 2
+    assert f"seeds directory {folder} holds files that airscene did not write" in capsys.readouterr().err
     assert sorted(path.relative_to(folder) for path in folder.rglob("*")) == before
     assert (folder / "config.json").read_text() == "my config" and (folder / "metrics.jsonl").read_text() == "my metrics"
     assert (folder / "tensorboard" / "events").read_text() == "my events"

@@ -27,7 +27,7 @@ from airscene.estimators.base import Batch, Estimator
 from airscene.model.trace import Trace
 from airscene.schedules import learning_rate_factor
 from airscene.settings import differences
-from airscene.storage import (append_line, as_path, check_writable, json_ready, lock_directory, write_failure, write_json,
+from airscene.storage import (append_line, as_path, check_writable, claim_directory, json_ready, lock_directory, write_failure, write_json,
                               write_text)
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses or gradients before the run stops
@@ -264,20 +264,12 @@ RUN_MARKER = ".airscene-run"  # in every run directory airscene made: what makes
 
 
 def claim_run_directory(directory: Path) -> None:
-    """Mark `directory` as a run's, or refuse it: a run writes (and clears what a died run left) only in a
-    folder airscene made for a run, a new or empty one, or one holding an intact airscene checkpoint (a run
-    from before the marker); anyone else's folder is never written into."""
-    marker = directory / RUN_MARKER
-    if marker.is_file() and not marker.is_symlink():
-        return
-    entries = sorted(entry.name for entry in directory.iterdir())
-    if entries and not (directory / CHECKPOINT_NAME).is_file():
-        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-        raise AirsceneError(f"run directory {directory} holds files that airscene did not write ({shown}): a run "
-                            "writes only into a new or empty folder, or one of its own; choose a new --out")
-    if entries:
-        read_checkpoint(directory / CHECKPOINT_NAME)  # refuses a file that is not an airscene checkpoint
-    write_text(marker, "airscene run directory\n", "run marker")
+    """A run writes (and clears what a died run left) only in a folder airscene made for a run, a new or empty
+    one, or one holding an intact airscene checkpoint (a run from before the marker)."""
+    def made_earlier(entries: list[str]) -> bool:
+        return CHECKPOINT_NAME in entries and bool(read_checkpoint(directory / CHECKPOINT_NAME))  # refuses a foreign one
+
+    claim_directory(directory, RUN_MARKER, "run directory", made_earlier)
 
 
 def _remove(path: Path) -> None:

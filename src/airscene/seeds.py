@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -15,9 +16,10 @@ from pathlib import Path
 from airscene.checkpoint import CHECKPOINT_NAME
 from airscene.config import Config
 from airscene.errors import AirsceneError
-from airscene.storage import check_writable, write_json
+from airscene.storage import check_writable, claim_directory, write_json
 
 MAX_SEEDS = 64
+SEEDS_MARKER = ".airscene-seeds"  # in every seeds directory airscene made
 
 
 def run_command(arguments: list[str]) -> tuple[int, str]:
@@ -60,6 +62,8 @@ def train_seeds(config: Config, out: str | Path, seeds: tuple[int, ...], paralle
     if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
         raise AirsceneError(f"--parallel is {parallel!r}: run a whole number >= 1 of seeds at a time")
     out = check_writable(out, "seeds directory")
+    claim_directory(out, SEEDS_MARKER, "seeds directory",
+                    lambda entries: all(re.fullmatch(r"seed-\d+(\.json)?|seeds\.json|\.lock", name) for name in entries))
     threads = config.train.threads or max(1, cores // parallel)
     runs = [dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed, threads=threads))
             for seed in seeds]

@@ -156,6 +156,21 @@ def check_writable(directory: str | Path, what: str = "directory", create: bool 
     return directory
 
 
+def claim_directory(directory: Path, marker: str, what: str, made_earlier: Callable[[list[str]], bool]) -> None:
+    """Mark `directory` as airscene's `what` with the file `marker`, or refuse it: airscene writes only into a
+    folder holding its marker, a new or empty one, or one whose entries `made_earlier` recognises as written by
+    an airscene from before the marker; anyone else's folder is never written into."""
+    path = directory / marker
+    if path.is_file() and not path.is_symlink():
+        return
+    entries = sorted(entry.name for entry in directory.iterdir())
+    if entries and not made_earlier(entries):
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise AirsceneError(f"{what} {directory} holds files that airscene did not write ({shown}): airscene writes only "
+                            "into a new or empty folder, or one of its own; choose a new --out")
+    write_text(path, f"airscene {what}\n", f"{what} marker")
+
+
 def regular_file(path: str | Path, what: str) -> Path:
     """`path` if it is a regular file (a link to one will do); a one-line error for a missing file, a folder,
     a pipe or a device, which reading would hang on or misread."""
