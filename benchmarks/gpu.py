@@ -1,0 +1,137 @@
+"""The GPU table: training ms/step, time to 95% held-out count accuracy and inference speed, for two versions
+of airscene side by side in one run (each a `src` folder: the code before a change and after it), through the
+command line and the public API only, so that any version can be measured.
+
+    git archive REV src | tar -x -C .before     # the earlier version's source, beside the current one
+    python benchmarks/gpu.py --version before=.before/src --version after=src --device cuda --out results.json
+
+Each training runs in its own process (`airscene train` under PYTHONPATH=VERSION); ms/step is the time between
+two training records past the first hundred steps (no evaluation or checkpoint in between); time to 95% is the
+`seconds` of the first held-out evaluation at or above 95% (evaluating every 100 steps on 1,000 test scenes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+
+def airscene(source: str, *arguments: str, timeout: float = 600) -> None:
+    environment = {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
+    subprocess.run([sys.executable, "-m", "airscene.cli", *arguments], check=True, env=environment,
+                   stdout=subprocess.DEVNULL, timeout=timeout)
+
+
+def records(run: Path, kind: str) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [record for record in map(json.loads, lines) if record["kind"] == kind]
+
+
+def ms_per_step(source: str, data: str, device: str, batch: int, steps: int, *flags: str) -> float:
+    run = Path(tempfile.mkdtemp()) / "run"
+    airscene(source, "train", "--data", data, "--out", str(run), "--device", device, "--batch-size", str(batch),
+             "--steps", str(steps), "--log-every", "50", "--eval-every", str(10 * steps), "--checkpoint-every",
+             str(10 * steps), "--quiet", *flags)
+    seconds = {record["step"]: record["seconds"] for record in records(run, "train")}
+    return 1000 * (seconds[steps] - seconds[100]) / (steps - 100)
+
+
+def time_to_accuracy(source: str, data: str, device: str, batch: int, minutes: float) -> dict:
+    run = Path(tempfile.mkdtemp()) / "run"
+    airscene(source, "train", "--data", data, "--out", str(run), "--device", device, "--batch-size", str(batch),
+             "--minutes", str(minutes), "--eval-every", "100", "--eval-images", "1000", "--quiet")
+    evaluations = records(run, "eval")
+    reached = next((record for record in evaluations if record["test_count_accuracy"] >= 0.95), None)
+    return {"seconds_to_95": reached and reached["seconds"], "step_at_95": reached and reached["step"],
+            "final_accuracy": evaluations[-1]["test_count_accuracy"], "final_step": evaluations[-1]["step"], "run": str(run)}
+
+
+INFERENCE = textwrap.dedent("""
+    import json, sys, time
+    import torch
+    import airscene
+    from airscene.data import load_dataset
+    run, data, device = sys.argv[1:4]
+    model = airscene.load(run, device=device)
+    images = load_dataset(data)[1].images
+    tensor = model.prepare(images)  # on the device: the batched figure is the model's, not the upload's
+    def timed(call, repeats):
+        call()
+        if device.startswith("cuda"): torch.cuda.synchronize()
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter(); call()
+            if device.startswith("cuda"): torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - started)
+        return best
+    batched = {size: len(tensor) / timed(lambda: model.infer(tensor, batch_size=size), 5) for size in (1000, 10000)}
+    single = timed(lambda: [model.infer(image[None]) for image in images[:200]], 3) / 200
+    print(json.dumps({"images_per_second": batched, "single_image_ms": 1000 * single}))
+""")
+
+
+SYNCS = textwrap.dedent("""
+    import sys, tempfile, warnings
+    import torch
+    from airscene.cli import main
+    data, device, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    torch.cuda.set_sync_debug_mode("warn")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["train", "--data", data, "--out", tempfile.mkdtemp() + "/run", "--device", device, "--steps", str(steps),
+              "--log-every", str(steps), "--eval-every", str(10 * steps), "--checkpoint-every", str(10 * steps), "--quiet"])
+    print(sum("synchroniz" in str(warning.message) for warning in caught))
+""")
+
+
+def host_synchronisations(source: str, data: str, device: str, steps: int) -> int:
+    """CUDA's count of the host waiting on the device in a whole run of `steps` steps (its start and end included)."""
+    environment = {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
+    output = subprocess.run([sys.executable, "-c", SYNCS, data, device, str(steps)], check=True, env=environment,
+                            capture_output=True, text=True, timeout=600).stdout
+    return int(output.strip().splitlines()[-1])
+
+
+def inference(source: str, run: str, data: str, device: str) -> dict:
+    environment = {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
+    output = subprocess.run([sys.executable, "-c", INFERENCE, run, data, device], check=True, env=environment,
+                            capture_output=True, text=True, timeout=600).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="append", required=True, help="NAME=SRC_FOLDER, once per version")
+    parser.add_argument("--data", default="data/multi-mnist")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--steps", type=int, default=400, help="training steps timed per setting")
+    parser.add_argument("--minutes", type=float, default=0.75, help="budget of each time-to-95% run")
+    parser.add_argument("--out", default="benchmarks/out/gpu.json")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    for version in args.version:
+        name, source = version.split("=", 1)
+        result = results[name] = {}
+        if args.device.startswith("cuda"):  # per step: the difference between runs of 120 and 20 steps, over 100
+            runs = [host_synchronisations(source, args.data, args.device, steps) for steps in (20, 120)]
+            result["host_synchronisations_per_step"] = (runs[1] - runs[0]) / 100
+        for batch in (64, 512):
+            result[f"step_ms_batch_{batch}"] = ms_per_step(source, args.data, args.device, batch, args.steps)
+        result["step_ms_batch_64_bf16"] = ms_per_step(source, args.data, args.device, 64, args.steps,
+                                                      "--precision", "bf16")
+        for batch in (64, 512):
+            result[f"time_to_95_batch_{batch}"] = time_to_accuracy(source, args.data, args.device, batch, args.minutes)
+        result["inference"] = inference(source, result["time_to_95_batch_512"]["run"], args.data, args.device)
+        print(json.dumps({name: result}), flush=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
