@@ -31,6 +31,9 @@ from airscene.storage import (append_line, as_path, check_writable, claim_direct
                               write_text)
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses or gradients before the run stops
+# Several ranks agree whether to stop (a signal, the time) every this many steps: a collective read back on the
+# host, which a step between them never waits for.
+STOP_AGREEMENT_EVERY = 10
 # What a resumed run may change: its budget and where it computes; anything else would be another run.
 RESUMABLE = ("train.steps", "train.minutes", "train.threads", "train.device", "workers")
 
@@ -216,22 +219,20 @@ class Run:
                 "rng": generators, "step": step, "elapsed_seconds": elapsed, "data": job.data_digest,
                 "progress": progress})
 
-    def skip_non_finite(self, step: int, loss: torch.Tensor, gradient_norm: torch.Tensor) -> bool:
-        """True, and logged, if step's loss or gradient is not finite: the caller skips its update. After
-        MAX_BAD_STEPS of them in a row the run stops."""
-        finite = torch.isfinite(loss) & torch.isfinite(gradient_norm)
-        if all_max((~finite).float(), self.shard).item() == 0:  # every rank's step is finite
+    def count_step(self, step: int, skipped: bool, loss: float, gradient_norm: float) -> None:
+        """Account for a step as it is read back: a skipped one (its loss or gradient not finite, so the update
+        left everything as it was) is logged, and after MAX_BAD_STEPS of them in a row the run stops."""
+        if not skipped:
             self.bad_steps = 0
-            return False
+            return
         self.bad_steps += 1
         self.skipped_steps += 1
-        self.log({"kind": "skipped", "step": step, "loss": loss.item(), "gradient_norm": gradient_norm.item()})
+        self.log({"kind": "skipped", "step": step, "loss": loss, "gradient_norm": gradient_norm})
         if self.bad_steps >= MAX_BAD_STEPS:
             kept = (f"the last good checkpoint {self.checkpoint} is intact" if self.checkpoint.is_file()
                     else "no checkpoint had been written yet")
             raise AirsceneError(f"training stopped at step {step}: {self.bad_steps} non-finite losses or gradients "
                                 f"in a row; {kept}. Lower --learning-rate or --clip-norm")
-        return True
 
     def log(self, record: dict) -> None:
         """One record to metrics.jsonl (NaN written as null) and its numbers to TensorBoard (rank 0)."""
@@ -337,20 +338,37 @@ def stop_requests():
 
 
 class StepAverages:
-    """Running means of the training statistics between two training records (saved with a checkpoint, so a
-    record that spans a resume averages the same steps)."""
+    """The training statistics of the steps since the last training record. A step's arrive unread (0-d
+    tensors on the device, or numbers) and are read back together when the record is written or a checkpoint
+    saved, so a step never waits for the device; read, they are kept as numbers (saved with a checkpoint, so
+    that a record spanning a resume averages the same steps)."""
 
     def __init__(self, values: dict[str, list[float]] | None = None):
         self.values: dict[str, list[float]] = dict(values or {})
+        self.pending: list[tuple[int, dict]] = []  # (step, its statistics), not yet read
 
-    def add(self, statistics: dict) -> None:
-        for key, value in statistics.items():
-            if value is not None:
-                self.values.setdefault(key, []).append(float(value))
+    def add(self, step: int, statistics: dict) -> None:
+        self.pending.append((step, statistics))
 
-    def pop(self, shard: Shard = Shard()) -> dict:
+    def read(self, run: Run) -> dict[str, list[float]]:
+        """Read the pending steps back in one transfer, let `run` account for each in order (Run.count_step),
+        and keep the statistics of the steps taken."""
+        tensors = [value for _, statistics in self.pending for value in statistics.values() if isinstance(value, torch.Tensor)]
+        numbers = iter(torch.stack([value.float() for value in tensors]).tolist() if tensors else [])
+        for step, statistics in self.pending:
+            row = {key: next(numbers) if isinstance(value, torch.Tensor) else value for key, value in statistics.items()}
+            skipped, gradient_norm = bool(row.pop("skipped")), row.pop("gradient_norm")
+            run.count_step(step, skipped, row["loss"], gradient_norm)
+            for key, value in ({} if skipped else row).items():
+                if value is not None:
+                    self.values.setdefault(key, []).append(float(value))
+        self.pending = []
+        return self.values
+
+    def pop(self, run: Run) -> dict:
         """The means since the last pop, averaged over ranks (whose batches are of one size)."""
-        ranks = gather_objects({key: float(np.mean(values)) for key, values in self.values.items()}, shard)
+        means = {key: float(np.mean(values)) for key, values in self.read(run).items()}
+        ranks = gather_objects(means, run.shard)
         self.values = {}
         keys = sorted({key for means in ranks for key in means})
         return {key: float(np.mean([means[key] for means in ranks if key in means])) for key in keys}
@@ -367,8 +385,10 @@ def combine(partials: list[dict[str, tuple[float, float]]]) -> dict:
     return {name: (total / weight if weight else None) for name, (total, weight) in sorted(totals.items())}
 
 
-def train_step(job: TrainingJob, run: Run, step: int, model, estimator) -> dict | None:
-    """One update of the model (and the estimator's own parameters); None if it was skipped as non-finite.
+def train_step(job: TrainingJob, step: int, model, estimator) -> dict:
+    """One update of the model (and the estimator's own parameters), left undone on the device if any rank's
+    loss or gradient is not finite; its statistics, unread (StepAverages): the loss, the learning rate, the
+    estimator's and the job's, and whether it was `skipped` with the `gradient_norm` a skipped step logs.
     `model` and `estimator` are the job's, replicated across ranks."""
     exploration = job.schedule(step)
     batch = job.batch(step)
@@ -380,11 +400,13 @@ def train_step(job: TrainingJob, run: Run, step: int, model, estimator) -> dict 
     job.optimiser.zero_grad(set_to_none=True)
     loss.backward()
     gradient_norm = torch.nn.utils.clip_grad_norm_(job.model.parameters(), job.settings.clip_norm)
-    if run.skip_non_finite(step, loss, gradient_norm):
-        return None
+    skipped = all_max((~(torch.isfinite(loss) & torch.isfinite(gradient_norm))).float(), job.shard)
+    # The fused Adam reads found_inf on the device, as under a GradScaler: where it is 1 the parameters, the
+    # moments and the step counts stay as they were, and the host never has to look.
+    job.optimiser.found_inf = skipped
     job.optimiser.step()
-    return {"loss": loss.item(), "learning_rate": job.optimiser.param_groups[0]["lr"], **statistics,
-            **job.statistics(trace, batch)}
+    return {"loss": loss.detach(), "learning_rate": job.optimiser.param_groups[0]["lr"], **statistics,
+            **job.statistics(trace, batch), "skipped": skipped, "gradient_norm": gradient_norm.detach()}
 
 
 def evaluate(job: TrainingJob, run: Run, step: int, elapsed: float) -> dict:
@@ -396,12 +418,14 @@ def evaluate(job: TrainingJob, run: Run, step: int, elapsed: float) -> dict:
     return metrics
 
 
-def should_stop(requested: dict, elapsed: float, budget: float, job: TrainingJob) -> tuple[str | None, float]:
-    """Why to stop before the next step, the same on every rank (a signal any of them got, or the time),
-    and the elapsed seconds all ranks agree on (the slowest's), which the learning-rate decay follows."""
+def should_stop(requested: dict, elapsed: float, budget: float, shard: Shard) -> tuple[str | None, float]:
+    """Why to stop before the next step (a signal, or the time) and the elapsed seconds the learning-rate decay
+    follows. Several ranks agree on both (a signal any of them got; the slowest's time) in one collective;
+    one process decides alone, without touching a tensor."""
     signal_names = (None, "SIGINT", "SIGTERM", "SIGHUP")
-    flags = torch.tensor([float(signal_names.index(requested["signal"])), elapsed], device=job.device)
-    signal, elapsed = all_max(flags, job.shard).tolist()
+    signal = signal_names.index(requested["signal"])
+    if shard.world > 1:
+        signal, elapsed = all_max(torch.tensor([float(signal), elapsed], dtype=torch.float64), shard).tolist()
     if signal > 0:
         return signal_names[int(signal)], elapsed
     return ("minutes" if elapsed >= budget else None), elapsed
@@ -419,32 +443,33 @@ def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = 
         averages, metrics, stopped_by = StepAverages(saved.get("averages")), saved.get("metrics", {}), "steps"
         model, estimator = replicated_model(job.model, shard, job.device), replicate(job.estimator, shard, job.device)
         budget = t.minutes * 60 if t.minutes else math.inf
-        started = time.perf_counter() - elapsed
+        started, agreed = time.perf_counter() - elapsed, elapsed
         with tqdm(total=t.steps, initial=step, disable=not progress or not shard.leads, unit="step",
                   dynamic_ncols=True) as bar:
             while step < t.steps:
-                reason, agreed = should_stop(requested, elapsed, budget, job)
-                if reason:
-                    stopped_by = reason
-                    break
+                if shard.world == 1 or step % STOP_AGREEMENT_EVERY == 0:  # ranks agree every few steps
+                    reason, agreed = should_stop(requested, elapsed, budget, shard)
+                    if reason:
+                        stopped_by = reason
+                        break
                 decay_learning_rates(job.optimiser, max(step / t.steps, agreed / budget), t)
-                averages.add(train_step(job, run, step, model, estimator) or {})
+                averages.add(step, train_step(job, step, model, estimator))
                 step += 1
                 elapsed = time.perf_counter() - started
                 bar.update(1)
                 if step % t.log_every == 0 or step == t.steps:
-                    record = averages.pop(shard)
+                    record = averages.pop(run)
                     run.log({"kind": "train", "step": step, "seconds": round(elapsed, 2), **record})
                     bar.set_postfix(loss=f"{record.get('loss', math.nan):.1f}")
                 if step % t.eval_every == 0:
                     metrics = evaluate(job, run, step, elapsed)
                     bar.set_description(job.describe(metrics))
                 if step % t.checkpoint_every == 0:
-                    run.save(job, step, elapsed, {"metrics": metrics, "averages": averages.values})
+                    run.save(job, step, elapsed, {"metrics": metrics, "averages": averages.read(run)})
         # A signal stops at once; the budget's end is evaluated, as the last step is.
         if stopped_by in ("steps", "minutes") and metrics.get("step") != step:
             metrics = evaluate(job, run, step, elapsed)
-        run.save(job, step, elapsed, {"metrics": metrics, "averages": averages.values})
+        run.save(job, step, elapsed, {"metrics": metrics, "averages": averages.read(run)})
         summary = {**metrics, "step": step, "seconds": round(elapsed, 1), "stopped_by": requested["signal"] or stopped_by,
                    "skipped_steps": run.skipped_steps, "checkpoint": str(run.checkpoint)}
         if shard.leads:

@@ -15,7 +15,7 @@ from airscene.distributed import Shard, joined, resolve_device
 from airscene.errors import AirsceneError
 from airscene.estimators import Batch, make_estimator
 from airscene.estimators.elbo import greedy_counts
-from airscene.evaluate import count_accuracy, elbo_and_log_likelihood, infer_counts
+from airscene.evaluate import elbo_and_log_likelihood, infer_counts
 from airscene.images import to_model_layout
 from airscene.model import make_model
 from airscene.model.grid import tile_side
@@ -91,6 +91,11 @@ class AIRJob(TrainingJob):
 
     def __init__(self, config: Config, train: SceneSet, test: SceneSet, device: torch.device, shard: Shard = Shard()):
         self.config, self.train, self.device, self.shard = config, train, device, shard
+        # The training images (uint8, the model's layout) and counts live on the device, so that a step's batch
+        # is an index there and never a blocking upload.
+        images = torch.from_numpy(train.images)
+        self.train_images = (images[:, None] if images.ndim == 3 else images.permute(0, 3, 1, 2)).contiguous().to(device)
+        self.train_counts = None if train.counts is None else torch.from_numpy(train.counts).to(device)
         self.model = make_model(config.model).to(device)
         self.estimator = make_estimator(config).to(device)
         self.optimiser = make_optimiser(self.model, self.estimator, config.train, shard)
@@ -102,18 +107,19 @@ class AIRJob(TrainingJob):
 
     def batch(self, step: int) -> Batch:
         index = batch_indices(step, len(self.train), self.settings.batch_size, self.settings.seed, self.shard)
-        images = to_model_layout(self.train.images[index], self.config.model.channels).to(self.device)
-        return Batch(images=images, truth=None if self.train.counts is None else self.train.counts[index])
+        index = torch.from_numpy(index).to(self.device, non_blocking=True)
+        images = self.train_images[index].float() / 255  # as images.to_model_layout divides uint8
+        return Batch(images=images, truth=None if self.train_counts is None else self.train_counts[index])
 
     def schedule(self, step: int) -> float:
         self.model.count_prior.fill_(count_prior_at(step, self.config.model.count_prior, self.settings))
         return exploration_at(step, self.settings)
 
     def statistics(self, trace: Trace, batch: Batch) -> dict:
-        statistics = {"count_prior": self.model.count_prior.item()}
+        statistics = {"count_prior": self.model.count_prior.detach().clone()}
         if batch.truth is not None:
-            counts = greedy_counts(trace).view(len(batch.truth), -1)[:, 0].cpu().numpy()  # each image's first trace
-            statistics["train_count_accuracy"] = count_accuracy(counts, batch.truth)
+            counts = greedy_counts(trace).view(len(batch.truth), -1)[:, 0]  # each image's first trace
+            statistics["train_count_accuracy"] = (counts == batch.truth).float().mean()
         return statistics
 
     def evaluate(self) -> dict[str, tuple[float, float]]:

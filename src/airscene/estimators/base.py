@@ -32,5 +32,6 @@ class Estimator(nn.Module):
         return model(images, self.presence, exploration)
 
     def forward(self, model: nn.Module, trace: Trace) -> tuple[torch.Tensor, dict]:
-        """The loss to minimise (B-averaged) and a dict of float statistics, "elbo" among them."""
+        """The loss to minimise (B-averaged) and a dict of statistics, "elbo" among them: detached 0-d tensors,
+        which the training loop reads back only when it logs them."""
         raise NotImplementedError

@@ -20,4 +20,4 @@ class Enumerate(Estimator):
     def forward(self, model: AIR, trace: GlimpseTrace) -> tuple[torch.Tensor, dict]:
         count_log_q = count_log_posterior(trace)  # (B, N+1)
         elbo = (count_log_q.exp() * elbo_per_count(model, trace, count_log_q)).sum(1)  # (B,)
-        return -elbo.mean(), {"elbo": elbo.mean().item()}
+        return -elbo.mean(), {"elbo": elbo.mean().detach()}

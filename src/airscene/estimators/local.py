@@ -36,4 +36,4 @@ class LocalExpectation(Estimator):
         target = (effects + torch.logit(model.count_prior)).clamp(-PRESENCE_LOGIT_BOUND, PRESENCE_LOGIT_BOUND)
         natural_step = (logits * (target - logits).detach()).sum(1)  # its gradient in l_k is the bracket
         loss = -(log_likelihood + latents + natural_step).mean()
-        return loss, {"elbo": (log_likelihood + latents - kl).mean().item()}
+        return loss, {"elbo": (log_likelihood + latents - kl).mean().detach()}

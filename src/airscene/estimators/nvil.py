@@ -72,7 +72,7 @@ class NVIL(Estimator):
         # The baseline learns to predict the signal of the steps actually taken (masked MSE).
         baseline_loss = (((signal - predicted) ** 2) * taken).sum(1).mean()
         loss = -(elbo + surrogate).mean() + baseline_loss
-        return loss, {"elbo": elbo.mean().item(), "baseline_loss": baseline_loss.item()}
+        return loss, {"elbo": elbo.mean().detach(), "baseline_loss": baseline_loss.detach()}
 
 
 def standardise_signal(centred: torch.Tensor, taken: torch.Tensor, running_mean: torch.Tensor,
@@ -84,6 +84,7 @@ def standardise_signal(centred: torch.Tensor, taken: torch.Tensor, running_mean:
         weight = taken.sum().clamp(min=1)
         mean = (centred * taken).sum() / weight
         variance = (((centred - mean) ** 2) * taken).sum() / weight
-        running_mean.lerp_(mean, 1 - SIGNAL_DECAY)
-        running_variance.lerp_(variance, 1 - SIGNAL_DECAY)
+        finite = torch.isfinite(mean) & torch.isfinite(variance)  # a non-finite step moves nothing (runs.train_step)
+        running_mean.lerp_(torch.where(finite, mean, running_mean), 1 - SIGNAL_DECAY)
+        running_variance.lerp_(torch.where(finite, variance, running_variance), 1 - SIGNAL_DECAY)
     return (centred - running_mean) / running_variance.sqrt().clamp(min=1.0)

@@ -38,4 +38,4 @@ class Relaxed(Estimator):
         latents = (trace.log_ratio * trace.z_pres).sum(1) + trace.scene_log_ratio  # (B,)
         count_kl = (presence_kl(model, trace) * trace.steps_taken).sum(1)  # (B,)
         elbo = log_likelihood + latents - count_kl
-        return -elbo.mean(), {"elbo": elbo.mean().item()}
+        return -elbo.mean(), {"elbo": elbo.mean().detach()}

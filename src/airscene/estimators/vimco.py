@@ -45,4 +45,4 @@ class VIMCO(Estimator):
         signal = leave_one_out_signal(log_weights.detach())  # (B, K)
         surrogate = (log_q_presence.sum(1).view(-1, k) * signal).sum(1)  # (B,)
         loss = -(bound + surrogate).mean()
-        return loss, {"elbo": log_weights.mean().item(), "bound": bound.mean().item()}
+        return loss, {"elbo": log_weights.mean().detach(), "bound": bound.mean().detach()}

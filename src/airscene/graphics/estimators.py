@@ -129,8 +129,8 @@ class SceneNVIL(Estimator):
         loss, statistics = self.nvil(model, trace)
         identity_loss = identity_posterior_loss(trace, alternative_log_likelihoods(model, trace, differentiable=False))
         yaw_loss = yaw_posterior_loss(model, trace, self.yaw_proposals)
-        return loss + identity_loss + yaw_loss, {**statistics, "identity_loss": identity_loss.item(),
-                                                 "yaw_loss": yaw_loss.item()}
+        return loss + identity_loss + yaw_loss, {**statistics, "identity_loss": identity_loss.detach(),
+                                                 "yaw_loss": yaw_loss.detach()}
 
 
 class MarginalIdentity(Estimator):
@@ -150,8 +150,8 @@ class MarginalIdentity(Estimator):
         elbo = marginal - trace.kl.sum(1) + trace.scene_log_ratio
         identity_loss = identity_posterior_loss(trace, per_identity)
         yaw_loss = yaw_posterior_loss(model, trace, self.yaw_proposals)
-        return -elbo.mean() + identity_loss + yaw_loss, {"elbo": elbo.mean().item(), "identity_loss": identity_loss.item(),
-                                                         "yaw_loss": yaw_loss.item()}
+        statistics = {"elbo": elbo.mean().detach(), "identity_loss": identity_loss.detach(), "yaw_loss": yaw_loss.detach()}
+        return -elbo.mean() + identity_loss + yaw_loss, statistics
 
 
 class Supervised(Estimator):
@@ -174,7 +174,7 @@ class Supervised(Estimator):
         position_loss = ((predicted.pose[..., :2] - truth.pose[..., :2]) ** 2).sum(-1).mean()
         yaw_loss = ((1 - torch.cos(predicted.pose[..., 2] - truth.pose[..., 2])) * rotates).mean()
         loss = identity_loss + position_loss / 0.01 + yaw_loss
-        return loss, {"identity_loss": identity_loss.item(), "position_loss": position_loss.item()}
+        return loss, {"identity_loss": identity_loss.detach(), "position_loss": position_loss.detach()}
 
 
 def make_scene_estimator(config: SceneModelConfig, train: TrainConfig) -> Estimator:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.distributions import Normal, VonMises, kl_divergence
+from torch.distributions import VonMises, kl_divergence
 
 from airscene.errors import AirsceneError
 from airscene.graphics.config import SceneModelConfig
@@ -26,6 +26,7 @@ from airscene.graphics.renderers import Renderer
 from airscene.graphics.scenes import CAMERA_REACH, SHAPES, TABLE_REACH, SceneParameters
 from airscene.model.air import AttendInferRepeat
 from airscene.model.networks import InferenceStep, gaussian_parameters
+from airscene.model.priors import normal
 from airscene.model.trace import Trace
 from airscene.model.transformer import crop_glimpse
 
@@ -159,7 +160,7 @@ class SceneAIR(AttendInferRepeat):
         camera_mean, camera_sd = gaussian_parameters(self.camera_head(embedding))  # (B, 1) each
         if self.config.move_camera:
             camera = camera_mean + camera_sd * torch.randn_like(camera_mean) if sample else camera_mean
-            camera_kl = kl_divergence(Normal(camera_mean, camera_sd), Normal(0.0, CAMERA_PRIOR_SD)).sum(1)
+            camera_kl = kl_divergence(normal(camera_mean, camera_sd), normal(0.0, CAMERA_PRIOR_SD)).sum(1)
         else:
             camera, camera_kl = torch.zeros_like(camera_mean), images.new_zeros(len(images))
         return SceneContext(embedding=embedding, identity_embedding=self.identity_encoder(images), camera=camera,
@@ -189,11 +190,11 @@ class SceneAIR(AttendInferRepeat):
         """Identity from q(identity | x, h), the position on the table from q(z_where), the yaw from a
         glimpse at where the renderer shows the object; sample=False takes the most probable of each."""
         identity_log_q = torch.log_softmax(self.identity_head(torch.cat([hidden, context.identity_embedding], 1)), 1)
-        identity = (torch.distributions.Categorical(logits=identity_log_q).sample() if sample
+        identity = (torch.distributions.Categorical(logits=identity_log_q, validate_args=False).sample() if sample
                     else identity_log_q.argmax(1))  # (B,)
         unbounded = where_mean + where_sd * torch.randn_like(where_mean) if sample else where_mean
         position = POSITION_BOUND * torch.tanh(unbounded)  # (B, 2)
-        position_kl = kl_divergence(Normal(where_mean, where_sd), Normal(0.0, POSITION_PRIOR_SD)).sum(1)
+        position_kl = kl_divergence(normal(where_mean, where_sd), normal(0.0, POSITION_PRIOR_SD)).sum(1)
         yaw, yaw_natural, yaw_kl = self.infer_yaw(images, identity, position, context.camera, sample)
         pose = torch.cat([position, yaw[:, None]], 1)
         log_q_identity = identity_log_q.gather(1, identity[:, None])[:, 0]
@@ -219,7 +220,7 @@ class SceneAIR(AttendInferRepeat):
 
     def log_likelihood(self, images: torch.Tensor, renders: torch.Tensor) -> torch.Tensor:
         """(B,) log N(x; render, sd^2 I), summed over pixels and channels."""
-        return Normal(renders, self.config.likelihood_sd).log_prob(images).sum((1, 2, 3))
+        return normal(renders, self.config.likelihood_sd).log_prob(images).sum((1, 2, 3))
 
     def trace_log_likelihood(self, trace: SceneTrace) -> torch.Tensor:
         """(B,) log p(x | z) of the trace's scenes, differentiable in their positions and camera."""
@@ -257,7 +258,8 @@ class SceneAIR(AttendInferRepeat):
 
 def von_mises(natural: torch.Tensor) -> VonMises:
     """The von Mises with natural parameters (..., 2): mean direction atan2(b, a), concentration |(a, b)|."""
-    return VonMises(torch.atan2(natural[..., 1], natural[..., 0]), natural.norm(dim=-1).clamp(min=1e-4))
+    return VonMises(torch.atan2(natural[..., 1], natural[..., 0]), natural.norm(dim=-1).clamp(min=1e-4),
+                    validate_args=False)
 
 
 def von_mises_log_prob(natural: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:

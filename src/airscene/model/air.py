@@ -25,12 +25,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from torch.distributions import Normal
 
 from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
 from airscene.model.networks import BackgroundVAE, GlimpseDecoder, GlimpseEncoder, ImageEmbedding, InferenceStep
-from airscene.model.priors import count_log_prior
+from airscene.model.priors import count_log_prior, normal
 from airscene.model.trace import Trace, stack_steps
 from airscene.model.transformer import crop_glimpse, paste_glimpse, window_boxes
 
@@ -135,9 +134,9 @@ class BackgroundLatents:
 
 def read_background(background: BackgroundVAE, images: torch.Tensor, sample: bool) -> BackgroundLatents:
     """The background component's latent inferred from images (B, C, H, W), and decoded to their size."""
-    q = Normal(*background.encode(images))
+    q = normal(*background.encode(images))
     z_background = q.rsample() if sample else q.mean  # (B, D)
-    log_ratio = (Normal(0.0, 1.0).log_prob(z_background) - q.log_prob(z_background)).sum(-1)
+    log_ratio = (normal(0.0, 1.0).log_prob(z_background) - q.log_prob(z_background)).sum(-1)
     return BackgroundLatents(background=background.decode(z_background, images.shape[-2:]), log_ratio=log_ratio)
 
 
@@ -239,14 +238,14 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         """Sample z_where, crop x_att there, sample z_what from it (both reparameterised; sample=False: their
         means), and render the decoded glimpse."""
         c = self.config
-        q_where = Normal(where_mean, where_sd)
+        q_where = normal(where_mean, where_sd)
         z_where = q_where.rsample() if sample else where_mean  # (B, 3)
         glimpse = crop_glimpse(images, z_where, c.glimpse_size, c.min_scale)  # (B, C, g, g)
-        q_what = Normal(*self.encode(glimpse))
+        q_what = normal(*self.encode(glimpse))
         z_what = q_what.rsample() if sample else q_what.mean  # (B, C_what)
         log_q = q_where.log_prob(z_where).sum(-1) + q_what.log_prob(z_what).sum(-1)
-        log_p = (Normal(self.where_prior_mean, self.where_prior_sd).log_prob(z_where).sum(-1)
-                 + Normal(0.0, 1.0).log_prob(z_what).sum(-1))
+        log_p = (normal(self.where_prior_mean, self.where_prior_sd).log_prob(z_where).sum(-1)
+                 + normal(0.0, 1.0).log_prob(z_what).sum(-1))
         return GlimpseStep(z_where=z_where, z_what=z_what, log_ratio=log_p - log_q,
                            objects=self.render_object(z_what, z_where), feedback=torch.cat([z_where, z_what], 1))
 

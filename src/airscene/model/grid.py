@@ -28,12 +28,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.distributions import Normal, kl_divergence
+from torch.distributions import kl_divergence
 
 from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
 from airscene.model.air import PixelLikelihood, draw_presence, read_background
 from airscene.model.networks import PRESENCE_LOGIT_BOUND, BackgroundVAE, GlimpseDecoder, GlimpseEncoder, gaussian_parameters
+from airscene.model.priors import normal
 from airscene.model.trace import Trace
 from airscene.model.transformer import cell_tiles, crop_glimpse, fold_tiles, paste_glimpse, window_boxes
 
@@ -241,16 +242,16 @@ class GridAIR(nn.Module, PixelLikelihood):
         rows, columns = padded.shape[-2] // self.cell, padded.shape[-1] // self.cell
         output = self.head(self.backbone(padded)).flatten(2).transpose(1, 2)  # (B, K, 7), or 9 with a depth
         logits = PRESENCE_LOGIT_BOUND * torch.tanh(output[..., 0] / PRESENCE_LOGIT_BOUND)  # (B, K)
-        q_where = Normal(*gaussian_parameters(output[..., 1:]))
+        q_where = normal(*gaussian_parameters(output[..., 1:]))
         u = q_where.rsample() if sample else q_where.mean  # (B, K, 3), or 4: the depth last
         pixels, in_tile = self.windows(u[..., :3], rows, columns)
         # The window as AIR's z_where on this canvas: s = canvas width / window width, the centre in [-1, 1].
         width = images.shape[-1]
         z_where = torch.stack([width / pixels[..., 0], 2 * pixels[..., 1] / width - 1, 2 * pixels[..., 2] / width - 1], -1)
         glimpses = crop_glimpse(images, z_where, c.glimpse_size, WINDOW_FLOOR).flatten(0, 1)  # (B K, C, g, g)
-        q_what = Normal(*self.encode(glimpses))
+        q_what = normal(*self.encode(glimpses))
         z_what = q_what.rsample() if sample else q_what.mean  # (B K, C_what)
-        prior = Normal(0.0, 1.0)
+        prior = normal(0.0, 1.0)
         log_ratio = ((prior.log_prob(u) - q_where.log_prob(u)).sum(-1)
                      + (prior.log_prob(z_what) - q_what.log_prob(z_what)).sum(-1).view(batch, rows * columns))
         kl = (kl_divergence(q_where, prior).sum(-1) + kl_divergence(q_what, prior).sum(-1).view(batch, rows * columns))

@@ -1,8 +1,16 @@
-"""Priors of the generative model: the count, a truncated geometric."""
+"""Priors of the generative model: the count, a truncated geometric; and Gaussians as the hot path builds them."""
 
 from __future__ import annotations
 
 import torch
+from torch.distributions import Normal
+
+
+def normal(loc, scale) -> Normal:
+    """N(loc, scale) without argument validation, which reads every parameter back to the host and so makes
+    the device wait: the networks' sds are positive by construction (softplus plus a floor) and the priors'
+    are validated settings."""
+    return Normal(loc, scale, validate_args=False)
 
 
 def count_log_prior(counts: torch.Tensor, rho: torch.Tensor, max_objects: int) -> torch.Tensor:
