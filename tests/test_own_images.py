@@ -239,3 +239,109 @@ def test_placement_scales_to_dozens_of_objects():
         for x0, y0, x1, y1 in boxes:
             covered[y0:y1, x0:x1] += 1
         assert covered.max() == 1
+
+
+# --- what a careless or hostile user may hand the import ---------------------------------------------
+
+def labelled_folder(directory):
+    """Two 20 x 30 grey images, each with one object at (2, 2)-(8, 8)."""
+    directory.mkdir()
+    image = np.zeros((20, 30), np.uint8)
+    image[2:8, 2:8] = 200
+    for name in ("a.png", "b.png"):
+        Image.fromarray(image).save(directory / name)
+    return directory
+
+
+@pytest.mark.parametrize("rows, message", [
+    (["a.png,1,0 0 nan 5", "b.png,0,"], "boxes must be finite pixels"),
+    (["a.png,1,0 0 inf 5", "b.png,0,"], "boxes must be finite pixels"),
+    (["a.png,1,8 8 2 2", "b.png,0,"], "boxes must be finite pixels x0 y0 x1 y1 with 0 <= x0 < x1"),
+    (["a.png,1,-3 0 2 2", "b.png,0,"], "boxes must be finite pixels"),
+    (["a.png,1,2 2 40 8", "b.png,0,"], "a box of 'a.png' leaves its 30x20 pixels"),
+    (["a.png,1,2 2 8 8", "a.png,0,", "b.png,0,"], "line 3: 'a.png' has a row already"),
+    (["a.png,99999999,", "b.png,0,"], "the count 99999999 is not from 0 to 10000"),
+])
+def test_labels_that_would_turn_into_wrong_counts_are_refused(tmp_path, rows, message):
+    labelled_folder(tmp_path / "photos")
+    (tmp_path / "labels.csv").write_text("file,count,boxes\n" + "\n".join(rows) + "\n")
+    with pytest.raises(AirsceneError, match=message):
+        import_images(tmp_path / "photos", tmp_path / "data", tile=10, labels=tmp_path / "labels.csv")
+    assert not (tmp_path / "data").exists()  # the folder it made for the failed import is gone
+
+
+def test_a_labels_file_with_a_byte_order_mark_is_read(tmp_path):
+    labelled_folder(tmp_path / "photos")
+    (tmp_path / "labels.csv").write_bytes(b"\xef\xbb\xbffile,count,boxes\r\na.png,1,2 2 8 8\r\nb.png,1,2 2 8 8\r\n")
+    import_images(tmp_path / "photos", tmp_path / "data", tile=10, labels=tmp_path / "labels.csv", test_fraction=0.0)
+    assert sorted(load_dataset(tmp_path / "data")[0].counts.tolist()) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]
+
+
+def test_a_data_set_is_replaced_only_when_asked_and_no_one_elses_folder_ever(tmp_path, capsys):
+    photos = labelled_folder(tmp_path / "photos")
+    command = ["data", "import", str(photos), "--tile", "10", "--out"]
+    assert main([*command, str(tmp_path / "data")]) == 0
+    before = (tmp_path / "data" / "dataset.json").read_bytes()
+    assert main([*command, str(tmp_path / "data"), "--stride", "5"]) == 2
+    assert "already holds a data set: pass --force to replace it" in capsys.readouterr().err
+    assert (tmp_path / "data" / "dataset.json").read_bytes() == before
+    assert main(["data", "import", str(photos), "--size", "8", "--out", str(tmp_path / "data"), "--force"]) == 0
+    assert load_dataset(tmp_path / "data")[0].images.shape[1:] == (8, 8)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    for maker in (["data", "sprites", "--train", "8", "--test", "8"], command[:5]):
+        assert main([*maker, "--out", str(mine), "--force"]) == 2
+        assert f"data directory {mine} holds files that are not an airscene data set (notes.txt)" in capsys.readouterr().err
+    assert sorted(path.name for path in mine.iterdir()) == ["notes.txt"]
+    for inside in (photos, photos / "data"):  # no command writes where it reads
+        assert main([*command, str(inside)]) == 2
+        assert "is where this command reads from" in capsys.readouterr().err
+    assert sorted(path.name for path in photos.iterdir()) == ["a.png", "b.png"]
+
+
+def test_arrays_of_every_kind_are_read_or_refused_in_one_line(tmp_path):
+    images = (np.random.default_rng(0).random((4, 12, 12)) * 255).astype(np.uint8)
+    np.save(tmp_path / "set.npy", images)
+    import_images(tmp_path / "set.npy", tmp_path / "data", test_fraction=0.0)
+    assert np.array_equal(load_dataset(tmp_path / "data")[0].images, images)
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "set.npy").read_bytes()[:300])
+    np.savez(tmp_path / "set.npz", images=images)
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "set.npz").read_bytes()[:300])
+    np.save(tmp_path / "objects.npy", np.array([images[0], "text"], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "flat.npy", np.zeros(7, np.uint8))
+    np.save(tmp_path / "tiny.npy", np.zeros((4, 2, 2), np.uint8))
+    for name, message in (("cut.npy", "is not a readable .npy file"), ("cut.npz", "is not a readable .npz file"),
+                          ("objects.npy", "is not a readable .npy file"), ("flat.npy", "of shape \\(7,\\)"),
+                          ("tiny.npy", "2x2 canvases, smaller than the 4x4 AIR needs")):
+        with pytest.raises(AirsceneError, match=message):
+            import_images(tmp_path / name, tmp_path / "other")
+        assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(scale="2"), "setting scale = '2' is invalid"),
+    (dict(scale=1000.0), "setting scale = 1000.0 is invalid \\(--scale\\): use a finite number >= 0.01 and <= 100"),
+    (dict(tile=0), "setting tile = 0 is invalid"),
+    (dict(labels=5), "labels file is 5: give a path"),
+    (dict(colour="yes"), "colour is 'yes'"),
+    (dict(force=1), "force is 1: give True or False"),
+    (dict(seed=-1), "setting seed = -1 is invalid"),
+])
+def test_the_import_api_refuses_arguments_it_cannot_use(tmp_path, options, message):
+    labelled_folder(tmp_path / "photos")
+    with pytest.raises(AirsceneError, match=message):
+        import_images(tmp_path / "photos", tmp_path / "data", **{"tile": 10, **options})
+    assert not (tmp_path / "data").exists()
+
+
+def test_sizes_that_would_exhaust_memory_are_refused_before_allocation(tmp_path, monkeypatch):
+    labelled_folder(tmp_path / "photos")
+    Image.fromarray(np.zeros((90, 100), np.uint8)).save(tmp_path / "photos" / "c.png")
+    with pytest.raises(AirsceneError, match="--scale 100.0 makes source image 2 10000x9000 pixels, more than airscene "
+                                            "holds \\(67,108,864\\)"):
+        import_images(tmp_path / "photos", tmp_path / "data", scale=100.0, tile=10)
+    import_images(tmp_path / "photos", tmp_path / "data", tile=4, stride=np.int64(2), seed=np.int64(1))  # numpy ints do
+    monkeypatch.setattr("airscene.data.imports.MAX_CANVASES", 50)  # as if the tiles were millions
+    with pytest.raises(AirsceneError, match="the import would hold more than 50 canvases"):
+        import_images(tmp_path / "photos", tmp_path / "more", tile=4, stride=1)

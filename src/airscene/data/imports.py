@@ -5,6 +5,8 @@ counts (and boxes) per file turns on the count metrics."""
 from __future__ import annotations
 
 import csv
+import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -13,13 +15,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from airscene.data.files import save_dataset
+from airscene.data.files import data_directory, save_dataset
 from airscene.data.scenes import SceneSet
 from airscene.errors import AirsceneError
-from airscene.images import as_array, image_files, is_colour, quantise, read_image, to_model_layout
-from airscene.storage import as_path, check_writable, regular_file
+from airscene.images import MAX_PIXELS, as_array, image_files, is_colour, quantise, read_image, to_model_layout
+from airscene.settings import check_value
+from airscene.storage import as_path, regular_file
 
 MEASURED_CANVASES = 200  # canvases the object-size suggestion looks at
+MAX_LABELLED_OBJECTS = 10_000  # objects a labels file may give one image
+MAX_CANVASES = 2_000_000  # canvases one import may cut
+MAX_IMPORT_BYTES = 8 * 2**30  # of the canvases' pixels, held in memory until they are written
+MIN_CANVAS = 4  # pixels a side: the smallest canvas a data set may hold (data.files.validate_scenes)
 
 
 @dataclass(kw_only=True)
@@ -51,12 +58,23 @@ def source_images(source: Path) -> tuple[list[str], Callable[[int], np.ndarray]]
     if source.suffix not in (".npy", ".npz") or not source.is_file():
         raise AirsceneError(f"{source} is neither a folder of images nor an .npy or .npz file: check the path")
     try:
-        with np.load(source, allow_pickle=False) as loaded:
-            array = np.asarray(loaded if source.suffix == ".npy" else loaded[_images_key(loaded, source)])
-    except (OSError, ValueError, EOFError) as error:
-        raise AirsceneError(f"{source} is not a readable {source.suffix} file ({type(error).__name__})") from None
-    images = to_model_layout(as_array(array, f"the images of {source}"), 3, what=f"the images of {source}")
-    return [str(index) for index in range(len(images))], lambda index: images[index].permute(1, 2, 0).numpy()
+        if source.suffix == ".npy":
+            array = np.load(source, allow_pickle=False, mmap_mode="r")  # read image by image, not all at once
+        else:
+            with np.load(source, allow_pickle=False) as loaded:
+                array = loaded[_images_key(loaded, source)]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        raise AirsceneError(f"{source} is not a readable {source.suffix} file ({type(error).__name__}): give an "
+                            "array of images saved by numpy") from None
+    what = f"the images of {source}"
+    if array.ndim not in (3, 4) or not len(array) or array.dtype.kind not in "biuf":
+        raise AirsceneError(f"{what} are an array of shape {array.shape} and dtype {array.dtype}: give a non-empty "
+                            "batch (N, H, W), (N, C, H, W) or (N, H, W, C) of numbers")
+
+    def image(index: int) -> np.ndarray:  # one at a time: a large array is never converted whole
+        return to_model_layout(as_array(array[index:index + 1], what), 3, what=what)[0].permute(1, 2, 0).numpy()
+
+    return [str(index) for index in range(len(array))], image
 
 
 def _images_key(archive, source: Path) -> str:
@@ -71,7 +89,7 @@ def read_labels(path: Path, names: list[str]) -> dict[str, Truth]:
     """A CSV with a header `file,count[,boxes]`: one row per source image (its file name inside the folder,
     or its index in the array), boxes as "x0 y0 x1 y1; x0 y0 x1 y1 ..." in the image's pixels."""
     try:
-        with open(regular_file(path, "labels file"), newline="") as handle:
+        with open(regular_file(path, "labels file"), newline="", encoding="utf-8-sig") as handle:  # a BOM is no header
             rows = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise AirsceneError(f"labels file {path} cannot be read ({type(error).__name__}): give a CSV file") from None
@@ -82,6 +100,8 @@ def read_labels(path: Path, names: list[str]) -> dict[str, Truth]:
         where = f"labels file {path}, line {line}"
         if row["file"] not in known:
             raise AirsceneError(f"{where}: {row['file']!r} is not one of the source images; name them as inside the source")
+        if row["file"] in truths:
+            raise AirsceneError(f"{where}: {row['file']!r} has a row already: give one row per image")
         try:
             count = int(row["count"])
             boxes = None
@@ -90,8 +110,12 @@ def read_labels(path: Path, names: list[str]) -> dict[str, Truth]:
                                   if box.strip()], dtype=np.float64).reshape(-1, 4)
         except (TypeError, ValueError):
             raise AirsceneError(f"{where}: count must be a whole number and boxes 'x0 y0 x1 y1; ...'") from None
-        if count < 0 or (boxes is not None and len(boxes) != count):
-            raise AirsceneError(f"{where}: the count {count} is negative or not the number of boxes")
+        if not 0 <= count <= MAX_LABELLED_OBJECTS or (boxes is not None and len(boxes) != count):
+            raise AirsceneError(f"{where}: the count {count} is not from 0 to {MAX_LABELLED_OBJECTS}, or not the number "
+                                "of boxes")
+        if boxes is not None and not (np.isfinite(boxes).all() and (boxes[:, :2] < boxes[:, 2:]).all()
+                                      and (boxes >= 0).all()):
+            raise AirsceneError(f"{where}: boxes must be finite pixels x0 y0 x1 y1 with 0 <= x0 < x1 and 0 <= y0 < y1")
         truths[row["file"]] = Truth(count=count, boxes=boxes)
     missing = [name for name in names if name not in truths]
     if missing:
@@ -126,8 +150,12 @@ def canvases(index: int, image: np.ndarray, truth: Truth | None, scale: float | 
              tile: int | None, stride: int | None) -> list[Canvas]:
     """The square canvases of one source image (as RGB; grey ones are made grey at the end): scaled, then
     resized (shorter side to `size`, centred crop), cut into tiles, or taken whole if already square."""
-    pixels = to_model_layout(image[None], 3, layout="channels_last")[0]  # (3, H, W)
     factor = scale or 1.0
+    scaled = [round(side * factor) for side in image.shape[:2]]
+    if math.prod(scaled) > MAX_PIXELS:
+        raise AirsceneError(f"--scale {scale} makes source image {index} {scaled[1]}x{scaled[0]} pixels, more than "
+                            f"airscene holds ({MAX_PIXELS:,}): lower --scale, or cut the image with --tile first")
+    pixels = to_model_layout(image[None], 3, layout="channels_last")[0]  # (3, H, W)
     if scale:
         pixels = _resized(pixels, scale)
     height, width = pixels.shape[1:]
@@ -203,51 +231,76 @@ def otsu_threshold(values: np.ndarray) -> float:
 
 def import_images(source: str | Path, out: str | Path, size: int | None = None, tile: int | None = None,
                   stride: int | None = None, scale: float | None = None, colour: bool | None = None,
-                  test_fraction: float = 0.1, seed: int = 0, labels: str | Path | None = None) -> dict:
-    """Import SOURCE (a folder of images, or an .npy / .npz array) as the data set OUT; returns its settings,
-    with the measured object size (`suggest_object_size`) and the sources smaller than a tile (skipped).
-    Held-out canvases come from held-out source files."""
+                  test_fraction: float = 0.1, seed: int = 0, labels: str | Path | None = None, force: bool = False) -> dict:
+    """Import SOURCE (a folder of images, or an .npy / .npz array) as the data set OUT (an existing one is
+    replaced only with `force`); returns its settings, with the measured object size (`suggest_object_size`)
+    and the sources smaller than a tile (skipped). Held-out canvases come from held-out source files."""
     source = as_path(source, "image source")
-    _check_import_options(size, tile, stride, scale, test_fraction, seed)
-    check_writable(out, "data directory")
-    names, image = source_images(source)
-    truths = read_labels(Path(labels), names) if labels else {}
-    order = np.random.default_rng(seed).permutation(len(names))
-    held_out = set(order[:round(test_fraction * len(names))].tolist()) if len(names) > 1 else set()
-    splits: dict[str, list[Canvas]] = {"train": [], "test": []}
-    skipped = []
-    for index in range(len(names)):
-        parts = canvases(index, image(index), truths.get(names[index]), scale, size, tile, stride or tile)
-        splits["test" if index in held_out else "train"] += parts
-        if not parts:
-            skipped.append(names[index])
-    if not splits["train"]:
-        raise AirsceneError(f"no training canvases came out of {source}: lower --test-fraction, or --tile to the images' size")
-    sides = sorted({part.pixels.shape[0] for split in splits.values() for part in split})
-    if len(sides) > 1:
-        raise AirsceneError(f"the source images give canvases of sizes {sides}: give --size or --tile so that every "
-                            "canvas has one size")
-    if colour is None:
-        colour = any(is_colour(part.pixels) for split in splits.values() for part in split)
-    channels = 3 if colour else 1
-    train, test = (scene_set(splits[split], sides[0], channels, bool(truths)) for split in ("train", "test"))
-    settings = dict(kind="import", format_version=2, source=str(source), size=size, tile=tile, stride=stride or tile,
-                    scale=scale, channels=channels, test_fraction=test_fraction, seed=seed,
-                    labels=str(labels) if labels else None, source_files=names, train=len(train), test=len(test),
-                    skipped_sources=skipped, measured=suggest_object_size(train.images))
-    save_dataset(out, train, test, settings)
+    size, tile, stride, scale, test_fraction, seed = _check_import_options(size, tile, stride, scale, test_fraction, seed)
+    if colour is not None and not isinstance(colour, bool):
+        raise AirsceneError(f"colour is {colour!r}: give True, False or None (colour if any image is)")
+    labels = None if labels is None else as_path(labels, "labels file")
+    with data_directory(out, force, reads=(source,)):
+        names, image = source_images(source)
+        truths = read_labels(labels, names) if labels else {}
+        order = np.random.default_rng(seed).permutation(len(names))
+        held_out = set(order[:round(test_fraction * len(names))].tolist()) if len(names) > 1 else set()
+        splits: dict[str, list[Canvas]] = {"train": [], "test": []}
+        skipped, pixels = [], 0
+        for index in range(len(names)):
+            picture, truth = image(index), truths.get(names[index])
+            _check_boxes_inside(truth, picture.shape, labels, names[index])
+            parts = canvases(index, picture, truth, scale, size, tile, stride or tile)
+            splits["test" if index in held_out else "train"] += parts
+            pixels += sum(part.pixels.size for part in parts)
+            if sum(map(len, splits.values())) > MAX_CANVASES or pixels > MAX_IMPORT_BYTES:
+                raise AirsceneError(f"the import would hold more than {MAX_CANVASES:,} canvases or "
+                                    f"{MAX_IMPORT_BYTES / 2**30:g} GiB of pixels by source image {names[index]!r}: "
+                                    "raise --stride, lower --scale, or import fewer images at a time")
+            if not parts:
+                skipped.append(names[index])
+        if not splits["train"]:
+            raise AirsceneError(f"no training canvases came out of {source}: lower --test-fraction, or --tile to the "
+                                "images' size")
+        sides = sorted({part.pixels.shape[0] for split in splits.values() for part in split})
+        if len(sides) > 1:
+            raise AirsceneError(f"the source images give canvases of sizes {sides}: give --size or --tile so that every "
+                                "canvas has one size")
+        if sides[0] < MIN_CANVAS:
+            raise AirsceneError(f"the source images give {sides[0]}x{sides[0]} canvases, smaller than the {MIN_CANVAS}x"
+                                f"{MIN_CANVAS} AIR needs: give --size or --scale to enlarge them")
+        if colour is None:
+            colour = any(is_colour(part.pixels) for split in splits.values() for part in split)
+        channels = 3 if colour else 1
+        train, test = (scene_set(splits[split], sides[0], channels, bool(truths)) for split in ("train", "test"))
+        settings = dict(kind="import", format_version=2, source=str(source), size=size, tile=tile,
+                        stride=stride or tile, scale=scale, channels=channels, test_fraction=test_fraction, seed=seed,
+                        labels=str(labels) if labels else None, source_files=names, train=len(train), test=len(test),
+                        skipped_sources=skipped, measured=suggest_object_size(train.images))
+        save_dataset(out, train, test, settings)
     return settings
 
 
-def _check_import_options(size, tile, stride, scale, test_fraction, seed) -> None:
+def _check_boxes_inside(truth: Truth | None, shape: tuple[int, ...], labels: Path | None, name: str) -> None:
+    """A labels file's boxes must lie in their source image's pixels."""
+    height, width = shape[:2]
+    if truth is not None and truth.boxes is not None and len(truth.boxes) and (
+            (truth.boxes[:, 2] > width).any() or (truth.boxes[:, 3] > height).any()):
+        raise AirsceneError(f"labels file {labels}: a box of {name!r} leaves its {width}x{height} pixels: give boxes "
+                            "inside the image, in its pixels")
+
+
+def _check_import_options(size, tile, stride, scale, test_fraction, seed) -> tuple:
+    """The import's options, validated as settings are (a numpy number will do; text will not)."""
     if size and tile:
         raise AirsceneError("give --size (resize each image to one canvas) or --tile (cut it into canvases), not both")
-    for name, value, low in (("size", size, 4), ("tile", tile, 4), ("stride", stride, 1), ("seed", seed, 0)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 4096):
-            raise AirsceneError(f"--{name} is {value!r}: use a whole number from {low} to 4096")
+    whole = int | None
+    size, tile = (check_value(name, value, whole, {"minimum": MIN_CANVAS, "maximum": 4096})
+                  for name, value in (("size", size), ("tile", tile)))
+    stride = check_value("stride", stride, whole, {"minimum": 1, "maximum": 4096})
+    seed = check_value("seed", seed, int, {"minimum": 0, "maximum": 2**32 - 1})
+    scale = check_value("scale", scale, float | None, {"minimum": 0.01, "maximum": 100})
+    test_fraction = check_value("test_fraction", test_fraction, float, {"minimum": 0.0, "below": 1.0})
     if stride and not tile:
         raise AirsceneError("--stride is the step between tiles: give it with --tile")
-    if scale is not None and not 0.01 <= scale <= 100:
-        raise AirsceneError(f"--scale is {scale}: give a resizing factor from 0.01 to 100")
-    if not 0 <= test_fraction < 1:
-        raise AirsceneError(f"--test-fraction is {test_fraction}: give the held-out share of the source images, in [0, 1)")
+    return size, tile, stride, scale, test_fraction, seed
