@@ -1,8 +1,15 @@
 """Bad input gets a one-line error naming the thing and the fix, and a non-zero exit from the CLI."""
 
+import csv
+import json
+import os
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
 
 import airscene
 from airscene.checkpoint import save_checkpoint
@@ -181,3 +188,81 @@ def test_infer_command_bad_image_files(tmp_path, capsys, model):
     assert "fake.png is not a readable image" in capsys.readouterr().err
     assert main(["infer", str(tmp_path / "c.pt"), str(tmp_path / "absent.png")]) == 2
     assert "absent.png does not exist" in capsys.readouterr().err
+
+
+def test_infer_writes_only_files_of_its_own_and_never_where_it_reads(tmp_path, capsys, model, small_data):
+    save_checkpoint(tmp_path / "c.pt", checkpoint_state(model))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((20, 20), 90, np.uint8)).save(photos / name)
+    originals = {path.name: path.read_bytes() for path in photos.iterdir()}
+    infer = ["infer", str(tmp_path / "c.pt"), str(photos)]
+    assert main([*infer, "--draw", str(photos), "--force"]) == 2  # never over what it reads, even when forced
+    assert "holds images this command reads: choose another --draw" in capsys.readouterr().err
+    (tmp_path / "drawn").mkdir()
+    (tmp_path / "drawn" / "a.png").write_bytes(b"my own picture")
+    (tmp_path / "notes.csv").write_text("my notes\n")
+    for flags, message in ((["--draw", str(tmp_path / "drawn")], "drawn/a.png is a file airscene did not write: pass "
+                                                                 "--force to replace it, or choose another --draw"),
+                           (["--out", str(tmp_path / "notes.csv")], "notes.csv is a file airscene did not write")):
+        assert main([*infer, *flags]) == 2
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "drawn" / "a.png").read_bytes() == b"my own picture"
+    assert (tmp_path / "notes.csv").read_text() == "my notes\n"
+    for _ in range(2):  # its own drawings and inferences it may replace
+        assert main([*infer, "--draw", str(tmp_path / "mine"), "--out", str(tmp_path / "found.csv")]) == 0
+        assert main([*infer, "--out", str(tmp_path / "found.json")]) == 0
+    assert main([*infer, "--draw", str(tmp_path / "drawn"), "--out", str(tmp_path / "notes.csv"), "--force"]) == 0
+    assert (tmp_path / "drawn" / "a.png").read_bytes() != b"my own picture"
+    assert {path.name: path.read_bytes() for path in photos.iterdir()} == originals
+    figure = tmp_path / "preview.png"
+    figure.write_bytes(b"my own figure")
+    assert main(["data", "preview", str(small_data), "--out", str(figure)]) == 2
+    assert "preview.png is a file airscene did not write" in capsys.readouterr().err
+    assert main(["data", "preview", str(small_data), "--out", str(figure), "--force"]) == 0
+    assert main(["data", "preview", str(small_data), "--out", str(figure)]) == 0  # now airscene's
+
+
+def test_inferences_escape_formulas_and_keep_file_names_of_any_bytes(tmp_path, model, monkeypatch):
+    from airscene.infer import infer_files, write_inferences
+
+    names = [b"=cmd.png", b"+1.png", b"-2.png", b"@sum.png", b"plain.png", b"\xff\xfe.png"]
+    monkeypatch.chdir(tmp_path)  # names given as they are, so that each cell starts with the name's first character
+    for name in names:
+        Image.fromarray(np.full((20, 20), 120, np.uint8)).save(name)
+    results = infer_files(model, [os.fsdecode(name) for name in names])
+    write_inferences(results, "found.csv")
+    write_inferences(results, "found.json")
+    with open("found.csv", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        rows = list(csv.DictReader(handle))
+    files = list(dict.fromkeys(row["file"] for row in rows))
+    assert sorted(files[:4]) == ["'+1.png", "'-2.png", "'=cmd.png", "'@sum.png"]
+    for row in rows:  # numbers stay numbers
+        assert all(value == "" or float(value) == float(value) for key, value in row.items() if key != "file")
+    assert [os.fsencode(file.removeprefix("'")) for file in files] == names  # the name that is not UTF-8 keeps its bytes
+    saved = json.loads((tmp_path / "found.json").read_text())
+    assert [os.fsencode(record["image"]) for record in saved] == names
+
+
+@given(st.text())
+def test_spreadsheet_text_never_starts_a_formula_and_is_undone_by_dropping_the_quote(text):
+    from airscene.infer import FORMULA_STARTS, spreadsheet_text
+
+    escaped = spreadsheet_text(text)
+    assert not escaped.startswith(FORMULA_STARTS)
+    assert escaped == text or (escaped == "'" + text and text.startswith(FORMULA_STARTS))
+
+
+def test_the_inference_api_refuses_arguments_it_cannot_use(model, tmp_path):
+    from airscene.infer import infer_files
+
+    images = np.zeros((3, 20, 20), np.uint8)
+    assert model.infer(images, batch_size=np.int64(2)).counts.shape == (3,)
+    save_checkpoint(tmp_path / "checkpoint.pt", checkpoint_state(model))
+    for call, message in ((lambda: model.infer(images, batch_size=0), "setting batch_size = 0 is invalid"),
+                          (lambda: model.decompose(images, batch_size="2"), "setting batch_size = '2' is invalid"),
+                          (lambda: infer_files(model, 5), "images are 5: give an image file"),
+                          (lambda: airscene.load(tmp_path, device=5), "device 5 is not a device name")):
+        with pytest.raises(AirsceneError, match=message):
+            call()

@@ -6,6 +6,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import os
 import sys
 import types
 import typing
@@ -152,7 +153,7 @@ def _data_command(args: argparse.Namespace) -> int:
         from airscene.viz import preview
 
         train, test, _ = load_dataset(args.directory)
-        print(f"wrote {preview(train if args.split == 'train' else test, args.out, number=args.number)}")
+        print(f"wrote {preview(train if args.split == 'train' else test, args.out, number=args.number, force=args.force)}")
         return 0
     if args.kind == "import":
         settings = import_images(args.source, args.out, size=args.size, tile=args.tile, stride=args.stride,
@@ -227,22 +228,26 @@ def _eval_command(args: argparse.Namespace) -> int:
 
 
 def _infer_command(args: argparse.Namespace) -> int:
-    from airscene.infer import draw_inferences, infer_files, load, write_inferences
+    from airscene.infer import (draw_inferences, drawing_files, image_paths, inferences_file, infer_files, load,
+                                write_inferences)
 
-    results = infer_files(load(args.checkpoint, args.device), args.images)
-    if args.out:
-        form = Path(args.out).suffix.lstrip(".").lower()
-        if form not in ("json", "csv"):
-            raise AirsceneError(f"--out {args.out} must end in .json or .csv: the suffix says the format")
-        print(f"wrote {write_inferences(results, args.out, form)}")
+    files = image_paths(args.images)
+    if args.out:  # the outputs are checked before the work
+        inferences_file(args.out, files, args.force)
     if args.draw:
-        print(f"drew {len(draw_inferences(results, args.draw))} images in {args.draw}")
+        drawing_files(files, args.draw, args.force)
+    results = infer_files(load(args.checkpoint, args.device), files)
+    if args.out:
+        print(f"wrote {write_inferences(results, args.out, force=args.force)}")
+    if args.draw:
+        print(f"drew {len(draw_inferences(results, args.draw, args.force))} images in {args.draw}")
     if args.json:
         _print([{"image": str(path), **record} for path, record in results])
     elif not args.out and not args.draw:
         for path, record in results:
             boxes = "; ".join(f"step {o['step']}: box {o['box']} p={o['presence']:.2f}" for o in record["objects"])
-            print(f"{path}: {record['count']} object(s){'  ' + boxes if boxes else ''}")
+            name = os.fsencode(path).decode("utf-8", "backslashreplace")  # a name that is not UTF-8, printable
+            print(f"{name}: {record['count']} object(s){'  ' + boxes if boxes else ''}")
     return 0
 
 
@@ -393,6 +398,7 @@ def _add_data_commands(commands) -> None:
     viewer.add_argument("--out", default="preview.png")
     viewer.add_argument("--split", choices=("train", "test"), default="test")
     viewer.add_argument("--number", type=int, default=32)
+    viewer.add_argument("--force", action="store_true", help="replace a file at --out that airscene did not write")
     viewer.set_defaults(handler=_data_command)
 
 
@@ -428,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     inferrer.add_argument("--out", default=None, help="write them to a .json (a record per image) or .csv (a row per "
                           "object: file, step, box, presence, z_where, z_what) file")
     inferrer.add_argument("--draw", default=None, help="draw each image with its boxes into this folder")
+    inferrer.add_argument("--force", action="store_true", help="replace files at --out or in --draw that airscene "
+                          "did not write")
     _add_device_flag(inferrer)
     inferrer.set_defaults(handler=_infer_command)
 

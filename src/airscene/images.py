@@ -186,6 +186,20 @@ def read_images(paths, channels: int, image_size: int | None = None) -> torch.Te
                       for path, array in zip(paths, arrays)])
 
 
+PNG_MARK = {"Software": "airscene"}  # a text chunk in every PNG airscene writes: how it knows its own files
+
+
+def marked_png(path: Path) -> bool:
+    """Whether `path` is a PNG that airscene wrote (it carries PNG_MARK)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and all(image.info.get(key) == value for key, value in PNG_MARK.items())
+    except (OSError, UnidentifiedImageError, ValueError):
+        return False
+
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +20,11 @@ from airscene.checkpoint import load_checkpoint
 from airscene.config import Config
 from airscene.distributed import resolve_device
 from airscene.errors import AirsceneError
-from airscene.images import image_files, quantise, read_image, read_images, to_model_layout
+from airscene.images import PNG_MARK, image_files, marked_png, quantise, read_image, read_images, to_model_layout
 from airscene.model import AIR, GridAIR, GridTrace, make_model
 from airscene.model.transformer import tile_canvases
-from airscene.storage import check_writable, write_file, write_json, write_text
+from airscene.settings import check_value
+from airscene.storage import as_path, check_writable, read_json, replaceable, write_file, write_json
 
 
 @dataclass(kw_only=True)
@@ -75,8 +77,7 @@ class TrainedModel:
     def infer(self, images, batch_size: int = 1000, layout: str = "auto") -> Scenes:
         """Counts, boxes, presence and codes for each image, batched. layout: "auto", "channels_first" or
         "channels_last", for batches whose shape could be either."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise AirsceneError(f"batch_size is {batch_size!r}: use a whole number >= 1")
+        batch_size = check_value("batch_size", batch_size, int, {"minimum": 1})
         tensor = self.prepare(images, layout)
         present, presence, wheres, whats = (torch.cat(parts).cpu() for parts in
                                             zip(*(self.model.describe(chunk) for chunk in tensor.split(batch_size))))
@@ -89,6 +90,7 @@ class TrainedModel:
         "reconstruction" (B, C, H, W), "background" (B, C, H, W; zeros without a background model) and
         "objects" (B, N, C, H, W), each present object alone, as opaque as its alpha (absent: zeros). The grid
         model's objects are its present cells', up to the most any of the images has, in cell order."""
+        batch_size = check_value("batch_size", batch_size, int, {"minimum": 1})
         parts: dict[str, list] = {"reconstruction": [], "background": [], "objects": []}
         for chunk in self.prepare(images).split(batch_size):
             trace = self.model.most_probable(chunk)
@@ -142,8 +144,11 @@ def load(path: str | Path, device: str = "cpu") -> TrainedModel:
 
 def image_paths(paths) -> list[Path]:
     """Image files named directly, and those inside the folders named (sorted)."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else paths
+    if not isinstance(paths, (list, tuple)):
+        raise AirsceneError(f"images are {paths!r}: give an image file, a folder, or a list of them")
     expanded = []
-    for path in map(Path, paths):
+    for path in (as_path(path, "image path") for path in paths):
         expanded += image_files(path) if path.is_dir() else [path]
     if not expanded:
         raise AirsceneError(f"no image files in {', '.join(map(str, paths))}: give image files or folders that hold them")
@@ -153,6 +158,7 @@ def image_paths(paths) -> list[Path]:
 def infer_files(trained: TrainedModel, paths, chunk: int = 500) -> list[tuple[Path, dict]]:
     """(file, record) for every image file named or inside a folder named, read `chunk` files at a time."""
     files, results = image_paths(paths), {}
+    chunk = check_value("chunk", chunk, int, {"minimum": 1})
     c, size = trained.config.model, trained.image_size
     for start in range(0, len(files), chunk):
         part = files[start:start + chunk]
@@ -170,15 +176,22 @@ def infer_files(trained: TrainedModel, paths, chunk: int = 500) -> list[tuple[Pa
 
 
 CSV_FIELDS = ("file", "count", "step", "x0", "y0", "x1", "y1", "presence", "scale", "x", "y")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
+
+
+def spreadsheet_text(text: str) -> str:
+    """A text cell as spreadsheets expect it to be escaped: a leading quote before what would start a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def object_rows(results: list[tuple[Path, dict]]) -> list[dict]:
     """One row per object (file, step, box, presence, z_where, z_what as what_0 ...); an image with no
-    objects gets one row with its count of 0 and the object fields empty."""
+    objects gets one row with its count of 0 and the object fields empty. File names are escaped for
+    spreadsheets (spreadsheet_text); numbers are not."""
     rows = []
     for path, record in results:
         for found in record["objects"] or [None]:
-            row = {"file": str(path), "count": record["count"]}
+            row = {"file": spreadsheet_text(str(path)), "count": record["count"]}
             if found is not None:
                 row.update(step=found["step"], **dict(zip(("x0", "y0", "x1", "y1"), found["box"])),
                            presence=found["presence"], **dict(zip(("scale", "x", "y"), found["where"])),
@@ -187,9 +200,39 @@ def object_rows(results: list[tuple[Path, dict]]) -> list[dict]:
     return rows
 
 
-def write_inferences(results: list[tuple[Path, dict]], out: str | Path, form: str) -> Path:
-    """The inferences as JSON (one record per image) or CSV (`object_rows`), written atomically."""
-    out = Path(out)
+def earlier_inferences(path: Path) -> bool:
+    """Whether `path` holds inferences that airscene wrote (write_inferences): its CSV header, or its JSON
+    records."""
+    if path.suffix.lower() == ".csv":
+        header = ",".join(CSV_FIELDS).encode()
+        with open(path, "rb") as handle:
+            return handle.read(len(header)) == header
+    try:
+        records = read_json(path, "inferences file")
+    except AirsceneError:
+        return False
+    return (isinstance(records, list) and bool(records)
+            and all(isinstance(record, dict) and {"image", "count", "objects"} <= set(record) for record in records))
+
+
+def inferences_file(out: str | Path, files: list[Path], force: bool = False) -> tuple[Path, str]:
+    """Where `infer --out` may write, and in which form (its suffix: json or csv), checked before the work:
+    never one of the images read; an existing file only if airscene wrote it, or with `force`."""
+    out = replaceable(out, "--out", force, earlier_inferences)
+    form = out.suffix.lstrip(".").lower()
+    if form not in ("json", "csv"):
+        raise AirsceneError(f"--out {out} must end in .json or .csv: the suffix says the format")
+    if out.resolve() in {path.resolve() for path in files}:
+        raise AirsceneError(f"--out {out} is one of the images read: choose another --out")
+    return out, form
+
+
+def write_inferences(results: list[tuple[Path, dict]], out: str | Path, form: str | None = None,
+                     force: bool = False) -> Path:
+    """The inferences as JSON (one record per image) or CSV (`object_rows`), written atomically. File names
+    of any bytes survive: they are written as the bytes they are (CSV) or as JSON escapes."""
+    out, suffix = inferences_file(out, [path for path, _ in results], force)
+    form = form or suffix
     check_writable(out.parent, "output directory")
     if form == "json":
         write_json(out, [{"image": str(path), **record} for path, record in results], "inferences")
@@ -200,19 +243,37 @@ def write_inferences(results: list[tuple[Path, dict]], out: str | Path, form: st
     writer = csv.DictWriter(text, fieldnames=[*CSV_FIELDS, *what], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_text(out, text.getvalue(), "inferences")
+    data = text.getvalue().encode("utf-8", "surrogateescape")  # a name that is not UTF-8 keeps its own bytes
+    write_file(out, lambda handle: handle.write(data), "inferences")
     return out
 
 
-def draw_inferences(results: list[tuple[Path, dict]], directory: str | Path) -> list[Path]:
-    """Each image with its objects' boxes drawn (one colour per step, as in Fig. 3), enlarged to at least
-    256 pixels, as DIRECTORY/<name>.png."""
-    from PIL import Image, ImageDraw
+def drawing_files(files: list[Path], directory: str | Path, force: bool = False) -> list[Path]:
+    """Where `infer --draw` puts each image's drawing (DIRECTORY/<name>.png), checked before the work: never in
+    a folder that holds images read; an existing file only if it is a drawing of airscene's, or with `force`."""
+    directory = as_path(directory, "drawing directory")
+    if directory.resolve() in {path.resolve().parent for path in files}:
+        raise AirsceneError(f"--draw {directory} holds images this command reads: choose another --draw")
+    targets: list[Path] = []
+    for path in files:
+        name = f"{path.stem}.png" if directory / f"{path.stem}.png" not in targets else f"{path.stem}-{len(targets)}.png"
+        targets.append(replaceable(directory / name, "--draw", force, marked_png))
+    return targets
 
-    directory = check_writable(Path(directory), "drawing directory")
+
+def draw_inferences(results: list[tuple[Path, dict]], directory: str | Path, force: bool = False) -> list[Path]:
+    """Each image with its objects' boxes drawn (one colour per step, as in Fig. 3), enlarged to at least
+    256 pixels, as DIRECTORY/<name>.png (drawing_files says which files it may replace)."""
+    from PIL import Image, ImageDraw
+    from PIL.PngImagePlugin import PngInfo
+
+    targets = drawing_files([path for path, _ in results], directory, force)
+    check_writable(Path(directory), "drawing directory")
     colours = ((255, 0, 0), (0, 255, 0), (0, 160, 255), (255, 255, 0), (255, 0, 255), (255, 160, 0))
-    written: list[Path] = []
-    for path, record in results:
+    mark = PngInfo()
+    for key, value in PNG_MARK.items():
+        mark.add_text(key, value)
+    for (path, record), target in zip(results, targets):
         image = quantise(to_model_layout(read_image(path)[None], 3, layout="channels_last"))[0]
         zoom = max(1, 256 // max(image.shape[:2]))
         picture = Image.fromarray(image).resize((image.shape[1] * zoom, image.shape[0] * zoom), Image.NEAREST)
@@ -220,7 +281,5 @@ def draw_inferences(results: list[tuple[Path, dict]], directory: str | Path) -> 
         for found in record["objects"]:
             x0, y0, x1, y1 = (value * zoom for value in found["box"])
             pen.rectangle([x0, y0, x1 - 1, y1 - 1], outline=colours[(found["step"] - 1) % len(colours)], width=max(1, zoom // 2))
-        name = f"{path.stem}.png" if directory / f"{path.stem}.png" not in written else f"{path.stem}-{len(written)}.png"
-        written.append(directory / name)
-        write_file(written[-1], lambda handle: picture.save(handle, format="PNG"), "drawing")
-    return written
+        write_file(target, lambda handle: picture.save(handle, format="PNG", pnginfo=mark), "drawing")
+    return targets

@@ -171,6 +171,21 @@ def claim_directory(directory: Path, marker: str, what: str, made_earlier: Calla
     write_text(path, f"airscene {what}\n", f"{what} marker")
 
 
+def replaceable(path: str | Path, flag: str, force: bool = False, ours: Callable[[Path], bool] = lambda path: False) -> Path:
+    """`path`, for a command to write a file to, checked before its work: a new name, a file airscene wrote
+    there before (as `ours` recognises it), or, with `force`, any file; never a folder. Anything else is a
+    one-line error naming the path and the fix."""
+    path = as_path(path, flag.lstrip("-"))
+    if not isinstance(force, bool):
+        raise AirsceneError(f"force is {force!r}: give True or False")
+    if path.is_dir():
+        raise AirsceneError(f"{flag} {path} is a folder: name a file")
+    if (path.exists() or path.is_symlink()) and not force and not (path.is_file() and ours(path)):
+        raise AirsceneError(f"{flag} {path} is a file airscene did not write: pass --force to replace it, or choose "
+                            f"another {flag}")
+    return path
+
+
 def regular_file(path: str | Path, what: str) -> Path:
     """`path` if it is a regular file (a link to one will do); a one-line error for a missing file, a folder,
     a pipe or a device, which reading would hang on or misread."""

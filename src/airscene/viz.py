@@ -18,7 +18,8 @@ from airscene.errors import AirsceneError  # noqa: E402
 from airscene.infer import load  # noqa: E402
 from airscene.runs import read_metrics  # noqa: E402
 from airscene.checkpoint import writable_run  # noqa: E402
-from airscene.storage import as_path, check_writable, write_file  # noqa: E402
+from airscene.images import PNG_MARK, marked_png  # noqa: E402
+from airscene.storage import as_path, check_writable, replaceable, write_file  # noqa: E402
 
 STEP_COLOURS = ("red", "lime", "deepskyblue", "yellow", "magenta", "orange")
 
@@ -50,9 +51,10 @@ def draw_scene(axis, image: np.ndarray, boxes: np.ndarray | None = None, title: 
         axis.set_title(title, fontsize=8, color=title_colour)
 
 
-def preview(scenes: SceneSet, out: str | Path, number: int = 32, columns: int = 8) -> Path:
-    """A grid of scenes with their ground-truth boxes and counts, where the set has them."""
-    out = as_path(out, "figure")
+def preview(scenes: SceneSet, out: str | Path, number: int = 32, columns: int = 8, force: bool = False) -> Path:
+    """A grid of scenes with their ground-truth boxes and counts, where the set has them. An existing file at
+    `out` is replaced only if airscene wrote it (or with `force`)."""
+    out = replaceable(out, "--out", force, marked_png)
     if out.suffix.lower() not in FIGURE_FORMATS:
         raise AirsceneError(f"figure {out} has no figure suffix: name it .png, .jpg, .pdf or .svg")
     check_writable(out.parent, "figure directory")
@@ -88,7 +90,8 @@ def save_figure(figure, out: str | Path, dpi: int = 120) -> Path:
         if form is None:
             raise AirsceneError(f"figure {out} has no figure suffix: name it .png, .jpg, .pdf or .svg")
         check_writable(out.parent, "figure directory")
-        write_file(out, lambda handle: figure.savefig(handle, format=form, dpi=dpi), "figure")
+        metadata = PNG_MARK if form == "png" else None
+        write_file(out, lambda handle: figure.savefig(handle, format=form, dpi=dpi, metadata=metadata), "figure")
     finally:
         plt.close(figure)
     return out
