@@ -3,11 +3,18 @@
     torchrun --nproc-per-node K tests/ddp_worker.py CHECK DATA OUT
 """
 
+import contextlib
+import io
+import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import torch
 
+from airscene import runs
+from airscene.cli import main
 from airscene.config import Config, ModelConfig, TrainConfig
 from airscene.data import load_dataset
 from airscene.distributed import joined, replicated_model
@@ -68,8 +75,46 @@ def metrics(data: str, out: Path) -> None:
             torch.save({"metrics": combined, "share": len(job.test_images)}, out / "metrics.pt")
 
 
+def command_line(data: str, out: Path, extra: list[str]) -> None:
+    """`airscene train` with this rank's own extra flags; its exit code and error saved as OUT/rankR.json."""
+    rank = int(os.environ["RANK"])
+    (out / f"rank{rank}.pid").write_text(str(os.getpid()))
+    flags = ["train", "--data", data, "--out", str(out / "run"), "--quiet", "--batch-size", "8", "--eval-every", "3",
+             "--eval-images", "16", "--checkpoint-every", "3", "--log-every", "3", "--threads", "1",
+             *(f"--{name.replace('_', '-')}={value}" for name, value in TINY.items()), *extra]
+    error = io.StringIO()
+    with contextlib.redirect_stderr(error):
+        code = main(flags)
+    (out / f"rank{rank}.json").write_text(json.dumps({"code": code, "error": error.getvalue()}))
+
+
+def steps_differ(data: str, out: Path) -> None:
+    command_line(data, out, ["--steps", str(4 + int(os.environ["RANK"]))])
+
+
+def model_differs(data: str, out: Path) -> None:
+    command_line(data, out, ["--steps", "4", "--model", "dair" if os.environ["RANK"] == "1" else "air"])
+
+
+def rank_dies(data: str, out: Path) -> None:
+    """Rank 1 dies at its fourth step, as a killed process does."""
+    if os.environ["RANK"] == "1":
+        step = runs.train_step
+        runs.train_step = lambda job, number, *rest: os._exit(9) if number == 3 else step(job, number, *rest)
+    command_line(data, out, ["--steps", "20"])
+
+
+def rank_hangs(data: str, out: Path) -> None:
+    """Rank 1 joins the group and then never takes part; rank 0 starts training and waits for it."""
+    if os.environ["RANK"] == "1":
+        with joined(torch.device("cpu")):
+            time.sleep(120)
+    command_line(data, out, ["--steps", "4"])
+
+
 if __name__ == "__main__":
     check, data, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    {"weights": weights, "gradient": gradient, "metrics": metrics}[check](data, out)
+    {"weights": weights, "gradient": gradient, "metrics": metrics, "steps_differ": steps_differ,
+     "model_differs": model_differs, "rank_dies": rank_dies, "rank_hangs": rank_hangs}[check](data, out)

@@ -4,8 +4,10 @@ the data, exactly reduced metrics, and a resume that continues bit for bit."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +30,59 @@ def data_dir(tmp_path_factory):
     return directory
 
 
-def torchrun(*arguments, processes: int = 2) -> subprocess.CompletedProcess:
+def torchrun(*arguments, processes: int = 2, check: bool = True) -> subprocess.CompletedProcess:
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [*TORCHRUN, "--nproc-per-node", str(processes), *arguments]
     finished = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
-    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert finished.returncode == 0 or not check, finished.stderr[-3000:]
     return finished
+
+
+def rank_results(out: Path) -> dict[int, dict]:
+    return {rank: json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)
+            if (out / f"rank{rank}.json").is_file()}
+
+
+@pytest.mark.parametrize("check, differing", [("steps_differ", "train.steps"), ("model_differs", "model.model")])
+def test_ranks_started_with_different_settings_stop_at_once_in_one_line(data_dir, tmp_path, check, differing):
+    started = time.monotonic()
+    torchrun(str(WORKER), check, str(data_dir), str(tmp_path), check=False)
+    assert time.monotonic() - started < 120  # never a hang
+    results = rank_results(tmp_path)
+    assert set(results) == {0, 1}
+    for result in results.values():
+        assert result["code"] == 2 and result["error"].count("\n") == 1, result
+        assert f"rank 1's settings differ from rank 0's ({differing}" in result["error"]
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_rank_that_dies_gives_the_others_one_line(data_dir, tmp_path):
+    torchrun(str(WORKER), "rank_dies", str(data_dir), str(tmp_path), check=False)
+    result = rank_results(tmp_path)[0]
+    assert result["code"] == 2 and result["error"].count("\n") == 1, result
+    assert "rank communication failed" in result["error"] and "resume the run with --resume" in result["error"]
+
+
+def test_a_rank_waiting_for_one_that_hangs_stops_on_sigterm(data_dir, tmp_path):
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen([*TORCHRUN, "--nproc-per-node", "2", str(WORKER), "rank_hangs", str(data_dir),
+                                 str(tmp_path)], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "run" / ".lock").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # rank 0 has made its run directory and now waits in its first collective for rank 1
+        signalled = time.monotonic()
+        os.kill(int((tmp_path / "rank0.pid").read_text()), signal.SIGTERM)
+        while not (tmp_path / "rank0.json").is_file() and time.monotonic() < signalled + 40:
+            time.sleep(0.2)
+        result = rank_results(tmp_path)[0]
+        assert result["code"] == 2 and "stopped by a signal while waiting for the other ranks" in result["error"]
+        assert time.monotonic() - signalled < 30
+    finally:
+        os.killpg(launcher.pid, signal.SIGKILL)  # torchrun and both ranks
+        launcher.wait()
 
 
 def test_shards_are_disjoint_cover_the_data_and_make_the_single_process_batch():

@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from airscene.checkpoint import CHECKPOINT_NAME, checkpoint_config, read_checkpoint, save_checkpoint
 from airscene.config import TrainConfig
-from airscene.distributed import Shard, all_max, gather_objects, replicate, replicated_model
+from airscene.distributed import (STOP_REQUESTED, Shard, agree_on_settings, all_max, gather_objects, replicate,
+                                  replicated_model)
 from airscene.errors import AirsceneError
 from airscene.estimators.base import Batch, Estimator
 from airscene.model.trace import Trace
@@ -328,11 +329,14 @@ def stop_requests():
 
     def handler(number, _frame):
         requested["signal"] = signal.Signals(number).name
+        STOP_REQUESTED.set()  # a rank waiting for the others in a collective gives up after a grace period
 
     previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    STOP_REQUESTED.clear()
     try:
         yield requested
     finally:
+        STOP_REQUESTED.clear()
         for number, old in previous.items():
             signal.signal(number, old)
 
@@ -438,6 +442,8 @@ def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = 
     Signals are caught for the whole of it, the final evaluation and checkpoint included."""
     t, shard = job.settings, job.shard
     with stop_requests() as requested:
+        # Ranks that differ in anything but where they compute would train two runs as one, or wait for ever.
+        agree_on_settings(job.config.to_dict(), job.data_digest, shard, local=("train.device", "train.threads"))
         step, elapsed = run.start(state, job)
         saved = (state or {}).get("progress", {})
         averages, metrics, stopped_by = StepAverages(saved.get("averages")), saved.get("metrics", {}), "steps"

@@ -55,6 +55,8 @@ def train_seeds(config: Config, out: str | Path, seeds: tuple[int, ...], paralle
     otherwise; evaluate each on the held-out images; write OUT/seeds.json with every seed's result and the
     best one by test ELBO, and return it."""
     config.validate()
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise AirsceneError("--seeds starts a process of its own for each seed: run it without torchrun")
     if not seeds or len(seeds) > MAX_SEEDS or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise AirsceneError(f"--seeds {seeds} is invalid: give 1 to {MAX_SEEDS} different seeds >= 0, e.g. 0,1,2")
     cores = os.cpu_count() or 1
