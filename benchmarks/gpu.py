@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--steps", type=int, default=400, help="training steps timed per setting")
     parser.add_argument("--minutes", type=float, default=0.75, help="budget of each time-to-95% run")
+    parser.add_argument("--batches", type=int, nargs="+", default=[64, 512], help="batch sizes to time")
     parser.add_argument("--out", default="benchmarks/out/gpu.json")
     args = parser.parse_args()
     out = Path(args.out)
@@ -122,13 +123,14 @@ def main() -> None:
         if args.device.startswith("cuda"):  # per step: the difference between runs of 120 and 20 steps, over 100
             runs = [host_synchronisations(source, args.data, args.device, steps) for steps in (20, 120)]
             result["host_synchronisations_per_step"] = (runs[1] - runs[0]) / 100
-        for batch in (64, 512):
+        for batch in args.batches:
             result[f"step_ms_batch_{batch}"] = ms_per_step(source, args.data, args.device, batch, args.steps)
         result["step_ms_batch_64_bf16"] = ms_per_step(source, args.data, args.device, 64, args.steps,
                                                       "--precision", "bf16")
-        for batch in (64, 512):
+        for batch in args.batches:
             result[f"time_to_95_batch_{batch}"] = time_to_accuracy(source, args.data, args.device, batch, args.minutes)
-        result["inference"] = inference(source, result["time_to_95_batch_512"]["run"], args.data, args.device)
+        result["inference"] = inference(source, result[f"time_to_95_batch_{args.batches[-1]}"]["run"], args.data,
+                                        args.device)
         print(json.dumps({name: result}), flush=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
 
