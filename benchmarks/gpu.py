@@ -79,22 +79,31 @@ SYNCS = textwrap.dedent("""
     import sys, tempfile, warnings
     import torch
     from airscene.cli import main
-    data, device, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    torch.cuda.set_sync_debug_mode("warn")
+    data, device, steps, flags = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+    if device.startswith("cuda"):
+        torch.cuda.set_sync_debug_mode("warn")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         main(["train", "--data", data, "--out", tempfile.mkdtemp() + "/run", "--device", device, "--steps", str(steps),
-              "--log-every", str(steps), "--eval-every", str(10 * steps), "--checkpoint-every", str(10 * steps), "--quiet"])
+              "--log-every", str(steps), "--eval-every", str(10 * steps), "--checkpoint-every", str(10 * steps), "--quiet",
+              *flags])
     print(sum("synchroniz" in str(warning.message) for warning in caught))
 """)
 
 
-def host_synchronisations(source: str, data: str, device: str, steps: int) -> int:
-    """CUDA's count of the host waiting on the device in a whole run of `steps` steps (its start and end included)."""
+def host_synchronisations(source: str, data: str, device: str, steps: int, *flags: str) -> int:
+    """CUDA's count of the host waiting on the device in a whole run of `steps` steps (its start and end
+    included), trained with `flags`."""
     environment = {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
-    output = subprocess.run([sys.executable, "-c", SYNCS, data, device, str(steps)], check=True, env=environment,
-                            capture_output=True, text=True, timeout=600).stdout
+    output = subprocess.run([sys.executable, "-c", SYNCS, data, device, str(steps), *flags], check=True,
+                            env=environment, capture_output=True, text=True, timeout=600).stdout
     return int(output.strip().splitlines()[-1])
+
+
+def synchronisations_per_step(source: str, data: str, device: str, *flags: str) -> float:
+    """Per training step between records: the difference between runs of 120 and 20 steps, over 100."""
+    runs = [host_synchronisations(source, data, device, steps, *flags) for steps in (20, 120)]
+    return (runs[1] - runs[0]) / 100
 
 
 def inference(source: str, run: str, data: str, device: str) -> dict:
@@ -113,16 +122,26 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=0.75, help="budget of each time-to-95% run")
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 512], help="batch sizes to time")
     parser.add_argument("--out", default="benchmarks/out/gpu.json")
+    parser.add_argument("--synchronisations", nargs="+", metavar="SETTINGS", help="only count the host "
+                        "synchronisations per step of the last version, trained with each SETTINGS: NAME=VALUE pairs "
+                        "joined by commas, e.g. model=grid,estimator=local ('default' for none)")
     args = parser.parse_args()
+    if args.synchronisations:
+        source = args.version[-1].split("=", 1)[1]
+        for settings in args.synchronisations:
+            flags = [part for pair in settings.split(",") if "=" in pair for part in ("--" + pair.split("=")[0],
+                                                                                    pair.split("=")[1])]
+            print(json.dumps({"settings": settings, "per_step": synchronisations_per_step(source, args.data, args.device,
+                                                                                          *flags)}), flush=True)
+        return
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     for version in args.version:
         name, source = version.split("=", 1)
         result = results[name] = {}
-        if args.device.startswith("cuda"):  # per step: the difference between runs of 120 and 20 steps, over 100
-            runs = [host_synchronisations(source, args.data, args.device, steps) for steps in (20, 120)]
-            result["host_synchronisations_per_step"] = (runs[1] - runs[0]) / 100
+        if args.device.startswith("cuda"):
+            result["host_synchronisations_per_step"] = synchronisations_per_step(source, args.data, args.device)
         for batch in args.batches:
             result[f"step_ms_batch_{batch}"] = ms_per_step(source, args.data, args.device, batch, args.steps)
         result["step_ms_batch_64_bf16"] = ms_per_step(source, args.data, args.device, 64, args.steps,

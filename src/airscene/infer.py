@@ -176,7 +176,9 @@ def infer_files(trained: TrainedModel, paths, chunk: int = 500) -> list[tuple[Pa
 
 
 CSV_FIELDS = ("file", "count", "step", "x0", "y0", "x1", "y1", "presence", "scale", "x", "y")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
+# What a spreadsheet reads as the start of a formula, and the quote itself, so that dropping one leading
+# quote always gives the text back.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
 def spreadsheet_text(text: str) -> str:
