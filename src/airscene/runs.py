@@ -28,8 +28,8 @@ from airscene.estimators.base import Batch, Estimator
 from airscene.model.trace import Trace
 from airscene.schedules import learning_rate_factor
 from airscene.settings import differences
-from airscene.storage import (append_line, as_path, check_writable, claim_directory, json_ready, lock_directory, write_failure, write_json,
-                              write_text)
+from airscene.storage import (append_line, as_path, check_writable, claim_directory, json_ready, lock_directory,
+                              write_failure, write_json, write_text)
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses or gradients before the run stops
 # Several ranks agree whether to stop (a signal, the time) every this many steps: a collective read back on the
