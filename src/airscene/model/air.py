@@ -118,7 +118,12 @@ def composite(objects: torch.Tensor, background: torch.Tensor | None, weights: t
     if not alpha:
         return torch.cat([background[:, None], background[:, None] + (weights * appearance).cumsum(1)], 1)
     opacity = weights * objects[:, :, -1:]  # (B, N, 1, H, W)
-    through = (1 - opacity).cumprod(1)  # light passing every object up to i
+    # The light passing every object up to i, as a running product over the steps: cumprod's backward asks
+    # the host whether any factor is zero, which makes the device wait.
+    passing = [1 - opacity[:, 0]]
+    for step in range(1, opacity.shape[1]):
+        passing.append(passing[-1] * (1 - opacity[:, step]))
+    through = torch.stack(passing, 1)
     before = torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], 1)  # ... up to i - 1
     fronts = (before * opacity * appearance).cumsum(1)
     return torch.cat([background[:, None], fronts + through * background[:, None]], 1)
