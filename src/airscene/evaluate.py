@@ -37,6 +37,62 @@ def confusion_matrix(inferred: np.ndarray, true: np.ndarray, max_count: int) -> 
     return matrix
 
 
+def _pairs(counts: np.ndarray) -> np.ndarray:
+    """n choose 2, elementwise."""
+    return counts * (counts - 1) / 2
+
+
+def adjusted_rand_index(true: np.ndarray, inferred: np.ndarray, foreground: bool = False) -> np.ndarray:
+    """(B,) the adjusted Rand index of each image's inferred segmentation against the true one, both (B, H, W)
+    label maps (0: background, k: object k), over every pixel or, with `foreground`, over the pixels of true
+    objects alone (FG-ARI, as object-centric models are compared). Where both segmentations are a single
+    segment the index is 1; an image with no pixel to score is NaN."""
+    true, inferred = np.asarray(true, np.int64), np.asarray(inferred, np.int64)
+    batch = len(true)
+    scored = (true > 0) if foreground else np.ones(true.shape, bool)
+    labels_true, labels_inferred = int(true.max(initial=0)) + 1, int(inferred.max(initial=0)) + 1
+    cells = (np.arange(batch)[:, None, None] * labels_true + true) * labels_inferred + inferred  # (B, H, W)
+    table = np.bincount(cells[scored], minlength=batch * labels_true * labels_inferred)
+    table = table.reshape(batch, labels_true, labels_inferred).astype(np.float64)  # (B, T, I) contingency
+    pixels = table.sum((1, 2))
+    index = _pairs(table).sum((1, 2))
+    rows, columns = _pairs(table.sum(2)).sum(1), _pairs(table.sum(1)).sum(1)
+    expected = np.divide(rows * columns, _pairs(pixels), out=np.zeros(batch), where=pixels > 1)
+    best = (rows + columns) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ari = np.where(best == expected, 1.0, (index - expected) / (best - expected))
+    return np.where(pixels > 0, ari, np.nan)
+
+
+def mean_best_overlap(true: np.ndarray, inferred: np.ndarray) -> float | None:
+    """mBO: over every true object of every image, the best IoU of its pixels with any inferred object's
+    (label maps (B, H, W), 0 the background), averaged; None where there is no true object."""
+    true, inferred = np.asarray(true, np.int64), np.asarray(inferred, np.int64)
+    best = []
+    for truth, found in zip(true, inferred):  # an image at a time: its objects against each other
+        objects, segments = np.unique(truth[truth > 0]), np.unique(found[found > 0])
+        if not len(objects):
+            continue
+        if not len(segments):
+            best += [0.0] * len(objects)
+            continue
+        mine = truth[None] == objects[:, None, None]  # (T, H, W)
+        theirs = found[None] == segments[:, None, None]  # (I, H, W)
+        intersection = (mine[:, None] & theirs[None]).sum((2, 3))
+        union = (mine[:, None] | theirs[None]).sum((2, 3))
+        best += (intersection / union).max(1).tolist()
+    return float(np.mean(best)) if best else None
+
+
+def segmentation_metrics(true: np.ndarray, inferred: np.ndarray) -> dict:
+    """FG-ARI, ARI (the background as one more segment) and mBO of inferred label maps against true ones."""
+    foreground = adjusted_rand_index(true, inferred, foreground=True)
+    whole = adjusted_rand_index(true, inferred)
+    return {"fg_ari": float(np.nanmean(foreground)) if np.isfinite(foreground).any() else None,
+            "ari": float(np.nanmean(whole)) if np.isfinite(whole).any() else None,
+            "mbo": mean_best_overlap(true, inferred)}
+
+
 @torch.no_grad()
 def elbo_and_log_likelihood(model: AIR | GridAIR, images: torch.Tensor, samples: int = 50, batch_size: int = 100):
     """Per image: the ELBO and the importance-weighted estimate of log p(x) from `samples` samples. AIR's

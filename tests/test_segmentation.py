@@ -1,0 +1,50 @@
+"""Segmentation as object-centric models are compared: FG-ARI, ARI and mBO against hand-computed cases."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from airscene.evaluate import adjusted_rand_index, mean_best_overlap, segmentation_metrics
+
+TRUE = np.array([[[0, 0, 1, 1, 2, 2]]])  # one 1 x 6 image: background, object 1, object 2
+INFERRED = np.array([[[0, 0, 1, 2, 2, 2]]])  # object 2's segment has taken one pixel of object 1
+
+
+def test_the_indices_of_a_case_computed_by_hand():
+    # Contingency (true rows, inferred columns): [[2, 0, 0], [0, 1, 1], [0, 0, 2]]. Pairs together in both: 2;
+    # rows 3, columns 4, of 15 pairs: expected 0.8, best 3.5, so ARI = 1.2 / 2.7.
+    assert adjusted_rand_index(TRUE, INFERRED)[0] == pytest.approx(1.2 / 2.7)
+    # Foreground only, [[1, 1], [0, 2]]: 1 pair together, rows 2, columns 3 of 6: expected 1, so FG-ARI = 0.
+    assert adjusted_rand_index(TRUE, INFERRED, foreground=True)[0] == pytest.approx(0.0)
+    # Object 1 overlaps segment 1 by 1 of 2 pixels, object 2 segment 2 by 2 of 3: mBO = (1/2 + 2/3) / 2.
+    assert mean_best_overlap(TRUE, INFERRED) == pytest.approx((1 / 2 + 2 / 3) / 2)
+    metrics = segmentation_metrics(TRUE, INFERRED)
+    assert metrics["fg_ari"] == pytest.approx(0.0) and metrics["mbo"] == pytest.approx(7 / 12)
+
+
+def test_a_perfect_segmentation_scores_one_whatever_its_labels_and_nothing_scores_none():
+    relabelled = np.array([[[0, 0, 7, 7, 3, 3]]])
+    assert adjusted_rand_index(TRUE, relabelled)[0] == 1.0 and mean_best_overlap(TRUE, relabelled) == 1.0
+    empty = np.zeros((2, 4, 4), np.int64)  # no objects: no foreground pixel to score, no object to overlap
+    assert np.isnan(adjusted_rand_index(empty, empty, foreground=True)).all()
+    assert adjusted_rand_index(empty, empty).tolist() == [1.0, 1.0]
+    assert segmentation_metrics(empty, empty) == {"fg_ari": None, "ari": 1.0, "mbo": None}
+
+
+@given(hnp.arrays(np.int64, st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6)),
+                  elements=st.integers(0, 4)),
+       st.data())
+def test_the_index_matches_its_definition_on_random_maps(true, data):
+    inferred = data.draw(hnp.arrays(np.int64, true.shape, elements=st.integers(0, 4)))
+    for image, (truth, found) in enumerate(zip(true, inferred)):
+        a, b = truth.ravel(), found.ravel()
+        together = lambda labels: labels[:, None] == labels[None, :]  # noqa: E731
+        pairs = ~np.eye(len(a), dtype=bool)
+        n_both = (together(a) & together(b))[pairs].sum() / 2
+        n_a, n_b, n = together(a)[pairs].sum() / 2, together(b)[pairs].sum() / 2, pairs.sum() / 2
+        expected = n_a * n_b / n if n else 0
+        best = (n_a + n_b) / 2
+        want = 1.0 if best == expected else (n_both - expected) / (best - expected)
+        assert adjusted_rand_index(true, inferred)[image] == pytest.approx(want, abs=1e-9)
