@@ -48,3 +48,43 @@ def test_the_index_matches_its_definition_on_random_maps(true, data):
         best = (n_a + n_b) / 2
         want = 1.0 if best == expected else (n_both - expected) / (best - expected)
         assert adjusted_rand_index(true, inferred)[image] == pytest.approx(want, abs=1e-9)
+
+
+def test_a_generators_masks_are_its_own_drawing(tiny_pool):
+    from airscene.data import compose_scenes, sprites
+
+    for scenes in (sprites(40, counts=(0, 1, 2, 3), size=32, side_range=(6, 12), seed=1, progress=False),
+                   sprites(40, counts=(2, 3), size=32, side_range=(6, 12), colour=True, seed=2, progress=False),
+                   compose_scenes(tiny_pool, 40, counts=(0, 1, 2), size=64, seed=3, progress=False)):
+        ink = scenes.images if scenes.images.ndim == 3 else scenes.images.max(-1)
+        assert np.array_equal(scenes.masks > 0, ink > 0)  # on black, a pixel shows an object where it has ink
+        for image in range(len(scenes)):
+            assert set(np.unique(scenes.masks[image])) <= set(range(scenes.counts[image] + 1))
+            for slot in range(scenes.counts[image]):  # each object's pixels lie inside its own box
+                rows, columns = np.nonzero(scenes.masks[image] == slot + 1)
+                x0, y0, x1, y1 = scenes.boxes[image, slot]
+                assert ((columns >= x0) & (columns < x1) & (rows >= y0) & (rows < y1)).all()
+
+
+def test_occlusion_gives_a_pixel_to_the_object_in_front():
+    from airscene.data.scenes import claim_pixels
+
+    owner, share = np.zeros((1, 4), np.uint8), np.zeros((1, 4), np.float32)
+    claim_pixels(owner, share, np.ones((1, 3), np.float32), 0, 0, 1)  # object 1 covers pixels 0-2
+    claim_pixels(owner, share, np.array([[1.0, 0.3, 0.6]], np.float32), 1, 0, 2)  # object 2, in front, pixels 1-3
+    # pixel 1: 2 is opaque; pixel 2: 1 keeps 0.7 of the light against 2's 0.3; pixel 3: 2 alone (0.6)
+    assert owner.tolist() == [[1, 2, 1, 2]]
+
+
+def test_masks_are_saved_with_a_data_set_and_checked_on_load(tmp_path):
+    from airscene.data import load_dataset, make_sprites
+    from airscene.data.files import load_scenes, save_scenes
+    from airscene.errors import AirsceneError
+
+    make_sprites(tmp_path / "data", train=20, test=10, size=24, side_range=(5, 8), progress=False)
+    train, test, _ = load_dataset(tmp_path / "data")
+    assert train.masks.shape == train.images.shape and train.masks.max() == train.counts.max()
+    train.masks[0] = train.counts[0] + 1  # an object the scene does not hold
+    save_scenes(tmp_path / "bad.npz", train)
+    with pytest.raises(AirsceneError, match="has masks naming objects beyond their scenes' counts"):
+        load_scenes(tmp_path / "bad.npz")

@@ -159,7 +159,10 @@ def validate_scenes(scenes: SceneSet, path: Path) -> None:
     if min(height, width) < 4:
         raise _fail(path, f"has {height}x{width} images: AIR needs canvases of at least 4x4 pixels")
     ranks = {"counts": 1, "boxes": 3, "labels": 2, "sources": 2, "origins": 2}
-    for name in scenes.known:
+    if scenes.masks is not None and (scenes.masks.dtype != np.uint8 or scenes.masks.shape != images.shape[:3]):
+        raise _fail(path, f"has masks of dtype {scenes.masks.dtype} and shape {scenes.masks.shape}, expected uint8 "
+                          f"label maps of shape {images.shape[:3]}")
+    for name in (name for name in scenes.known if name != "masks"):
         array = getattr(scenes, name)
         if array.dtype != np.int64 or array.ndim != ranks[name] or array.shape[0] != number:
             raise _fail(path, f"has {name} of dtype {array.dtype} and shape {array.shape}, "
@@ -182,6 +185,8 @@ def _validate_objects(scenes: SceneSet, path: Path, per_object: list[str], width
     limit = slots.pop() if slots else None
     if len(counts) and (counts.min() < 0 or (limit is not None and counts.max() > limit)):
         raise _fail(path, f"has counts outside 0..{limit if limit is not None else 'N'}")
+    if scenes.masks is not None and len(counts) and (scenes.masks.max((1, 2)) > counts).any():
+        raise _fail(path, "has masks naming objects beyond their scenes' counts")
     if not per_object:
         return
     present = np.arange(limit)[None, :] < counts[:, None]  # (M, K)

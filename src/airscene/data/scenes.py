@@ -14,7 +14,7 @@ from airscene.data.sources import ObjectPool
 from airscene.errors import AirsceneError
 
 SPRITE_SHAPES = ("square", "triangle", "disc")
-OPTIONAL_ARRAYS = ("counts", "boxes", "labels", "sources", "origins")
+OPTIONAL_ARRAYS = ("counts", "boxes", "labels", "sources", "origins", "masks")
 PLACEMENT_ATTEMPTS = 100  # scenes drawn again before a count is declared not to fit
 
 
@@ -29,6 +29,7 @@ class SceneSet:
     labels: np.ndarray | None = None  # (M, K) int64: object class (digit, sprite shape, ...)
     sources: np.ndarray | None = None  # (M, K) int64: index of the object in its pool (-1 for sprites)
     origins: np.ndarray | None = None  # (M, 3) int64: source file index, x and y of the canvas in it
+    masks: np.ndarray | None = None  # (M, H, W) uint8: which object each pixel shows, 0 the background, k object k
 
     def __len__(self) -> int:
         return len(self.images)
@@ -46,7 +47,19 @@ def _labelled_scene_set(number: int, size: int, max_count: int, channels: int) -
     shape = (number, size, size) if channels == 1 else (number, size, size, channels)
     pad = np.full((number, max_count), -1, dtype=np.int64)
     return SceneSet(images=np.zeros(shape, np.uint8), counts=np.zeros(number, np.int64),
-                    boxes=np.full((number, max_count, 4), -1, dtype=np.int64), labels=pad.copy(), sources=pad.copy())
+                    boxes=np.full((number, max_count, 4), -1, dtype=np.int64), labels=pad.copy(), sources=pad.copy(),
+                    masks=np.zeros((number, size, size), np.uint8))
+
+
+def claim_pixels(owner: np.ndarray, share: np.ndarray, opacity: np.ndarray, x: int, y: int, label: int) -> None:
+    """Draw object `label`'s opacity (h, w) in [0, 1] at (x, y) into a scene's instance map, in place: every
+    earlier object's share of a pixel shrinks by what this one covers, and a pixel shows the object with the
+    largest share of it, so occlusion is resolved as the compositing resolves it (draw_over)."""
+    height, width = opacity.shape
+    mine, theirs = owner[y:y + height, x:x + width], share[y:y + height, x:x + width]
+    theirs *= 1 - opacity
+    wins = opacity > theirs
+    mine[wins], theirs[wins] = label, opacity[wins]
 
 
 MAX_COUNT = 64  # objects in a scene: as many as a model's steps can be
@@ -161,9 +174,11 @@ def compose_scenes(pool: ObjectPool, number: int, counts: tuple[int, ...] = (0, 
         else:
             raise AirsceneError(f"cannot fit {count} non-overlapping objects on a {size}x{size} canvas, or the objects "
                                 "vanish at this --scale-range: use a larger --size, smaller counts, or another --scale-range")
-        canvas = _canvas(size, pool.channels, backgrounds, rng)
+        canvas, share = _canvas(size, pool.channels, backgrounds, rng), np.zeros((size, size), np.float32)
         for slot, (source, image, (x, y), box) in enumerate(placed):
             draw_over(canvas, image, x, y)
+            ink = (image if image.ndim == 2 else image.max(-1)).astype(np.float32) / 255  # its opacity, as draw_over's
+            claim_pixels(scenes.masks[index], share, ink, x, y, slot + 1)
             scenes.boxes[index, slot] = box
             scenes.labels[index, slot] = pool.labels[source]
             scenes.sources[index, slot] = source
@@ -237,9 +252,11 @@ def sprites(number: int, counts: tuple[int, ...] = (0, 1, 2), size: int = 50, se
             raise AirsceneError(f"cannot fit {scene_counts[index]} sprites on a {size}x{size} canvas, each "
                                 f"{'disjoint' if not overlap else f'at least {min_visible:g} visible'}: use a larger "
                                 "--size, smaller counts, a smaller --side-range or a lower --min-visible")
-        canvas = _canvas(size, channels, backgrounds, rng)
+        canvas, share = _canvas(size, channels, backgrounds, rng), np.zeros((size, size), np.float32)
         for slot, (kind, (x, y, side), ink) in enumerate(drawn):
-            canvas[y:y + side, x:x + side][shape_mask(SPRITE_SHAPES[kind], side)] = ink / 255
+            shape = shape_mask(SPRITE_SHAPES[kind], side)
+            canvas[y:y + side, x:x + side][shape] = ink / 255
+            claim_pixels(scenes.masks[index], share, shape.astype(np.float32), x, y, slot + 1)
             scenes.boxes[index, slot] = (x, y, x + side, y + side)
             scenes.labels[index, slot] = kind
         scenes.counts[index] = scene_counts[index]
