@@ -125,7 +125,7 @@ def test_every_command_runs_on_an_unlabelled_run_and_says_what_is_missing(unlabe
     capsys.readouterr()
     assert main(["eval", str(run), "--samples", "2"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["missing_labels"] == ["counts", "boxes"] and "count_accuracy" not in metrics
+    assert metrics["missing_labels"] == ["counts", "boxes", "masks"] and "count_accuracy" not in metrics and "fg_ari" not in metrics
     assert np.isfinite(metrics["test_elbo"]) and sum(metrics["inferred_counts"]) == metrics["images"]
     assert (run / "reconstructions.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["viz", str(run)]) == 0 and (run / "figure3.png").is_file()

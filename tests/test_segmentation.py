@@ -1,6 +1,7 @@
 """Segmentation as object-centric models are compared: FG-ARI, ARI and mBO against hand-computed cases."""
 
 import numpy as np
+import torch
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -88,3 +89,55 @@ def test_masks_are_saved_with_a_data_set_and_checked_on_load(tmp_path):
     save_scenes(tmp_path / "bad.npz", train)
     with pytest.raises(AirsceneError, match="has masks naming objects beyond their scenes' counts"):
         load_scenes(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("settings", [dict(model="air"), dict(model="dair", compositing="alpha", background="learned"),
+                                      dict(model="grid", object_size=(8.0,)),
+                                      dict(model="grid", compositing="alpha", object_size=(8.0,))],
+                         ids=["air", "dair-alpha-background", "grid", "grid-alpha"])
+def test_every_model_shares_each_pixel_out_among_its_objects_and_the_background(settings):
+    from airscene.config import Config, ModelConfig
+    from airscene.infer import TrainedModel
+    from airscene.model import make_model
+
+    config = Config(model=ModelConfig(image_size=24, channels=1, glimpse_size=8, what_size=4, hidden_size=16,
+                                      embedding_size=16, glimpse_hidden_size=16, **settings))
+    torch.manual_seed(0)
+    trained = TrainedModel(make_model(config.model), config)
+    images = np.random.default_rng(0).random((5, 24, 24)).astype(np.float32)
+    masks, labels = trained.segment(images, batch_size=2)
+    assert masks.shape[0] == 5 and masks.shape[2:] == (24, 24) and labels.shape == (5, 24, 24)
+    assert (masks >= -1e-6).all() and np.allclose(masks.sum(1), 1, atol=1e-5)
+    assert np.array_equal(labels, masks.argmax(1))
+
+
+def test_shares_follow_the_compositing_by_hand():
+    from airscene.model.air import pixel_shares
+
+    # one pixel, two objects: the front one 0.5 opaque, the one behind fully: it shows 0.5, the background none
+    objects = torch.tensor([[[[[0.2]], [[0.5]]], [[[0.9]], [[1.0]]]]])  # (B=1, N=2, C+alpha=2, 1, 1)
+    shares = pixel_shares(objects, None, torch.ones(1, 2), alpha=True)[0, :, 0, 0]
+    assert shares.tolist() == pytest.approx([0.0, 0.5, 0.5])
+    # added up: brightness 0.2 and 0.6 over a background of 0.2: a fifth, three fifths and a fifth
+    additive = torch.tensor([[[[[0.2]]], [[[0.6]]]]])  # (1, 2, 1, 1, 1)
+    shares = pixel_shares(additive, torch.full((1, 1, 1, 1), 0.2), torch.ones(1, 2), alpha=False)[0, :, 0, 0]
+    assert shares.tolist() == pytest.approx([0.2, 0.2, 0.6])
+
+
+def test_eval_and_training_report_segmentation_where_the_data_has_masks(tmp_path):
+    import json
+
+    from airscene.cli import main
+    from airscene.data import make_sprites
+    from airscene.runs import read_metrics
+
+    make_sprites(tmp_path / "data", train=32, test=16, size=24, side_range=(5, 8), progress=False)
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--quiet", "--steps", "4",
+                 "--batch-size", "8", "--eval-every", "2", "--glimpse-size", "8", "--what-size", "4", "--hidden-size",
+                 "16", "--embedding-size", "16", "--glimpse-hidden-size", "16", "--object-size", "5,8"]) == 0
+    scores = [record["test_fg_ari"] for record in read_metrics(tmp_path / "run") if record["kind"] == "eval"]
+    assert len(scores) == 2 and all(-1 <= score <= 1 for score in scores)
+    assert main(["eval", str(tmp_path / "run"), "--samples", "2"]) == 0
+    metrics = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert -1 <= metrics["fg_ari"] <= 1 and -1 <= metrics["ari"] <= 1 and 0 <= metrics["mbo"] <= 1
+    assert "masks" not in metrics["missing_labels"]

@@ -204,6 +204,10 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int =
     torch.manual_seed(0)
     metrics = {"checkpoint_step": trained.step, "data": str(data or trained.config.data),
                **evaluate(trained.model, images, test.counts, test.boxes, samples=samples)}
+    if test.masks is not None:  # segmentation as object-centric models are compared
+        metrics.update(segmentation_metrics(test.masks, trained.segment(images)[1]))
+    else:
+        metrics["missing_labels"].append("masks")
     suffix = "" if data is None else f"-{Path(data).resolve().name}"  # another data set's results beside the run's own
     write_json(directory / f"eval{suffix}.json", metrics, "evaluation")
     shown = test.images[:32]

@@ -102,6 +102,19 @@ class TrainedModel:
                             for part in parts["objects"]]
         return {name: torch.cat(values).numpy() for name, values in parts.items()}
 
+    @torch.inference_mode()
+    def segment(self, images, batch_size: int = 100) -> tuple[np.ndarray, np.ndarray]:
+        """Each image taken apart as the model draws its most probable scene: soft masks (B, N + 1, H, W), the
+        background's share of every pixel (index 0) and each object's (AIR: by step; the grid: its present
+        cells in order), summing to 1; and the label map (B, H, W), the one with the largest share (0: the
+        background)."""
+        batch_size = check_value("batch_size", batch_size, int, {"minimum": 1})
+        chunks = [self.model.pixel_shares(self.model.most_probable(chunk)).float().cpu()
+                  for chunk in self.prepare(images).split(batch_size)]
+        most = max(chunk.shape[1] for chunk in chunks)  # grid chunks may hold different numbers of objects
+        masks = torch.cat([torch.nn.functional.pad(chunk, (0, 0, 0, 0, 0, most - chunk.shape[1])) for chunk in chunks])
+        return masks.numpy(), masks.argmax(1).numpy()
+
     def present_objects(self, trace) -> torch.Tensor:
         """(B, N, C, H, W): each present object of a greedy trace alone on the canvas, as opaque as its alpha,
         zeros where absent."""

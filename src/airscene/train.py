@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from airscene.config import Config, ModelConfig
@@ -15,7 +16,7 @@ from airscene.distributed import Shard, joined, resolve_device
 from airscene.errors import AirsceneError
 from airscene.estimators import Batch, make_estimator
 from airscene.estimators.elbo import greedy_counts
-from airscene.evaluate import elbo_and_log_likelihood, infer_counts
+from airscene.evaluate import adjusted_rand_index, elbo_and_log_likelihood, infer_counts
 from airscene.images import to_model_layout
 from airscene.model import make_model
 from airscene.model.grid import tile_side
@@ -104,6 +105,7 @@ class AIRJob(TrainingJob):
         self.test_images = (to_model_layout(test.images[mine], channels).to(device) if len(mine)
                             else torch.zeros(0, channels, size, size, device=device))  # a set with no test split
         self.test_counts = None if test.counts is None else test.counts[mine]
+        self.test_masks = None if test.masks is None else test.masks[mine]
 
     def batch(self, step: int) -> Batch:
         index = batch_indices(step, len(self.train), self.settings.batch_size, self.settings.seed, self.shard)
@@ -125,11 +127,18 @@ class AIRJob(TrainingJob):
     def evaluate(self) -> dict[str, tuple[float, float]]:
         if len(self.test_images) == 0:
             return {}
+        metrics = {}
+        if self.test_masks is not None:  # FG-ARI, as object-centric models are compared
+            with torch.no_grad():
+                labels = torch.cat([self.model.pixel_shares(self.model.most_probable(chunk)).argmax(1).cpu()
+                                    for chunk in self.test_images.split(100)])
+            scores = adjusted_rand_index(self.test_masks, labels.numpy(), foreground=True)
+            metrics["test_fg_ari"] = (float(np.nansum(scores)), int(np.isfinite(scores).sum()))
         if self.test_counts is not None:
             correct = infer_counts(self.model, self.test_images) == self.test_counts
-            return {"test_count_accuracy": (float(correct.sum()), len(correct))}
+            return {**metrics, "test_count_accuracy": (float(correct.sum()), len(correct))}
         elbo, _ = elbo_and_log_likelihood(self.model, self.test_images, samples=1)
-        return {"test_elbo": (float(elbo.sum()), len(elbo))}
+        return {**metrics, "test_elbo": (float(elbo.sum()), len(elbo))}
 
     def describe(self, metrics: dict) -> str:
         for key, label in (("test_count_accuracy", "test acc {:.3f}"), ("test_elbo", "test elbo {:.1f}")):

@@ -118,15 +118,38 @@ def composite(objects: torch.Tensor, background: torch.Tensor | None, weights: t
     if not alpha:
         return torch.cat([background[:, None], background[:, None] + (weights * appearance).cumsum(1)], 1)
     opacity = weights * objects[:, :, -1:]  # (B, N, 1, H, W)
-    # The light passing every object up to i, as a running product over the steps: cumprod's backward asks
-    # the host whether any factor is zero, which makes the device wait.
-    passing = [1 - opacity[:, 0]]
-    for step in range(1, opacity.shape[1]):
-        passing.append(passing[-1] * (1 - opacity[:, step]))
-    through = torch.stack(passing, 1)
+    through = light_passing(opacity)
     before = torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], 1)  # ... up to i - 1
     fronts = (before * opacity * appearance).cumsum(1)
     return torch.cat([background[:, None], fronts + through * background[:, None]], 1)
+
+
+def light_passing(opacity: torch.Tensor) -> torch.Tensor:
+    """(B, N, ...) opacities, front first -> the light passing every object up to i, a running product over
+    the steps: cumprod's backward asks the host whether any factor is zero, which makes the device wait."""
+    passing = [1 - opacity[:, 0]]
+    for step in range(1, opacity.shape[1]):
+        passing.append(passing[-1] * (1 - opacity[:, step]))
+    return torch.stack(passing, 1)
+
+
+def pixel_shares(objects: torch.Tensor, background: torch.Tensor | None, weights: torch.Tensor,
+                 alpha: bool) -> torch.Tensor:
+    """Whose each pixel is, as `composite` draws it: (B, N + 1, H, W), the background's share (index 0) and
+    each object's, summing to 1. With alpha, what each object's opacity leaves visible of it (object i in front
+    of those after it), the background what passes them all; added up, each object's part of the pixel's
+    brightness (over all channels), the background the rest (all of a pixel where nothing is bright)."""
+    weights = weights[:, :, None, None]
+    if alpha:
+        opacity = weights * objects[:, :, -1]  # (B, N, H, W)
+        through = light_passing(opacity)
+        before = torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], 1)
+        return torch.cat([through[:, -1:], before * opacity], 1)
+    amounts = weights * objects.sum(2)  # (B, N, H, W)
+    ground = amounts.new_zeros(amounts[:, :1].shape) if background is None else background.sum(1, keepdim=True)
+    total = amounts.sum(1, keepdim=True) + ground
+    shares = amounts / total.clamp_min(1e-6)
+    return torch.cat([1 - shares.sum(1, keepdim=True), shares], 1)
 
 
 @dataclass(kw_only=True)
@@ -277,6 +300,10 @@ class AIR(AttendInferRepeat, PixelLikelihood):
     def trace_log_likelihood(self, trace: GlimpseTrace) -> torch.Tensor:
         """(B,) log p(x | z) of the trace's latents."""
         return self.log_likelihood(trace.images, self.render(trace))
+
+    def pixel_shares(self, trace: GlimpseTrace) -> torch.Tensor:
+        """(B, N + 1, H, W): the background's share of each pixel and each step's object's (absent: 0)."""
+        return pixel_shares(trace.objects, trace.background, trace.z_pres, self.alpha)
 
     def boxes(self, z_where: torch.Tensor, image_size: int) -> torch.Tensor:
         """(..., 3) -> (..., 4) pixel boxes x0, y0, x1, y1 of the windows."""

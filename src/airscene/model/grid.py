@@ -32,11 +32,11 @@ from torch.distributions import kl_divergence
 
 from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
-from airscene.model.air import PixelLikelihood, draw_presence, read_background
+from airscene.model.air import PixelLikelihood, draw_presence, pixel_shares, read_background
 from airscene.model.networks import PRESENCE_LOGIT_BOUND, BackgroundVAE, GlimpseDecoder, GlimpseEncoder, gaussian_parameters
 from airscene.model.priors import normal
 from airscene.model.trace import Trace
-from airscene.model.transformer import cell_tiles, crop_glimpse, fold_tiles, paste_glimpse, window_boxes
+from airscene.model.transformer import cell_tiles, crop_glimpse, fold_tiles, paste_glimpse, tile_canvases, window_boxes
 
 DEFAULT_OBJECT_SIZE = (20.0,)  # pixels, where the config does not say: an MNIST digit's ink
 WINDOW_FLOOR = 1e-3  # the grid bounds its windows itself; the transformer's own bound stays out of the way
@@ -336,6 +336,22 @@ class GridAIR(nn.Module, PixelLikelihood):
         if self.config.likelihood == "gaussian" and not self.alpha:
             return AdditiveGaussianEffects(self, trace)
         return CompositedEffects(self, trace)
+
+    def pixel_shares(self, trace: GridTrace) -> torch.Tensor:
+        """(B, M + 1, H, W): the background's share of each pixel and each present cell's object's, the cells in
+        their order (M: the most any image holds; a cell not present: 0), as `compose` draws them. With alpha,
+        where objects overlap their opacity times depth weight divides what they cover, 1 - prod(1 - o)."""
+        order = trace.z_pres.argsort(dim=1, descending=True, stable=True)[:, :int(trace.z_pres.sum(1).max())]
+        parts = self.contributions(trace, trace.z_pres)  # (B, K, C', T, T)
+        parts = parts.gather(1, order[:, :, None, None, None].expand(-1, -1, *parts.shape[2:]))
+        height, width = self.padded(trace.images).shape[-2:]
+        canvases = tile_canvases(parts.flatten(0, 1), order.flatten(), height, width, self.cell)
+        canvases = canvases.view(*order.shape, *canvases.shape[1:])[..., :trace.images.shape[-2], :trace.images.shape[-1]]
+        if not self.alpha:
+            return pixel_shares(canvases, trace.background, torch.ones_like(order, dtype=canvases.dtype), alpha=False)
+        nearness, covered = canvases[:, :, -2], 1 - torch.exp(canvases[:, :, -1].sum(1, keepdim=True))  # (B, M, H, W)
+        shares = nearness / nearness.sum(1, keepdim=True).clamp_min(1e-12) * covered
+        return torch.cat([1 - covered, shares], 1)
 
     def boxes(self, z_where: torch.Tensor, image_size: int) -> torch.Tensor:
         """(..., 3) -> (..., 4) pixel boxes x0, y0, x1, y1 of the windows."""
