@@ -490,3 +490,42 @@ def test_a_rename_that_fails_leaves_no_temporaries(tmp_path):
     with pytest.raises(AirsceneError, match="cannot write file .*taken"):
         write_text(tmp_path / "taken", "text")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["taken"]
+
+
+def test_names_that_look_like_airscenes_do_not_make_a_folder_its_own(data_dir, tmp_path, capsys):
+    for name, text in ((".airscene-run", "precious"), (".lock", "my precious lock")):
+        folder = tmp_path / name.strip(".")
+        folder.mkdir()
+        (folder / name).write_text(text)
+        assert main(["train", "--data", str(data_dir), "--out", str(folder), "--quiet", "--steps", "1"]) == 2
+        assert "holds files that airscene did not write" in capsys.readouterr().err
+        assert main(["data", "sprites", "--out", str(folder), "--train", "8", "--test", "8", "--force"]) == 2
+        assert "holds files that are not an airscene data set" in capsys.readouterr().err
+        assert (folder / name).read_text() == text
+    seeds = tmp_path / "seeds"
+    (seeds / "seed-1").mkdir(parents=True)
+    (seeds / "seeds.json").write_text("mine")
+    assert main(["train", "--data", str(data_dir), "--out", str(seeds), "--quiet", "--seeds", "1,2"]) == 2
+    assert (seeds / "seeds.json").read_text() == "mine" and sorted(p.name for p in seeds.iterdir()) == ["seed-1", "seeds.json"]
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "dataset.json").write_text('{"hello": 1}')
+    assert main(["data", "sprites", "--out", str(fake), "--train", "8", "--test", "8", "--force"]) == 2
+    assert "holds files that are not an airscene data set" in capsys.readouterr().err
+
+
+def test_no_command_writes_inside_what_it_reads(data_dir, tmp_path, capsys):
+    assert main(["train", "--data", str(data_dir), "--out", str(data_dir / "run"), "--quiet", "--steps", "1"]) == 2
+    assert "--out " + str(data_dir / "run") + " is where this command reads from" in capsys.readouterr().err
+    assert main(["data", "preview", str(data_dir), "--out", str(data_dir / "preview.png")]) == 2
+    assert "is where this command reads from" in capsys.readouterr().err
+    train(tiny_config(data_dir, steps=2), tmp_path / "run", progress=False)
+    (tmp_path / "images").mkdir()
+    from PIL import Image
+
+    Image.fromarray(load_dataset(data_dir)[1].images[0]).save(tmp_path / "images" / "a.png")
+    for flags in (["--draw", str(tmp_path / "run")], ["--out", str(tmp_path / "run" / "config.json"), "--force"]):
+        assert main(["infer", str(tmp_path / "run"), str(tmp_path / "images"), *flags]) == 2
+        assert "is where this command reads from" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "a.png").exists() and not (data_dir / "run").exists()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["steps"] == 2

@@ -150,10 +150,9 @@ def _data_command(args: argparse.Namespace) -> int:
     from airscene.data.imports import import_images
 
     if args.kind == "preview":
-        from airscene.viz import preview
+        from airscene.viz import preview_dataset
 
-        train, test, _ = load_dataset(args.directory)
-        print(f"wrote {preview(train if args.split == 'train' else test, args.out, number=args.number, force=args.force)}")
+        print(f"wrote {preview_dataset(args.directory, args.out, args.split, number=args.number, force=args.force)}")
         return 0
     if args.kind == "import":
         settings = import_images(args.source, args.out, size=args.size, tile=args.tile, stride=args.stride,
@@ -233,9 +232,9 @@ def _infer_command(args: argparse.Namespace) -> int:
 
     files = image_paths(args.images)
     if args.out:  # the outputs are checked before the work
-        inferences_file(args.out, files, args.force)
+        inferences_file(args.out, files, args.force, run=args.checkpoint)
     if args.draw:
-        drawing_files(files, args.draw, args.force)
+        drawing_files(files, args.draw, args.force, run=args.checkpoint)
     results = infer_files(load(args.checkpoint, args.device), files)
     if args.out:
         print(f"wrote {write_inferences(results, args.out, force=args.force)}")

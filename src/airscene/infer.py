@@ -23,8 +23,9 @@ from airscene.errors import AirsceneError
 from airscene.images import PNG_MARK, image_files, marked_png, quantise, read_image, read_images, to_model_layout
 from airscene.model import AIR, GridAIR, GridTrace, make_model
 from airscene.model.transformer import tile_canvases
+from airscene.runs import RUN_MARKER
 from airscene.settings import check_value
-from airscene.storage import as_path, check_writable, read_json, replaceable, write_file, write_json
+from airscene.storage import as_path, check_writable, outside, read_json, replaceable, write_file, write_json
 
 
 @dataclass(kw_only=True)
@@ -230,16 +231,27 @@ def earlier_inferences(path: Path) -> bool:
             and all(isinstance(record, dict) and {"image", "count", "objects"} <= set(record) for record in records))
 
 
-def inferences_file(out: str | Path, files: list[Path], force: bool = False) -> tuple[Path, str]:
+def inferences_file(out: str | Path, files: list[Path], force: bool = False, run: str | Path | None = None
+                    ) -> tuple[Path, str]:
     """Where `infer --out` may write, and in which form (its suffix: json or csv), checked before the work:
-    never one of the images read; an existing file only if airscene wrote it, or with `force`."""
+    never one of the images read, nor inside the run read (`run`); an existing file only if airscene wrote it,
+    or with `force`."""
+    out = as_path(out, "--out")
+    outside(out, [*files, *run_folder(run)], "--out")
     out = replaceable(out, "--out", force, earlier_inferences)
     form = out.suffix.lstrip(".").lower()
     if form not in ("json", "csv"):
         raise AirsceneError(f"--out {out} must end in .json or .csv: the suffix says the format")
-    if out.resolve() in {path.resolve() for path in files}:
-        raise AirsceneError(f"--out {out} is one of the images read: choose another --out")
     return out, form
+
+
+def run_folder(run: str | Path | None) -> list[Path]:
+    """What inference reads of a run: its directory (given, or the one its checkpoint lies in), or a checkpoint
+    file that lies elsewhere; none for None."""
+    if run is None:
+        return []
+    run = as_path(run, "run")
+    return [run if run.is_dir() or not (run.parent / RUN_MARKER).is_file() else run.parent]
 
 
 def write_inferences(results: list[tuple[Path, dict]], out: str | Path, form: str | None = None,
@@ -263,10 +275,13 @@ def write_inferences(results: list[tuple[Path, dict]], out: str | Path, form: st
     return out
 
 
-def drawing_files(files: list[Path], directory: str | Path, force: bool = False) -> list[Path]:
+def drawing_files(files: list[Path], directory: str | Path, force: bool = False, run: str | Path | None = None
+                  ) -> list[Path]:
     """Where `infer --draw` puts each image's drawing (DIRECTORY/<name>.png), checked before the work: never in
-    a folder that holds images read; an existing file only if it is a drawing of airscene's, or with `force`."""
+    a folder that holds images read, nor in the run read (`run`); an existing file only if it is a drawing of
+    airscene's, or with `force`."""
     directory = as_path(directory, "drawing directory")
+    outside(directory, run_folder(run), "--draw")
     if directory.resolve() in {path.resolve().parent for path in files}:
         raise AirsceneError(f"--draw {directory} holds images this command reads: choose another --draw")
     targets: list[Path] = []

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,7 @@ from pathlib import Path
 from airscene.checkpoint import CHECKPOINT_NAME
 from airscene.config import Config
 from airscene.errors import AirsceneError
-from airscene.storage import check_writable, claim_directory, write_json
+from airscene.storage import check_writable, claim_directory, read_json, write_json
 
 MAX_SEEDS = 64
 SEEDS_MARKER = ".airscene-seeds"  # in every seeds directory airscene made
@@ -48,6 +47,15 @@ def train_seed(config: Config, directory: Path, samples: int) -> dict:
                                                      ("test_elbo", "test_log_likelihood_iw", "count_accuracy")}}
 
 
+def earlier_report(path: Path) -> bool:
+    """Whether `path` is the report of an earlier `train --seeds` (from before the seeds directory's marker)."""
+    try:
+        report = read_json(path, "seeds report")
+    except AirsceneError:
+        return False
+    return isinstance(report, dict) and {"seeds", "best", "chosen_by"} <= set(report)
+
+
 def train_seeds(config: Config, out: str | Path, seeds: tuple[int, ...], parallel: int | None = None,
                 samples: int = 20) -> dict:
     """Train `config` once per seed in OUT/seed-N, `parallel` at a time (default: as many as there are
@@ -64,8 +72,7 @@ def train_seeds(config: Config, out: str | Path, seeds: tuple[int, ...], paralle
     if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
         raise AirsceneError(f"--parallel is {parallel!r}: run a whole number >= 1 of seeds at a time")
     out = check_writable(out, "seeds directory")
-    claim_directory(out, SEEDS_MARKER, "seeds directory",
-                    lambda entries: all(re.fullmatch(r"seed-\d+(\.json)?|seeds\.json|\.lock", name) for name in entries))
+    claim_directory(out, SEEDS_MARKER, "seeds directory", lambda entries: earlier_report(out / "seeds.json"))
     threads = config.train.threads or max(1, cores // parallel)
     runs = [dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed, threads=threads))
             for seed in seeds]

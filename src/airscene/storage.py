@@ -160,15 +160,29 @@ def claim_directory(directory: Path, marker: str, what: str, made_earlier: Calla
     """Mark `directory` as airscene's `what` with the file `marker`, or refuse it: airscene writes only into a
     folder holding its marker, a new or empty one, or one whose entries `made_earlier` recognises as written by
     an airscene from before the marker; anyone else's folder is never written into."""
-    path = directory / marker
-    if path.is_file() and not path.is_symlink():
+    path, text = directory / marker, f"airscene {what}\n"
+    if path.is_file() and not path.is_symlink() and path.stat().st_size == len(text) and path.read_text() == text:
         return
     entries = sorted(entry.name for entry in directory.iterdir())
     if entries and not made_earlier(entries):
         shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
         raise AirsceneError(f"{what} {directory} holds files that airscene did not write ({shown}): airscene writes only "
                             "into a new or empty folder, or one of its own; choose a new --out")
-    write_text(path, f"airscene {what}\n", f"{what} marker")
+    write_text(path, text, f"{what} marker")
+
+
+def ours_lock(path: Path) -> bool:
+    """Whether `path` is a lock airscene left (lock_directory): a plain file holding nothing but a pid."""
+    return (path.is_file() and not path.is_symlink() and path.stat().st_size <= 32
+            and path.read_bytes().strip().isdigit() or (path.is_file() and path.stat().st_size == 0))
+
+
+def outside(path: Path, sources, flag: str) -> None:
+    """Refuse an output `path` that is, or lies inside, a file or folder the command reads (`sources`)."""
+    target = path.resolve()
+    for source in (Path(source).resolve() for source in sources):
+        if target == source or source in target.parents or (source.is_file() and target in source.parents):
+            raise AirsceneError(f"{flag} {path} is where this command reads from ({source}): choose a {flag} outside it")
 
 
 def replaceable(path: str | Path, flag: str, force: bool = False, ours: Callable[[Path], bool] = lambda path: False) -> Path:

@@ -24,6 +24,7 @@ from airscene.model.priors import object_size_prior
 from airscene.model.trace import Trace
 from airscene.runs import Run, TrainingJob, batch_indices, fit, make_optimiser
 from airscene.schedules import count_prior_at, exploration_at
+from airscene.storage import as_path, outside
 
 
 TILE_MEMORY_LIMIT = 8 * 2**30  # bytes of one step's grid tiles (each decoded glimpse pasted into its cell's tile)
@@ -155,6 +156,7 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
         raise AirsceneError(f"config is a {type(config).__name__}: give an airscene.Config (Config.from_dict reads a dict)")
     config.validate()
     device = resolve_device(config.train.device)
+    outside(as_path(out, "run directory"), [config.data], "--out")  # a run never goes inside the data it reads
     train_set, test_set, _ = load_dataset(config.data)  # before the run directory exists: a bad --data leaves nothing
     with joined(device) as shard:
         fit_model_to_data(config, train_set, test_set, shard)

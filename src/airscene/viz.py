@@ -19,7 +19,7 @@ from airscene.infer import load  # noqa: E402
 from airscene.runs import read_metrics  # noqa: E402
 from airscene.checkpoint import writable_run  # noqa: E402
 from airscene.images import PNG_MARK, marked_png  # noqa: E402
-from airscene.storage import as_path, check_writable, replaceable, write_file  # noqa: E402
+from airscene.storage import as_path, check_writable, outside, replaceable, write_file  # noqa: E402
 
 STEP_COLOURS = ("red", "lime", "deepskyblue", "yellow", "magenta", "orange")
 
@@ -76,6 +76,16 @@ def preview(scenes: SceneSet, out: str | Path, number: int = 32, columns: int = 
         draw_scene(axis, scenes.images[index], boxes, f"n={count}" + (f" [{labels}]" if labels else ""))
     figure.tight_layout()
     return save_figure(figure, out)
+
+
+def preview_dataset(directory: str | Path, out: str | Path, split: str = "test", number: int = 32,
+                    force: bool = False) -> Path:
+    """`preview` of a data set's split, written outside the data set it shows."""
+    if split not in ("train", "test"):
+        raise AirsceneError(f"split is {split!r}: give train or test")
+    outside(as_path(out, "figure"), [as_path(directory, "data directory")], "--out")
+    train, test, _ = load_dataset(directory)
+    return preview(train if split == "train" else test, out, number=number, force=force)
 
 
 FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}

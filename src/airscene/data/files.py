@@ -17,8 +17,8 @@ import numpy as np
 
 from airscene.data.scenes import OPTIONAL_ARRAYS, SceneSet
 from airscene.errors import AirsceneError
-from airscene.storage import (WRITE_FAILURES, as_path, check_writable, locked, publish, read_json, regular_file,
-                              write_failure, write_file, write_staged)
+from airscene.storage import (WRITE_FAILURES, as_path, check_writable, locked, ours_lock, outside, publish, read_json,
+                              regular_file, write_failure, write_file, write_staged)
 
 SPLITS = ("train", "test")
 SETTINGS_FILE = "dataset.json"
@@ -84,11 +84,18 @@ def _publish_dataset(directory: Path, train: SceneSet, test: SceneSet, settings:
         raise write_failure(directory, "data set", error, kept) from None
 
 
-LEFTOVERS = re.compile(r"\.lock|\..*\.partial")  # what a data set's writer leaves while it works, or if killed
+def _leftover(entry: Path) -> bool:
+    """What a data set's writer leaves while it works, or if killed: its lock and its temporaries."""
+    return ours_lock(entry) if entry.name == ".lock" else bool(re.fullmatch(r"\..*\.partial", entry.name))
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+def holds_data_set(directory: Path) -> bool:
+    """Whether `directory` holds an airscene data set: a dataset.json that is one's settings."""
+    try:
+        check_settings(read_json(directory / SETTINGS_FILE, "data set settings"), directory / SETTINGS_FILE)
+    except AirsceneError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -100,18 +107,14 @@ def data_directory(directory: str | Path, force: bool = False, reads: tuple = ()
     directory = as_path(directory, "data directory")
     if not isinstance(force, bool):
         raise AirsceneError(f"force is {force!r}: give True or False")
-    target = directory.resolve()
-    for source in (Path(read).resolve() for read in reads):
-        if _inside(target, source) or (source.is_file() and _inside(source, target)):
-            raise AirsceneError(f"--out {directory} is where this command reads from ({source}): choose an --out "
-                                "outside its sources")
+    outside(directory, reads, "--out")
     existed = directory.exists()
     if existed and directory.is_dir():
-        entries = sorted(entry.name for entry in directory.iterdir() if not LEFTOVERS.fullmatch(entry.name))
-        if entries and (directory / SETTINGS_FILE).is_file() and not force:
+        entries = sorted(entry.name for entry in directory.iterdir() if not _leftover(entry))
+        if entries and holds_data_set(directory) and not force:
             raise AirsceneError(f"data directory {directory} already holds a data set: pass --force to replace it, or "
                                 "choose a new --out")
-        if entries and not (directory / SETTINGS_FILE).is_file():
+        if entries and not holds_data_set(directory):
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             raise AirsceneError(f"data directory {directory} holds files that are not an airscene data set ({shown}): "
                                 "airscene writes only into a new or empty folder, or over its own data set; choose a "
@@ -120,7 +123,7 @@ def data_directory(directory: str | Path, force: bool = False, reads: tuple = ()
     try:
         yield directory
     except BaseException:
-        if not existed and all(LEFTOVERS.fullmatch(entry.name) for entry in directory.iterdir()):
+        if not existed and all(_leftover(entry) for entry in directory.iterdir()):
             shutil.rmtree(directory, ignore_errors=True)
         raise
 
@@ -201,12 +204,16 @@ def _validate_objects(scenes: SceneSet, path: Path, per_object: list[str], width
 
 
 def check_settings(settings, path: Path) -> None:
-    """dataset.json must be a mapping; from format 2 on it records both splits' digests by their names."""
+    """dataset.json must be a mapping that names the data set's kind and format (1 or 2); from format 2 on it
+    records both splits' digests by their names."""
     if not isinstance(settings, dict):
         raise AirsceneError(f"{path} holds a {type(settings).__name__}, not the settings of a data set: regenerate the "
                             "data set with `airscene data`")
     files = settings.get("files", {})
     version = settings.get("format_version", 1)
+    if not isinstance(settings.get("kind"), str) or isinstance(version, bool) or version not in (1, 2):
+        raise AirsceneError(f"{path} does not name a data set's kind and format (1 or 2): regenerate the data set with "
+                            "`airscene data`")
     if (not isinstance(files, dict) or not set(files) <= {f"{split}.npz" for split in SPLITS}
             or not all(isinstance(v, str) for v in files.values())
             or (isinstance(version, int) and version >= 2 and set(files) != {f"{split}.npz" for split in SPLITS})):
