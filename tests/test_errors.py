@@ -96,7 +96,8 @@ def test_bad_checkpoints(tmp_path, model):
     save_checkpoint(tmp_path / "nan.pt", {**state, "model": weights})
     with pytest.raises(AirsceneError, match="nan.pt is damaged \\(its model entry .* holds non-finite numbers\\)"):
         airscene.load(tmp_path / "nan.pt")
-    for part, value in (("step", "ten"), ("optimizer", {}), ("rng", [3])):
+    for part, value in (("step", "ten"), ("optimizer", {}), ("rng", [3]), ("step", 2**40), ("progress", {"metrics": None}),
+                        ("optimizer", {"state": {}, "param_groups": [{"lr": float("nan")}]})):
         save_checkpoint(tmp_path / "part.pt", {**state, part: value})
         with pytest.raises(AirsceneError, match="part.pt is damaged"):
             airscene.load(tmp_path / "part.pt")
@@ -267,3 +268,19 @@ def test_the_inference_api_refuses_arguments_it_cannot_use(model, tmp_path):
                           (lambda: airscene.load(tmp_path, device=5), "device 5 is not a device name")):
         with pytest.raises(AirsceneError, match=message):
             call()
+
+
+def test_running_out_of_memory_is_one_line(small_data, tmp_path, capsys, monkeypatch):
+    import airscene.train
+
+    def allocate(*arguments, **options):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried "
+                           "to allocate 57830630400 bytes")
+
+    monkeypatch.setattr(airscene.train, "make_model", allocate)
+    assert main(["train", "--data", str(small_data), "--out", str(tmp_path / "run"), "--quiet", "--batch-size", "8"]) == 2
+    error = capsys.readouterr().err
+    assert "training ran out of memory" in error and "lower --batch-size" in error and error.count("\n") == 1
+    assert main(["data", "multi-mnist", "--out", str(tmp_path / "x"), "--counts", "0-100000000000"]) == 2
+    error = capsys.readouterr().err
+    assert "holds more than 1000 counts" in error and len(error) < 300

@@ -254,8 +254,13 @@ def labelled_folder(directory):
 
 
 @pytest.mark.parametrize("rows, message", [
-    (["a.png,1,0 0 nan 5", "b.png,0,"], "boxes must be finite pixels"),
-    (["a.png,1,0 0 inf 5", "b.png,0,"], "boxes must be finite pixels"),
+    (["a.png,1,0 0 nan 5", "b.png,0,"], "in plain digits"),
+    (["a.png,1,0 0 inf 5", "b.png,0,"], "in plain digits"),
+    (["a.png,1,0 0 1e999 5", "b.png,0,"], "boxes must be finite pixels"),
+    (["a.png,\u0661,\u0660 \u0660 \u0661\u0660 \u0661\u0660", "b.png,0,"], "in plain digits"),
+    (["a.png,1_0,", "b.png,0,"], "in plain digits"),
+    (["a.png,1,0 0 5 5,extra", "b.png,0,"], "line 2: the row has more cells than the header"),
+    (["a.png,1", "b.png,0,"], "line 2: the row has fewer cells than the header"),
     (["a.png,1,8 8 2 2", "b.png,0,"], "boxes must be finite pixels x0 y0 x1 y1 with 0 <= x0 < x1"),
     (["a.png,1,-3 0 2 2", "b.png,0,"], "boxes must be finite pixels"),
     (["a.png,1,2 2 40 8", "b.png,0,"], "a box of 'a.png' leaves its 30x20 pixels"),
@@ -342,6 +347,10 @@ def test_sizes_that_would_exhaust_memory_are_refused_before_allocation(tmp_path,
                                             "holds \\(67,108,864\\)"):
         import_images(tmp_path / "photos", tmp_path / "data", scale=100.0, tile=10)
     import_images(tmp_path / "photos", tmp_path / "data", tile=4, stride=np.int64(2), seed=np.int64(1))  # numpy ints do
-    monkeypatch.setattr("airscene.data.imports.MAX_CANVASES", 50)  # as if the tiles were millions
-    with pytest.raises(AirsceneError, match="the import would hold more than 50 canvases"):
-        import_images(tmp_path / "photos", tmp_path / "more", tile=4, stride=1)
+    monkeypatch.setattr("airscene.data.imports.MAX_CANVASES", 500)  # as if the tiles were millions
+    with pytest.raises(AirsceneError, match="the import would hold more than 500 canvases"):
+        import_images(tmp_path / "photos", tmp_path / "more", tile=4, stride=1)  # 459 tiles from each 20 x 30 image
+    (tmp_path / "big").mkdir()
+    (tmp_path / "photos" / "c.png").rename(tmp_path / "big" / "c.png")
+    with pytest.raises(AirsceneError, match="source image 0 would give 8,439 tiles, more than the 500 canvases"):
+        import_images(tmp_path / "big", tmp_path / "more", tile=4, stride=1)

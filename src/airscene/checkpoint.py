@@ -48,6 +48,7 @@ def content_digest(state: dict) -> str:
     return digest.hexdigest()
 
 
+MAX_STEP = 10**9  # as TrainConfig.steps
 MAX_DEPTH = 12  # a run's state nests 5 deep (the optimiser's per-parameter state); deeper is not a run's
 
 
@@ -78,16 +79,24 @@ def malformed(state: dict) -> str | None:
     depth, dense = _depth_and_layouts(state)
     if depth > MAX_DEPTH or not dense:
         return "it nests deeper than a run's state, or holds sparse tensors"
-    if not isinstance(state.get("progress", {}), dict):
-        return "its progress is not a mapping"
-    if state["step"] < 0 or not math.isfinite(state["elapsed_seconds"]) or state["elapsed_seconds"] < 0:
-        return "its step or elapsed time is negative"
+    progress = state.get("progress", {})
+    if not (isinstance(progress, dict) and isinstance(progress.get("metrics", {}), dict)
+            and isinstance(progress.get("averages", {}), dict)
+            and all(isinstance(values, list) and all(isinstance(value, (int, float)) for value in values)
+                    for values in progress.get("averages", {}).values())):
+        return "its progress is not the metrics and running means a run saves"
+    if not (0 <= state["step"] <= MAX_STEP and math.isfinite(state["elapsed_seconds"]) and state["elapsed_seconds"] >= 0):
+        return "its step or elapsed time is out of range"
     for part in ("model", "estimator"):
         for name, tensor in state[part].items():
             if not isinstance(tensor, torch.Tensor) or tensor.layout != torch.strided:
                 return f"its {part} entry {name} is not a dense tensor"
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 return f"its {part} entry {name} holds non-finite numbers"
+    groups = state["optimizer"].get("param_groups", [])
+    if not isinstance(groups, list) or not all(isinstance(group, dict) and isinstance(group.get("lr"), (int, float))
+                                               and math.isfinite(group["lr"]) and group["lr"] >= 0 for group in groups):
+        return "its optimiser's learning rates are not finite numbers"
     if not {"state", "param_groups"} <= set(state["optimizer"]) or not all(
             isinstance(generator, dict) and isinstance(generator.get("cpu"), torch.Tensor) for generator in state["rng"]):
         return "its optimiser or random state is malformed"

@@ -20,6 +20,7 @@ from airscene.storage import read_json
 DEFAULT_DATA = "data/multi-mnist"
 DEFAULT_RUN = "runs/default"
 DEFAULT_MINUTES = 10.0
+MAX_COUNT_RANGE = 1000  # counts one range of --counts may hold (a scene holds at most 64 objects)
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}  # a run stopped by a signal saves, then exits as the shell expects
 
 
@@ -43,9 +44,13 @@ def _counts(text: str) -> tuple[int, ...]:
     for part in (part.strip() for part in text.split(",") if part.strip()):
         first, dash, last = part.partition("-")
         try:
-            counts += range(int(first), int(last) + 1) if dash else [int(part)]
+            first, last = int(first), int(last if dash else first)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a list of counts, e.g. 0,1,2 or 0-10") from None
+            raise argparse.ArgumentTypeError(f"'{text[:60]}' is not a list of counts, e.g. 0,1,2 or 0-10") from None
+        if last - first > MAX_COUNT_RANGE:  # refused before a list of that length is built
+            raise argparse.ArgumentTypeError(f"the range {first}-{last} holds more than {MAX_COUNT_RANGE} counts: "
+                                             "give counts from 0 to 64")
+        counts += range(first, last + 1)
     return tuple(counts)
 
 

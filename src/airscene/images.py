@@ -5,6 +5,7 @@ luminance of colour, transparency composited over black."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +131,10 @@ def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
 
     path = regular_file(as_path(path, "image file"), "image file")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked here, in one line
+            image = Image.open(path)
+        with image:
             if image.width * image.height > MAX_PIXELS:
                 raise AirsceneError(f"image file {path} is {image.width}x{image.height} pixels, more than airscene "
                                     f"decodes ({MAX_PIXELS:,}): crop it, or cut it into tiles first")

@@ -305,6 +305,21 @@ def restore_random_state(saved: list[dict], job: TrainingJob, step: int) -> None
         torch.cuda.set_rng_state(mine["cuda"], job.device)
 
 
+@contextmanager
+def memory_as_error():
+    """An allocation that fails (a network or a batch too large for the machine) as one line, not a traceback
+    from deep inside torch."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as error:
+        if not isinstance(error, MemoryError) and not any(
+                words in str(error).lower() for words in ("can't allocate memory", "out of memory")):
+            raise
+        raise AirsceneError("training ran out of memory (the networks or the batch ask for more than this machine "
+                            "has): lower --batch-size, --hidden-size, --embedding-size, --glimpse-hidden-size or "
+                            "--glimpse-size; a checkpoint written before is intact") from None
+
+
 def read_metrics(run: str | Path) -> list[dict]:
     """The records of RUN/metrics.jsonl, each a mapping with a `kind` and a whole `step`; a line cut short by
     a kill or a full disk, or anything else that is not such a record, is skipped."""

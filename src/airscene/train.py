@@ -22,7 +22,7 @@ from airscene.model import make_model
 from airscene.model.grid import tile_side
 from airscene.model.priors import object_size_prior
 from airscene.model.trace import Trace
-from airscene.runs import Run, TrainingJob, batch_indices, fit, make_optimiser
+from airscene.runs import Run, TrainingJob, batch_indices, fit, make_optimiser, memory_as_error
 from airscene.schedules import count_prior_at, exploration_at
 from airscene.storage import as_path, outside
 
@@ -158,7 +158,7 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
     device = resolve_device(config.train.device)
     outside(as_path(out, "run directory"), [config.data], "--out")  # a run never goes inside the data it reads
     train_set, test_set, _ = load_dataset(config.data)  # before the run directory exists: a bad --data leaves nothing
-    with joined(device) as shard:
+    with joined(device) as shard, memory_as_error():
         fit_model_to_data(config, train_set, test_set, shard)
         with Run(out, resume, shard) as run:
             data_digest = dataset_digest(config.data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,14 +103,17 @@ def read_labels(path: Path, names: list[str]) -> dict[str, Truth]:
             raise AirsceneError(f"{where}: {row['file']!r} is not one of the source images; name them as inside the source")
         if row["file"] in truths:
             raise AirsceneError(f"{where}: {row['file']!r} has a row already: give one row per image")
+        if None in row or None in row.values():
+            raise AirsceneError(f"{where}: the row has {'more' if None in row else 'fewer'} cells than the header")
         try:
-            count = int(row["count"])
+            count = int(_plain(row["count"], WHOLE))
             boxes = None
             if "boxes" in row:  # the column is there: an empty cell is an image without objects
-                boxes = np.array([[float(v) for v in box.split()] for box in (row["boxes"] or "").split(";")
+                boxes = np.array([[float(_plain(v, DECIMAL)) for v in box.split()] for box in row["boxes"].split(";")
                                   if box.strip()], dtype=np.float64).reshape(-1, 4)
-        except (TypeError, ValueError):
-            raise AirsceneError(f"{where}: count must be a whole number and boxes 'x0 y0 x1 y1; ...'") from None
+        except ValueError:
+            raise AirsceneError(f"{where}: count must be a whole number and boxes 'x0 y0 x1 y1; ...', in plain digits "
+                                "(0-9, '.', '-', 'e')") from None
         if not 0 <= count <= MAX_LABELLED_OBJECTS or (boxes is not None and len(boxes) != count):
             raise AirsceneError(f"{where}: the count {count} is not from 0 to {MAX_LABELLED_OBJECTS}, or not the number "
                                 "of boxes")
@@ -122,6 +126,18 @@ def read_labels(path: Path, names: list[str]) -> dict[str, Truth]:
         raise AirsceneError(f"labels file {path} has no row for {len(missing)} source image(s) such as {missing[0]!r}: "
                             "label every image, or import without --labels")
     return truths
+
+
+WHOLE = re.compile(r"\s*\d+\s*", re.ASCII)
+DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+
+
+def _plain(text: str, form: re.Pattern) -> str:
+    """`text` if it is a number written in plain ASCII digits (int() and float() also take other scripts' digits
+    and underscores), else a ValueError."""
+    if not form.fullmatch(text):
+        raise ValueError(text)
+    return text
 
 
 def _resized(image: torch.Tensor, factor: float) -> torch.Tensor:
@@ -160,6 +176,10 @@ def canvases(index: int, image: np.ndarray, truth: Truth | None, scale: float | 
         pixels = _resized(pixels, scale)
     height, width = pixels.shape[1:]
     if tile:
+        tiles = (max(0, height - tile) // stride + 1) * (max(0, width - tile) // stride + 1) if min(height, width) >= tile else 0
+        if tiles > MAX_CANVASES:  # counted before a list of them is built
+            raise AirsceneError(f"source image {index} would give {tiles:,} tiles, more than the {MAX_CANVASES:,} canvases "
+                                "an import holds: raise --stride or --tile, or lower --scale")
         corners = [(x, y) for y in range(0, height - tile + 1, stride) for x in range(0, width - tile + 1, stride)]
         cuts = [(x, y, tile, _truth_in(truth, factor, x, y, tile, whole=False)) for x, y in corners]
     elif size:

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from airscene.data.backgrounds import Backgrounds
 from airscene.data.sources import ObjectPool
 from airscene.errors import AirsceneError
+from airscene.settings import shown
 
 SPRITE_SHAPES = ("square", "triangle", "disc")
 OPTIONAL_ARRAYS = ("counts", "boxes", "labels", "sources", "origins", "masks")
@@ -73,7 +74,7 @@ def check_counts(counts) -> tuple[int, ...]:
         counts = None
     if not counts or any(isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or not 0 <= c <= MAX_COUNT
                          for c in counts):
-        raise AirsceneError(f"count set {counts} is invalid: give object counts from 0 to {MAX_COUNT} such as 0,1,2")
+        raise AirsceneError(f"count set {shown(counts)} is invalid: give object counts from 0 to {MAX_COUNT} such as 0,1,2")
     return tuple(int(c) for c in counts)
 
 

@@ -22,7 +22,7 @@ from airscene.graphics.figures import inference_figure
 from airscene.graphics.model import SceneAIR
 from airscene.graphics.renderers import Renderer, make_renderer
 from airscene.images import to_model_layout
-from airscene.runs import Run, TrainingJob, batch_indices, fit, make_optimiser
+from airscene.runs import Run, TrainingJob, batch_indices, fit, make_optimiser, memory_as_error
 from airscene.schedules import count_prior_at, exploration_at
 from airscene.storage import write_json
 
@@ -71,7 +71,7 @@ def train_graphics(config: GraphicsConfig, out: str | Path, resume: bool = False
     every rank calls this with the same arguments; rank 0 renders the scenes, the others read them."""
     config.validate()
     device = resolve_device(config.train.device)
-    with joined(device) as shard, Run(out, resume, shard) as run:
+    with joined(device) as shard, Run(out, resume, shard) as run, memory_as_error():
         state = run.state_to_resume(config, GraphicsConfig.from_dict, "graphics", None) if resume else None
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
