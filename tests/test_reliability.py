@@ -529,3 +529,30 @@ def test_no_command_writes_inside_what_it_reads(data_dir, tmp_path, capsys):
         assert "is where this command reads from" in capsys.readouterr().err
     assert not (tmp_path / "run" / "a.png").exists() and not (data_dir / "run").exists()
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["steps"] == 2
+
+
+def test_a_skipped_step_changes_nothing_the_next_step_reads(data_dir, tmp_path, monkeypatch):
+    from airscene.estimators.nvil import NVIL
+    from airscene.runs import StepAverages, train_step
+    from airscene.train import AIRJob
+
+    config = tiny_config(data_dir, steps=5)
+    config.train.estimator = "nvil"
+    train_set, test_set, _ = load_dataset(data_dir)
+    from airscene.train import fit_model_to_data
+
+    fit_model_to_data(config, train_set, test_set)
+    job = AIRJob(config, train_set, test_set, torch.device("cpu"))
+    train_step(job, 0, job.model, job.estimator)  # one real step, so that Adam has moments to keep
+    before = {"model": {k: v.clone() for k, v in job.model.state_dict().items()},
+              "estimator": {k: v.clone() for k, v in job.estimator.state_dict().items()},
+              "adam": [v.clone() for state in job.optimiser.state.values() for v in state.values()]}
+    original = NVIL.forward
+    monkeypatch.setattr(NVIL, "forward", lambda self, model, trace: (lambda loss, stats: (loss * float("nan"), stats))(
+        *original(self, model, trace)))
+    statistics = train_step(job, 1, job.model, job.estimator)
+    assert statistics["skipped"].item() == 1
+    assert all(torch.equal(v, before["model"][k]) for k, v in job.model.state_dict().items())
+    assert all(torch.equal(v, before["estimator"][k]) for k, v in job.estimator.state_dict().items())
+    assert all(torch.equal(v, w) for v, w in zip((v for s in job.optimiser.state.values() for v in s.values()),
+                                                  before["adam"]))

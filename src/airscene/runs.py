@@ -411,6 +411,7 @@ def train_step(job: TrainingJob, step: int, model, estimator) -> dict:
     `model` and `estimator` are the job's, replicated across ranks."""
     exploration = job.schedule(step)
     batch = job.batch(step)
+    kept = [buffer.clone() for buffer in job.estimator.buffers()]  # what the forward pass moves (NVIL's moments)
     # bf16: the forward pass in bfloat16 (autocast); the estimator's sums (likelihoods over thousands of
     # pixels, the ELBO) in float32.
     with torch.autocast(job.device.type, dtype=torch.bfloat16, enabled=job.settings.precision == "bf16"):
@@ -424,6 +425,8 @@ def train_step(job: TrainingJob, step: int, model, estimator) -> dict:
     # moments and the step counts stay as they were, and the host never has to look.
     job.optimiser.found_inf = skipped
     job.optimiser.step()
+    for buffer, before in zip(job.estimator.buffers(), kept):
+        buffer.copy_(torch.where(skipped > 0, before, buffer))
     return {"loss": loss.detach(), "learning_rate": job.optimiser.param_groups[0]["lr"], **statistics,
             **job.statistics(trace, batch), "skipped": skipped, "gradient_norm": gradient_norm.detach()}
 

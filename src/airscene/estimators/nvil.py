@@ -84,7 +84,6 @@ def standardise_signal(centred: torch.Tensor, taken: torch.Tensor, running_mean:
         weight = taken.sum().clamp(min=1)
         mean = (centred * taken).sum() / weight
         variance = (((centred - mean) ** 2) * taken).sum() / weight
-        finite = torch.isfinite(mean) & torch.isfinite(variance)  # a non-finite step moves nothing (runs.train_step)
-        running_mean.lerp_(torch.where(finite, mean, running_mean), 1 - SIGNAL_DECAY)
-        running_variance.lerp_(torch.where(finite, variance, running_variance), 1 - SIGNAL_DECAY)
+        running_mean.lerp_(mean, 1 - SIGNAL_DECAY)  # a skipped step puts them back (runs.train_step)
+        running_variance.lerp_(variance, 1 - SIGNAL_DECAY)
     return (centred - running_mean) / running_variance.sqrt().clamp(min=1.0)
