@@ -282,7 +282,7 @@ def _run_command(args: argparse.Namespace) -> int:
         _print(summary)
         return _exit_code(summary)
     metrics, out = result["metrics"], Path(args.out)
-    keys = ("count_accuracy", "mean_iou", "ap50", "test_elbo", "test_log_likelihood_iw", "inferred_counts")
+    keys = ("count_accuracy", "mean_iou", "ap50", "fg_ari", "mbo", "test_elbo", "test_log_likelihood_iw", "inferred_counts")
     _print({key: metrics[key] for key in keys if key in metrics})
     if "confusion_matrix" in metrics:
         print(f"confusion matrix (rows true count, columns inferred): {metrics['confusion_matrix']}")
