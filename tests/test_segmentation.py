@@ -141,3 +141,20 @@ def test_eval_and_training_report_segmentation_where_the_data_has_masks(tmp_path
     metrics = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert -1 <= metrics["fg_ari"] <= 1 and -1 <= metrics["ari"] <= 1 and 0 <= metrics["mbo"] <= 1
     assert "masks" not in metrics["missing_labels"]
+    from PIL import Image
+
+    from airscene import load
+    from airscene.data import load_dataset
+    from airscene.images import marked_png
+
+    (tmp_path / "images").mkdir()
+    test = load_dataset(tmp_path / "data")[1]
+    for index in range(3):
+        Image.fromarray(test.images[index]).save(tmp_path / "images" / f"{index}.png")
+    for _ in range(2):  # the second time over its own label maps
+        assert main(["infer", str(tmp_path / "run"), str(tmp_path / "images"), "--masks", str(tmp_path / "masks")]) == 0
+    expected = load(tmp_path / "run").segment(test.images[:3])[1]
+    for index in range(3):
+        written = tmp_path / "masks" / f"{index}.png"
+        assert marked_png(written) and Image.open(written).mode == "P"
+        assert np.array_equal(np.asarray(Image.open(written)), expected[index])

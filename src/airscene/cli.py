@@ -233,21 +233,26 @@ def _eval_command(args: argparse.Namespace) -> int:
 
 def _infer_command(args: argparse.Namespace) -> int:
     from airscene.infer import (draw_inferences, drawing_files, image_paths, inferences_file, infer_files, load,
-                                write_inferences)
+                                write_inferences, write_masks)
 
     files = image_paths(args.images)
     if args.out:  # the outputs are checked before the work
         inferences_file(args.out, files, args.force, run=args.checkpoint)
     if args.draw:
         drawing_files(files, args.draw, args.force, run=args.checkpoint)
-    results = infer_files(load(args.checkpoint, args.device), files)
+    if args.masks:
+        drawing_files(files, args.masks, args.force, run=args.checkpoint, flag="--masks")
+    trained = load(args.checkpoint, args.device)
+    results = infer_files(trained, files)
     if args.out:
         print(f"wrote {write_inferences(results, args.out, force=args.force)}")
     if args.draw:
         print(f"drew {len(draw_inferences(results, args.draw, args.force))} images in {args.draw}")
+    if args.masks:
+        print(f"wrote {len(write_masks(trained, files, args.masks, args.force, run=args.checkpoint))} label maps in {args.masks}")
     if args.json:
         _print([{"image": str(path), **record} for path, record in results])
-    elif not args.out and not args.draw:
+    elif not args.out and not args.draw and not args.masks:
         for path, record in results:
             boxes = "; ".join(f"step {o['step']}: box {o['box']} p={o['presence']:.2f}" for o in record["objects"])
             name = os.fsencode(path).decode("utf-8", "backslashreplace")  # a name that is not UTF-8, printable
@@ -438,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     inferrer.add_argument("--out", default=None, help="write them to a .json (a record per image) or .csv (a row per "
                           "object: file, step, box, presence, z_where, z_what) file")
     inferrer.add_argument("--draw", default=None, help="draw each image with its boxes into this folder")
+    inferrer.add_argument("--masks", default=None, help="write each image's label map (0 background, k object k; "
+                          "8-bit PNG with a palette) into this folder")
     inferrer.add_argument("--force", action="store_true", help="replace files at --out or in --draw that airscene "
                           "did not write")
     _add_device_flag(inferrer)

@@ -275,19 +275,47 @@ def write_inferences(results: list[tuple[Path, dict]], out: str | Path, form: st
     return out
 
 
-def drawing_files(files: list[Path], directory: str | Path, force: bool = False, run: str | Path | None = None
-                  ) -> list[Path]:
-    """Where `infer --draw` puts each image's drawing (DIRECTORY/<name>.png), checked before the work: never in
-    a folder that holds images read, nor in the run read (`run`); an existing file only if it is a drawing of
-    airscene's, or with `force`."""
+def drawing_files(files: list[Path], directory: str | Path, force: bool = False, run: str | Path | None = None,
+                  flag: str = "--draw") -> list[Path]:
+    """Where `infer --draw` (or `--masks`) puts a PNG for each image (DIRECTORY/<name>.png), checked before the
+    work: never in a folder that holds images read, nor in the run read (`run`); an existing file only if it is
+    a PNG of airscene's, or with `force`."""
     directory = as_path(directory, "drawing directory")
-    outside(directory, run_folder(run), "--draw")
+    outside(directory, run_folder(run), flag)
     if directory.resolve() in {path.resolve().parent for path in files}:
-        raise AirsceneError(f"--draw {directory} holds images this command reads: choose another --draw")
+        raise AirsceneError(f"{flag} {directory} holds images this command reads: choose another {flag}")
     targets: list[Path] = []
     for path in files:
         name = f"{path.stem}.png" if directory / f"{path.stem}.png" not in targets else f"{path.stem}-{len(targets)}.png"
-        targets.append(replaceable(directory / name, "--draw", force, marked_png))
+        targets.append(replaceable(directory / name, flag, force, marked_png))
+    return targets
+
+
+def png_mark():
+    """PIL's PNG text chunks that mark a PNG as airscene's (images.PNG_MARK)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    mark = PngInfo()
+    for key, value in PNG_MARK.items():
+        mark.add_text(key, value)
+    return mark
+
+
+def write_masks(trained: TrainedModel, files: list[Path], directory: str | Path, force: bool = False,
+                run: str | Path | None = None) -> list[Path]:
+    """Each image's label map (TrainedModel.segment: 0 the background, k the k-th object) as DIRECTORY/<name>.png,
+    8-bit with a palette, so that the values are the labels and a viewer shows each object in its own colour."""
+    from PIL import Image
+
+    targets = drawing_files(files, directory, force, run, flag="--masks")
+    check_writable(Path(directory), "mask directory")
+    palette = np.random.default_rng(0).integers(64, 256, size=(256, 3), dtype=np.uint8)
+    palette[0] = 0  # the background black
+    for path, target in zip(files, targets):
+        _, labels = trained.segment(read_images([path], trained.config.model.channels, trained.image_size))
+        picture = Image.fromarray(labels[0].astype(np.uint8), mode="P")
+        picture.putpalette(palette.ravel().tolist())
+        write_file(target, lambda handle: picture.save(handle, format="PNG", pnginfo=png_mark()), "mask")
     return targets
 
 
@@ -295,14 +323,11 @@ def draw_inferences(results: list[tuple[Path, dict]], directory: str | Path, for
     """Each image with its objects' boxes drawn (one colour per step, as in Fig. 3), enlarged to at least
     256 pixels, as DIRECTORY/<name>.png (drawing_files says which files it may replace)."""
     from PIL import Image, ImageDraw
-    from PIL.PngImagePlugin import PngInfo
 
     targets = drawing_files([path for path, _ in results], directory, force)
     check_writable(Path(directory), "drawing directory")
     colours = ((255, 0, 0), (0, 255, 0), (0, 160, 255), (255, 255, 0), (255, 0, 255), (255, 160, 0))
-    mark = PngInfo()
-    for key, value in PNG_MARK.items():
-        mark.add_text(key, value)
+    mark = png_mark()
     for (path, record), target in zip(results, targets):
         image = quantise(to_model_layout(read_image(path)[None], 3, layout="channels_last"))[0]
         zoom = max(1, 256 // max(image.shape[:2]))
