@@ -158,3 +158,19 @@ def test_eval_and_training_report_segmentation_where_the_data_has_masks(tmp_path
         written = tmp_path / "masks" / f"{index}.png"
         assert marked_png(written) and Image.open(written).mode == "P"
         assert np.array_equal(np.asarray(Image.open(written)), expected[index])
+
+
+def test_tetrominoes_are_three_of_the_nineteen_pieces_in_six_colours_with_their_masks():
+    from airscene.data.scenes import TETROMINO_COLOURS, tetromino_shapes, tetrominoes
+
+    shapes = tetromino_shapes()
+    assert len(shapes) == 19 and all(mask.sum() == 4 for mask in shapes)
+    assert len({mask.tobytes() + bytes(mask.shape) for mask in shapes}) == 19  # all distinct
+    scenes = tetrominoes(50, seed=1, progress=False)
+    assert scenes.images.shape == (50, 35, 35, 3) and (scenes.counts == 3).all()
+    assert np.array_equal(scenes.masks > 0, scenes.images.max(-1) > 0)
+    for image in range(50):
+        for slot in range(3):
+            pixels = scenes.images[image][scenes.masks[image] == slot + 1]
+            assert len(pixels) == 4 * 25  # four 5 x 5 blocks, none hidden
+            assert any((pixels == colour).all() for colour in TETROMINO_COLOURS)  # one colour of the six

@@ -151,13 +151,18 @@ def _exit_code(summary: dict) -> int:
 
 
 def _data_command(args: argparse.Namespace) -> int:
-    from airscene.data import load_dataset, make_multi_mnist, make_scenes, make_sprites
+    from airscene.data import make_multi_mnist, make_scenes, make_sprites, make_tetrominoes
     from airscene.data.imports import import_images
 
     if args.kind == "preview":
         from airscene.viz import preview_dataset
 
         print(f"wrote {preview_dataset(args.directory, args.out, args.split, number=args.number, force=args.force)}")
+        return 0
+    if args.kind == "tetrominoes":
+        settings = make_tetrominoes(args.out, train=args.train, test=args.test, size=args.size, seed=args.seed,
+                                    force=args.force)
+        print(f"wrote {args.out}/train.npz, test.npz, dataset.json (three tetrominoes a scene, with their masks)")
         return 0
     if args.kind == "import":
         settings = import_images(args.source, args.out, size=args.size, tile=args.tile, stride=args.stride,
@@ -385,6 +390,15 @@ def _add_data_commands(commands) -> None:
             maker.add_argument("--min-visible", type=float, default=0.0, help="with overlap, the least share of "
                                "each sprite's area left in view (default 0: a sprite may be hidden entirely)")
         maker.set_defaults(handler=_data_command)
+    tetris = kinds.add_parser("tetrominoes", help="a look-alike of DeepMind's Tetrominoes: three of the 19 "
+                              "shape-orientations in 6 colours on black, 35 x 35, with true masks")
+    tetris.add_argument("--out", required=True, help="directory for train.npz, test.npz, dataset.json")
+    tetris.add_argument("--force", action="store_true", help="replace the data set already in --out")
+    tetris.add_argument("--train", type=int, default=60_000)
+    tetris.add_argument("--test", type=int, default=10_000)
+    tetris.add_argument("--size", type=int, default=35, help="canvas side in pixels")
+    tetris.add_argument("--seed", type=int, default=0)
+    tetris.set_defaults(handler=_data_command)
     importer = kinds.add_parser("import", help="your own images (a folder of image files, or an .npy/.npz array) "
                                 "as a data set, with or without labels")
     importer.add_argument("source", help="a folder of images (PNG, JPEG, TIFF, BMP; any bit depth), or an .npy/.npz file")

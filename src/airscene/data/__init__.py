@@ -9,7 +9,7 @@ import numpy as np
 from airscene.data.backgrounds import background_pools
 from airscene.data.files import data_directory, load_dataset, load_scenes, save_dataset
 from airscene.data.scenes import (SceneSet, check_counts, check_scale_range, check_sprite_settings, compose_scenes, ink_box,
-                                  sprites)
+                                  sprites, tetrominoes)
 from airscene.data.sources import ObjectPool, load_pools, read_idx, write_idx
 from airscene.errors import AirsceneError
 from airscene.storage import as_path
@@ -95,5 +95,18 @@ def make_sprites(out: str | Path, train: int = 60_000, test: int = 10_000, count
     return settings
 
 
+def make_tetrominoes(out: str | Path, train: int = 60_000, test: int = 10_000, size: int = 35, seed: int = 0,
+                     progress: bool = True, force: bool = False) -> dict:
+    """Generate and save both splits of the Tetrominoes look-alike (scenes.tetrominoes): three pieces of 5-pixel
+    blocks on 35 x 35; an existing data set at `out` is replaced only with `force`."""
+    check_generator_settings(train, test, size, seed, 3)
+    with data_directory(out, force):
+        settings = dict(kind="tetrominoes", format_version=FORMAT_VERSION, train=train, test=test, counts=[3],
+                        size=size, seed=seed, object_size=[5.0, 20.0])
+        save_dataset(out, tetrominoes(train, seed=seed * 2, size=size, progress=progress),
+                     tetrominoes(test, seed=seed * 2 + 1, size=size, progress=progress), settings)
+    return settings
+
+
 __all__ = ["ObjectPool", "SceneSet", "compose_scenes", "load_dataset", "load_pools", "load_scenes", "make_multi_mnist",
-           "make_scenes", "make_sprites", "read_idx", "sprites", "write_idx"]
+           "make_scenes", "make_sprites", "make_tetrominoes", "read_idx", "sprites", "write_idx"]
