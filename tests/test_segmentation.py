@@ -174,3 +174,22 @@ def test_tetrominoes_are_three_of_the_nineteen_pieces_in_six_colours_with_their_
             pixels = scenes.images[image][scenes.masks[image] == slot + 1]
             assert len(pixels) == 4 * 25  # four 5 x 5 blocks, none hidden
             assert any((pixels == colour).all() for colour in TETROMINO_COLOURS)  # one colour of the six
+
+
+def test_multi_dsprites_hide_each_other_and_their_masks_say_who_is_in_front(tmp_path):
+    from airscene.cli import main
+    from airscene.data import load_dataset
+    from airscene.data.scenes import dsprite_mask
+
+    assert dsprite_mask("square", 20, 10, 10, 8, 0).sum() == 64  # an 8-pixel square, unturned
+    assert 0.3 < dsprite_mask("ellipse", 40, 20, 20, 16, 0.7).sum() / (np.pi * 8 * 4) < 1.3
+    assert main(["data", "multi-dsprites", "--out", str(tmp_path / "data"), "--train", "40", "--test", "10",
+                 "--background", "grey"]) == 0
+    scenes = load_dataset(tmp_path / "data")[0]
+    assert scenes.images.shape == (40, 64, 64, 3) and set(scenes.counts) <= {1, 2, 3, 4}
+    assert (scenes.images[scenes.masks == 0] == 128).all()  # the grey background shows where no sprite is
+    for image in range(40):
+        assert set(np.unique(scenes.masks[image])) == set(range(scenes.counts[image] + 1))  # each sprite in view
+        for slot in range(scenes.counts[image]):  # one colour a sprite, where it is in front
+            pixels = scenes.images[image][scenes.masks[image] == slot + 1]
+            assert (pixels == pixels[0]).all()

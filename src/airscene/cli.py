@@ -151,13 +151,18 @@ def _exit_code(summary: dict) -> int:
 
 
 def _data_command(args: argparse.Namespace) -> int:
-    from airscene.data import make_multi_mnist, make_scenes, make_sprites, make_tetrominoes
+    from airscene.data import make_multi_dsprites, make_multi_mnist, make_scenes, make_sprites, make_tetrominoes
     from airscene.data.imports import import_images
 
     if args.kind == "preview":
         from airscene.viz import preview_dataset
 
         print(f"wrote {preview_dataset(args.directory, args.out, args.split, number=args.number, force=args.force)}")
+        return 0
+    if args.kind == "multi-dsprites":
+        make_multi_dsprites(args.out, train=args.train, test=args.test, counts=args.counts, size=args.size, seed=args.seed,
+                            background=args.background, force=args.force)
+        print(f"wrote {args.out}/train.npz, test.npz, dataset.json (sprites that hide each other, with their masks)")
         return 0
     if args.kind == "tetrominoes":
         settings = make_tetrominoes(args.out, train=args.train, test=args.test, size=args.size, seed=args.seed,
@@ -399,6 +404,18 @@ def _add_data_commands(commands) -> None:
     tetris.add_argument("--size", type=int, default=35, help="canvas side in pixels")
     tetris.add_argument("--seed", type=int, default=0)
     tetris.set_defaults(handler=_data_command)
+    dsprites = kinds.add_parser("multi-dsprites", help="a look-alike of DeepMind's Multi-dSprites: squares, ellipses "
+                                "and hearts of random colour, scale and rotation hiding each other, 64 x 64, with true masks")
+    dsprites.add_argument("--out", required=True, help="directory for train.npz, test.npz, dataset.json")
+    dsprites.add_argument("--force", action="store_true", help="replace the data set already in --out")
+    dsprites.add_argument("--train", type=int, default=60_000)
+    dsprites.add_argument("--test", type=int, default=10_000)
+    dsprites.add_argument("--counts", type=_counts, default=(1, 2, 3, 4), help="sprites per scene, e.g. 1-4 or 2-5")
+    dsprites.add_argument("--size", type=int, default=64, help="canvas side in pixels")
+    dsprites.add_argument("--seed", type=int, default=0)
+    dsprites.add_argument("--background", choices=("colour", "grey"), default="colour",
+                          help="a random uniform colour (colored_on_colored, default) or grey")
+    dsprites.set_defaults(handler=_data_command)
     importer = kinds.add_parser("import", help="your own images (a folder of image files, or an .npy/.npz array) "
                                 "as a data set, with or without labels")
     importer.add_argument("source", help="a folder of images (PNG, JPEG, TIFF, BMP; any bit depth), or an .npy/.npz file")

@@ -9,7 +9,7 @@ import numpy as np
 from airscene.data.backgrounds import background_pools
 from airscene.data.files import data_directory, load_dataset, load_scenes, save_dataset
 from airscene.data.scenes import (SceneSet, check_counts, check_scale_range, check_sprite_settings, compose_scenes, ink_box,
-                                  sprites, tetrominoes)
+                                  multi_dsprites, sprites, tetrominoes)
 from airscene.data.sources import ObjectPool, load_pools, read_idx, write_idx
 from airscene.errors import AirsceneError
 from airscene.storage import as_path
@@ -108,5 +108,22 @@ def make_tetrominoes(out: str | Path, train: int = 60_000, test: int = 10_000, s
     return settings
 
 
+def make_multi_dsprites(out: str | Path, train: int = 60_000, test: int = 10_000, counts: tuple[int, ...] = (1, 2, 3, 4),
+                        size: int = 64, seed: int = 0, background: str = "colour", progress: bool = True,
+                        force: bool = False) -> dict:
+    """Generate and save both splits of the Multi-dSprites look-alike (scenes.multi_dsprites); an existing data
+    set at `out` is replaced only with `force`."""
+    check_generator_settings(train, test, size, seed, 3)
+    counts = check_counts(counts)
+    with data_directory(out, force):
+        settings = dict(kind="multi-dsprites", format_version=FORMAT_VERSION, train=train, test=test, counts=list(counts),
+                        size=size, seed=seed, background=background, object_size=[0.2 * size, 0.4 * size])
+        common = dict(counts=counts, size=size, background=background, progress=progress)
+        save_dataset(out, multi_dsprites(train, seed=seed * 2, **common), multi_dsprites(test, seed=seed * 2 + 1, **common),
+                     settings)
+    return settings
+
+
 __all__ = ["ObjectPool", "SceneSet", "compose_scenes", "load_dataset", "load_pools", "load_scenes", "make_multi_mnist",
-           "make_scenes", "make_sprites", "make_tetrominoes", "read_idx", "sprites", "write_idx"]
+           "make_multi_dsprites", "make_scenes", "make_sprites",
+           "make_tetrominoes", "read_idx", "sprites", "write_idx"]
