@@ -358,6 +358,16 @@ def _add_graphics_commands(commands) -> None:
     evaluator.set_defaults(handler=_graphics_eval_command)
 
 
+def _add_generator_flags(maker: argparse.ArgumentParser, size: int) -> None:
+    """What every data set generator takes: where, how many scenes, the canvas, the seed."""
+    maker.add_argument("--out", required=True, help="directory for train.npz, test.npz, dataset.json")
+    maker.add_argument("--force", action="store_true", help="replace the data set already in --out")
+    maker.add_argument("--train", type=int, default=60_000)
+    maker.add_argument("--test", type=int, default=10_000)
+    maker.add_argument("--size", type=int, default=size, help="canvas side in pixels")
+    maker.add_argument("--seed", type=int, default=0)
+
+
 def _add_data_commands(commands) -> None:
     data = commands.add_parser("data", help="make, import, or preview a data set")
     kinds = data.add_subparsers(dest="kind", required=True, parser_class=Parser)
@@ -366,13 +376,8 @@ def _add_data_commands(commands) -> None:
              "sprites": "filled squares, triangles and discs, occluding each other (or --no-overlap)"}
     for kind, text in helps.items():
         maker = kinds.add_parser(kind, help=text)
-        maker.add_argument("--out", required=True, help="directory for train.npz, test.npz, dataset.json")
-        maker.add_argument("--force", action="store_true", help="replace the data set already in --out")
-        maker.add_argument("--train", type=int, default=60_000)
-        maker.add_argument("--test", type=int, default=10_000)
+        _add_generator_flags(maker, size=50)
         maker.add_argument("--counts", type=_counts, default=(0, 1, 2), help="object counts to draw from, e.g. 0,1,3 or 0-10")
-        maker.add_argument("--size", type=int, default=50, help="canvas side in pixels")
-        maker.add_argument("--seed", type=int, default=0)
         maker.add_argument("--background", choices=("none", "photos", "gradients"), default="none",
                            help="black (default), crops of photographs and textures (the test scenes' photographs "
                            "held out), or smooth gradients with noise")
@@ -397,22 +402,12 @@ def _add_data_commands(commands) -> None:
         maker.set_defaults(handler=_data_command)
     tetris = kinds.add_parser("tetrominoes", help="a look-alike of DeepMind's Tetrominoes: three of the 19 "
                               "shape-orientations in 6 colours on black, 35 x 35, with true masks")
-    tetris.add_argument("--out", required=True, help="directory for train.npz, test.npz, dataset.json")
-    tetris.add_argument("--force", action="store_true", help="replace the data set already in --out")
-    tetris.add_argument("--train", type=int, default=60_000)
-    tetris.add_argument("--test", type=int, default=10_000)
-    tetris.add_argument("--size", type=int, default=35, help="canvas side in pixels")
-    tetris.add_argument("--seed", type=int, default=0)
+    _add_generator_flags(tetris, size=35)
     tetris.set_defaults(handler=_data_command)
     dsprites = kinds.add_parser("multi-dsprites", help="a look-alike of DeepMind's Multi-dSprites: squares, ellipses "
                                 "and hearts of random colour, scale and rotation hiding each other, 64 x 64, with true masks")
-    dsprites.add_argument("--out", required=True, help="directory for train.npz, test.npz, dataset.json")
-    dsprites.add_argument("--force", action="store_true", help="replace the data set already in --out")
-    dsprites.add_argument("--train", type=int, default=60_000)
-    dsprites.add_argument("--test", type=int, default=10_000)
+    _add_generator_flags(dsprites, size=64)
     dsprites.add_argument("--counts", type=_counts, default=(1, 2, 3, 4), help="sprites per scene, e.g. 1-4 or 2-5")
-    dsprites.add_argument("--size", type=int, default=64, help="canvas side in pixels")
-    dsprites.add_argument("--seed", type=int, default=0)
     dsprites.add_argument("--background", choices=("colour", "grey"), default="colour",
                           help="a random uniform colour (colored_on_colored, default) or grey")
     dsprites.set_defaults(handler=_data_command)
