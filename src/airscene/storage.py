@@ -165,10 +165,14 @@ def claim_directory(directory: Path, marker: str, what: str, made_earlier: Calla
         return
     entries = sorted(entry.name for entry in directory.iterdir())
     if entries and not made_earlier(entries):
-        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-        raise AirsceneError(f"{what} {directory} holds files that airscene did not write ({shown}): airscene writes only "
-                            "into a new or empty folder, or one of its own; choose a new --out")
+        raise AirsceneError(f"{what} {directory} holds files that airscene did not write ({listed(entries)}): airscene "
+                            "writes only into a new or empty folder, or one of its own; choose a new --out")
     write_text(path, text, f"{what} marker")
+
+
+def listed(names: list[str], most: int = 3) -> str:
+    """The first few of `names`, as an error message names a folder's contents."""
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
 
 
 def ours_lock(path: Path) -> bool:

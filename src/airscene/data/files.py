@@ -17,8 +17,8 @@ import numpy as np
 
 from airscene.data.scenes import OPTIONAL_ARRAYS, SceneSet
 from airscene.errors import AirsceneError
-from airscene.storage import (WRITE_FAILURES, as_path, check_writable, locked, ours_lock, outside, publish, read_json,
-                              regular_file, write_failure, write_file, write_staged)
+from airscene.storage import (WRITE_FAILURES, as_path, check_writable, listed, locked, ours_lock, outside, publish,
+                              read_json, regular_file, write_failure, write_file, write_staged)
 
 SPLITS = ("train", "test")
 SETTINGS_FILE = "dataset.json"
@@ -111,12 +111,13 @@ def data_directory(directory: str | Path, force: bool = False, reads: tuple = ()
     existed = directory.exists()
     if existed and directory.is_dir():
         entries = sorted(entry.name for entry in directory.iterdir() if not _leftover(entry))
-        if entries and holds_data_set(directory) and not force:
+        data_set = bool(entries) and holds_data_set(directory)
+        if data_set and not force:
             raise AirsceneError(f"data directory {directory} already holds a data set: pass --force to replace it, or "
                                 "choose a new --out")
-        if entries and not holds_data_set(directory):
-            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-            raise AirsceneError(f"data directory {directory} holds files that are not an airscene data set ({shown}): "
+        if entries and not data_set:
+            raise AirsceneError(f"data directory {directory} holds files that are not an airscene data set "
+                                f"({listed(entries)}): "
                                 "airscene writes only into a new or empty folder, or over its own data set; choose a "
                                 "new --out")
     check_writable(directory, "data directory")
