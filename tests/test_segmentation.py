@@ -112,16 +112,21 @@ def test_every_model_shares_each_pixel_out_among_its_objects_and_the_background(
 
 
 def test_shares_follow_the_compositing_by_hand():
-    from airscene.model.air import pixel_shares
+    from airscene.model.air import VISIBLE, pixel_shares
+
+    assert VISIBLE == 0.3
 
     # one pixel, two objects: the front one 0.5 opaque, the one behind fully: it shows 0.5, the background none
     objects = torch.tensor([[[[[0.2]], [[0.5]]], [[[0.9]], [[1.0]]]]])  # (B=1, N=2, C+alpha=2, 1, 1)
     shares = pixel_shares(objects, None, torch.ones(1, 2), alpha=True)[0, :, 0, 0]
     assert shares.tolist() == pytest.approx([0.0, 0.5, 0.5])
-    # added up: brightness 0.2 and 0.6 over a background of 0.2: a fifth, three fifths and a fifth
+    # added up: brightness 0.2 and 0.6 over a background of 0.1, which counts as 0.1 + VISIBLE = 0.4
     additive = torch.tensor([[[[[0.2]]], [[[0.6]]]]])  # (1, 2, 1, 1, 1)
-    shares = pixel_shares(additive, torch.full((1, 1, 1, 1), 0.2), torch.ones(1, 2), alpha=False)[0, :, 0, 0]
-    assert shares.tolist() == pytest.approx([0.2, 0.2, 0.6])
+    shares = pixel_shares(additive, torch.full((1, 1, 1, 1), 0.1), torch.ones(1, 2), alpha=False)[0, :, 0, 0]
+    assert shares.tolist() == pytest.approx([0.4 / 1.2, 0.2 / 1.2, 0.6 / 1.2])
+    # on black ground, the faint rim a decoder draws round its object stays the background's
+    rim = pixel_shares(torch.tensor([[[[[0.05, 0.9]]]]]), None, torch.ones(1, 1), alpha=False)[0].argmax(0)
+    assert rim.tolist() == [[0, 1]]
 
 
 def test_eval_and_training_report_segmentation_where_the_data_has_masks(tmp_path):

@@ -33,6 +33,11 @@ from airscene.model.priors import count_log_prior, normal
 from airscene.model.trace import Trace, stack_steps
 from airscene.model.transformer import crop_glimpse, paste_glimpse, window_boxes
 
+# The brightness (the brightest channel, images in [0, 1]) an added glimpse must exceed the background's by
+# to claim a pixel: a decoder's sigmoid never draws an exact 0, and without a floor a glimpse on black ground
+# owns its whole window. 0.3 was chosen on the Tetrominoes look-alike's training scenes (held-out ARI 5% -> 92%,
+# FG-ARI 97% -> 96%); a mask's edge is where an object is about a third bright.
+VISIBLE = 0.3
 PRESENCE_MODES = ("sample", "all", "greedy", "relaxed", "straight_through")
 
 
@@ -138,15 +143,16 @@ def pixel_shares(objects: torch.Tensor, background: torch.Tensor | None, weights
     """Whose each pixel is, as `composite` draws it: (B, N + 1, H, W), the background's share (index 0) and
     each object's, summing to 1. With alpha, what each object's opacity leaves visible of it (object i in front
     of those after it), the background what passes them all; added up, each object's part of the pixel's
-    brightness (over all channels), the background the rest (all of a pixel where nothing is bright)."""
+    brightness (brightest channel) beside the background's brightness plus VISIBLE, so that the faint
+    ground a glimpse's decoder draws around its object is not the object's."""
     weights = weights[:, :, None, None]
     if alpha:
         opacity = weights * objects[:, :, -1]  # (B, N, H, W)
         through = light_passing(opacity)
         before = torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], 1)
         return torch.cat([through[:, -1:], before * opacity], 1)
-    amounts = weights * objects.sum(2)  # (B, N, H, W)
-    ground = amounts.new_zeros(amounts[:, :1].shape) if background is None else background.sum(1, keepdim=True)
+    amounts = weights * objects.amax(2)  # (B, N, H, W)
+    ground = VISIBLE + (0.0 if background is None else background.amax(1, keepdim=True))  # (B, 1, H, W)
     total = amounts.sum(1, keepdim=True) + ground
     shares = amounts / total.clamp_min(1e-6)
     return torch.cat([1 - shares.sum(1, keepdim=True), shares], 1)
