@@ -198,3 +198,35 @@ def test_multi_dsprites_hide_each_other_and_their_masks_say_who_is_in_front(tmp_
         for slot in range(scenes.counts[image]):  # one colour a sprite, where it is in front
             pixels = scenes.images[image][scenes.masks[image] == slot + 1]
             assert (pixels == pixels[0]).all()
+
+
+def test_clevr_masks_are_what_mujoco_draws_in_front(tmp_path):
+    from airscene.cli import main
+    from airscene.data import load_dataset
+    from airscene.data.clevr import COLOURS, MIN_PIXELS, ClevrRenderer
+
+    red, blue = list(COLOURS).index("red"), list(COLOURS).index("blue")
+    renderer = ClevrRenderer(2, 64)
+    try:  # a big red cube in front of (nearer the camera than) a big blue sphere on the same line of sight
+        objects = [dict(shape=0, size=0, colour=red, material=0, position=np.array([0.8, -0.8]), yaw=0.3),
+                   dict(shape=1, size=0, colour=blue, material=0, position=np.array([-0.8, 0.8]), yaw=0.0)]
+        picture, owner = renderer.render(objects)
+        alone = renderer.render(objects[1:])[1] == 1
+    finally:
+        renderer.close()
+    picture = picture.astype(int)
+    cube, sphere, floor = owner == 1, owner == 2, owner == 0
+    assert cube.sum() > 50 and sphere.sum() > 20
+    assert (picture[cube][:, 0] > picture[cube][:, 2]).mean() > 0.95  # red where the cube is said to be
+    assert (picture[sphere][:, 2] > picture[sphere][:, 0]).mean() > 0.95  # blue where the sphere is
+    assert (np.ptp(picture[floor], axis=1) < 20).mean() > 0.95  # grey floor everywhere else
+    rows_cube, rows_sphere = np.nonzero(cube)[0], np.nonzero(sphere)[0]
+    assert rows_sphere.min() < rows_cube.min()  # the farther sphere shows above the cube ...
+    assert (sphere <= alone).all() and sphere.sum() < alone.sum() - 10  # ... partly hidden by it
+
+    assert main(["data", "clevr", "--out", str(tmp_path / "data"), "--train", "12", "--test", "4"]) == 0
+    scenes = load_dataset(tmp_path / "data")[0]
+    assert scenes.images.shape == (12, 64, 64, 3) and set(scenes.counts) <= {3, 4, 5, 6}
+    for image in range(12):  # each object in view
+        shown = np.bincount(scenes.masks[image].ravel(), minlength=7)[1:scenes.counts[image] + 1]
+        assert (shown >= MIN_PIXELS * 64 * 64).all() and scenes.masks[image].max() == scenes.counts[image]

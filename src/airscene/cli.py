@@ -151,7 +151,7 @@ def _exit_code(summary: dict) -> int:
 
 
 def _data_command(args: argparse.Namespace) -> int:
-    from airscene.data import make_multi_dsprites, make_multi_mnist, make_scenes, make_sprites, make_tetrominoes
+    from airscene.data import make_clevr, make_multi_dsprites, make_multi_mnist, make_scenes, make_sprites, make_tetrominoes
     from airscene.data.imports import import_images
 
     if args.kind == "preview":
@@ -163,6 +163,11 @@ def _data_command(args: argparse.Namespace) -> int:
         make_multi_dsprites(args.out, train=args.train, test=args.test, counts=args.counts, size=args.size, seed=args.seed,
                             background=args.background, force=args.force)
         print(f"wrote {args.out}/train.npz, test.npz, dataset.json (sprites that hide each other, with their masks)")
+        return 0
+    if args.kind == "clevr":
+        make_clevr(args.out, train=args.train, test=args.test, counts=args.counts, size=args.size, seed=args.seed,
+                   force=args.force)
+        print(f"wrote {args.out}/train.npz, test.npz, dataset.json (CLEVR-like scenes rendered by MuJoCo, with their masks)")
         return 0
     if args.kind == "tetrominoes":
         settings = make_tetrominoes(args.out, train=args.train, test=args.test, size=args.size, seed=args.seed,
@@ -411,6 +416,11 @@ def _add_data_commands(commands) -> None:
     dsprites.add_argument("--background", choices=("colour", "grey"), default="colour",
                           help="a random uniform colour (colored_on_colored, default) or grey")
     dsprites.set_defaults(handler=_data_command)
+    clevr = kinds.add_parser("clevr", help="a look-alike of CLEVR rendered by MuJoCo: cubes, spheres and cylinders "
+                             "in 8 colours, rubber or metal, on a grey floor under a fixed camera, 64 x 64, with true masks")
+    _add_generator_flags(clevr, size=64)
+    clevr.add_argument("--counts", type=_counts, default=(3, 4, 5, 6), help="objects per scene (CLEVR6: 3-6)")
+    clevr.set_defaults(handler=_data_command)
     importer = kinds.add_parser("import", help="your own images (a folder of image files, or an .npy/.npz array) "
                                 "as a data set, with or without labels")
     importer.add_argument("source", help="a folder of images (PNG, JPEG, TIFF, BMP; any bit depth), or an .npy/.npz file")

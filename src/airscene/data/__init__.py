@@ -124,6 +124,22 @@ def make_multi_dsprites(out: str | Path, train: int = 60_000, test: int = 10_000
     return settings
 
 
+def make_clevr(out: str | Path, train: int = 60_000, test: int = 10_000, counts: tuple[int, ...] = (3, 4, 5, 6),
+               size: int = 64, seed: int = 0, progress: bool = True, force: bool = False) -> dict:
+    """Generate and save both splits of the CLEVR look-alike (clevr.clevr), rendered by MuJoCo; an existing data
+    set at `out` is replaced only with `force`."""
+    from airscene.data.clevr import clevr
+
+    check_generator_settings(train, test, size, seed, 3)
+    counts = check_counts(counts)
+    with data_directory(out, force):
+        settings = dict(kind="clevr", format_version=FORMAT_VERSION, train=train, test=test, counts=list(counts),
+                        size=size, seed=seed, object_size=[0.05 * size, 0.3 * size])
+        save_dataset(out, clevr(train, counts=counts, size=size, seed=seed * 2, progress=progress),
+                     clevr(test, counts=counts, size=size, seed=seed * 2 + 1, progress=progress), settings)
+    return settings
+
+
 __all__ = ["ObjectPool", "SceneSet", "compose_scenes", "load_dataset", "load_pools", "load_scenes", "make_multi_mnist",
-           "make_multi_dsprites", "make_scenes", "make_sprites",
+           "make_clevr", "make_multi_dsprites", "make_scenes", "make_sprites",
            "make_tetrominoes", "read_idx", "sprites", "write_idx"]
