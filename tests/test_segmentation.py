@@ -129,6 +129,27 @@ def test_shares_follow_the_compositing_by_hand():
     assert rim.tolist() == [[0, 1]]
 
 
+def test_what_a_pixel_shows_decides_whose_it_is_where_the_glimpses_blur():
+    from airscene.config import ModelConfig
+    from airscene.model.air import PixelLikelihood, alone_pictures, pixel_shares
+
+    likelihood = PixelLikelihood()
+    likelihood.config = ModelConfig(likelihood_sd=0.1)
+    # two pixels, two added glimpses on black: a red one drawing (0.5, 0, 0) on both, a green one (0, 0.6, 0)
+    objects = torch.tensor([[0.5, 0.5], [0.0, 0.0], [0.0, 0.0]])[None, None].expand(1, 1, 3, 2).clone()
+    objects = torch.cat([objects, torch.tensor([[0.0, 0.0], [0.6, 0.6], [0.0, 0.0]])[None, None]], 1)[..., None, :]
+    images = torch.tensor([[[1.0, 0.0]], [[0.0, 0.0]], [[0.0, 0.0]]])[None]  # (1, 3, 1, 2): a red pixel, a black one
+    shares = pixel_shares(objects, None, torch.ones(1, 2), alpha=False)
+    assert shares[0, :, 0, 0].argmax() == 2  # by brightness alone the green glimpse would own both pixels
+    explained = likelihood.explain_pixels(images, shares, alone_pictures(objects, None, additive=True))[0, :, 0]
+    assert explained.sum(0).tolist() == pytest.approx([1.0, 1.0])
+    assert explained.argmax(0).tolist() == [1, 0]  # the red pixel is the red glimpse's, the black one the ground's
+    # a share of 0 stays 0, however well that object's picture fits
+    none = likelihood.explain_pixels(images, torch.tensor([1.0, 0.0, 0.0])[None, :, None, None].expand(1, 3, 1, 2),
+                                     alone_pictures(objects, None, additive=True))
+    assert none[0, 0].tolist() == [[1.0, 1.0]]
+
+
 def test_eval_and_training_report_segmentation_where_the_data_has_masks(tmp_path):
     import json
 

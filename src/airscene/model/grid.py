@@ -32,7 +32,7 @@ from torch.distributions import kl_divergence
 
 from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
-from airscene.model.air import PixelLikelihood, draw_presence, pixel_shares, read_background
+from airscene.model.air import PixelLikelihood, alone_pictures, draw_presence, pixel_shares, read_background
 from airscene.model.networks import PRESENCE_LOGIT_BOUND, BackgroundVAE, GlimpseDecoder, GlimpseEncoder, gaussian_parameters
 from airscene.model.priors import normal
 from airscene.model.trace import Trace
@@ -348,10 +348,12 @@ class GridAIR(nn.Module, PixelLikelihood):
         canvases = tile_canvases(parts.flatten(0, 1), order.flatten(), height, width, self.cell)
         canvases = canvases.view(*order.shape, *canvases.shape[1:])[..., :trace.images.shape[-2], :trace.images.shape[-1]]
         if not self.alpha:
-            return pixel_shares(canvases, trace.background, torch.ones_like(order, dtype=canvases.dtype), alpha=False)
+            shares = pixel_shares(canvases, trace.background, torch.ones_like(order, dtype=canvases.dtype), alpha=False)
+            return self.explain_pixels(trace.images, shares, alone_pictures(canvases, trace.background, additive=True))
         nearness, covered = canvases[:, :, -2], 1 - torch.exp(canvases[:, :, -1].sum(1, keepdim=True))  # (B, M, H, W)
-        shares = nearness / nearness.sum(1, keepdim=True).clamp_min(1e-12) * covered
-        return torch.cat([1 - covered, shares], 1)
+        shares = torch.cat([1 - covered, nearness / nearness.sum(1, keepdim=True).clamp_min(1e-12) * covered], 1)
+        appearance = canvases[:, :, :-2] / nearness[:, :, None].clamp_min(1e-12)  # each object's own colour
+        return self.explain_pixels(trace.images, shares, alone_pictures(appearance, trace.background, additive=False))
 
     def boxes(self, z_where: torch.Tensor, image_size: int) -> torch.Tensor:
         """(..., 3) -> (..., 4) pixel boxes x0, y0, x1, y1 of the windows."""
