@@ -251,3 +251,13 @@ def test_clevr_masks_are_what_mujoco_draws_in_front(tmp_path):
     for image in range(12):  # each object in view
         shown = np.bincount(scenes.masks[image].ravel(), minlength=7)[1:scenes.counts[image] + 1]
         assert (shown >= MIN_PIXELS * 64 * 64).all() and scenes.masks[image].max() == scenes.counts[image]
+
+
+def test_decomposition_masks_colour_each_object_as_its_step():
+    from airscene.viz import label_picture
+
+    picture = label_picture(np.array([[0, 1, 2, 7]]))
+    assert picture.shape == (1, 4, 3)
+    assert picture[0, 0].tolist() == pytest.approx([0.15] * 3)
+    assert picture[0, 1].tolist() == [1.0, 0.0, 0.0] and picture[0, 2].tolist() == [0.0, 1.0, 0.0]  # red, lime
+    assert picture[0, 3].tolist() == picture[0, 1].tolist()  # the seventh object takes the first colour again

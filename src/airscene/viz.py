@@ -144,14 +144,24 @@ def reconstruction_figure(images, reconstructions, boxes, counts, true_counts, o
     return save_figure(figure, out)
 
 
+def label_picture(labels: np.ndarray) -> np.ndarray:
+    """A label map (H, W) as a picture (H, W, 3): object k in step k's colour, the background dark grey."""
+    from matplotlib.colors import to_rgb
+
+    palette = np.array([(0.15, 0.15, 0.15)] + [to_rgb(colour) for colour in STEP_COLOURS], np.float32)
+    return palette[np.where(labels > 0, (labels - 1) % len(STEP_COLOURS) + 1, 0)]
+
+
 def decomposition_figure(images: np.ndarray, parts: dict[str, np.ndarray], boxes: np.ndarray, out: str | Path,
-                         shown: int = 8) -> Path:
+                         labels: np.ndarray | None = None, shown: int = 8) -> Path:
     """For each of `shown` images (a column): the image, the inferred background, each step's object alone
-    (coloured title per step) and the reconstruction with its boxes: what the model took the scene to be."""
+    (coloured title per step), the reconstruction with its boxes and, given label maps (B, H, W), whose each
+    pixel is (segment): what the model took the scene to be."""
     shown, steps = min(shown, len(images)), parts["objects"].shape[1]
     rows = [("data", images), ("background", parts["background"]),
             *((f"step {step + 1}", parts["objects"][:, step]) for step in range(steps)),
-            ("reconstruction", parts["reconstruction"])]
+            ("reconstruction", parts["reconstruction"]),
+            *([] if labels is None else [("masks", np.stack([label_picture(label) for label in labels[:shown]]))])]
     figure, axes = plt.subplots(len(rows), shown, figsize=(shown * 1.3, len(rows) * 1.35), squeeze=False)
     for row, (label, pictures) in enumerate(rows):
         for column in range(shown):
@@ -212,13 +222,14 @@ def gradient_variance_chart(results: dict, out: str | Path) -> Path:
 def draw_run_figure(run: str | Path, data: str | Path | None = None, images: int = 1000, device: str = "cpu") -> Path:
     """The paper's Fig. 3 for a trained run (a run directory or its checkpoint), from the first `images`
     test scenes of its data set (or of `data`): RUN/figure3.png; and RUN/decomposition.png, the first
-    scenes taken apart into background, objects and reconstruction."""
+    scenes taken apart into background, objects, reconstruction and masks."""
     directory = writable_run(run)
     trained = load(run, device)
     _, test, _ = load_dataset(data or trained.config.data)
     shown = test.images[:images]
     reconstructions, scenes = trained.reconstruct(shown)
     truth = None if test.counts is None else test.counts[:images]
-    decomposition_figure(shown, trained.decompose(shown[:8]), scenes.boxes, directory / "decomposition.png")
+    decomposition_figure(shown, trained.decompose(shown[:8]), scenes.boxes, directory / "decomposition.png",
+                         labels=trained.segment(shown[:8])[1])
     return figure3(shown, reconstructions, scenes.boxes, scenes.counts, truth, read_metrics(directory),
                    directory / "figure3.png")

@@ -134,7 +134,7 @@ def make_clevr(out: str | Path, train: int = 60_000, test: int = 10_000, counts:
     counts = check_counts(counts)
     with data_directory(out, force):
         settings = dict(kind="clevr", format_version=FORMAT_VERSION, train=train, test=test, counts=list(counts),
-                        size=size, seed=seed, object_size=[0.05 * size, 0.3 * size])
+                        size=size, seed=seed, object_size=[size / 16, size * 5 / 16])
         save_dataset(out, clevr(train, counts=counts, size=size, seed=seed * 2, progress=progress),
                      clevr(test, counts=counts, size=size, seed=seed * 2 + 1, progress=progress), settings)
     return settings
