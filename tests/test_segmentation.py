@@ -261,3 +261,56 @@ def test_decomposition_masks_colour_each_object_as_its_step():
     assert picture[0, 0].tolist() == pytest.approx([0.15] * 3)
     assert picture[0, 1].tolist() == [1.0, 0.0, 0.0] and picture[0, 2].tolist() == [0.0, 1.0, 0.0]  # red, lime
     assert picture[0, 3].tolist() == picture[0, 1].tolist()  # the seventh object takes the first colour again
+
+
+def test_imported_images_bring_their_label_maps_cut_and_resized_with_them(tmp_path):
+    from PIL import Image
+
+    from airscene.data import load_dataset
+    from airscene.data.imports import import_images
+    from airscene.errors import AirsceneError
+
+    source, masks = tmp_path / "photos", tmp_path / "photos" / "masks"
+    masks.mkdir(parents=True)
+    truth = np.zeros((40, 40), np.uint8)
+    truth[4:12, 4:12], truth[20:36, 24:32], truth[30:34, 2:6] = 7, 3, 200  # labels need not be 1, 2, 3
+    picture = np.zeros((40, 40, 3), np.uint8)
+    for label, colour in ((7, (255, 0, 0)), (3, (0, 255, 0)), (200, (0, 0, 255))):
+        picture[truth == label] = colour
+    for name in ("a", "b"):
+        Image.fromarray(picture).save(source / f"{name}.png")
+    Image.fromarray(truth).save(masks / "a.png")  # grey
+    palette = Image.fromarray(truth, mode="L").convert("P")
+    palette.save(masks / "b.png")  # palette, as `airscene infer --masks` writes them
+
+    settings = import_images(source, tmp_path / "tiles", tile=20, test_fraction=0.0, masks=masks)
+    train = load_dataset(tmp_path / "tiles")[0]
+    assert settings["masks"] == str(masks) and len(train) == 8  # 2 images x 4 tiles: masks/ is not an image
+    first = train.masks[0]  # the top-left tile of a.png: the 7 alone, now object 1
+    assert first.dtype == np.uint8 and set(np.unique(first)) == {0, 1} and (first[4:12, 4:12] == 1).all()
+    assert np.array_equal(train.masks[0], train.masks[4])  # grey and palette label maps read alike
+    bottom_left = train.masks[2]  # 200 at (30:34, 2:6) -> object 1 of its tile
+    assert set(np.unique(bottom_left)) == {0, 1} and (bottom_left[10:14, 2:6] == 1).all()
+
+    import_images(source, tmp_path / "small", size=20, test_fraction=0.0, masks=masks)
+    small = load_dataset(tmp_path / "small")[0].masks[0]  # halved by the nearest pixel: labels are never blended
+    assert set(np.unique(small)) == {0, 1, 2, 3} and (small[2:6, 2:6] == 2).all() and (small[10:18, 12:16] == 1).all()
+
+    (masks / "b.png").unlink()
+    with pytest.raises(AirsceneError, match="has no label map for source image 'b.png'"):
+        import_images(source, tmp_path / "missing", tile=20, masks=masks)
+    Image.fromarray(picture).save(masks / "b.png")
+    with pytest.raises(AirsceneError, match="is a RGB picture, not a label map"):
+        import_images(source, tmp_path / "colour", tile=20, masks=masks)
+    Image.fromarray(truth[:30]).save(masks / "b.png")
+    with pytest.raises(AirsceneError, match="mask file .*b.png is 40x30 but its image is 40x40"):
+        import_images(source, tmp_path / "short", tile=20, masks=masks)
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "short").exists()  # nothing half made is left
+
+    np.save(tmp_path / "images.npy", np.stack([picture] * 3))
+    np.save(tmp_path / "masks.npy", np.stack([truth] * 2))
+    with pytest.raises(AirsceneError, match=r"shape \(2, 40, 40\).*give \(3, H, W\) integer label maps"):
+        import_images(tmp_path / "images.npy", tmp_path / "array", masks=tmp_path / "masks.npy")
+    np.save(tmp_path / "masks.npy", np.stack([truth] * 3))
+    import_images(tmp_path / "images.npy", tmp_path / "array", test_fraction=0.0, masks=tmp_path / "masks.npy")
+    assert np.array_equal(load_dataset(tmp_path / "array")[0].masks[0] > 0, truth > 0)

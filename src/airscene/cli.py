@@ -177,7 +177,7 @@ def _data_command(args: argparse.Namespace) -> int:
     if args.kind == "import":
         settings = import_images(args.source, args.out, size=args.size, tile=args.tile, stride=args.stride,
                                  scale=args.scale, colour=args.colour, test_fraction=args.test_fraction, seed=args.seed,
-                                 labels=args.labels, force=args.force)
+                                 labels=args.labels, masks=args.masks, force=args.force)
         _report_import(settings, args.out)
         return 0
     common = dict(train=args.train, test=args.test, counts=args.counts, size=args.size, seed=args.seed,
@@ -437,6 +437,9 @@ def _add_data_commands(commands) -> None:
     importer.add_argument("--seed", type=int, default=0)
     importer.add_argument("--labels", default=None, help="a CSV `file,count[,boxes]` per source image (optional: "
                           "AIR needs no labels; they turn on the count metrics)")
+    importer.add_argument("--masks", default=None, help="each image's instance label map (0 the background, k object "
+                          "k): a folder of PNGs named as the images (it may lie inside the source folder), or an "
+                          ".npy/.npz (N, H, W) array for an array source; they turn on FG-ARI and mBO")
     importer.set_defaults(handler=_data_command)
     viewer = kinds.add_parser("preview", help="draw scenes with their ground-truth boxes")
     viewer.add_argument("directory")

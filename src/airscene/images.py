@@ -127,28 +127,60 @@ def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
     """One image file (PNG, JPEG, TIFF, BMP, ...; 1-, 8-, 16-bit or float; grey, RGB, RGBA or palette) ->
     float32 (H, W, C) in [0, 1], C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA), turned as its EXIF
     orientation says. With `size`, an image of another size is refused before it is decoded."""
+    path = regular_file(as_path(path, "image file"), "image file")
+
+    def check_size(image) -> None:
+        if size is not None and image.size != (size, size):
+            raise AirsceneError(f"image file {path} is {image.width}x{image.height} but the model was trained on "
+                                f"{size}x{size}: resize or crop it to {size}x{size}")
+
+    return _float_image(_read_file(path, "image file", _decoded, check_size), f"the pixels of {path}")
+
+
+def read_label_map(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """A label-map image file (0 the background, k object k; grey or palette, 8 or 16 bits) of `shape` (H, W),
+    turned as its EXIF orientation says -> (H, W) int64."""
+    path = regular_file(as_path(path, "mask file"), "mask file")
+
+    def check_size(image) -> None:
+        if (image.height, image.width) != tuple(shape):
+            raise AirsceneError(f"mask file {path} is {image.width}x{image.height} but its image is {shape[1]}x{shape[0]}: "
+                                "give each image a label map of its own size")
+
+    def labels(image) -> np.ndarray:
+        if image.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
+            raise AirsceneError(f"mask file {path} is a {image.mode} picture, not a label map: give single-channel "
+                                "(grey or palette) PNGs whose values number the objects, 0 the background")
+        array = np.asarray(image).astype(np.int64)
+        if array.min(initial=0) < 0:
+            raise AirsceneError(f"mask file {path} holds negative labels: number the objects from 1, 0 the background")
+        return array
+
+    return _read_file(path, "mask file", labels, check_size)
+
+
+def _read_file(path: Path, what: str, decode, check=None):
+    """Open image file `path`, refuse it if too large or of several frames, turn it as its EXIF orientation
+    says, `check` the PIL image (raising AirsceneError), and return decode(image); unreadable: one line."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    path = regular_file(as_path(path, "image file"), "image file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked here, in one line
             image = Image.open(path)
         with image:
             if image.width * image.height > MAX_PIXELS:
-                raise AirsceneError(f"image file {path} is {image.width}x{image.height} pixels, more than airscene "
+                raise AirsceneError(f"{what} {path} is {image.width}x{image.height} pixels, more than airscene "
                                     f"decodes ({MAX_PIXELS:,}): crop it, or cut it into tiles first")
             if getattr(image, "n_frames", 1) > 1:
-                raise AirsceneError(f"image file {path} holds {image.n_frames} frames: give one image per file")
+                raise AirsceneError(f"{what} {path} holds {image.n_frames} frames: give one image per file")
             turned = ImageOps.exif_transpose(image)
-            if size is not None and turned.size != (size, size):
-                raise AirsceneError(f"image file {path} is {turned.width}x{turned.height} but the model was trained on "
-                                    f"{size}x{size}: resize or crop it to {size}x{size}")
-            array = _decoded(turned)
+            if check is not None:
+                check(turned)
+            return decode(turned)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise AirsceneError(f"image file {path} is not a readable image ({type(error).__name__}): give PNG, JPEG, "
+        raise AirsceneError(f"{what} {path} is not a readable image ({type(error).__name__}): give PNG, JPEG, "
                             "TIFF or BMP files") from None
-    return _float_image(array, f"the pixels of {path}")
 
 
 def _decoded(image) -> np.ndarray:

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from airscene.data.files import data_directory, save_dataset
 from airscene.data.scenes import SceneSet
 from airscene.errors import AirsceneError
-from airscene.images import MAX_PIXELS, as_array, image_files, is_colour, quantise, read_image, to_model_layout
+from airscene.images import (MAX_PIXELS, as_array, image_files, is_colour, quantise, read_image, read_label_map,
+                             to_model_layout)
 from airscene.settings import check_value
 from airscene.storage import as_path, regular_file
 
@@ -45,28 +46,19 @@ class Canvas:
     pixels: np.ndarray
     origin: tuple[int, int, int]  # source index, x, y (in the source image after --scale)
     truth: Truth | None
+    mask: np.ndarray | None = None  # (S, S) int64 instance labels cut from the source's label map, 0 the background
 
 
-def source_images(source: Path) -> tuple[list[str], Callable[[int], np.ndarray]]:
-    """The names of the source images of a folder of image files or an .npy / .npz array of images, and a
-    function giving image i as (H, W, C) floats, read when asked for (a folder of photographs need not fit
-    in memory at once)."""
+def source_images(source: Path, masks: Path | None = None) -> tuple[list[str], Callable[[int], np.ndarray]]:
+    """The names of the source images of a folder of image files (but those in `masks`, if it lies inside it)
+    or an .npy / .npz array of images, and a function giving image i as (H, W, C) floats, read when asked for
+    (a folder of photographs need not fit in memory at once)."""
     if source.is_dir():
-        files = image_files(source)
+        files = [path for path in image_files(source) if masks is None or masks.resolve() not in path.resolve().parents]
         if not files:
             raise AirsceneError(f"{source} holds no image files (PNG, JPEG, TIFF, BMP, ...): give a folder of images")
         return [str(path.relative_to(source)) for path in files], lambda index: read_image(files[index])
-    if source.suffix not in (".npy", ".npz") or not source.is_file():
-        raise AirsceneError(f"{source} is neither a folder of images nor an .npy or .npz file: check the path")
-    try:
-        if source.suffix == ".npy":
-            array = np.load(source, allow_pickle=False, mmap_mode="r")  # read image by image, not all at once
-        else:
-            with np.load(source, allow_pickle=False) as loaded:
-                array = loaded[_images_key(loaded, source)]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
-        raise AirsceneError(f"{source} is not a readable {source.suffix} file ({type(error).__name__}): give an "
-                            "array of images saved by numpy") from None
+    array = saved_array(source, "images")
     what = f"the images of {source}"
     if array.ndim not in (3, 4) or not len(array) or array.dtype.kind not in "biuf":
         raise AirsceneError(f"{what} are an array of shape {array.shape} and dtype {array.dtype}: give a non-empty "
@@ -78,12 +70,61 @@ def source_images(source: Path) -> tuple[list[str], Callable[[int], np.ndarray]]
     return [str(index) for index in range(len(array))], image
 
 
-def _images_key(archive, source: Path) -> str:
-    if "images" in archive.files:
-        return "images"
+def saved_array(path: Path, what: str) -> np.ndarray:
+    """The array of an .npy file (memory-mapped: read as it is indexed) or an .npz archive (key `what`, or its
+    only array)."""
+    if path.suffix not in (".npy", ".npz") or not path.is_file():
+        raise AirsceneError(f"{path} is neither a folder of {what} nor an .npy or .npz file: check the path")
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False, mmap_mode="r")
+        with np.load(path, allow_pickle=False) as loaded:
+            return loaded[_array_key(loaded, path, what)]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        raise AirsceneError(f"{path} is not a readable {path.suffix} file ({type(error).__name__}): give an "
+                            "array saved by numpy") from None
+
+
+def source_masks(masks: Path, source: Path, names: list[str]) -> Callable[[int, tuple[int, int]], np.ndarray]:
+    """A function giving source image i's label map (H, W) int64, checked against the image's (H, W): from the
+    folder `masks` (the file of the image's relative path with a .png, .tif or .tiff suffix) for a folder of
+    images, or from an .npy / .npz array (N, H, W) of integers for an array of images."""
+    if source.is_dir():
+        if not masks.is_dir():
+            raise AirsceneError(f"--masks {masks} is not a folder: give the folder of label-map PNGs of the images")
+
+        def from_folder(index: int, shape: tuple[int, int]) -> np.ndarray:
+            stem = masks / Path(names[index]).with_suffix("")
+            found = [path for path in (stem.with_name(stem.name + suffix) for suffix in (".png", ".tif", ".tiff"))
+                     if path.is_file()]
+            if not found:
+                raise AirsceneError(f"--masks {masks} has no label map for source image {names[index]!r} (looked for "
+                                    f"{stem.name}.png): give one for every image, or import without --masks")
+            return read_label_map(found[0], shape)
+
+        return from_folder
+    array = saved_array(masks, "masks")
+    if array.ndim != 3 or len(array) != len(names) or array.dtype.kind not in "iub":
+        raise AirsceneError(f"the masks of {masks} are an array of shape {array.shape} and dtype {array.dtype}: give "
+                            f"({len(names)}, H, W) integer label maps, one per image")
+
+    def from_array(index: int, shape: tuple[int, int]) -> np.ndarray:
+        label_map = np.asarray(array[index], np.int64)
+        if label_map.shape != tuple(shape) or label_map.min(initial=0) < 0:
+            raise AirsceneError(f"mask {index} of {masks} is {label_map.shape} with labels from {label_map.min()}: give "
+                                f"label maps of the images' size {tuple(shape)}, 0 the background, k object k")
+        return label_map
+
+    return from_array
+
+
+def _array_key(archive, path: Path, name: str) -> str:
+    """The key of the array named `name` in an .npz archive, or of its only array."""
+    if name in archive.files:
+        return name
     if len(archive.files) == 1:
         return archive.files[0]
-    raise AirsceneError(f"{source} holds arrays {', '.join(archive.files)}: name the images' array 'images'")
+    raise AirsceneError(f"{path} holds arrays {', '.join(archive.files)}: name the {name} array '{name}'")
 
 
 def read_labels(path: Path, names: list[str]) -> dict[str, Truth]:
@@ -162,16 +203,33 @@ def _truth_in(truth: Truth | None, factor: float, x: int, y: int, side: int, who
     return Truth(count=int(inside.sum()), boxes=np.clip(boxes[inside], 0, side))
 
 
+def _resized_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(H, W) label map resized to `size` by the nearest pixel: labels are names, never blended."""
+    return F.interpolate(labels[None, None].double(), size=size, mode="nearest-exact")[0, 0].long()
+
+
+def canvas_labels(labels: np.ndarray) -> np.ndarray:
+    """A canvas's cut of a label map, its objects renumbered 1, 2, ... in the order of their labels, as uint8."""
+    values, inverse = np.unique(labels, return_inverse=True)
+    if (values > 0).sum() > 255:
+        raise AirsceneError(f"a canvas holds {(values > 0).sum()} labelled objects, more than a data set's 255: "
+                            "give --tile or --size so that each canvas holds fewer")
+    renumbered = np.arange(len(values)) + (0 if values[0] == 0 else 1)  # 0 stays the background
+    return renumbered[inverse].reshape(labels.shape).astype(np.uint8)
+
+
 def canvases(index: int, image: np.ndarray, truth: Truth | None, scale: float | None, size: int | None,
-             tile: int | None, stride: int | None) -> list[Canvas]:
+             tile: int | None, stride: int | None, mask: np.ndarray | None = None) -> list[Canvas]:
     """The square canvases of one source image (as RGB; grey ones are made grey at the end): scaled, then
-    resized (shorter side to `size`, centred crop), cut into tiles, or taken whole if already square."""
+    resized (shorter side to `size`, centred crop), cut into tiles, or taken whole if already square; its
+    label map `mask` (H, W), if given, resized by the nearest pixel and cut with it."""
     factor = scale or 1.0
     scaled = [round(side * factor) for side in image.shape[:2]]
     if math.prod(scaled) > MAX_PIXELS:
         raise AirsceneError(f"--scale {scale} makes source image {index} {scaled[1]}x{scaled[0]} pixels, more than "
                             f"airscene holds ({MAX_PIXELS:,}): lower --scale, or cut the image with --tile first")
     pixels = to_model_layout(image[None], 3, layout="channels_last")[0]  # (3, H, W)
+    labels = None if mask is None else torch.from_numpy(mask)  # (H, W)
     if scale:
         pixels = _resized(pixels, scale)
     height, width = pixels.shape[1:]
@@ -193,7 +251,11 @@ def canvases(index: int, image: np.ndarray, truth: Truth | None, scale: float | 
     else:
         cuts = [(0, 0, height, _truth_in(truth, factor, 0, 0, height, whole=True))]
     rgb = quantise(pixels[None])[0]  # (H, W, 3) uint8
-    return [Canvas(pixels=rgb[y:y + side, x:x + side], origin=(index, x, y), truth=truth) for x, y, side, truth in cuts]
+    if labels is not None:
+        labels = _resized_labels(labels, tuple(pixels.shape[1:])).numpy()  # (H, W), as the pixels now are
+    return [Canvas(pixels=rgb[y:y + side, x:x + side], origin=(index, x, y), truth=truth,
+                   mask=None if labels is None else canvas_labels(labels[y:y + side, x:x + side]))
+            for x, y, side, truth in cuts]
 
 
 def scene_set(parts: list[Canvas], side: int, channels: int, labelled: bool) -> SceneSet:
@@ -201,10 +263,13 @@ def scene_set(parts: list[Canvas], side: int, channels: int, labelled: bool) -> 
     images = np.stack([part.pixels for part in parts]) if parts else np.zeros((0, side, side, 3), np.uint8)
     images = images[..., 0] if channels == 1 else images
     origins = np.array([part.origin for part in parts], np.int64).reshape(-1, 3)
+    masks = None
+    if parts and all(part.mask is not None for part in parts):
+        masks = np.stack([part.mask for part in parts])
     if not labelled:
-        return SceneSet(images=images, origins=origins)
+        return SceneSet(images=images, origins=origins, masks=masks)
     counts = np.array([part.truth.count for part in parts], np.int64)
-    scenes = SceneSet(images=images, origins=origins, counts=counts)
+    scenes = SceneSet(images=images, origins=origins, counts=counts, masks=masks)
     if all(part.truth.boxes is not None for part in parts):
         boxes = np.full((len(parts), max(1, int(counts.max(initial=0))), 4), -1, np.int64)
         for row, part in enumerate(parts):
@@ -251,18 +316,22 @@ def otsu_threshold(values: np.ndarray) -> float:
 
 def import_images(source: str | Path, out: str | Path, size: int | None = None, tile: int | None = None,
                   stride: int | None = None, scale: float | None = None, colour: bool | None = None,
-                  test_fraction: float = 0.1, seed: int = 0, labels: str | Path | None = None, force: bool = False) -> dict:
+                  test_fraction: float = 0.1, seed: int = 0, labels: str | Path | None = None,
+                  masks: str | Path | None = None, force: bool = False) -> dict:
     """Import SOURCE (a folder of images, or an .npy / .npz array) as the data set OUT (an existing one is
     replaced only with `force`); returns its settings, with the measured object size (`suggest_object_size`)
-    and the sources smaller than a tile (skipped). Held-out canvases come from held-out source files."""
+    and the sources smaller than a tile (skipped). Held-out canvases come from held-out source files. `masks`:
+    each image's instance label map (source_masks), cut with it into the canvases' true masks."""
     source = as_path(source, "image source")
     size, tile, stride, scale, test_fraction, seed = _check_import_options(size, tile, stride, scale, test_fraction, seed)
     if colour is not None and not isinstance(colour, bool):
         raise AirsceneError(f"colour is {colour!r}: give True, False or None (colour if any image is)")
     labels = None if labels is None else as_path(labels, "labels file")
-    with data_directory(out, force, reads=(source,)):
-        names, image = source_images(source)
+    masks = None if masks is None else as_path(masks, "masks")
+    with data_directory(out, force, reads=(source,) + (() if masks is None else (masks,))):
+        names, image = source_images(source, masks)
         truths = read_labels(labels, names) if labels else {}
+        label_map = None if masks is None else source_masks(masks, source, names)
         order = np.random.default_rng(seed).permutation(len(names))
         held_out = set(order[:round(test_fraction * len(names))].tolist()) if len(names) > 1 else set()
         splits: dict[str, list[Canvas]] = {"train": [], "test": []}
@@ -270,7 +339,8 @@ def import_images(source: str | Path, out: str | Path, size: int | None = None, 
         for index in range(len(names)):
             picture, truth = image(index), truths.get(names[index])
             _check_boxes_inside(truth, picture.shape, labels, names[index])
-            parts = canvases(index, picture, truth, scale, size, tile, stride or tile)
+            mask = None if label_map is None else label_map(index, picture.shape[:2])
+            parts = canvases(index, picture, truth, scale, size, tile, stride or tile, mask)
             splits["test" if index in held_out else "train"] += parts
             pixels += sum(part.pixels.size for part in parts)
             if sum(map(len, splits.values())) > MAX_CANVASES or pixels > MAX_IMPORT_BYTES:
@@ -295,7 +365,7 @@ def import_images(source: str | Path, out: str | Path, size: int | None = None, 
         train, test = (scene_set(splits[split], sides[0], channels, bool(truths)) for split in ("train", "test"))
         settings = dict(kind="import", format_version=2, source=str(source), size=size, tile=tile,
                         stride=stride or tile, scale=scale, channels=channels, test_fraction=test_fraction, seed=seed,
-                        labels=str(labels) if labels else None, source_files=names, train=len(train), test=len(test),
+                        labels=str(labels) if labels else None, masks=str(masks) if masks else None, source_files=names, train=len(train), test=len(test),
                         skipped_sources=skipped, measured=suggest_object_size(train.images))
         save_dataset(out, train, test, settings)
     return settings
