@@ -58,10 +58,12 @@ def machine() -> str:
             f"{torch.get_num_threads()} torch threads, {date.today().isoformat()}")
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section between this benchmark's markers."""
+def write_section(name: str, body: str, measured_on: str | None = None) -> None:
+    """Replace (or append) the section between this benchmark's markers; `measured_on`: the machine the figures
+    came from, where that is not the one writing them."""
     command = "python " + " ".join(shlex.quote(part) for part in [f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
-    section = (f"<!-- {name}:start -->\n## {name}\n\nCommand: `{command}`  \nMachine: {machine()}\n\n{body.strip()}\n"
+    section = (f"<!-- {name}:start -->\n## {name}\n\nCommand: `{command}`  \nMachine: {measured_on or machine()}\n\n"
+               f"{body.strip()}\n"
                f"<!-- {name}:end -->")
     text = RESULTS.read_text() if RESULTS.is_file() else HEADER
     pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)

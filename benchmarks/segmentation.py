@@ -14,15 +14,17 @@ budget in time. Its segmentation is each pixel's most probable slot.
     python benchmarks/segmentation.py --data tetrominoes --minutes 30
     python benchmarks/segmentation.py --data multi-dsprites --minutes 30
 
-One run a call with `--models` and `--seeds` (runs already finished are kept), and `--report` alone to write
-RESULTS.md from the finished runs.
+Runs already finished are kept; `--parallel N` trains N runs at once, each in its own process with `--threads`
+torch threads; `--report` alone writes RESULTS.md from the finished runs (and the machine they ran on).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import run_airscene, seeded_runs_parser, train_once, write_section  # noqa: E402
+from results import machine, run_airscene, seeded_runs_parser, train_once, write_section  # noqa: E402
 
 from airscene.data.files import load_dataset  # noqa: E402
 from airscene.evaluate import segmentation_metrics  # noqa: E402
@@ -39,18 +41,26 @@ from airscene.evaluate import segmentation_metrics  # noqa: E402
 DATA_SETS = {  # name: what it is, the `airscene data` command, Slot Attention's slots, airscene's train flags
     "tetrominoes": {
         "what": "Tetrominoes look-alike (35 x 35, 3 pieces on black)",
-        "data": ["tetrominoes"],
+        "data": ["tetrominoes", "--test", "1000"],
         "slots": 4,
         "airscene": ["--model", "dair", "--object-size", "5,20", "--likelihood-sd", "0.1", "--window-limit", "1.2",
                      "--learning-rate-decay", "cosine", "--max-objects", "3"],
     },
     "multi-dsprites": {
         "what": "Multi-dSprites look-alike (64 x 64, 1-4 sprites, colour on colour)",
-        "data": ["multi-dsprites", "--train", "60000", "--test", "2000"],
+        "data": ["multi-dsprites", "--test", "1000"],
         "slots": 5,
         "airscene": ["--model", "dair", "--compositing", "alpha", "--background", "learned", "--object-size", "12,26",
                      "--likelihood-sd", "0.1", "--window-limit", "1.2", "--learning-rate-decay", "cosine",
                      "--max-objects", "4"],
+    },
+    "clevr": {
+        "what": "CLEVR look-alike (64 x 64, 3-6 objects, rendered by MuJoCo)",
+        "data": ["clevr", "--train", "30000", "--test", "1000"],
+        "slots": 7,
+        "airscene": ["--model", "dair", "--compositing", "alpha", "--background", "learned", "--object-size", "4,20",
+                     "--likelihood-sd", "0.1", "--window-limit", "1.2", "--learning-rate-decay", "cosine",
+                     "--max-objects", "6"],
     },
 }
 MODELS = ("airscene", "slot-attention")
@@ -118,20 +128,20 @@ def learning_rate(elapsed: float, budget: float, peak: float = 4e-4) -> float:
     return peak * min(1.0, fraction / 0.02) * 0.5 ** (fraction / 0.2)
 
 
-def train_slot_attention(data: Path, slots: int, seconds: float, seed: int, batch_size: int = 64):
+def train_slot_attention(data: Path, slots: int, seconds: float, seed: int, device: str, batch_size: int = 64):
     """Trains for `seconds` of wall-clock; returns the model and the steps taken."""
     torch.manual_seed(seed)
     train, _, _ = load_dataset(data)
     images = train.images
     channels = 1 if images.ndim == 3 else images.shape[-1]
-    model = SlotAttentionAutoEncoder(channels, images.shape[1], slots)
+    model = SlotAttentionAutoEncoder(channels, images.shape[1], slots).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=0.0)
     generator = np.random.default_rng(seed)
     start, step = time.monotonic(), 0
     while (elapsed := time.monotonic() - start) < seconds:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(elapsed, seconds)
-        batch = as_tensor(images[np.sort(generator.choice(len(images), batch_size, replace=False))])
+        batch = as_tensor(images[np.sort(generator.choice(len(images), batch_size, replace=False))]).to(device)
         reconstruction, _ = model(batch)
         loss = F.mse_loss(reconstruction, batch)
         optimiser.zero_grad(set_to_none=True)
@@ -145,14 +155,15 @@ def train_slot_attention(data: Path, slots: int, seconds: float, seed: int, batc
 def slot_attention_labels(model: SlotAttentionAutoEncoder, images: np.ndarray, batch_size: int = 250) -> np.ndarray:
     """Each pixel's most probable slot, numbered from 1 (every slot a segment, the background's too)."""
     model.eval()
-    return np.concatenate([model(as_tensor(images[start:start + batch_size]))[1].argmax(1).numpy() + 1
+    device = next(model.parameters()).device
+    return np.concatenate([model(as_tensor(images[start:start + batch_size]).to(device))[1].argmax(1).cpu().numpy() + 1
                            for start in range(0, len(images), batch_size)])
 
 
-def run_slot_attention(directory: Path, data: Path, slots: int, minutes: float, seed: int) -> None:
+def run_slot_attention(directory: Path, data: Path, slots: int, minutes: float, seed: int, device: str) -> None:
     if (directory / "scores.json").is_file():
         return
-    model, steps = train_slot_attention(data, slots, minutes * 60, seed)
+    model, steps = train_slot_attention(data, slots, minutes * 60, seed, device)
     _, test, _ = load_dataset(data)
     scores = {"steps": steps, "count_accuracy": None,
               **segmentation_metrics(test.masks, slot_attention_labels(model, test.images))}
@@ -160,10 +171,11 @@ def run_slot_attention(directory: Path, data: Path, slots: int, minutes: float, 
     (directory / "scores.json").write_text(json.dumps(scores, indent=2))
 
 
-def run_airscene_model(directory: Path, data: Path, flags: list[str], minutes: float, seed: int, threads: int) -> None:
+def run_airscene_model(directory: Path, data: Path, flags: list[str], minutes: float, seed: int, threads: int,
+                       device: str) -> None:
     if train_once(directory, "train", "--data", str(data), *flags, "--seed", str(seed), "--minutes", str(minutes),
-                  "--threads", str(threads), "--quiet") or not (directory / "eval.json").is_file():
-        run_airscene("eval", str(directory), "--samples", "1")
+                  "--threads", str(threads), "--device", device, "--quiet") or not (directory / "eval.json").is_file():
+        run_airscene("eval", str(directory), "--samples", "1", "--device", device)
 
 
 def scores(directory: Path, model: str) -> dict | None:
@@ -182,7 +194,7 @@ def percent(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def report(out: Path, name: str, minutes: float, seeds: list[int]) -> None:
+def report(out: Path, name: str, minutes: float, seeds: list[int], device: str) -> None:
     spec = DATA_SETS[name]
     rows = ["| model | seed | steps | count accuracy | FG-ARI | ARI | mBO |", "|---|---:|---:|---:|---:|---:|---:|"]
     for model in MODELS:
@@ -191,11 +203,21 @@ def report(out: Path, name: str, minutes: float, seeds: list[int]) -> None:
             if found is not None:
                 rows.append(f"| {model} | {seed} | {found['steps']:,} | {percent(found['count_accuracy'])} | "
                             f"{percent(found['fg_ari'])} | {percent(found['ari'])} | {percent(found['mbo'])} |")
+    ran = json.loads((out / "machine.json").read_text()) if (out / "machine.json").is_file() else {}
     body = (f"Data: {spec['what']}, `airscene data {' '.join(spec['data'])}`. Each run: {minutes:g} minutes of "
-            f"training, then scored on every held-out scene by `airscene.evaluate.segmentation_metrics`. airscene: "
+            f"training on {device} ({ran.get('threads', '?')} torch thread(s) a run, {ran.get('parallel', '?')} runs "
+            f"at once), then scored on every held-out scene by `airscene.evaluate.segmentation_metrics`. airscene: "
             f"`airscene train {' '.join(spec['airscene'])}`, `airscene eval --samples 1`. Slot Attention: "
             f"{spec['slots']} slots, as described in the script.\n\n" + "\n".join(rows))
-    write_section(f"Segmentation: {name}", body)
+    write_section(f"Segmentation: {name}" + ("" if device == "cpu" else f" ({device})"), body, ran.get("machine"))
+
+
+def run_one(out: Path, data: Path, spec: dict, model: str, seed: int, minutes: float, threads: int, device: str) -> None:
+    directory = out / f"{model}-seed{seed}"
+    if model == "airscene":
+        run_airscene_model(directory, data, spec["airscene"], minutes, seed, threads, device)
+    else:
+        run_slot_attention(directory, data, spec["slots"], minutes, seed, device)
 
 
 def main() -> None:
@@ -203,7 +225,12 @@ def main() -> None:
     parser.add_argument("--data", choices=tuple(DATA_SETS), required=True)
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: where both models train")
     parser.add_argument("--report", action="store_true", help="only write RESULTS.md from the finished runs")
+    parser.add_argument("--no-report", action="store_true", help="train and score, but leave RESULTS.md as it is")
+    parser.add_argument("--concurrent", type=int, default=None,
+                        help="runs training on the machine at once, this call's and others' (default: --parallel)")
+    parser.set_defaults(parallel=1)
     args = parser.parse_args()
     spec, out = DATA_SETS[args.data], Path(args.out) / args.data
     data = out / "data"
@@ -211,14 +238,23 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         if not (data / "dataset.json").is_file():
             run_airscene("data", *spec["data"], "--out", str(data))
-        for seed in args.seeds:
-            for model in args.models:
-                directory = out / f"{model}-seed{seed}"
-                if model == "airscene":
-                    run_airscene_model(directory, data, spec["airscene"], args.minutes, seed, args.threads)
-                else:
-                    run_slot_attention(directory, data, spec["slots"], args.minutes, seed)
-    report(out, args.data, args.minutes, args.seeds)
+        runs = [(model, seed) for seed in args.seeds for model in args.models]
+        if args.parallel > 1 and len(runs) > 1:  # each run its own process, as if alone with its threads
+            (out / "machine.json").write_text(json.dumps({"machine": machine(), "threads": args.threads,
+                                                          "parallel": args.concurrent or min(args.parallel, len(runs))}))
+            common = [sys.executable, __file__, "--data", args.data, "--out", args.out, "--minutes", str(args.minutes),
+                      "--threads", str(args.threads), "--device", args.device, "--parallel", "1"]
+            with ThreadPoolExecutor(args.parallel) as pool:
+                list(pool.map(lambda run: subprocess.run([*common, "--models", run[0], "--seeds", str(run[1]), "--no-report"],
+                                                         check=True), runs))
+        else:
+            if not (out / "machine.json").is_file():
+                (out / "machine.json").write_text(json.dumps({"machine": machine(), "threads": args.threads,
+                                                              "parallel": args.concurrent or 1}))
+            for model, seed in runs:
+                run_one(out, data, spec, model, seed, args.minutes, args.threads, args.device)
+    if not args.no_report:
+        report(out, args.data, args.minutes, args.seeds, args.device)
 
 
 if __name__ == "__main__":
