@@ -221,7 +221,7 @@ def test_multi_dsprites_hide_each_other_and_their_masks_say_who_is_in_front(tmp_
             assert (pixels == pixels[0]).all()
 
 
-def test_clevr_masks_are_what_mujoco_draws_in_front(tmp_path):
+def test_clevr_masks_are_what_mujoco_draws_in_front(tmp_path, mujoco):
     from airscene.cli import main
     from airscene.data import load_dataset
     from airscene.data.clevr import COLOURS, MIN_PIXELS, ClevrRenderer

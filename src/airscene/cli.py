@@ -150,6 +150,13 @@ def _exit_code(summary: dict) -> int:
     return EXIT_CODES.get(summary.get("stopped_by"), 0)
 
 
+def _sample_command(args: argparse.Namespace) -> int:
+    from airscene.viz import draw_samples
+
+    print(f"wrote {draw_samples(args.run, args.out, args.number, args.count, args.seed, args.force, args.device)}")
+    return 0
+
+
 def _data_command(args: argparse.Namespace) -> int:
     from airscene.data import make_clevr, make_multi_dsprites, make_multi_mnist, make_scenes, make_sprites, make_tetrominoes
     from airscene.data.imports import import_images
@@ -489,6 +496,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_flag(inferrer)
     inferrer.set_defaults(handler=_infer_command)
 
+    sampler = commands.add_parser("sample", help="scenes drawn from a run's generative model: its priors, its "
+                                  "decoder and its background, with each object's window")
+    sampler.add_argument("run", help="a run directory or its checkpoint.pt")
+    sampler.add_argument("--out", default="samples.png", help="the figure (.png, .jpg, .pdf or .svg)")
+    sampler.add_argument("--number", type=int, default=32, help="how many scenes")
+    sampler.add_argument("--count", type=int, default=None, help="objects in every scene (default: drawn from the "
+                         "count prior, which a strong training prior such as 1e-10 leaves empty)")
+    sampler.add_argument("--seed", type=int, default=0)
+    sampler.add_argument("--device", default="cpu", help="where to compute: cpu (default), cuda, cuda:N, mps or auto")
+    sampler.add_argument("--force", action="store_true", help="replace a file at --out that airscene did not write")
+    sampler.set_defaults(handler=_sample_command)
     viewer = commands.add_parser("viz", help="the paper's Fig. 3 for a run (writes RUN/figure3.png)")
     viewer.add_argument("run")
     viewer.add_argument("--data", default=None)

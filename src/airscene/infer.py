@@ -18,6 +18,7 @@ import torch
 
 from airscene.checkpoint import load_checkpoint
 from airscene.config import Config
+from airscene.data.scenes import SceneSet
 from airscene.distributed import resolve_device
 from airscene.errors import AirsceneError
 from airscene.images import PNG_MARK, image_files, marked_png, quantise, read_image, read_images, to_model_layout
@@ -129,6 +130,20 @@ class TrainedModel:
             canvases = canvases.view(*order.shape, *canvases.shape[1:])[..., :trace.images.shape[-2], :trace.images.shape[-1]]
             return canvases * trace.z_pres.gather(1, order)[:, :, None, None, None]
         return appearance * trace.z_pres[:, :, None, None, None]
+
+    def sample(self, number: int = 32, count: int | None = None, seed: int = 0) -> SceneSet:
+        """`number` scenes drawn from the trained generative model (model.sample, seeded): the canvases the
+        latents draw (the likelihood's mean, as uint8), their counts and the present objects' windows as boxes.
+        `count`: every scene with that many objects (the prior given the count)."""
+        number = check_value("number", number, int, {"minimum": 1, "maximum": 100_000})
+        seed = check_value("seed", seed, int, {"minimum": 0, "maximum": 2**63 - 1})
+        generator = torch.Generator(self.device).manual_seed(seed)
+        drawn = self.model.sample(number, generator=generator, count=count)
+        boxes = self.model.boxes(drawn.z_where, self.config.model.image_size).round().long()  # (B, N, 4)
+        order = drawn.z_pres.argsort(dim=1, descending=True, stable=True)  # the present ones first, in order
+        boxes = torch.where(drawn.z_pres.gather(1, order)[..., None] > 0, boxes.gather(1, order[..., None].expand(-1, -1, 4)), -1)
+        return SceneSet(images=quantise(drawn.canvas.clamp(0, 1).cpu()), counts=drawn.z_pres.sum(1).long().cpu().numpy(),
+                        boxes=boxes.cpu().numpy())
 
     def reconstruct(self, images) -> tuple[np.ndarray, Scenes]:
         """(B, C, H, W) reconstructions (the present objects composited over the background) and the scenes."""

@@ -88,6 +88,14 @@ def preview_dataset(directory: str | Path, out: str | Path, split: str = "test",
     return preview(train if split == "train" else test, out, number=number, force=force)
 
 
+def draw_samples(run: str | Path, out: str | Path, number: int = 32, count: int | None = None, seed: int = 0,
+                 force: bool = False, device: str = "cpu") -> Path:
+    """`preview` of scenes drawn from a trained run's generative model (TrainedModel.sample), each with its
+    objects' windows and count, written outside the run."""
+    outside(as_path(out, "figure"), [as_path(run, "run")], "--out")
+    return preview(load(run, device).sample(number, count=count, seed=seed), out, number=number, force=force)
+
+
 FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}
 
 

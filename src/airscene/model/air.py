@@ -29,8 +29,8 @@ import torch.nn as nn
 from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
 from airscene.model.networks import BackgroundVAE, GlimpseDecoder, GlimpseEncoder, ImageEmbedding, InferenceStep
-from airscene.model.priors import count_log_prior, normal
-from airscene.model.trace import Trace, stack_steps
+from airscene.model.priors import count_log_prior, draw, normal, prior_presence, standard_normal
+from airscene.model.trace import SceneSample, Trace, stack_steps
 from airscene.model.transformer import crop_glimpse, paste_glimpse, window_boxes
 
 # The brightness (the brightest channel, images in [0, 1]) an added glimpse must exceed the background's by to
@@ -177,7 +177,7 @@ def read_background(background: BackgroundVAE, images: torch.Tensor, sample: boo
     """The background component's latent inferred from images (B, C, H, W), and decoded to their size."""
     q = normal(*background.encode(images))
     z_background = q.rsample() if sample else q.mean  # (B, D)
-    log_ratio = (normal(0.0, 1.0).log_prob(z_background) - q.log_prob(z_background)).sum(-1)
+    log_ratio = (standard_normal().log_prob(z_background) - q.log_prob(z_background)).sum(-1)
     return BackgroundLatents(background=background.decode(z_background, images.shape[-2:]), log_ratio=log_ratio)
 
 
@@ -222,6 +222,13 @@ class PixelLikelihood:
         fit = self.pixel_log_likelihood(images[:, None], pictures).sum(2)  # (B, N + 1, H, W)
         log_prior = torch.where(shares > 0, shares.clamp_min(1e-30).log(), float("-inf"))
         return torch.softmax(log_prior + fit, dim=1)
+
+    def draw_images(self, canvas: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x ~ p(x | canvas): the canvas plus Gaussian noise, or Bernoulli pixels."""
+        if self.config.likelihood == "gaussian":
+            noise = torch.randn(canvas.shape, generator=generator, device=canvas.device)
+            return canvas + self.config.likelihood_sd * noise
+        return torch.bernoulli(canvas.clamp(0, 1), generator=generator)
 
     def log_likelihood(self, images: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
         """log p(x | canvas) summed over pixels; images (B, C, H, W), canvas (B, ..., C, H, W) -> (B, ...).
@@ -294,8 +301,7 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         q_what = normal(*self.encode(glimpse))
         z_what = q_what.rsample() if sample else q_what.mean  # (B, C_what)
         log_q = q_where.log_prob(z_where).sum(-1) + q_what.log_prob(z_what).sum(-1)
-        log_p = (normal(self.where_prior_mean, self.where_prior_sd).log_prob(z_where).sum(-1)
-                 + normal(0.0, 1.0).log_prob(z_what).sum(-1))
+        log_p = self.where_prior().log_prob(z_where).sum(-1) + standard_normal().log_prob(z_what).sum(-1)
         return GlimpseStep(z_where=z_where, z_what=z_what, log_ratio=log_p - log_q,
                            objects=self.render_object(z_what, z_where), feedback=torch.cat([z_where, z_what], 1))
 
@@ -305,6 +311,29 @@ class AIR(AttendInferRepeat, PixelLikelihood):
                             objects=steps["objects"],
                             scene_log_ratio=images.new_zeros(len(images)) if context is None else context.log_ratio,
                             background=None if context is None else context.background)
+
+    def where_prior(self) -> torch.distributions.Normal:
+        """p(z_where) of every step: independent Gaussians over (s, x, y)."""
+        return normal(self.where_prior_mean, self.where_prior_sd)
+
+    @torch.no_grad()
+    def sample(self, number: int, generator: torch.Generator | None = None, count: int | None = None) -> SceneSample:
+        """`number` scenes from the generative model (the paper's Sec. 2): the count from its truncated geometric
+        (or `count` objects each), each object's z_where and z_what from their priors, decoded and composited
+        in step order over a background from its prior, then x from the likelihood."""
+        c = self.config
+        z_pres = prior_presence(number, c.max_objects, self.count_prior, unary=True, generator=generator, count=count)
+        z_where = draw(self.where_prior(), (number, c.max_objects, 3), generator)
+        z_what = draw(standard_normal(), (number, c.max_objects, c.what_size), generator, z_where.device)
+        objects = self.render_object(z_what.flatten(0, 1), z_where.flatten(0, 1))
+        objects = objects.view(number, c.max_objects, *objects.shape[1:])  # (B, N, C(+1), H, W)
+        background = None
+        if c.background == "learned":
+            z_background = draw(standard_normal(), (number, c.background_size), generator, z_where.device)
+            background = self.background.decode(z_background, (c.image_size, c.image_size))
+        canvas = composite(objects, background, z_pres, self.alpha)[:, -1]
+        return SceneSample(images=self.draw_images(canvas, generator), canvas=canvas, z_pres=z_pres, z_where=z_where,
+                           z_what=z_what, background=background)
 
     def render_object(self, z_what: torch.Tensor, z_where: torch.Tensor) -> torch.Tensor:
         """y^i: the decoded glimpse y_att placed on the canvas by the inverse transform. (B, C, H, W)"""

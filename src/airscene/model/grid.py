@@ -34,8 +34,8 @@ from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
 from airscene.model.air import PixelLikelihood, alone_pictures, draw_presence, pixel_shares, read_background
 from airscene.model.networks import PRESENCE_LOGIT_BOUND, BackgroundVAE, GlimpseDecoder, GlimpseEncoder, gaussian_parameters
-from airscene.model.priors import normal
-from airscene.model.trace import Trace
+from airscene.model.priors import draw, normal, prior_presence, standard_normal
+from airscene.model.trace import SceneSample, Trace
 from airscene.model.transformer import cell_tiles, crop_glimpse, fold_tiles, paste_glimpse, tile_canvases, window_boxes
 
 DEFAULT_OBJECT_SIZE = (20.0,)  # pixels, where the config does not say: an MNIST digit's ink
@@ -234,6 +234,40 @@ class GridAIR(nn.Module, PixelLikelihood):
         centre_x, centre_y = (column + 0.5) * self.cell + offset_x, (row + 0.5) * self.cell + offset_y
         return torch.stack([size, centre_x, centre_y], -1), in_tile
 
+    def canvas_windows(self, u: torch.Tensor, rows: int, columns: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K, 3) window latents -> each window as AIR's z_where on a canvas `width` wide (s = canvas width /
+        window width, the centre in [-1, 1]), and in its tile's terms."""
+        pixels, in_tile = self.windows(u, rows, columns)
+        z_where = torch.stack([width / pixels[..., 0], 2 * pixels[..., 1] / width - 1, 2 * pixels[..., 2] / width - 1], -1)
+        return z_where, in_tile
+
+    @torch.no_grad()
+    def sample(self, number: int, generator: torch.Generator | None = None, count: int | None = None) -> SceneSample:
+        """`number` scenes of config.image_size from the generative model: each cell's presence Bernoulli(rho)
+        (or `count` cells at random), its window (and depth) and appearance latents from N(0, I), decoded and
+        drawn in their tiles, composited over a background from its prior, then x from the likelihood."""
+        c, device = self.config, self.count_prior.device
+        rows = columns = -(-c.image_size // self.cell)
+        cells = rows * columns
+        z_pres = prior_presence(number, cells, self.count_prior, unary=False, generator=generator, count=count)
+        u = draw(standard_normal(), (number, cells, 3 + self.alpha), generator, device)
+        z_what = draw(standard_normal(), (number, cells, c.what_size), generator, device)
+        z_where, in_tile = self.canvas_windows(u[..., :3], rows, columns, c.image_size)
+        tiles = self.draw_tiles(CellLatents(presence_logits=torch.zeros_like(z_pres), z_where=z_where, in_tile=in_tile,
+                                            z_what=z_what, z_depth=u[..., 3] if self.alpha else None,
+                                            log_ratio=torch.zeros_like(z_pres), kl=torch.zeros_like(z_pres)))
+        background = None
+        if c.background == "learned":
+            z_background = draw(standard_normal(), (number, c.background_size), generator, device)
+            background = self.background.decode(z_background, (c.image_size, c.image_size))
+        canvas = self.render(GridTrace(images=torch.zeros(number, c.channels, c.image_size, c.image_size, device=device),
+                                       presence_logits=torch.zeros_like(z_pres), z_pres=z_pres,
+                                       log_ratio=torch.zeros_like(z_pres), scene_log_ratio=z_pres.new_zeros(number),
+                                       z_where=z_where, z_what=z_what, tiles=tiles, background=background,
+                                       z_depth=u[..., 3] if self.alpha else None, latent_kl=torch.zeros_like(z_pres)))
+        return SceneSample(images=self.draw_images(canvas, generator), canvas=canvas, z_pres=z_pres, z_where=z_where,
+                           z_what=z_what, background=background)
+
     def infer_cells(self, images: torch.Tensor, sample: bool = True) -> CellLatents:
         """The inference network, every cell at once: images (B, C, H, W) -> each cell's presence logit,
         window and appearance code, with their log p - log q."""
@@ -244,14 +278,11 @@ class GridAIR(nn.Module, PixelLikelihood):
         logits = PRESENCE_LOGIT_BOUND * torch.tanh(output[..., 0] / PRESENCE_LOGIT_BOUND)  # (B, K)
         q_where = normal(*gaussian_parameters(output[..., 1:]))
         u = q_where.rsample() if sample else q_where.mean  # (B, K, 3), or 4: the depth last
-        pixels, in_tile = self.windows(u[..., :3], rows, columns)
-        # The window as AIR's z_where on this canvas: s = canvas width / window width, the centre in [-1, 1].
-        width = images.shape[-1]
-        z_where = torch.stack([width / pixels[..., 0], 2 * pixels[..., 1] / width - 1, 2 * pixels[..., 2] / width - 1], -1)
+        z_where, in_tile = self.canvas_windows(u[..., :3], rows, columns, images.shape[-1])
         glimpses = crop_glimpse(images, z_where, c.glimpse_size, WINDOW_FLOOR).flatten(0, 1)  # (B K, C, g, g)
         q_what = normal(*self.encode(glimpses))
         z_what = q_what.rsample() if sample else q_what.mean  # (B K, C_what)
-        prior = normal(0.0, 1.0)
+        prior = standard_normal()
         log_ratio = ((prior.log_prob(u) - q_where.log_prob(u)).sum(-1)
                      + (prior.log_prob(z_what) - q_what.log_prob(z_what)).sum(-1).view(batch, rows * columns))
         kl = (kl_divergence(q_where, prior).sum(-1) + kl_divergence(q_what, prior).sum(-1).view(batch, rows * columns))

@@ -1,9 +1,13 @@
-"""Priors of the generative model: the count, a truncated geometric; and Gaussians as the hot path builds them."""
+"""Priors of the generative model, used alike by the ELBO's terms and by sampling: the count, a truncated
+geometric over AIR's steps (or each grid cell's Bernoulli presence); the standard normal of appearance codes,
+backgrounds and the grid's windows; and Gaussians as the hot path builds them."""
 
 from __future__ import annotations
 
 import torch
 from torch.distributions import Normal
+
+from airscene.errors import AirsceneError
 
 
 def normal(loc, scale) -> Normal:
@@ -11,6 +15,35 @@ def normal(loc, scale) -> Normal:
     the device wait: the networks' sds are positive by construction (softplus plus a floor) and the priors'
     are validated settings."""
     return Normal(loc, scale, validate_args=False)
+
+
+def standard_normal() -> Normal:
+    """N(0, 1): the prior of every z_what, of z_bg, and of a grid cell's window and depth latents."""
+    return normal(0.0, 1.0)
+
+
+def draw(prior: Normal, shape: tuple[int, ...], generator: torch.Generator | None = None,
+         device: torch.device | str | None = None) -> torch.Tensor:
+    """A sample of `shape` (ending in the prior's own shape, if any) from a Normal, drawn with `generator` on
+    `device` (default: where the prior's parameters are)."""
+    loc, scale = torch.as_tensor(prior.loc, device=device), torch.as_tensor(prior.scale, device=device)
+    return loc + scale * torch.randn(shape, generator=generator, device=loc.device)
+
+
+def prior_presence(batch: int, steps: int, rho: torch.Tensor, unary: bool, generator: torch.Generator | None = None,
+                  count: int | None = None) -> torch.Tensor:
+    """(batch, steps) presences from their prior: each Bernoulli(rho), and with `unary` (AIR's steps) only while
+    the step before was present, which makes the count a truncated geometric. With `count`, the prior given the
+    count: the first `count` steps, or (not unary: a grid's cells) `count` cells drawn at random."""
+    if count is not None:
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= steps:
+            raise AirsceneError(f"count is {count!r}: give a whole number from 0 to {steps}, the model's most objects")
+        if unary:
+            return (torch.arange(steps, device=rho.device) < count).float().expand(batch, steps).clone()
+        ranks = torch.rand(batch, steps, generator=generator, device=rho.device).argsort(1).argsort(1)
+        return (ranks < count).float()
+    present = (torch.rand(batch, steps, generator=generator, device=rho.device) < rho).float()
+    return torch.cumprod(present, 1) if unary else present
 
 
 def count_log_prior(counts: torch.Tensor, rho: torch.Tensor, max_objects: int) -> torch.Tensor:

@@ -33,6 +33,18 @@ class Trace:
         return torch.cumprod((self.presence_logits > 0).float(), dim=1)
 
 
+@dataclass(kw_only=True)
+class SceneSample:
+    """B scenes drawn from a model's generative model p(x, z): its latents from their priors, then x."""
+
+    images: torch.Tensor  # (B, C, H, W) x ~ p(x | z)
+    canvas: torch.Tensor  # (B, C, H, W) the likelihood's mean: what the latents draw
+    z_pres: torch.Tensor  # (B, N) 0/1 of AIR's steps or of the grid's cells
+    z_where: torch.Tensor  # (B, N, 3) each window as AIR's (s, x, y)
+    z_what: torch.Tensor  # (B, N, C_what)
+    background: torch.Tensor | None = None  # (B, C, H, W) where the model has a background
+
+
 def stack_steps(steps: list) -> dict[str, torch.Tensor]:
     """A list of per-step records (dataclasses of (B, ...) tensors) -> their fields stacked along dim 1,
     by name: {field: (B, N, ...)}."""
