@@ -205,7 +205,7 @@ def report(out: Path, name: str, minutes: float, seeds: list[int], device: str) 
                             f"{percent(found['fg_ari'])} | {percent(found['ari'])} | {percent(found['mbo'])} |")
     ran = json.loads((out / "machine.json").read_text()) if (out / "machine.json").is_file() else {}
     body = (f"Data: {spec['what']}, `airscene data {' '.join(spec['data'])}`. Each run: {minutes:g} minutes of "
-            f"training on {device} ({ran.get("threads", "?")} torch thread(s) a run, {ran.get('parallel', '?')} runs "
+            f"training on {device} ({ran.get('threads', '?')} torch thread(s) a run, {ran.get('parallel', '?')} runs "
             f"at once), then scored on every held-out scene by `airscene.evaluate.segmentation_metrics`. airscene: "
             f"`airscene train {' '.join(spec['airscene'])}`, `airscene eval --samples 1`. Slot Attention: "
             f"{spec['slots']} slots, as described in the script.\n\n" + "\n".join(rows))

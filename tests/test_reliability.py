@@ -533,7 +533,7 @@ def test_no_command_writes_inside_what_it_reads(data_dir, tmp_path, capsys):
 
 def test_a_skipped_step_changes_nothing_the_next_step_reads(data_dir, tmp_path, monkeypatch):
     from airscene.estimators.nvil import NVIL
-    from airscene.runs import StepAverages, train_step
+    from airscene.runs import train_step
     from airscene.train import AIRJob
 
     config = tiny_config(data_dir, steps=5)

@@ -13,14 +13,14 @@ from airscene.data import load_dataset
 from airscene.errors import AirsceneError
 from airscene.estimators.elbo import count_log_posterior, elbo_per_count, sampled_elbo_terms
 from airscene.infer import load
-from airscene.model import AIR, GridAIR
+from airscene.model import SceneModel
 from airscene.checkpoint import writable_run
 from airscene.storage import write_json
 from airscene.viz import reconstruction_figure
 
 
 @torch.no_grad()
-def infer_counts(model: AIR | GridAIR, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+def infer_counts(model: SceneModel, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
     return np.concatenate([model.describe(chunk)[0].sum(1).long().cpu().numpy() for chunk in images.split(batch_size)])
 
 
@@ -94,16 +94,15 @@ def segmentation_metrics(true: np.ndarray, inferred: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def elbo_and_log_likelihood(model: AIR | GridAIR, images: torch.Tensor, samples: int = 50, batch_size: int = 100):
+def elbo_and_log_likelihood(model: SceneModel, images: torch.Tensor, samples: int = 50, batch_size: int = 100):
     """Per image: the ELBO and the importance-weighted estimate of log p(x) from `samples` samples. AIR's
     count is summed out exactly: for each sample of the continuous latents, sum_n p(x, n, z^{1:n}) /
     q(z^{1:n}) is an unbiased estimate of p(x), so its log-mean-exp over samples is a tighter bound than the
     ELBO. A grid's presences are sampled with the rest (batches shrink to keep its tiles in memory)."""
-    grid = isinstance(model, GridAIR)
     elbos, log_likelihoods = [], []
-    for chunk in images.split(max(1, batch_size * 4 // samples) if grid else batch_size):
+    for chunk in images.split(batch_size if model.enumerates_count else max(1, batch_size * 4 // samples)):
         repeated = chunk.repeat_interleave(samples, dim=0)  # (b * S, C, H, W)
-        if grid:
+        if not model.enumerates_count:
             image_terms, per_cell, _ = sampled_elbo_terms(model, model(repeated, presence="sample"))
             log_weight = (image_terms + per_cell.sum(1)).view(-1, samples)
             elbo = log_weight
@@ -157,7 +156,7 @@ def localisation(pred_boxes: np.ndarray, scores: np.ndarray, true_boxes: np.ndar
 
 
 @torch.no_grad()
-def evaluate(model: AIR | GridAIR, images: torch.Tensor, counts: np.ndarray | None = None, boxes: np.ndarray | None = None,
+def evaluate(model: SceneModel, images: torch.Tensor, counts: np.ndarray | None = None, boxes: np.ndarray | None = None,
              samples: int = 50, likelihood_images: int = 1000) -> dict:
     """Every held-out metric of one model that the labels allow. Always: the test ELBO, the
     importance-weighted log p(x) and the histogram of inferred counts; with true counts, their accuracy and
@@ -166,7 +165,7 @@ def evaluate(model: AIR | GridAIR, images: torch.Tensor, counts: np.ndarray | No
     model.eval()
     present, presence, wheres, _whats = zip(*(model.describe(chunk) for chunk in images.split(1000)))
     inferred = torch.cat(present).sum(1).long().cpu().numpy()
-    capacity = int(inferred.max(initial=0)) if isinstance(model, GridAIR) else model.config.max_objects
+    capacity = model.object_capacity() or int(inferred.max(initial=0))
     elbo, log_likelihood = elbo_and_log_likelihood(model, images[:likelihood_images], samples)
     metrics = {
         "images": len(images),

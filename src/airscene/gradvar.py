@@ -92,10 +92,10 @@ def measure(run: str | Path, data: str | None = None, samples: int = 1000, batch
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
             raise AirsceneError(f"{name} is {value!r}: use a whole number from {low} to {high}")
     state, config = load_checkpoint(run)
-    if config.model.model == "grid":
+    model = model_from_checkpoint(state, config, run, device)
+    if not model.enumerates_count:
         raise AirsceneError(f"run {run} is a grid model: gradvar compares AIR's estimators of the count, which a "
                             "grid does not have; use it on an air or dair run")
-    model = model_from_checkpoint(state, config, run, device)
     train_set, test_set, _ = load_dataset(data or config.data)
     if batch_size > len(test_set):
         raise AirsceneError(f"batch size {batch_size} exceeds the {len(test_set)} test images of {data or config.data}: "

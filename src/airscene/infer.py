@@ -22,8 +22,7 @@ from airscene.data.scenes import SceneSet
 from airscene.distributed import resolve_device
 from airscene.errors import AirsceneError
 from airscene.images import PNG_MARK, image_files, marked_png, quantise, read_image, read_images, to_model_layout
-from airscene.model import AIR, GridAIR, GridTrace, make_model
-from airscene.model.transformer import tile_canvases
+from airscene.model import SceneModel, make_model
 from airscene.runs import RUN_MARKER
 from airscene.settings import check_value
 from airscene.storage import as_path, check_writable, outside, read_json, replaceable, write_file, write_json
@@ -56,7 +55,7 @@ class Scenes:
 class TrainedModel:
     """A trained AIR (or grid model) with its config, rebuilt from a checkpoint alone, on any device."""
 
-    def __init__(self, model: AIR | GridAIR, config: Config, step: int = 0):
+    def __init__(self, model: SceneModel, config: Config, step: int = 0):
         self.model = model.eval()
         self.config = config
         self.step = step
@@ -73,7 +72,7 @@ class TrainedModel:
     @property
     def image_size(self) -> int | None:
         """The canvas side this model takes: the one trained on, or None (any) for the grid model."""
-        return None if isinstance(self.model, GridAIR) else self.config.model.image_size
+        return self.model.input_size
 
     @torch.inference_mode()
     def infer(self, images, batch_size: int = 1000, layout: str = "auto") -> Scenes:
@@ -98,7 +97,7 @@ class TrainedModel:
             trace = self.model.most_probable(chunk)
             parts["reconstruction"].append(self.model.render(trace).clamp(0, 1).cpu())
             parts["background"].append(torch.zeros_like(chunk).cpu() if trace.background is None else trace.background.cpu())
-            parts["objects"].append(self.present_objects(trace).clamp(0, 1).cpu())
+            parts["objects"].append(self.model.present_objects(trace).clamp(0, 1).cpu())
         most = max(part.shape[1] for part in parts["objects"])  # grid chunks may find different numbers
         parts["objects"] = [torch.nn.functional.pad(part, (0, 0, 0, 0, 0, 0, 0, most - part.shape[1]))
                             for part in parts["objects"]]
@@ -116,20 +115,6 @@ class TrainedModel:
         most = max(chunk.shape[1] for chunk in chunks)  # grid chunks may hold different numbers of objects
         masks = torch.cat([torch.nn.functional.pad(chunk, (0, 0, 0, 0, 0, most - chunk.shape[1])) for chunk in chunks])
         return masks.numpy(), masks.argmax(1).numpy()
-
-    def present_objects(self, trace) -> torch.Tensor:
-        """(B, N, C, H, W): each present object of a greedy trace alone on the canvas, as opaque as its alpha,
-        zeros where absent."""
-        objects = trace.tiles if isinstance(trace, GridTrace) else trace.objects  # (B, N, C(+1), ...)
-        appearance = objects[:, :, :-1] * objects[:, :, -1:] if self.model.alpha else objects
-        if isinstance(trace, GridTrace):  # its present cells, in cell order, each tile on a canvas of its own
-            order = trace.z_pres.argsort(dim=1, descending=True, stable=True)[:, :int(trace.z_pres.sum(1).max())]
-            tiles = appearance.gather(1, order[:, :, None, None, None].expand(-1, -1, *appearance.shape[2:]))
-            height, width = self.model.padded(trace.images).shape[-2:]
-            canvases = tile_canvases(tiles.flatten(0, 1), order.flatten(), height, width, self.model.cell)
-            canvases = canvases.view(*order.shape, *canvases.shape[1:])[..., :trace.images.shape[-2], :trace.images.shape[-1]]
-            return canvases * trace.z_pres.gather(1, order)[:, :, None, None, None]
-        return appearance * trace.z_pres[:, :, None, None, None]
 
     def sample(self, number: int = 32, count: int | None = None, seed: int = 0) -> SceneSet:
         """`number` scenes drawn from the trained generative model (model.sample, seeded): the canvases the
@@ -150,7 +135,7 @@ class TrainedModel:
         return self.decompose(images)["reconstruction"], self.infer(images)
 
 
-def model_from_checkpoint(state: dict, config: Config, path: str | Path, device: str = "cpu") -> AIR | GridAIR:
+def model_from_checkpoint(state: dict, config: Config, path: str | Path, device: str = "cpu") -> SceneModel:
     """The model of a checkpoint's state and config, on `device` (a name, "auto" included)."""
     try:
         model = make_model(config.model)

@@ -3,14 +3,15 @@
 from airscene.config import ModelConfig
 from airscene.model.air import AIR, AttendInferRepeat, GlimpseTrace
 from airscene.model.grid import GridAIR, GridTrace
+from airscene.model.interface import SceneModel
 from airscene.model.trace import Trace
 from airscene.model.transformer import crop_glimpse, paste_glimpse, window_boxes
 
 
-def make_model(config: ModelConfig) -> AIR | GridAIR:
+def make_model(config: ModelConfig) -> SceneModel:
     """The model config.model names: AIR or DAIR (one recurrent step per object) or the grid."""
     return GridAIR(config) if config.model == "grid" else AIR(config)
 
 
-__all__ = ["AIR", "AttendInferRepeat", "GlimpseTrace", "GridAIR", "GridTrace", "Trace", "crop_glimpse", "make_model",
-           "paste_glimpse", "window_boxes"]
+__all__ = ["AIR", "AttendInferRepeat", "GlimpseTrace", "GridAIR", "GridTrace", "SceneModel", "Trace", "crop_glimpse",
+           "make_model", "paste_glimpse", "window_boxes"]

@@ -312,6 +312,20 @@ class AIR(AttendInferRepeat, PixelLikelihood):
                             scene_log_ratio=images.new_zeros(len(images)) if context is None else context.log_ratio,
                             background=None if context is None else context.background)
 
+    enumerates_count = True  # presence "all" draws every step: the count's N + 1 terms from one trace
+
+    @property
+    def input_size(self) -> int:
+        return self.config.image_size
+
+    def object_capacity(self) -> int:
+        return self.config.max_objects
+
+    def present_objects(self, trace: GlimpseTrace) -> torch.Tensor:
+        """(B, N, C, H, W): each step's object alone on the canvas, as opaque as its alpha, zeros where absent."""
+        appearance = trace.objects[:, :, :-1] * trace.objects[:, :, -1:] if self.alpha else trace.objects
+        return appearance * trace.z_pres[:, :, None, None, None]
+
     def where_prior(self) -> torch.distributions.Normal:
         """p(z_where) of every step: independent Gaussians over (s, x, y)."""
         return normal(self.where_prior_mean, self.where_prior_sd)

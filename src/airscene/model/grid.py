@@ -234,6 +234,27 @@ class GridAIR(nn.Module, PixelLikelihood):
         centre_x, centre_y = (column + 0.5) * self.cell + offset_x, (row + 0.5) * self.cell + offset_y
         return torch.stack([size, centre_x, centre_y], -1), in_tile
 
+    enumerates_count = False  # 2^K presence patterns: a grid's presences are sampled (or summed cell by cell)
+    input_size = None  # its convolutions run on a canvas of any size
+
+    def object_capacity(self) -> None:
+        return None  # as many cells as the canvas has
+
+    def present_canvases(self, trace: GridTrace, parts: torch.Tensor) -> torch.Tensor:
+        """(B, K, C', T, T) per-cell tiles -> (B, M, C', H, W): the present cells' tiles, in cell order, each on
+        a canvas of its own (M: the most any image holds; a cell not present: zeros)."""
+        order = trace.z_pres.argsort(dim=1, descending=True, stable=True)[:, :int(trace.z_pres.sum(1).max())]
+        parts = parts.gather(1, order[:, :, None, None, None].expand(-1, -1, *parts.shape[2:]))
+        height, width = self.padded(trace.images).shape[-2:]
+        canvases = tile_canvases(parts.flatten(0, 1), order.flatten(), height, width, self.cell)
+        canvases = canvases.view(*order.shape, *canvases.shape[1:])[..., :trace.images.shape[-2], :trace.images.shape[-1]]
+        return canvases * trace.z_pres.gather(1, order)[:, :, None, None, None]
+
+    def present_objects(self, trace: GridTrace) -> torch.Tensor:
+        """(B, M, C, H, W): each present cell's object alone on the canvas, as opaque as its alpha."""
+        appearance = trace.tiles[:, :, :-1] * trace.tiles[:, :, -1:] if self.alpha else trace.tiles
+        return self.present_canvases(trace, appearance)
+
     def canvas_windows(self, u: torch.Tensor, rows: int, columns: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, K, 3) window latents -> each window as AIR's z_where on a canvas `width` wide (s = canvas width /
         window width, the centre in [-1, 1]), and in its tile's terms."""
@@ -372,14 +393,9 @@ class GridAIR(nn.Module, PixelLikelihood):
         """(B, M + 1, H, W): the background's share of each pixel and each present cell's object's, the cells in
         their order (M: the most any image holds; a cell not present: 0), as `compose` draws them. With alpha,
         where objects overlap their opacity times depth weight divides what they cover, 1 - prod(1 - o)."""
-        order = trace.z_pres.argsort(dim=1, descending=True, stable=True)[:, :int(trace.z_pres.sum(1).max())]
-        parts = self.contributions(trace, trace.z_pres)  # (B, K, C', T, T)
-        parts = parts.gather(1, order[:, :, None, None, None].expand(-1, -1, *parts.shape[2:]))
-        height, width = self.padded(trace.images).shape[-2:]
-        canvases = tile_canvases(parts.flatten(0, 1), order.flatten(), height, width, self.cell)
-        canvases = canvases.view(*order.shape, *canvases.shape[1:])[..., :trace.images.shape[-2], :trace.images.shape[-1]]
+        canvases = self.present_canvases(trace, self.contributions(trace, trace.z_pres))  # (B, M, C', H, W)
         if not self.alpha:
-            shares = pixel_shares(canvases, trace.background, torch.ones_like(order, dtype=canvases.dtype), alpha=False)
+            shares = pixel_shares(canvases, trace.background, canvases.new_ones(canvases.shape[:2]), alpha=False)
             return self.explain_pixels(trace.images, shares, alone_pictures(canvases, trace.background, additive=True))
         nearness, covered = canvases[:, :, -2], 1 - torch.exp(canvases[:, :, -1].sum(1, keepdim=True))  # (B, M, H, W)
         shares = torch.cat([1 - covered, nearness / nearness.sum(1, keepdim=True).clamp_min(1e-12) * covered], 1)

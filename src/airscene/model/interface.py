@@ -1,0 +1,49 @@
+"""What every scene model declares, so that training, evaluation, inference and figures ask the model what it
+can do and never branch on its class: AIR and DAIR (model/air.py) and the grid (model/grid.py) implement it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from airscene.config import ModelConfig
+from airscene.model.trace import SceneSample, Trace
+
+
+class SceneModel(Protocol):
+    config: ModelConfig
+    count_prior: torch.Tensor  # rho, a buffer that training may anneal
+    alpha: bool  # objects carry an opacity and hide what is behind them
+
+    # What it can do.
+    enumerates_count: bool  # presence "all" gives every count's terms, so the count can be summed out exactly
+
+    @property
+    def input_size(self) -> int | None:
+        """The canvas side it takes: the one trained on, or None where any size goes."""
+
+    def object_capacity(self) -> int | None:
+        """The most objects one scene can hold, or None where that depends on the canvas."""
+
+    # The inference network q(z | x) and the generative model p(x, z).
+    def __call__(self, images: torch.Tensor, presence: str = "sample", exploration: float = 0.0,
+                 temperature: float = 1.0, sample: bool = True) -> Trace: ...
+
+    def most_probable(self, images: torch.Tensor) -> Trace: ...
+
+    def describe(self, images: torch.Tensor, threshold: float = 0.5) -> tuple[torch.Tensor, ...]: ...
+
+    def sample(self, number: int, generator: torch.Generator | None = None, count: int | None = None) -> SceneSample: ...
+
+    def render(self, trace: Trace) -> torch.Tensor: ...
+
+    def trace_log_likelihood(self, trace: Trace) -> torch.Tensor: ...
+
+    # What a trace shows.
+    def present_objects(self, trace: Trace) -> torch.Tensor:
+        """(B, M, C, H, W): each present object alone on the canvas, as opaque as its alpha."""
+
+    def pixel_shares(self, trace: Trace) -> torch.Tensor: ...
+
+    def boxes(self, z_where: torch.Tensor, image_size: int) -> torch.Tensor: ...
