@@ -556,3 +556,19 @@ def test_a_skipped_step_changes_nothing_the_next_step_reads(data_dir, tmp_path, 
     assert all(torch.equal(v, before["estimator"][k]) for k, v in job.estimator.state_dict().items())
     assert all(torch.equal(v, w) for v, w in zip((v for s in job.optimiser.state.values() for v in s.values()),
                                                   before["adam"]))
+
+
+def test_outputs_are_as_readable_as_the_umask_allows_and_a_file_is_no_folder(tmp_path):
+    import os
+
+    from airscene.errors import AirsceneError
+    from airscene.storage import check_writable, write_text
+
+    write_text(tmp_path / "out.txt", "hello")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(AirsceneError, match="file is a file, not a folder"):
+        check_writable(tmp_path / "file" / "inside", "figure directory")
+    assert (tmp_path / "file").read_text() == "mine"

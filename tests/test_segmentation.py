@@ -300,7 +300,7 @@ def test_imported_images_bring_their_label_maps_cut_and_resized_with_them(tmp_pa
     with pytest.raises(AirsceneError, match="has no label map for source image 'b.png'"):
         import_images(source, tmp_path / "missing", tile=20, masks=masks)
     Image.fromarray(picture).save(masks / "b.png")
-    with pytest.raises(AirsceneError, match="is a RGB picture, not a label map"):
+    with pytest.raises(AirsceneError, match=r"b.png is not a label map \(its pixels are RGB"):
         import_images(source, tmp_path / "colour", tile=20, masks=masks)
     Image.fromarray(truth[:30]).save(masks / "b.png")
     with pytest.raises(AirsceneError, match="mask file .*b.png is 40x30 but its image is 40x40"):
@@ -314,3 +314,58 @@ def test_imported_images_bring_their_label_maps_cut_and_resized_with_them(tmp_pa
     np.save(tmp_path / "masks.npy", np.stack([truth] * 3))
     import_images(tmp_path / "images.npy", tmp_path / "array", test_fraction=0.0, masks=tmp_path / "masks.npy")
     assert np.array_equal(load_dataset(tmp_path / "array")[0].masks[0] > 0, truth > 0)
+
+
+def test_label_map_imports_fail_in_one_clear_line_and_leave_nothing_behind(tmp_path, monkeypatch):
+    import warnings
+
+    from PIL import Image
+
+    import airscene.images as images_module
+    from airscene.data.imports import import_images
+    from airscene.errors import AirsceneError
+
+    source = tmp_path / "photos"
+    source.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(source / "a.png")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AirsceneError, match="has no label map for source image 'a.png' \\(looked for a.png, .tif"):
+        import_images(source, tmp_path / "new" / "deep" / "out", masks=tmp_path / "empty")
+    assert not (tmp_path / "new").exists()  # the folders it made for --out went with the failure
+    with pytest.raises(AirsceneError, match="is the image folder itself"):
+        import_images(source, tmp_path / "out", masks=source)
+    with pytest.raises(AirsceneError, match="is not a folder: with a folder of images"):
+        import_images(source, tmp_path / "out", masks=source / "a.png")
+    (tmp_path / "two").mkdir()
+    for name in ("a.png", "a.tif"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "two" / name)
+    with pytest.raises(AirsceneError, match="has more than one label map for source image 'a.png'"):
+        import_images(source, tmp_path / "out", masks=tmp_path / "two")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # Pillow refuses past twice this as it opens the file
+    with pytest.raises(AirsceneError, match="has more pixels than airscene decodes"):
+        images_module.read_label_map(tmp_path / "two" / "a.png", (8, 8))
+    monkeypatch.undo()
+
+    np.save(tmp_path / "images.npy", np.zeros((2, 8, 8), np.uint8))
+    with pytest.raises(AirsceneError, match="is a folder, but the images are an array"):
+        import_images(tmp_path / "images.npy", tmp_path / "out", masks=tmp_path / "two")
+    np.save(tmp_path / "huge.npy", np.full((2, 8, 8), 2**63, np.uint64))
+    with pytest.raises(AirsceneError, match="labels from 9223372036854775808"):
+        import_images(tmp_path / "images.npy", tmp_path / "out", masks=tmp_path / "huge.npy")
+    np.save(tmp_path / "labels.npy", np.ones((2, 8, 8), np.int64))  # numpy's default integers, memory-mapped
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not even PyTorch's warning about a read-only array
+        import_images(tmp_path / "images.npy", tmp_path / "out", test_fraction=0.0, masks=tmp_path / "labels.npy")
+    assert not (tmp_path / "out").exists() or (tmp_path / "out" / "dataset.json").is_file()
+
+
+def test_clevr_counts_are_clevrs():
+    from airscene.cli import _counts
+    from airscene.data.clevr import check_clevr_counts
+    from airscene.errors import AirsceneError
+
+    assert check_clevr_counts((3, 4, 5, 6)) == (3, 4, 5, 6)
+    with pytest.raises(AirsceneError, match="CLEVR scenes hold at most 10 objects"):
+        check_clevr_counts(range(0, 12))
+    with pytest.raises(Exception, match="runs backwards: give it low to high, 1-3"):
+        _counts("3-1")

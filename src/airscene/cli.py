@@ -47,6 +47,9 @@ def _counts(text: str) -> tuple[int, ...]:
             first, last = int(first), int(last if dash else first)
         except ValueError:
             raise argparse.ArgumentTypeError(f"'{text[:60]}' is not a list of counts, e.g. 0,1,2 or 0-10") from None
+        if last < first:
+            raise argparse.ArgumentTypeError(f"the range {first}-{last} runs backwards: give it low to high, "
+                                             f"{last}-{first}")
         if last - first > MAX_COUNT_RANGE:  # refused before a list of that length is built
             raise argparse.ArgumentTypeError(f"the range {first}-{last} holds more than {MAX_COUNT_RANGE} counts: "
                                              "give counts from 0 to 64")

@@ -149,17 +149,18 @@ def read_label_map(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
 
     def labels(image) -> np.ndarray:
         if image.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
-            raise AirsceneError(f"mask file {path} is a {image.mode} picture, not a label map: give single-channel "
-                                "(grey or palette) PNGs whose values number the objects, 0 the background")
+            raise AirsceneError(f"mask file {path} is not a label map (its pixels are {image.mode}: colour, alpha or "
+                                "fractions): give single-channel whole-number PNGs or TIFFs, grey or palette, whose "
+                                "values number the objects, 0 the background")
         array = np.asarray(image).astype(np.int64)
         if array.min(initial=0) < 0:
             raise AirsceneError(f"mask file {path} holds negative labels: number the objects from 1, 0 the background")
         return array
 
-    return _read_file(path, "mask file", labels, check_size)
+    return _read_file(path, "mask file", labels, check_size, formats="PNG or TIFF label maps")
 
 
-def _read_file(path: Path, what: str, decode, check=None):
+def _read_file(path: Path, what: str, decode, check=None, formats: str = "PNG, JPEG, TIFF or BMP files"):
     """Open image file `path`, refuse it if too large or of several frames, turn it as its EXIF orientation
     says, `check` the PIL image (raising AirsceneError), and return decode(image); unreadable: one line."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -178,9 +179,11 @@ def _read_file(path: Path, what: str, decode, check=None):
             if check is not None:
                 check(turned)
             return decode(turned)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise AirsceneError(f"{what} {path} is not a readable image ({type(error).__name__}): give PNG, JPEG, "
-                            "TIFF or BMP files") from None
+    except Image.DecompressionBombError:  # Pillow refuses a huge image as it opens it, before the check above
+        raise AirsceneError(f"{what} {path} has more pixels than airscene decodes ({MAX_PIXELS:,}): crop it, or cut it "
+                            "into tiles first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise AirsceneError(f"{what} {path} is not a readable image ({type(error).__name__}): give {formats}") from None
 
 
 def _decoded(image) -> np.ndarray:

@@ -120,7 +120,7 @@ class TrainedModel:
         """`number` scenes drawn from the trained generative model (model.sample, seeded): the canvases the
         latents draw (the likelihood's mean, as uint8), their counts and the present objects' windows as boxes.
         `count`: every scene with that many objects (the prior given the count)."""
-        number = check_value("number", number, int, {"minimum": 1, "maximum": 100_000})
+        number = check_value("number", number, int, {"minimum": 1, "maximum": 1024})  # a figure's worth
         seed = check_value("seed", seed, int, {"minimum": 0, "maximum": 2**63 - 1})
         generator = torch.Generator(self.device).manual_seed(seed)
         drawn = self.model.sample(number, generator=generator, count=count)

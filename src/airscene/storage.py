@@ -47,6 +47,16 @@ def _sync_directory(directory: Path) -> None:
             os.close(descriptor)
 
 
+def _file_mode() -> int:
+    """What open() would give a new file: 0666 less the process's umask (read once, at import)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 def write_staged(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """Write a new file beside `path` through `write` (exclusively created, flushed and synced) and return
     its name, for the caller to rename over `path` (publish) or delete. Raises what `write` raised, with
@@ -55,6 +65,7 @@ def write_staged(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     temporary = Path(name)
     try:
+        os.fchmod(descriptor, FILE_MODE)  # mkstemp's 0600 would make every output private to its writer
         with os.fdopen(descriptor, "wb") as handle:
             write(handle)
             handle.flush()
@@ -143,6 +154,9 @@ def check_writable(directory: str | Path, what: str = "directory", create: bool 
     directory = as_path(directory, what)
     if not create and not directory.is_dir():
         raise AirsceneError(f"{what} {directory} does not exist: check the path")
+    file = next((part for part in (directory, *directory.parents) if part.exists() and not part.is_dir()), None)
+    if file is not None:
+        raise AirsceneError(f"{what} {directory}: {file} is a file, not a folder: choose another directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):

@@ -128,10 +128,10 @@ def make_clevr(out: str | Path, train: int = 60_000, test: int = 10_000, counts:
                size: int = 64, seed: int = 0, progress: bool = True, force: bool = False) -> dict:
     """Generate and save both splits of the CLEVR look-alike (clevr.clevr), rendered by MuJoCo; an existing data
     set at `out` is replaced only with `force`."""
-    from airscene.data.clevr import clevr
+    from airscene.data.clevr import check_clevr_counts, clevr
 
     check_generator_settings(train, test, size, seed, 3)
-    counts = check_counts(counts)
+    counts = check_clevr_counts(counts)
     with data_directory(out, force):
         settings = dict(kind="clevr", format_version=FORMAT_VERSION, train=train, test=test, counts=list(counts),
                         size=size, seed=seed, object_size=[size / 16, size * 5 / 16])

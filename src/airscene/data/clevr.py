@@ -111,6 +111,17 @@ class ClevrRenderer:
         self.segmenter.close()
 
 
+MAX_OBJECTS = 10  # CLEVR's own most
+
+
+def check_clevr_counts(counts) -> tuple[int, ...]:
+    counts = check_counts(counts)
+    if max(counts) > MAX_OBJECTS:
+        raise AirsceneError(f"--counts goes to {max(counts)}, but CLEVR scenes hold at most {MAX_OBJECTS} objects: give "
+                            f"counts from 0 to {MAX_OBJECTS}, such as 3-6")
+    return counts
+
+
 def place_objects(rng: np.random.Generator, count: int) -> list[dict] | None:
     """`count` objects of random shape, size, colour, material and yaw, standing apart; None if they do not fit."""
     objects: list[dict] = []
@@ -133,7 +144,7 @@ def clevr(number: int, counts: tuple[int, ...] = (3, 4, 5, 6), size: int = 64, s
           progress: bool = True) -> SceneSet:
     """`number` CLEVR-like scenes of `size` x `size` with their instance masks; every object shows at least
     MIN_PIXELS of the picture. labels: the shape (0 cube, 1 sphere, 2 cylinder); boxes: of the visible part."""
-    counts = check_counts(counts)
+    counts = check_clevr_counts(counts)
     rng = np.random.default_rng(seed)
     scenes = _labelled_scene_set(number, size, max(counts), 3)
     renderer = ClevrRenderer(max(counts), size)
@@ -149,7 +160,8 @@ def clevr(number: int, counts: tuple[int, ...] = (3, 4, 5, 6), size: int = 64, s
                 if (shown >= MIN_PIXELS * size * size).all():
                     break
             else:
-                raise AirsceneError(f"cannot place {count} objects each in view: lower the counts")
+                raise AirsceneError(f"cannot place {count} objects each in view on a {size}x{size} picture: lower "
+                                    "--counts or raise --size")
             scenes.images[index], scenes.masks[index], scenes.counts[index] = picture, owner, count
             for slot, thing in enumerate(objects):
                 rows, columns = np.nonzero(owner == slot + 1)

@@ -120,12 +120,15 @@ def data_directory(directory: str | Path, force: bool = False, reads: tuple = ()
                                 f"({listed(entries)}): "
                                 "airscene writes only into a new or empty folder, or over its own data set; choose a "
                                 "new --out")
+    made = directory  # the outermost folder this command creates: the data set's, or a parent of it
+    while not made.parent.exists():
+        made = made.parent
     check_writable(directory, "data directory")
     try:
         yield directory
     except BaseException:
-        if not existed and all(_leftover(entry) for entry in directory.iterdir()):
-            shutil.rmtree(directory, ignore_errors=True)
+        if not existed and directory.is_dir() and all(_leftover(entry) for entry in directory.iterdir()):
+            shutil.rmtree(made, ignore_errors=True)
         raise
 
 

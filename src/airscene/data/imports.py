@@ -28,6 +28,7 @@ MEASURED_CANVASES = 200  # canvases the object-size suggestion looks at
 MAX_LABELLED_OBJECTS = 10_000  # objects a labels file may give one image
 MAX_CANVASES = 2_000_000  # canvases one import may cut
 MAX_IMPORT_BYTES = 8 * 2**30  # of the canvases' pixels, held in memory until they are written
+MASK_SUFFIXES = (".png", ".PNG", ".tif", ".TIF", ".tiff", ".TIFF")  # label maps must be lossless: never JPEG
 MIN_CANVAS = 4  # pixels a side: the smallest canvas a data set may hold (data.files.validate_scenes)
 
 
@@ -91,35 +92,44 @@ def source_masks(masks: Path, source: Path, names: list[str]) -> Callable[[int, 
     images, or from an .npy / .npz array (N, H, W) of integers for an array of images."""
     if source.is_dir():
         if not masks.is_dir():
-            raise AirsceneError(f"--masks {masks} is not a folder: give the folder of label-map PNGs of the images")
+            raise AirsceneError(f"--masks {masks} is not a folder: with a folder of images, give a folder of label maps "
+                                "named as the images")
 
         def from_folder(index: int, shape: tuple[int, int]) -> np.ndarray:
-            stem = masks / Path(names[index]).with_suffix("")
-            found = [path for path in (stem.with_name(stem.name + suffix) for suffix in (".png", ".tif", ".tiff"))
-                     if path.is_file()]
-            if not found:
-                raise AirsceneError(f"--masks {masks} has no label map for source image {names[index]!r} (looked for "
-                                    f"{stem.name}.png): give one for every image, or import without --masks")
+            stem = Path(names[index]).with_suffix("")
+            candidates = {stem.with_name(stem.name + suffix) for suffix in MASK_SUFFIXES}
+            found = sorted({(masks / name).resolve(): masks / name for name in candidates
+                            if (masks / name).is_file()}.values())  # a.png and a.PNG may be one file
+            if len(found) != 1:
+                raise AirsceneError(f"--masks {masks} has {'no' if not found else 'more than one'} label map for source "
+                                    f"image {names[index]!r} (looked for {stem}.png, .tif or .tiff): give exactly one for "
+                                    "every image, or import without --masks")
             return read_label_map(found[0], shape)
 
         return from_folder
+    if masks.is_dir():
+        raise AirsceneError(f"--masks {masks} is a folder, but the images are an array: give an .npy or .npz array of "
+                            "label maps (N, H, W)")
     array = saved_array(masks, "masks")
     if array.ndim != 3 or len(array) != len(names) or array.dtype.kind not in "iub":
         raise AirsceneError(f"the masks of {masks} are an array of shape {array.shape} and dtype {array.dtype}: give "
                             f"({len(names)}, H, W) integer label maps, one per image")
 
     def from_array(index: int, shape: tuple[int, int]) -> np.ndarray:
-        label_map = np.asarray(array[index], np.int64)
-        if label_map.shape != tuple(shape) or label_map.min(initial=0) < 0:
-            raise AirsceneError(f"mask {index} of {masks} is {label_map.shape} with labels from {label_map.min()}: give "
-                                f"label maps of the images' size {tuple(shape)}, 0 the background, k object k")
-        return label_map
+        raw = np.asarray(array[index])
+        low, high = (raw.min(), raw.max()) if raw.size else (0, 0)
+        if raw.shape != tuple(shape) or low < 0 or high >= 2**31:
+            raise AirsceneError(f"mask {index} of {masks} is {raw.shape} with labels from {low} to {high}: give label "
+                                f"maps of the images' size {tuple(shape)}, 0 the background, k < 2^31 object k")
+        return raw.astype(np.int64)  # a copy: a memory-mapped .npy is read-only
 
     return from_array
 
 
 def _array_key(archive, path: Path, name: str) -> str:
     """The key of the array named `name` in an .npz archive, or of its only array."""
+    if not archive.files:
+        raise AirsceneError(f"{path} holds no arrays: save the {name} in it")
     if name in archive.files:
         return name
     if len(archive.files) == 1:
@@ -328,6 +338,9 @@ def import_images(source: str | Path, out: str | Path, size: int | None = None, 
         raise AirsceneError(f"colour is {colour!r}: give True, False or None (colour if any image is)")
     labels = None if labels is None else as_path(labels, "labels file")
     masks = None if masks is None else as_path(masks, "masks")
+    if masks is not None and masks.resolve() == source.resolve():
+        raise AirsceneError(f"--masks {masks} is the image folder itself: put the label maps in a folder of their own "
+                            "(a subfolder such as masks/ will do)")
     with data_directory(out, force, reads=(source,) + (() if masks is None else (masks,))):
         names, image = source_images(source, masks)
         truths = read_labels(labels, names) if labels else {}
