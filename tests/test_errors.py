@@ -177,7 +177,7 @@ def test_missing_data_and_unwritable_run(small_data, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert main(["train", "--data", str(small_data), "--out", str(blocker / "run"), "--quiet", "--batch-size", "8"]) == 2
-    assert "is not writable" in capsys.readouterr().err
+    assert "file is a file, not a folder" in capsys.readouterr().err
     assert main(["train", "--data", str(small_data), "--out", str(tmp_path / "fresh"), "--resume", "--quiet"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
 
