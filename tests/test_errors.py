@@ -286,3 +286,17 @@ def test_running_out_of_memory_is_one_line(small_data, tmp_path, capsys, monkeyp
     error = capsys.readouterr().err
     assert stopped.value.code == 2
     assert "holds more than 1000 counts" in error and len(error) < 300
+
+
+def test_each_program_offers_only_the_settings_it_reads(capsys):
+    for command, unread in ((["train", "--data", "nowhere"], "--yaw-proposals"), (["run"], "--yaw-proposals"),
+                            (["graphics", "train"], "--vimco-samples"), (["graphics", "train"], "--temperature-start")):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        assert unread not in capsys.readouterr().out
+        with pytest.raises(SystemExit) as refused:
+            main([*command, "--out", "never-made", unread, "3"])  # not a flag of this command at all
+        assert refused.value.code == 2 and f"unrecognized arguments: {unread} 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["graphics", "train", "--help"])
+    assert "--yaw-proposals" in capsys.readouterr().out  # where it is read, it is offered

@@ -72,17 +72,25 @@ def _numbers(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers, e.g. 0.8,1.2") from None
 
 
+# Settings a program never reads, so its command does not offer them: AIR's have no yaw to propose; inverse
+# graphics trains with marginal, nvil or supervised, never VIMCO's samples or a relaxation's temperature.
+AIR_UNREAD = ("data", "train.yaw_proposals")
+GRAPHICS_UNREAD = ("train.vimco_samples", "train.temperature_start", "train.temperature_end", "train.temperature_steps",
+                   "train.straight_through")
+
+
 def _add_settings(parser: argparse.ArgumentParser, defaults, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
     """One --option per field of a settings dataclass (nested ones in their own group), typed from it,
-    so every setting is reachable without a wall of hand-written flags. Only flags given are applied."""
+    so every setting is reachable without a wall of hand-written flags; `skip` names (as "train.steps") those
+    the command never reads. Only flags given are applied."""
     hints = typing.get_type_hints(type(defaults))
     group = parser.add_argument_group(f"{prefix.rstrip('.') or 'run'} settings")
     for field in dataclasses.fields(defaults):
         hint, default = hints[field.name], getattr(defaults, field.name)
-        if field.name in skip:
+        if f"{prefix}{field.name}" in skip:
             continue
         if dataclasses.is_dataclass(hint):
-            _add_settings(parser, default, f"{prefix}{field.name}.")
+            _add_settings(parser, default, f"{prefix}{field.name}.", skip)
             continue
         options = dict(dest=f"setting:{prefix}{field.name}", default=argparse.SUPPRESS,
                        help=f"{field.metadata.get('help', '')} (default: {default})")
@@ -361,7 +369,7 @@ def _add_graphics_commands(commands) -> None:
     actions = graphics.add_subparsers(dest="action", required=True, parser_class=Parser)
     trainer = actions.add_parser("train", help="render the experiment's data and train the inference network")
     _add_training_flags(trainer)
-    _add_settings(trainer, GraphicsConfig())
+    _add_settings(trainer, GraphicsConfig(), skip=GRAPHICS_UNREAD)
     trainer.set_defaults(handler=_graphics_train_command)
     evaluator = actions.add_parser("eval", help="held-out metrics and a figure of a run (RUN/eval.json, RUN/figure.png)")
     evaluator.add_argument("run")
@@ -475,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "side, and pick the best by held-out ELBO (OUT/seeds.json)")
     trainer.add_argument("--parallel", type=int, default=None, help="with --seeds: how many at a time "
                          "(default: one per core)")
-    _add_settings(trainer, Config(), skip=("data",))
+    _add_settings(trainer, Config(), skip=AIR_UNREAD)
     trainer.set_defaults(handler=_train_command)
 
     evaluator = commands.add_parser("eval", help="held-out metrics of a run (writes RUN/eval.json)")
@@ -532,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--data", default=DEFAULT_DATA)
     runner.add_argument("--out", default=DEFAULT_RUN)
     runner.add_argument("--quiet", action="store_true")
-    _add_settings(runner, Config(), skip=("data",))
+    _add_settings(runner, Config(), skip=AIR_UNREAD)
     runner.set_defaults(handler=_run_command, **{"setting:train.minutes": DEFAULT_MINUTES})
     _add_graphics_commands(commands)
     return parser
