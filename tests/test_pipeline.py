@@ -175,3 +175,30 @@ def test_one_scene_saved_in_every_format_gets_one_inference(trained_run, data_di
     records = [{key: value for key, value in record.items() if key != "image"} for record in json.loads(capsys.readouterr().out)]
     assert all(record == records[0] for record in records)
     assert records[0] == airscene.load(trained_run).infer(scene[None]).to_records()[0]
+
+
+def test_the_main_job_budget_and_resume_rule_live_in_the_library(tmp_path, monkeypatch):
+    import airscene.pipeline as pipeline
+    from airscene.checkpoint import resumable
+    from airscene.config import MAIN_JOB_MINUTES, Config
+
+    seen = {}
+
+    def fake_train(config, out, resume, progress):
+        seen.update(minutes=config.train.minutes, resume=resume)
+        return {"stopped_by": "SIGINT"}  # stop before evaluation
+
+    monkeypatch.setattr(pipeline, "train", fake_train)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset.json").write_text("{}")
+    config = Config(data=str(data))
+    assert config.train.minutes is None
+    pipeline.main_job(config, tmp_path / "run", say=lambda _: None)
+    assert seen == {"minutes": MAIN_JOB_MINUTES, "resume": False} and config.train.minutes is None  # not mutated
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")
+    assert resumable(tmp_path / "run")
+    config.train.minutes = 2.0
+    pipeline.main_job(config, tmp_path / "run", say=lambda _: None)
+    assert seen == {"minutes": 2.0, "resume": True}

@@ -15,6 +15,12 @@ from airscene.storage import as_path, check_writable, write_file
 
 CHECKPOINT_FORMAT = 2
 CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def resumable(directory: str | Path) -> bool:
+    """The one resume rule of the commands that resume on their own (`airscene run`, `train --seeds`): a run
+    directory holding a checkpoint is continued, any other is started."""
+    return (Path(directory) / CHECKPOINT_NAME).is_file()
 KINDS = ("air", "graphics")
 
 

@@ -12,14 +12,12 @@ import types
 import typing
 from pathlib import Path
 
-from airscene.config import Config
+from airscene.config import MAIN_JOB_MINUTES, Config
 from airscene.errors import AirsceneError
 from airscene.settings import holds_every_setting
 from airscene.storage import read_json
 
-DEFAULT_DATA = "data/multi-mnist"
 DEFAULT_RUN = "runs/default"
-DEFAULT_MINUTES = 10.0
 MAX_COUNT_RANGE = 1000  # counts one range of --counts may hold (a scene holds at most 64 objects)
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}  # a run stopped by a signal saves, then exits as the shell expects
 
@@ -311,10 +309,10 @@ def _gradvar_command(args: argparse.Namespace) -> int:
 
 
 def _run_command(args: argparse.Namespace) -> int:
+    from airscene.checkpoint import resumable
     from airscene.pipeline import main_job
 
-    resume = (Path(args.out) / "checkpoint.pt").is_file()
-    result = main_job(_air_config(args, resume), args.out, progress=not args.quiet)
+    result = main_job(_air_config(args, resumable(args.out)), args.out, progress=not args.quiet)
     summary = result["summary"]
     if "metrics" not in result:
         _print(summary)
@@ -536,12 +534,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_flag(variance)
     variance.set_defaults(handler=_gradvar_command)
 
-    runner = commands.add_parser("run", help="the main job: data, training, evaluation, figures")
-    runner.add_argument("--data", default=DEFAULT_DATA)
+    runner = commands.add_parser("run", help="the main job: data, training, evaluation, figures",
+                                 description=f"The main job: the default data if missing, training for "
+                                 f"{MAIN_JOB_MINUTES:g} minutes unless --minutes says otherwise (resumed if --out "
+                                 "holds a checkpoint), held-out evaluation and figures.")
+    runner.add_argument("--data", default=Config().data)
     runner.add_argument("--out", default=DEFAULT_RUN)
     runner.add_argument("--quiet", action="store_true")
     _add_settings(runner, Config(), skip=AIR_UNREAD)
-    runner.set_defaults(handler=_run_command, **{"setting:train.minutes": DEFAULT_MINUTES})
+    runner.set_defaults(handler=_run_command)
     _add_graphics_commands(commands)
     return parser
 

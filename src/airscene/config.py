@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from airscene.settings import Settings, setting
 
+MAIN_JOB_MINUTES = 10.0  # the main job's (`airscene run`) training budget where its config sets none
 ESTIMATORS = ("enumerate", "nvil", "vimco", "relaxed", "local")  # AIR's; inverse graphics has its own (graphics.config)
 # The grid's: "enumerate" sums out AIR's count and NVIL's baseline runs over AIR's steps; a grid has neither.
 GRID_ESTIMATORS = ("local", "vimco", "relaxed")

@@ -3,11 +3,12 @@ for a fixed budget (resumed if the run directory holds a checkpoint), held-out e
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
-from airscene.checkpoint import CHECKPOINT_NAME
-from airscene.config import Config
+from airscene.checkpoint import resumable
+from airscene.config import MAIN_JOB_MINUTES, Config
 from airscene.data import make_multi_mnist
 from airscene.errors import AirsceneError
 from airscene.evaluate import evaluate_run
@@ -18,8 +19,10 @@ from airscene.viz import draw_run_figure
 
 def main_job(config: Config, out: str | Path, progress: bool = True, say: Callable[[str], None] = print) -> dict:
     """Everything the README's main job does; `say` reports what it is doing. Returns the training summary,
-    the held-out metrics and where the figure is."""
+    the held-out metrics and where the figure is. A config with no minutes trains for MAIN_JOB_MINUTES."""
     out = as_path(out, "run directory")
+    if config.train.minutes is None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, minutes=MAIN_JOB_MINUTES))
     data = Path(config.data)
     if not (data / "dataset.json").is_file():
         if data.exists() and (not data.is_dir() or any(data.iterdir())):
@@ -27,7 +30,7 @@ def main_job(config: Config, out: str | Path, progress: bool = True, say: Callab
                                 "job will not write over it; give another --data")
         say(f"making the default Multi-MNIST data set in {config.data} ...")
         make_multi_mnist(config.data, seed=0, progress=progress)
-    resume = (out / CHECKPOINT_NAME).is_file()
+    resume = resumable(out)
     if resume:
         say(f"resuming the run in {out}")
     summary = train(config, out, resume=resume, progress=progress)

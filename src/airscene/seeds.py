@@ -12,7 +12,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from airscene.checkpoint import CHECKPOINT_NAME
+from airscene.checkpoint import resumable
 from airscene.config import Config
 from airscene.errors import AirsceneError
 from airscene.storage import check_writable, claim_directory, read_json, write_json
@@ -32,7 +32,7 @@ def train_seed(config: Config, directory: Path, samples: int) -> dict:
     """Train (or resume) one seed's run in `directory` and evaluate it; its summary, metrics, or error."""
     request = directory.with_suffix(".json")
     write_json(request, config.to_dict(), "seed config")
-    resume = ["--resume"] if (directory / CHECKPOINT_NAME).is_file() else []
+    resume = ["--resume"] if resumable(directory) else []
     code, error = run_command(["train", "--data", config.data, "--config", str(request), "--out", str(directory),
                                "--quiet", *resume])
     if code != 0:
