@@ -390,9 +390,10 @@ class GridAIR(nn.Module, PixelLikelihood):
         return CompositedEffects(self, trace)
 
     def pixel_shares(self, trace: GridTrace) -> torch.Tensor:
-        """(B, M + 1, H, W): the background's share of each pixel and each present cell's object's, the cells in
-        their order (M: the most any image holds; a cell not present: 0), as `compose` draws them. With alpha,
-        where objects overlap their opacity times depth weight divides what they cover, 1 - prod(1 - o)."""
+        """(B, M + 1, H, W): how likely each pixel is the background's and each present cell's object's, the cells
+        in their order (M: the most any image holds; a cell not present: 0): the shares `compose` draws them with
+        (with alpha, where objects overlap their opacity times depth weight divides what they cover,
+        1 - prod(1 - o)) as the prior, and what the pixel shows (explain_pixels)."""
         canvases = self.present_canvases(trace, self.contributions(trace, trace.z_pres))  # (B, M, C', H, W)
         if not self.alpha:
             shares = pixel_shares(canvases, trace.background, canvases.new_ones(canvases.shape[:2]), alpha=False)
