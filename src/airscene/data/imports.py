@@ -229,14 +229,16 @@ def canvas_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def canvases(index: int, image: np.ndarray, truth: Truth | None, scale: float | None, size: int | None,
-             tile: int | None, stride: int | None, mask: np.ndarray | None = None) -> list[Canvas]:
+             tile: int | None, stride: int | None, mask: np.ndarray | None = None, name: str | None = None) -> list[Canvas]:
     """The square canvases of one source image (as RGB; grey ones are made grey at the end): scaled, then
     resized (shorter side to `size`, centred crop), cut into tiles, or taken whole if already square; its
-    label map `mask` (H, W), if given, resized by the nearest pixel and cut with it."""
+    label map `mask` (H, W), if given, resized by the nearest pixel and cut with it. `name`: the source's, for
+    messages (its index where it has none)."""
+    name = str(index) if name is None else name
     factor = scale or 1.0
     scaled = [round(side * factor) for side in image.shape[:2]]
     if math.prod(scaled) > MAX_PIXELS:
-        raise AirsceneError(f"--scale {scale} makes source image {index} {scaled[1]}x{scaled[0]} pixels, more than "
+        raise AirsceneError(f"--scale {scale} makes source image {name} {scaled[1]}x{scaled[0]} pixels, more than "
                             f"airscene holds ({MAX_PIXELS:,}): lower --scale, or cut the image with --tile first")
     pixels = to_model_layout(image[None], 3, layout="channels_last")[0]  # (3, H, W)
     labels = None if mask is None else torch.from_numpy(mask)  # (H, W)
@@ -246,7 +248,7 @@ def canvases(index: int, image: np.ndarray, truth: Truth | None, scale: float | 
     if tile:
         tiles = (max(0, height - tile) // stride + 1) * (max(0, width - tile) // stride + 1) if min(height, width) >= tile else 0
         if tiles > MAX_CANVASES:  # counted before a list of them is built
-            raise AirsceneError(f"source image {index} would give {tiles:,} tiles, more than the {MAX_CANVASES:,} canvases "
+            raise AirsceneError(f"source image {name} would give {tiles:,} tiles, more than the {MAX_CANVASES:,} canvases "
                                 "an import holds: raise --stride or --tile, or lower --scale")
         corners = [(x, y) for y in range(0, height - tile + 1, stride) for x in range(0, width - tile + 1, stride)]
         cuts = [(x, y, tile, _truth_in(truth, factor, x, y, tile, whole=False)) for x, y in corners]
@@ -256,7 +258,7 @@ def canvases(index: int, image: np.ndarray, truth: Truth | None, scale: float | 
         x, y = (pixels.shape[2] - size) // 2, (pixels.shape[1] - size) // 2
         cuts = [(x, y, size, _truth_in(truth, factor, x, y, size, whole=height == width))]
     elif height != width:
-        raise AirsceneError(f"source image {index} is {width}x{height}, not square: give --size to resize and crop, "
+        raise AirsceneError(f"source image {name} is {width}x{height}, not square: give --size to resize and crop, "
                             "or --tile to cut it into square canvases")
     else:
         cuts = [(0, 0, height, _truth_in(truth, factor, 0, 0, height, whole=True))]
@@ -353,7 +355,7 @@ def import_images(source: str | Path, out: str | Path, size: int | None = None, 
             picture, truth = image(index), truths.get(names[index])
             _check_boxes_inside(truth, picture.shape, labels, names[index])
             mask = None if label_map is None else label_map(index, picture.shape[:2])
-            parts = canvases(index, picture, truth, scale, size, tile, stride or tile, mask)
+            parts = canvases(index, picture, truth, scale, size, tile, stride or tile, mask, names[index])
             splits["test" if index in held_out else "train"] += parts
             pixels += sum(part.pixels.size for part in parts)
             if sum(map(len, splits.values())) > MAX_CANVASES or pixels > MAX_IMPORT_BYTES:
