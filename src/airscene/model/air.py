@@ -122,10 +122,8 @@ def composite(objects: torch.Tensor, background: torch.Tensor | None, weights: t
     weights = weights[:, :, None, None, None]
     if not alpha:
         return torch.cat([background[:, None], background[:, None] + (weights * appearance).cumsum(1)], 1)
-    opacity = weights * objects[:, :, -1:]  # (B, N, 1, H, W)
-    through = light_passing(opacity)
-    before = torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], 1)  # ... up to i - 1
-    fronts = (before * opacity * appearance).cumsum(1)
+    shown, through = visibility(weights * objects[:, :, -1:])  # (B, N, 1, H, W) each
+    fronts = (shown * appearance).cumsum(1)
     return torch.cat([background[:, None], fronts + through * background[:, None]], 1)
 
 
@@ -138,6 +136,14 @@ def light_passing(opacity: torch.Tensor) -> torch.Tensor:
     return torch.stack(passing, 1)
 
 
+def visibility(opacity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, N, ...) opacities, front first -> what of each object shows (its opacity times the light that passes
+    the objects in front of it), and the light passing every object up to i."""
+    through = light_passing(opacity)
+    before = torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], 1)  # ... up to i - 1
+    return before * opacity, through
+
+
 def pixel_shares(objects: torch.Tensor, background: torch.Tensor | None, weights: torch.Tensor,
                  alpha: bool) -> torch.Tensor:
     """Whose each pixel is, as `composite` draws it: (B, N + 1, H, W), the background's share (index 0) and
@@ -147,10 +153,8 @@ def pixel_shares(objects: torch.Tensor, background: torch.Tensor | None, weights
     ground a glimpse's decoder draws around its object is not the object's."""
     weights = weights[:, :, None, None]
     if alpha:
-        opacity = weights * objects[:, :, -1]  # (B, N, H, W)
-        through = light_passing(opacity)
-        before = torch.cat([torch.ones_like(through[:, :1]), through[:, :-1]], 1)
-        return torch.cat([through[:, -1:], before * opacity], 1)
+        shown, through = visibility(weights * objects[:, :, -1])  # (B, N, H, W) each
+        return torch.cat([through[:, -1:], shown], 1)
     amounts = weights * objects.amax(2)  # (B, N, H, W)
     ground = VISIBLE + (0.0 if background is None else background.amax(1, keepdim=True))  # (B, 1, H, W)
     total = amounts.sum(1, keepdim=True) + ground
@@ -179,6 +183,14 @@ def read_background(background: BackgroundVAE, images: torch.Tensor, sample: boo
     z_background = q.rsample() if sample else q.mean  # (B, D)
     log_ratio = (standard_normal().log_prob(z_background) - q.log_prob(z_background)).sum(-1)
     return BackgroundLatents(background=background.decode(z_background, images.shape[-2:]), log_ratio=log_ratio)
+
+
+def draw_background(background: BackgroundVAE, config: ModelConfig, number: int, generator: torch.Generator | None,
+                    device: torch.device) -> torch.Tensor:
+    """(number, C, H, W) backgrounds of config.image_size from the generative model: z_bg from its prior,
+    decoded."""
+    z_background = draw(standard_normal(), (number, config.background_size), generator, device)
+    return background.decode(z_background, (config.image_size, config.image_size))
 
 
 @dataclass(kw_only=True)
@@ -341,10 +353,8 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         z_what = draw(standard_normal(), (number, c.max_objects, c.what_size), generator, z_where.device)
         objects = self.render_object(z_what.flatten(0, 1), z_where.flatten(0, 1))
         objects = objects.view(number, c.max_objects, *objects.shape[1:])  # (B, N, C(+1), H, W)
-        background = None
-        if c.background == "learned":
-            z_background = draw(standard_normal(), (number, c.background_size), generator, z_where.device)
-            background = self.background.decode(z_background, (c.image_size, c.image_size))
+        background = (draw_background(self.background, c, number, generator, z_where.device)
+                      if c.background == "learned" else None)
         canvas = composite(objects, background, z_pres, self.alpha)[:, -1]
         return SceneSample(images=self.draw_images(canvas, generator), canvas=canvas, z_pres=z_pres, z_where=z_where,
                            z_what=z_what, background=background)

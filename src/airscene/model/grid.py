@@ -32,7 +32,8 @@ from torch.distributions import kl_divergence
 
 from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
-from airscene.model.air import PixelLikelihood, alone_pictures, draw_presence, pixel_shares, read_background
+from airscene.model.air import (PixelLikelihood, alone_pictures, draw_background, draw_presence, pixel_shares,
+                                read_background)
 from airscene.model.networks import PRESENCE_LOGIT_BOUND, BackgroundVAE, GlimpseDecoder, GlimpseEncoder, gaussian_parameters
 from airscene.model.priors import draw, normal, prior_presence, standard_normal
 from airscene.model.trace import SceneSample, Trace
@@ -277,10 +278,8 @@ class GridAIR(nn.Module, PixelLikelihood):
         tiles = self.draw_tiles(CellLatents(presence_logits=torch.zeros_like(z_pres), z_where=z_where, in_tile=in_tile,
                                             z_what=z_what, z_depth=u[..., 3] if self.alpha else None,
                                             log_ratio=torch.zeros_like(z_pres), kl=torch.zeros_like(z_pres)))
-        background = None
-        if c.background == "learned":
-            z_background = draw(standard_normal(), (number, c.background_size), generator, device)
-            background = self.background.decode(z_background, (c.image_size, c.image_size))
+        background = (draw_background(self.background, c, number, generator, device)
+                      if c.background == "learned" else None)
         canvas = self.render(GridTrace(images=torch.zeros(number, c.channels, c.image_size, c.image_size, device=device),
                                        presence_logits=torch.zeros_like(z_pres), z_pres=z_pres,
                                        log_ratio=torch.zeros_like(z_pres), scene_log_ratio=z_pres.new_zeros(number),
