@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from airscene.data.scenes import PLACEMENT_ATTEMPTS, SceneSet, _labelled_scene_set, check_counts
 from airscene.errors import AirsceneError
+from airscene.graphics.renderers.mujoco_renderer import free_camera, headless_visual, load_mujoco, offscreen_renderer
 
 SHAPES = ("cube", "sphere", "cylinder")
 SIZES = (0.7, 0.35)  # large and small: the radius of a sphere, the half-side of a cube, a cylinder's radius and half-height
@@ -37,11 +38,7 @@ def scene_xml(slots: int, size: int) -> str:
                      f'<geom name="{shape}{slot}" {geoms[shape]} material="rubber"/></body>'
                      for slot in range(slots) for shape in SHAPES)
     return f"""<mujoco>
-  <visual>
-    <global offwidth="{size}" offheight="{size}" fovy="{FIELD_OF_VIEW}"/>
-    <quality shadowsize="0" offsamples="4"/>
-    <headlight ambient="0.45 0.45 0.45" diffuse="0.4 0.4 0.4" specular="0 0 0"/>
-  </visual>
+  {headless_visual(size, FIELD_OF_VIEW, ambient=0.45, diffuse=0.4)}
   <asset>
     <material name="rubber" specular="0" shininess="0"/>
     <material name="metal" specular="1" shininess="0.9"/>
@@ -58,27 +55,13 @@ class ClevrRenderer:
     """One MuJoCo scene of `slots` object slots, rendered in colour and as a segmentation."""
 
     def __init__(self, slots: int, size: int):
-        from airscene.graphics.renderers.mujoco_renderer import _configure_environment
-
-        _configure_environment()
-        try:
-            import mujoco
-        except ImportError:
-            raise AirsceneError("the mujoco package is missing: run `bash scripts/setup-venv.sh` "
-                                "(or `pip install mujoco`)") from None
-        self.mujoco = mujoco
+        self.mujoco = mujoco = load_mujoco()
         self.model = mujoco.MjModel.from_xml_string(scene_xml(slots, size))
         self.data = mujoco.MjData(self.model)
-        try:  # one renderer for the colour picture, one for the segmentation: switching one costs 4 ms a scene
-            self.renderer, self.segmenter = mujoco.Renderer(self.model, size, size), mujoco.Renderer(self.model, size, size)
-            self.segmenter.enable_segmentation_rendering()
-        except Exception as error:  # no OpenGL: MuJoCo raises its own types
-            raise AirsceneError(f"MuJoCo cannot render headless ({error}): install libegl1 libegl-mesa0 "
-                                "libgl1-mesa-dri (or libosmesa6 and set MUJOCO_GL=osmesa)") from None
-        self.camera = mujoco.MjvCamera()
-        self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
-        self.camera.lookat[:] = (0.0, 0.0, 0.0)
-        self.camera.distance, self.camera.elevation, self.camera.azimuth = CAMERA
+        # one renderer for the colour picture, one for the segmentation: switching one costs 4 ms a scene
+        self.renderer, self.segmenter = offscreen_renderer(mujoco, self.model, size), offscreen_renderer(mujoco, self.model, size)
+        self.segmenter.enable_segmentation_rendering()
+        self.camera = free_camera(mujoco, *CAMERA)
         self.body = {(slot, shape): self.model.body(f"{shape}{slot}").mocapid[0]
                      for slot in range(slots) for shape in SHAPES}
         self.geom = {(slot, shape): self.model.geom(f"{shape}{slot}").id for slot in range(slots) for shape in SHAPES}

@@ -32,6 +32,45 @@ def _egl_available() -> bool:
     return ctypes.util.find_library("EGL") is not None
 
 
+def load_mujoco():
+    """The mujoco module, set up to render headless; a one-line error where it is not installed."""
+    _configure_environment()
+    try:
+        import mujoco
+    except ImportError:
+        raise AirsceneError("the mujoco package is missing: run `bash scripts/setup-venv.sh` "
+                            "(or `pip install mujoco`)") from None
+    return mujoco
+
+
+def offscreen_renderer(mujoco, model, size: int):
+    """A size x size offscreen renderer of `model`; a one-line error where there is no headless OpenGL."""
+    try:
+        return mujoco.Renderer(model, size, size)
+    except Exception as error:  # no OpenGL: MuJoCo raises its own types
+        raise AirsceneError(f"MuJoCo cannot render headless ({error}): install libegl1 libegl-mesa0 "
+                            "libgl1-mesa-dri (or libosmesa6 and set MUJOCO_GL=osmesa)") from None
+
+
+def free_camera(mujoco, distance: float, elevation: float, azimuth: float):
+    """A free camera looking at the origin from `distance`, at `elevation` and `azimuth` (degrees)."""
+    camera = mujoco.MjvCamera()
+    camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+    camera.lookat[:] = 0
+    camera.distance, camera.elevation, camera.azimuth = distance, elevation, azimuth
+    return camera
+
+
+def headless_visual(size: int, field_of_view: float, ambient: float, diffuse: float) -> str:
+    """The <visual> block of a scene rendered offscreen at size x size: no shadows (llvmpipe's shadow map is
+    what makes a frame slow), 4x multisampling, and a headlight of that ambient and diffuse grey."""
+    return f"""<visual>
+    <global offwidth="{size}" offheight="{size}" fovy="{field_of_view}"/>
+    <quality shadowsize="0" offsamples="4"/>
+    <headlight ambient="{ambient} {ambient} {ambient}" diffuse="{diffuse} {diffuse} {diffuse}" specular="0 0 0"/>
+  </visual>"""
+
+
 def scene_xml(shapes: tuple[str, ...], slots: int, image_size: int) -> str:
     """MJCF for a table and, for every slot, one mocap body per identity (only the chosen one is placed)."""
     bodies = []
@@ -43,11 +82,7 @@ def scene_xml(shapes: tuple[str, ...], slots: int, image_size: int) -> str:
             bodies.append(f'<body name="{shape}{slot}" mocap="true" pos="{" ".join(map(str, HIDDEN))}">{geoms}</body>')
     return f"""<mujoco>
   <statistic center="0 0 0" extent="2"/>
-  <visual>
-    <global offwidth="{image_size}" offheight="{image_size}" fovy="{FIELD_OF_VIEW}"/>
-    <quality shadowsize="0" offsamples="4"/>
-    <headlight ambient="0.5 0.5 0.5" diffuse="0.5 0.5 0.5" specular="0 0 0"/>
-  </visual>
+  {headless_visual(image_size, FIELD_OF_VIEW, ambient=0.5, diffuse=0.5)}
   <worldbody>
     <light directional="true" dir="0.3 0.4 -1" diffuse="0.5 0.5 0.5" specular="0 0 0" castshadow="false"/>
     <geom type="box" size="{TABLE_HALF_SIZE} {TABLE_HALF_SIZE} 0.02" pos="0 0 -0.02" rgba="{" ".join(map(str, TABLE_COLOUR))} 1"/>
@@ -60,16 +95,11 @@ class _MujocoScene:
     """One process's MuJoCo model, data and offscreen renderer."""
 
     def __init__(self, shapes: tuple[str, ...], slots: int, image_size: int, camera: tuple[float, float, float]):
-        _configure_environment()
-        import mujoco
-        self.mujoco = mujoco
+        self.mujoco = mujoco = load_mujoco()
         self.model = mujoco.MjModel.from_xml_string(scene_xml(shapes, slots, image_size))
         self.data = mujoco.MjData(self.model)
-        self.renderer = mujoco.Renderer(self.model, image_size, image_size)
-        self.camera = mujoco.MjvCamera()
-        self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
-        self.camera.lookat[:] = 0
-        self.camera.distance, self.camera.elevation, self.azimuth = camera
+        self.renderer = offscreen_renderer(mujoco, self.model, image_size)
+        self.camera, self.azimuth = free_camera(mujoco, *camera), camera[2]
         # each body's mocap index, by (slot, identity)
         self.mocap = np.array([[self.model.body_mocapid[self.model.body(f"{shape}{slot}").id] for shape in shapes]
                                for slot in range(slots)])
@@ -120,18 +150,11 @@ class MujocoRenderer(Renderer):
         # Each shape's centre above the table (its first geom's), where `locate` aims.
         self.heights = torch.tensor([SHAPES[shape].geoms[0][2][2] for shape in shapes])
         arguments = (tuple(shapes), slots, image_size, tuple(camera))
-        try:
-            if workers > 0:
-                self.pool = multiprocessing.get_context("spawn").Pool(workers, _start_worker, arguments)
-                self.workers = workers
-            else:
-                self.local = _MujocoScene(*arguments)
-        except ImportError:
-            raise AirsceneError("the mujoco package is missing: run `bash scripts/setup-venv.sh` "
-                                "(or `pip install mujoco`)") from None
-        except Exception as error:  # no OpenGL: MuJoCo raises its own types
-            raise AirsceneError(f"MuJoCo cannot render headless ({error}): install libegl1 libegl-mesa0 "
-                                "libgl1-mesa-dri (or libosmesa6 and set MUJOCO_GL=osmesa)") from None
+        if workers > 0:
+            self.pool = multiprocessing.get_context("spawn").Pool(workers, _start_worker, arguments)
+            self.workers = workers
+        else:
+            self.local = _MujocoScene(*arguments)  # load_mujoco and offscreen_renderer say what is missing
 
     def render(self, scenes: SceneParameters) -> torch.Tensor:
         if scenes.identity.shape[1] > self.slots:
