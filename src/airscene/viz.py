@@ -153,7 +153,7 @@ def reconstruction_figure(images, reconstructions, boxes, counts, true_counts, o
 
 
 def label_picture(labels: np.ndarray) -> np.ndarray:
-    """A label map (H, W) as a picture (H, W, 3): object k in step k's colour, the background dark grey."""
+    """Label maps (..., H, W) as pictures (..., H, W, 3): object k in step k's colour, the background dark grey."""
     from matplotlib.colors import to_rgb
 
     palette = np.array([(0.15, 0.15, 0.15)] + [to_rgb(colour) for colour in STEP_COLOURS], np.float32)
@@ -169,7 +169,7 @@ def decomposition_figure(images: np.ndarray, parts: dict[str, np.ndarray], boxes
     rows = [("data", images), ("background", parts["background"]),
             *((f"step {step + 1}", parts["objects"][:, step]) for step in range(steps)),
             ("reconstruction", parts["reconstruction"]),
-            *([] if labels is None else [("masks", np.stack([label_picture(label) for label in labels[:shown]]))])]
+            *([] if labels is None else [("masks", label_picture(labels[:shown]))])]
     figure, axes = plt.subplots(len(rows), shown, figsize=(shown * 1.3, len(rows) * 1.35), squeeze=False)
     for row, (label, pictures) in enumerate(rows):
         for column in range(shown):
