@@ -239,18 +239,18 @@ def main() -> None:
         if not (data / "dataset.json").is_file():
             run_airscene("data", *spec["data"], "--out", str(data))
         runs = [(model, seed) for seed in args.seeds for model in args.models]
-        if args.parallel > 1 and len(runs) > 1:  # each run its own process, as if alone with its threads
+        in_processes = args.parallel > 1 and len(runs) > 1  # each run its own process, as if alone with its threads
+        if in_processes or not (out / "machine.json").is_file():  # a run started by this call's processes keeps it
+            concurrent = args.concurrent or (min(args.parallel, len(runs)) if in_processes else 1)
             (out / "machine.json").write_text(json.dumps({"machine": machine(), "threads": args.threads,
-                                                          "parallel": args.concurrent or min(args.parallel, len(runs))}))
+                                                          "parallel": concurrent}))
+        if in_processes:
             common = [sys.executable, __file__, "--data", args.data, "--out", args.out, "--minutes", str(args.minutes),
                       "--threads", str(args.threads), "--device", args.device, "--parallel", "1"]
             with ThreadPoolExecutor(args.parallel) as pool:
                 list(pool.map(lambda run: subprocess.run([*common, "--models", run[0], "--seeds", str(run[1]), "--no-report"],
                                                          check=True), runs))
         else:
-            if not (out / "machine.json").is_file():
-                (out / "machine.json").write_text(json.dumps({"machine": machine(), "threads": args.threads,
-                                                              "parallel": args.concurrent or 1}))
             for model, seed in runs:
                 run_one(out, data, spec, model, seed, args.minutes, args.threads, args.device)
     if not args.no_report:
