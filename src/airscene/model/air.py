@@ -36,7 +36,8 @@ from airscene.model.transformer import crop_glimpse, paste_glimpse, window_boxes
 # The brightness (the brightest channel, images in [0, 1]) an added glimpse must exceed the background's by to
 # take most of a pixel's prior share from it: a decoder's sigmoid never draws an exact 0, and without a floor a
 # glimpse on black ground would own its whole window a priori. With explain_pixels after it, any floor from 0.1
-# to 0.3 gives the same masks on the Tetrominoes look-alike's training scenes (ARI 99.7%; 5% without one).
+# to 0.3 gives the same masks on the Tetrominoes look-alike's training scenes (ARI 99.6-99.7%; 5% without one;
+# benchmarks/mask_floor.py).
 VISIBLE = 0.3
 PRESENCE_MODES = ("sample", "all", "greedy", "relaxed", "straight_through")
 
