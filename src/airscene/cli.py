@@ -14,6 +14,7 @@ from pathlib import Path
 
 from airscene.config import MAIN_JOB_MINUTES, Config
 from airscene.errors import AirsceneError
+from airscene.images import INTENSITIES
 from airscene.settings import holds_every_setting
 from airscene.storage import read_json
 
@@ -193,7 +194,7 @@ def _data_command(args: argparse.Namespace) -> int:
     if args.kind == "import":
         settings = import_images(args.source, args.out, size=args.size, tile=args.tile, stride=args.stride,
                                  scale=args.scale, colour=args.colour, test_fraction=args.test_fraction, seed=args.seed,
-                                 labels=args.labels, masks=args.masks, force=args.force)
+                                 labels=args.labels, masks=args.masks, intensity=args.intensity, force=args.force)
         _report_import(settings, args.out)
         return 0
     common = dict(train=args.train, test=args.test, counts=args.counts, size=args.size, seed=args.seed,
@@ -216,6 +217,7 @@ def _report_import(settings: dict, out: str) -> None:
     measured = settings["measured"]
     print(f"wrote {out}/train.npz ({settings['train']} canvases), test.npz ({settings['test']}), dataset.json; "
           f"{'colour' if settings['channels'] == 3 else 'grey'}, {'labelled' if settings['labels'] else 'no labels'}")
+    _report_reading(settings["reading"])
     if settings["skipped_sources"]:
         print(f"skipped {len(settings['skipped_sources'])} source image(s) smaller than a tile, such as "
               f"{settings['skipped_sources'][0]}")
@@ -227,6 +229,25 @@ def _report_import(settings: dict, out: str) -> None:
               "(check it against a few images: the measure assumes objects on a plain background)")
     else:
         print(f"found no objects to measure by {measured['method']}: set --object-size by looking at the images")
+
+
+def _report_reading(reading: dict) -> None:
+    """How an import read its images' values: each kind of reading with an example, and a warning for images
+    that span a sliver of their type's range."""
+    low, high = reading["percentiles"]
+    if reading["own_range_images"]:
+        name, dtype, zero, one = reading["own_range"][0]
+        print(f"read {reading['own_range_images']} image(s) by their own range (--intensity {reading['intensity']}): "
+              f"each one's {low:g} and {high:g} percentiles read as 0 and 1, such as {name} ({dtype}): {zero:.6g} and "
+              f"{one:.6g}")
+    if reading["type_range_images"]:
+        name, dtype, lowest, highest = reading["type_range"][0]
+        print(f"read {reading['type_range_images']} image(s) by their type's range (--intensity {reading['intensity']}), "
+              f"such as {name} ({dtype}, values {lowest:.6g} to {highest:.6g})")
+    if reading["faint_images"]:
+        print(f"warning: {reading['faint_images']} image(s) span less than 1/16 of their type's range, such as "
+              f"{reading['faint'][0]}: they import nearly uniform; give --intensity image to read each by its own "
+              "percentiles", file=sys.stderr)
 
 
 def _train_command(args: argparse.Namespace) -> int:
@@ -278,7 +299,7 @@ def _infer_command(args: argparse.Namespace) -> int:
     if args.out:
         print(f"wrote {write_inferences(results, args.out, force=args.force)}")
     if args.draw:
-        print(f"drew {len(draw_inferences(results, args.draw, args.force))} images in {args.draw}")
+        print(f"drew {len(draw_inferences(results, args.draw, args.force, trained.intensity))} images in {args.draw}")
     if args.masks:
         print(f"wrote {len(write_masks(trained, files, args.masks, args.force, run=args.checkpoint))} label maps in {args.masks}")
     if args.json:
@@ -288,6 +309,33 @@ def _infer_command(args: argparse.Namespace) -> int:
             boxes = "; ".join(f"step {o['step']}: box {o['box']} p={o['presence']:.2f}" for o in record["objects"])
             name = os.fsencode(path).decode("utf-8", "backslashreplace")  # a name that is not UTF-8, printable
             print(f"{name}: {record['count']} object(s){'  ' + boxes if boxes else ''}")
+    return 0
+
+
+def _count_command(args: argparse.Namespace) -> int:
+    from airscene.infer import count_files, draw_inferences, drawing_files, image_paths, inferences_file, load, write_inferences
+
+    files = image_paths(args.images)
+    if args.out:  # the outputs are checked before the work
+        inferences_file(args.out, files, args.force, run=args.run)
+    if args.draw:
+        drawing_files(files, args.draw, args.force, run=args.run)
+    trained = load(args.run, args.device)
+    model = trained.config.model
+    how = "whole (the model takes any canvas)" if trained.image_size is None else (
+        f"by {trained.image_size}-pixel tiles half a tile apart, each object counted by the tile nearest its centre")
+    print(f"counting {len(files)} image(s) {how}; values read by --intensity {trained.intensity}, resized by "
+          f"{model.image_scale or 1.0:g}, as the run's data set was imported", file=sys.stderr)
+    results = count_files(trained, files)
+    if args.out:
+        print(f"wrote {write_inferences(results, args.out, force=args.force)}")
+    if args.draw:
+        print(f"drew {len(draw_inferences(results, args.draw, args.force, trained.intensity))} images in {args.draw}")
+    if args.json:
+        _print([{"image": str(path), **record} for path, record in results])
+    else:
+        for path, record in results:
+            print(f"{os.fsencode(path).decode('utf-8', 'backslashreplace')}: {record['count']} object(s)")
     return 0
 
 
@@ -449,6 +497,9 @@ def _add_data_commands(commands) -> None:
     importer.add_argument("--scale", type=float, default=None, help="resize each image by this factor first")
     importer.add_argument("--colour", action=argparse.BooleanOptionalAction, default=None,
                           help="keep colour (--colour) or make grey (--no-colour); default: colour if any image is")
+    importer.add_argument("--intensity", choices=tuple(INTENSITIES), default="auto",
+                          help="how pixel values become 0-1: " + "; ".join(f"{name}: {text}" for name, text in
+                                                                        INTENSITIES.items()) + " (default: auto)")
     importer.add_argument("--test-fraction", type=float, default=0.1, help="the share of source images held out")
     importer.add_argument("--seed", type=int, default=0)
     importer.add_argument("--labels", default=None, help="a CSV `file,count[,boxes]` per source image (optional: "
@@ -504,6 +555,20 @@ def build_parser() -> argparse.ArgumentParser:
                           "did not write")
     _add_device_flag(inferrer)
     inferrer.set_defaults(handler=_infer_command)
+
+    counter = commands.add_parser("count", help="count the objects in whole images of any size (large photographs, "
+                                  "micrographs): each read and resized as the run's data set was imported, counted "
+                                  "whole by the grid model, tile by tile by AIR and DAIR")
+    counter.add_argument("run", help="a run directory or its checkpoint.pt")
+    counter.add_argument("images", nargs="+", help="image files, or folders of them")
+    counter.add_argument("--out", default=None, help="write the counts and boxes (in each file's pixels) to a .csv (a row "
+                         "per object) or .json (a record per image) file")
+    counter.add_argument("--draw", default=None, help="draw each image with its boxes into this folder")
+    counter.add_argument("--json", action="store_true", help="print the records as JSON")
+    counter.add_argument("--force", action="store_true", help="replace files at --out or in --draw that airscene "
+                         "did not write")
+    _add_device_flag(counter)
+    counter.set_defaults(handler=_count_command)
 
     sampler = commands.add_parser("sample", help="scenes drawn from a run's generative model: its priors, its "
                                   "decoder and its background, with each object's window")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from airscene.images import INTENSITIES
 from airscene.settings import Settings, setting
 
 MAIN_JOB_MINUTES = 10.0  # the main job's (`airscene run`) training budget where its config sets none
@@ -37,6 +38,12 @@ class ModelConfig:
     image_size: int | None = setting(None, "canvases are image_size x image_size (default: the data's)",
                                      minimum=4, maximum=2048)
     channels: int | None = setting(None, "1 (grey) or 3 (RGB) (default: the data's)", choices=(1, 3))
+    intensity: str | None = setting(None, "how image files' values become [0, 1], as the data set was imported: auto, "
+                                    "image (each image's own percentiles) or full (the type's range) (default: the "
+                                    "data's)", choices=tuple(INTENSITIES), added="0.2.0")
+    image_scale: float | None = setting(None, "whole images are resized by this factor before the model reads them, "
+                                        "as the data set's were (`data import --scale`) (default: the data's)",
+                                        minimum=0.01, maximum=100.0, added="0.2.0")
     glimpse_size: int = setting(28, "the attention window is resampled to glimpse_size x glimpse_size",
                                 minimum=4, maximum=256)
     what_size: int = setting(50, "C, the appearance code", minimum=1, maximum=1024)

@@ -1,7 +1,9 @@
 """Images in, the model's layout out: the one reader of image files and the one converter of image arrays,
 which every command and the API use. Whatever the file format, bit depth, channels or layout, one scene
-becomes the same float image: values in [0, 1] (uint8 / 255, uint16 / 65535, float as it is), grey as the
-luminance of colour, transparency composited over black."""
+becomes the same float image: values in [0, 1], grey as the luminance of colour, transparency composited over
+black. How values become [0, 1] is the intensity reading (INTENSITIES): by the type's range (uint8 / 255,
+uint16 / 65535, float as it is), or by each image's own percentiles, as microscopy tools stretch a 12-bit
+camera's frame before anything else reads it."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from airscene.errors import AirsceneError
 from airscene.storage import as_path, regular_file
@@ -18,23 +21,69 @@ MAX_PIXELS = 64 * 1024 * 1024  # per image file: larger ones are refused before 
 LUMINANCE = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as PIL's convert("L")
 
 
-def _float_image(array: np.ndarray, what: str) -> np.ndarray:
-    """Any supported dtype -> float32 in [0, 1], checked."""
-    if array.dtype == np.bool_:
-        return array.astype(np.float32)
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255
-    if array.dtype == np.uint16:
-        return array.astype(np.float32) / 65535
-    if array.dtype.kind != "f":
-        raise AirsceneError(f"{what} have dtype {array.dtype}: give uint8 (0-255), uint16 (0-65535), bool, "
-                            "or float in [0, 1]")
-    array = array.astype(np.float32)
-    if not np.isfinite(array).all():
+INTENSITIES = {
+    "auto": "each image's own percentiles for integer types wider than 8 bits and floats outside [0, 1], the "
+            "type's range otherwise",
+    "image": "each image's own percentiles, whatever its type",
+    "full": "the type's range: uint8 / 255, uint16 / 65535, float as it is (in [0, 1])",
+}
+STRETCH_PERCENTILES = (0.1, 99.9)  # an image's values read as 0 and as 1 where it is read by its own range
+TYPE_RANGE = {"b": 1, "u1": 255, "u2": 65535, "f": 1}  # the value read as 1 by the type's range
+
+
+def type_top(dtype: np.dtype) -> float | None:
+    """The value read as 1 by the type's range (None for a type without one, such as int32)."""
+    return TYPE_RANGE.get(dtype.kind if dtype.kind in "bf" else f"{dtype.kind}{dtype.itemsize}")
+
+
+def check_intensity(intensity: str) -> str:
+    if intensity not in INTENSITIES:
+        raise AirsceneError(f"intensity {intensity!r} is unknown: use {', '.join(INTENSITIES)}")
+    return intensity
+
+
+def read_by_own_range(images: np.ndarray, intensity: str) -> bool:
+    """Whether a batch of images of this dtype (and these values, for floats) is read by each image's own
+    percentiles under `intensity`: a 12-bit camera's frame in a 16-bit file uses 1/16 of its type's range,
+    and read by the type's range it is nearly black."""
+    if check_intensity(intensity) != "auto":
+        return intensity == "image"
+    if images.dtype.kind == "f":
+        return bool(images.size) and bool(np.nanmin(images) < 0 or np.nanmax(images) > 1)
+    return images.dtype.kind in "iu" and images.dtype.itemsize > 1
+
+
+def intensity_range(images: np.ndarray, intensity: str) -> np.ndarray:
+    """(B, H, W, C) images in their own dtype -> (B, 2) float64: the values read as 0 and as 1 (the colour
+    channels' STRETCH_PERCENTILES where read by their own range, else 0 and the type's top)."""
+    if not read_by_own_range(images, intensity):
+        return np.tile([0.0, type_top(images.dtype) or 1], (len(images), 1))
+    colour = images[..., :-1] if images.shape[-1] in (2, 4) else images  # alpha is no brightness
+    return np.percentile(colour.reshape(len(images), -1), STRETCH_PERCENTILES, axis=1).T.astype(np.float64)
+
+
+def _float_image(array: np.ndarray, what: str, intensity: str = "full") -> np.ndarray:
+    """(B, H, W, C) of any supported dtype -> float32 in [0, 1], checked, read as `intensity` says."""
+    if array.dtype.kind not in "biuf":
+        raise AirsceneError(f"{what} have dtype {array.dtype}: give uint8 (0-255), uint16 (0-65535), bool, or float")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise AirsceneError(f"{what} contain NaN or infinite pixels: replace them first")
+    if read_by_own_range(array, intensity):
+        low, high = np.moveaxis(intensity_range(array, intensity), 1, 0).reshape(2, -1, *[1] * (array.ndim - 1))
+        stretched = np.clip((array.astype(np.float64) - low) / np.maximum(high - low, 1e-12), 0, 1).astype(np.float32)
+        if array.shape[-1] in (2, 4):  # alpha keeps its own type's reading
+            stretched[..., -1:] = _float_image(array[..., -1:], what)
+        return stretched
+    top = type_top(array.dtype)
+    if top is None:
+        raise AirsceneError(f"{what} have dtype {array.dtype}, which has no range read as [0, 1]: give uint8 "
+                            "(0-255), uint16 (0-65535), bool or float in [0, 1], or read each image by its own range "
+                            "(intensity 'image')")
+    array = array.astype(np.float32) / top
     if array.size and (array.min() < 0 or array.max() > 1):
         raise AirsceneError(f"{what} are float in [{array.min():.8g}, {array.max():.8g}], not [0, 1]: divide uint8-range "
-                            "values by 255 (or pass them as uint8), or clip them")
+                            "values by 255 (or pass them as uint8), clip them, or read each image by its own range "
+                            "(intensity 'image')")
     return array
 
 
@@ -54,7 +103,7 @@ def _to_channels(array: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(array, channels, axis=-1)
 
 
-def _channels_last(array: np.ndarray, image_size: int | None, layout: str, what: str) -> np.ndarray:
+def channels_last(array: np.ndarray, image_size: int | None, layout: str, what: str) -> np.ndarray:
     """(B, H, W), (B, C, H, W) or (B, H, W, C), C in 1..4 -> (B, H, W, C). layout "auto" tells the two
     4-d layouts apart by which axis can hold channels (and, for tiny images, by the model's size)."""
     if array.ndim == 3:
@@ -99,11 +148,12 @@ def as_array(images, what: str = "images") -> np.ndarray:
 
 
 def to_model_layout(images, channels: int, image_size: int | None = None, what: str = "images",
-                    layout: str = "auto") -> torch.Tensor:
-    """Images (a batch: (B, H, W), (B, C, H, W) or (B, H, W, C); uint8, uint16, bool or float in [0, 1];
-    grey, grey + alpha, RGB or RGBA) -> float32 (B, channels, H, W) in [0, 1]. With image_size, images of
-    another size are refused: AIR's scale prior is in canvas units, so a resized scene is a different one.
-    layout: "auto", "channels_first" or "channels_last" for 4-d batches."""
+                    layout: str = "auto", intensity: str = "full") -> torch.Tensor:
+    """Images (a batch: (B, H, W), (B, C, H, W) or (B, H, W, C); uint8, uint16, bool or float in [0, 1], or
+    any numbers read by their own range; grey, grey + alpha, RGB or RGBA) -> float32 (B, channels, H, W) in
+    [0, 1]. With image_size, images of another size are refused: AIR's scale prior is in canvas units, so a
+    resized scene is a different one. layout: "auto", "channels_first" or "channels_last" for 4-d batches;
+    intensity: how values become [0, 1] (INTENSITIES)."""
     if layout not in ("auto", "channels_first", "channels_last"):
         raise AirsceneError(f"layout {layout!r} is unknown: use auto, channels_first or channels_last")
     if channels not in (1, 3):
@@ -115,18 +165,31 @@ def to_model_layout(images, channels: int, image_size: int | None = None, what: 
         raise AirsceneError(f"{what} have shape {array.shape}, a single image: add a batch axis, e.g. images[None]")
     if array.ndim not in (3, 4):
         raise AirsceneError(f"{what} have shape {array.shape}: give (B, H, W), (B, C, H, W) or (B, H, W, C)")
-    array = _channels_last(array, image_size, layout, what)
+    array = channels_last(array, image_size, layout, what)
     if image_size is not None and array.shape[1:3] != (image_size, image_size):
         raise AirsceneError(f"{what} are {array.shape[1]}x{array.shape[2]} but the model was trained on "
                             f"{image_size}x{image_size}: resize or crop them to {image_size}x{image_size}")
-    array = _to_channels(_float_image(array, what), channels)
+    array = _to_channels(_float_image(array, what, intensity), channels)
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, -1, 1)))
 
 
-def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
+def rescaled(images: torch.Tensor, factor: float) -> torch.Tensor:
+    """(B, C, H, W) resized by `factor` (bilinear, antialiased), as `data import --scale` resizes its sources."""
+    height, width = max(1, round(images.shape[2] * factor)), max(1, round(images.shape[3] * factor))
+    return F.interpolate(images, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+
+
+def read_image(path: str | Path, size: int | None = None, intensity: str = "auto") -> np.ndarray:
     """One image file (PNG, JPEG, TIFF, BMP, ...; 1-, 8-, 16-bit or float; grey, RGB, RGBA or palette) ->
     float32 (H, W, C) in [0, 1], C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA), turned as its EXIF
-    orientation says. With `size`, an image of another size is refused before it is decoded."""
+    orientation says, its values read as `intensity` says. With `size`, an image of another size is refused
+    before it is decoded."""
+    raw = read_raw_image(path, size)
+    return _float_image(raw[None], f"the pixels of {path}", intensity)[0]
+
+
+def read_raw_image(path: str | Path, size: int | None = None) -> np.ndarray:
+    """One image file as read_image reads it, but (H, W, C) in its own dtype (uint8, uint16, bool or float32)."""
     path = regular_file(as_path(path, "image file"), "image file")
 
     def check_size(image) -> None:
@@ -134,7 +197,7 @@ def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
             raise AirsceneError(f"image file {path} is {image.width}x{image.height} but the model was trained on "
                                 f"{size}x{size}: resize or crop it to {size}x{size}")
 
-    return _float_image(_read_file(path, "image file", _decoded, check_size), f"the pixels of {path}")
+    return _read_file(path, "image file", _decoded, check_size)
 
 
 def read_label_map(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
@@ -197,11 +260,10 @@ def _decoded(image) -> np.ndarray:
         image, mode = image.convert("RGBA"), "RGBA"
     if mode.startswith("I;16"):
         array = np.asarray(image).astype(np.uint16)
-    elif mode == "I":  # 32-bit integer: 16-bit PNGs open this way
+    elif mode == "I":  # 32-bit integer: 16-bit PNGs open this way; wider values have no type range but their own
         array = np.asarray(image)
-        if array.min() < 0 or array.max() > 65535:
-            raise ValueError("32-bit integer pixels beyond 16 bits")
-        array = array.astype(np.uint16)
+        if array.size and array.min() >= 0 and array.max() <= 65535:
+            array = array.astype(np.uint16)
     elif mode == "F":
         array = np.asarray(image, dtype=np.float32)
     elif mode == "1":
@@ -211,12 +273,12 @@ def _decoded(image) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
-def read_images(paths, channels: int, image_size: int | None = None) -> torch.Tensor:
+def read_images(paths, channels: int, image_size: int | None = None, intensity: str = "auto") -> torch.Tensor:
     """Image files of one size (image_size, where given: checked before decoding) -> float32
-    (B, channels, H, W) in [0, 1]."""
+    (B, channels, H, W) in [0, 1], each read as `intensity` says."""
     if not paths:
         raise AirsceneError("no image files given: name image files, or folders of them")
-    arrays = [read_image(path, image_size) for path in paths]
+    arrays = [read_image(path, image_size, intensity) for path in paths]
     shapes = sorted({array.shape[:2] for array in arrays})
     if len(shapes) > 1:
         raise AirsceneError(f"images have different sizes {shapes}: give images of one size")

@@ -21,7 +21,8 @@ from airscene.config import Config
 from airscene.data.scenes import SceneSet
 from airscene.distributed import resolve_device
 from airscene.errors import AirsceneError
-from airscene.images import PNG_MARK, image_files, marked_png, quantise, read_image, read_images, to_model_layout
+from airscene.images import (PNG_MARK, image_files, marked_png, quantise, read_image, read_images, rescaled,
+                             to_model_layout)
 from airscene.model import SceneModel, make_model
 from airscene.runs import RUN_MARKER
 from airscene.settings import check_value
@@ -68,6 +69,16 @@ class TrainedModel:
         """Images in any supported form (airscene.images.to_model_layout) as this model's input, on its device:
         of the size trained on (the grid model: any size; its convolutions run on any canvas)."""
         return to_model_layout(images, self.config.model.channels, self.image_size, layout=layout).to(self.device)
+
+    @property
+    def intensity(self) -> str:
+        """How this model reads image files' values onto [0, 1] (images.INTENSITIES), as its data set was
+        imported (runs from before the setting: by the type's range)."""
+        return self.config.model.intensity or "full"
+
+    def read(self, paths) -> torch.Tensor:
+        """Image files of one size as this model's input (B, C, H, W), read as its data set was imported."""
+        return read_images(paths, self.config.model.channels, self.image_size, self.intensity)
 
     @property
     def image_size(self) -> int | None:
@@ -173,20 +184,64 @@ def infer_files(trained: TrainedModel, paths, chunk: int = 500) -> list[tuple[Pa
     """(file, record) for every image file named or inside a folder named, read `chunk` files at a time."""
     files, results = image_paths(paths), {}
     chunk = check_value("chunk", chunk, int, {"minimum": 1})
-    c, size = trained.config.model, trained.image_size
     for start in range(0, len(files), chunk):
         part = files[start:start + chunk]
-        if size is not None:
-            results.update(zip(part, trained.infer(read_images(part, c.channels, size)).to_records()))
+        if trained.image_size is not None:
+            results.update(zip(part, trained.infer(trained.read(part)).to_records()))
             continue
         by_shape: dict[tuple, list] = {}  # any size: the files of each size inferred together
         for path in part:
-            image = read_images([path], c.channels)
+            image = trained.read([path])
             by_shape.setdefault(tuple(image.shape), []).append((path, image))
         for group in by_shape.values():
             records = trained.infer(torch.cat([image for _, image in group])).to_records()
             results.update(zip([path for path, _ in group], records))
     return [(path, results[path]) for path in files]
+
+
+def count_files(trained: TrainedModel, paths) -> list[tuple[Path, dict]]:
+    """(file, record) for every image file of any size named or inside a folder named, as a practitioner's
+    large photographs are counted: each read as the model's data set was imported (its values by
+    TrainedModel.intensity, resized by the import's scale), counted whole by a model that takes any canvas (the
+    grid), or tile by tile (count_by_tiles) by one trained on a canvas of one size; boxes in the file's pixels."""
+    scale = trained.config.model.image_scale or 1.0
+    results = []
+    for path in image_paths(paths):
+        image = read_images([path], trained.config.model.channels, intensity=trained.intensity)  # (1, C, H, W)
+        image = rescaled(image, scale) if scale != 1 else image
+        record = trained.infer(image).to_records()[0] if trained.image_size is None else count_by_tiles(trained, image, path)
+        for found in record["objects"]:
+            found["box"] = [round(value / scale, 2) for value in found["box"]]
+        results.append((path, record))
+    return results
+
+
+def tile_corners(length: int, side: int) -> list[int]:
+    """Where tiles of `side` pixels start along `length`, half a tile apart, the last one flush with the end."""
+    corners = list(range(0, length - side + 1, max(1, side // 2)))
+    return corners + [length - side] if corners[-1] != length - side else corners
+
+
+def count_by_tiles(trained: TrainedModel, image: torch.Tensor, path: Path | None = None) -> dict:
+    """One image (1, C, H, W) larger than the model's canvas as one record: tiles of the canvas's size half a
+    tile apart, each object kept by the tile whose centre is nearest its box's centre, so that an object seen
+    by two overlapping tiles counts once, and one cut by a tile's edge is counted by the tile that holds it whole."""
+    side, (height, width) = trained.image_size, image.shape[-2:]
+    if min(height, width) < side:
+        raise AirsceneError(f"image {path} is {width}x{height} after scaling, smaller than the model's {side}x{side} "
+                            "canvas: count it with `airscene infer` at the canvas's size, or with a model trained on "
+                            "smaller canvases")
+    corners = [(x, y) for y in tile_corners(height, side) for x in tile_corners(width, side)]
+    records = trained.infer(torch.cat([image[..., y:y + side, x:x + side] for x, y in corners])).to_records()
+    centres = np.array(corners, np.float64) + side / 2  # (T, 2)
+    objects = []
+    for tile, ((x, y), record) in enumerate(zip(corners, records)):
+        for found in record["objects"]:
+            box = [found["box"][0] + x, found["box"][1] + y, found["box"][2] + x, found["box"][3] + y]
+            centre = np.array([box[0] + box[2], box[1] + box[3]]) / 2
+            if np.argmin(((centres - centre) ** 2).sum(1)) == tile:
+                objects.append({**found, "box": box, "tile": [x, y]})
+    return {"count": len(objects), "objects": objects}
 
 
 CSV_FIELDS = ("file", "count", "step", "x0", "y0", "x1", "y1", "presence", "scale", "x", "y")
@@ -312,16 +367,18 @@ def write_masks(trained: TrainedModel, files: list[Path], directory: str | Path,
     palette = np.random.default_rng(0).integers(64, 256, size=(256, 3), dtype=np.uint8)
     palette[0] = 0  # the background black
     for path, target in zip(files, targets):
-        _, labels = trained.segment(read_images([path], trained.config.model.channels, trained.image_size))
+        _, labels = trained.segment(trained.read([path]))
         picture = Image.fromarray(labels[0].astype(np.uint8), mode="P")
         picture.putpalette(palette.ravel().tolist())
         write_file(target, lambda handle: picture.save(handle, format="PNG", pnginfo=png_mark()), "mask")
     return targets
 
 
-def draw_inferences(results: list[tuple[Path, dict]], directory: str | Path, force: bool = False) -> list[Path]:
-    """Each image with its objects' boxes drawn (one colour per step, as in Fig. 3), enlarged to at least
-    256 pixels, as DIRECTORY/<name>.png (drawing_files says which files it may replace)."""
+def draw_inferences(results: list[tuple[Path, dict]], directory: str | Path, force: bool = False,
+                    intensity: str = "auto") -> list[Path]:
+    """Each image, its values read as `intensity` says (TrainedModel.intensity: as the model saw it), with its
+    objects' boxes drawn (one colour per step, as in Fig. 3), enlarged to at least 256 pixels, as
+    DIRECTORY/<name>.png (drawing_files says which files it may replace)."""
     from PIL import Image, ImageDraw
 
     targets = drawing_files([path for path, _ in results], directory, force)
@@ -329,7 +386,7 @@ def draw_inferences(results: list[tuple[Path, dict]], directory: str | Path, for
     colours = ((255, 0, 0), (0, 255, 0), (0, 160, 255), (255, 255, 0), (255, 0, 255), (255, 160, 0))
     mark = png_mark()
     for (path, record), target in zip(results, targets):
-        image = quantise(to_model_layout(read_image(path)[None], 3, layout="channels_last"))[0]
+        image = quantise(to_model_layout(read_image(path, intensity=intensity)[None], 3, layout="channels_last"))[0]
         zoom = max(1, 256 // max(image.shape[:2]))
         picture = Image.fromarray(image).resize((image.shape[1] * zoom, image.shape[0] * zoom), Image.NEAREST)
         pen = ImageDraw.Draw(picture)

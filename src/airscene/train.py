@@ -30,15 +30,20 @@ from airscene.storage import as_path, outside
 TILE_MEMORY_LIMIT = 8 * 2**30  # bytes of one step's grid tiles (each decoded glimpse pasted into its cell's tile)
 
 
-def fit_model_to_data(config: Config, train: SceneSet, test: SceneSet, shard: Shard = Shard()) -> None:
-    """Take the canvas size and channels from the data (refusing settings that contradict it) and check
-    that the data fits the model."""
+def fit_model_to_data(config: Config, train: SceneSet, test: SceneSet, shard: Shard = Shard(),
+                      data_settings: dict | None = None) -> None:
+    """Take the canvas size and channels from the data, and how image files become its canvases (the reading
+    of their values and their scale, as its dataset.json says the data set was imported), refusing settings
+    that contradict them, and check that the data fits the model."""
     images, model = train.images, config.model
     if images.shape[1] != images.shape[2]:
         raise AirsceneError(f"data {config.data} has {images.shape[1]}x{images.shape[2]} images: AIR here needs square "
                             "canvases; crop them or import them with `airscene data import --size`")
     channels = 1 if images.ndim == 3 else images.shape[3]
-    for name, value in (("image_size", images.shape[1]), ("channels", channels)):
+    data_settings = data_settings or {}
+    for name, value in (("image_size", images.shape[1]), ("channels", channels),
+                        ("intensity", data_settings.get("intensity", "auto")),
+                        ("image_scale", float(data_settings.get("scale") or 1.0))):
         if getattr(model, name) not in (None, value):
             raise AirsceneError(f"setting {name} = {getattr(model, name)} contradicts the data {config.data}, whose "
                                 f"images have {name} {value}: drop --{name.replace('_', '-')}")
@@ -157,9 +162,9 @@ def train(config: Config, out: str | Path, resume: bool = False, progress: bool 
     config.validate()
     device = resolve_device(config.train.device)
     outside(as_path(out, "run directory"), [config.data], "--out")  # a run never goes inside the data it reads
-    train_set, test_set, _ = load_dataset(config.data)  # before the run directory exists: a bad --data leaves nothing
+    train_set, test_set, data_settings = load_dataset(config.data)  # before the run directory exists: a bad --data leaves nothing
     with joined(device) as shard, memory_as_error():
-        fit_model_to_data(config, train_set, test_set, shard)
+        fit_model_to_data(config, train_set, test_set, shard, data_settings)
         with Run(out, resume, shard) as run:
             data_digest = dataset_digest(config.data)
             state = run.state_to_resume(config, Config.from_dict, "air", data_digest) if resume else None

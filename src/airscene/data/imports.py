@@ -8,7 +8,7 @@ import csv
 import math
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from airscene.data.files import data_directory, save_dataset
 from airscene.data.scenes import SceneSet
 from airscene.errors import AirsceneError
-from airscene.images import (MAX_PIXELS, as_array, image_files, is_colour, quantise, read_image, read_label_map,
-                             to_model_layout)
+from airscene.images import (MAX_PIXELS, STRETCH_PERCENTILES, as_array, channels_last, check_intensity,
+                             image_files, intensity_range, is_colour, quantise, read_by_own_range, read_label_map,
+                             read_raw_image, rescaled, to_model_layout, type_top)
 from airscene.settings import check_value
 from airscene.storage import as_path, regular_file
 
@@ -50,23 +51,56 @@ class Canvas:
     mask: np.ndarray | None = None  # (S, S) int64 instance labels cut from the source's label map, 0 the background
 
 
+FAINT = 1 / 16  # an image read by its type's range that spans less of it than this imports nearly uniform
+
+
+@dataclass(kw_only=True)
+class Reading:
+    """How an import read its source images' values onto [0, 1] (images.INTENSITIES), for its report."""
+
+    intensity: str
+    own_range: list = field(default_factory=list)  # [name, dtype, value read as 0, value read as 1] per image
+    type_range: list = field(default_factory=list)  # [name, dtype, lowest value, highest value] per image
+    faint: list = field(default_factory=list)  # names of images read by their type's range that span < FAINT of it
+
+    def add(self, name: str, image: np.ndarray) -> None:
+        """Record how image (H, W, C), in its own dtype, is read."""
+        if read_by_own_range(image[None], self.intensity):
+            low, high = intensity_range(image[None], self.intensity)[0]
+            self.own_range.append([name, str(image.dtype), float(low), float(high)])
+            return
+        low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+        self.type_range.append([name, str(image.dtype), low, high])
+        if high - low < FAINT * (type_top(image.dtype) or 1):
+            self.faint.append(name)
+
+    def summary(self) -> dict:
+        """What dataset.json keeps: the reading, and the images read each way (a few, for a large import)."""
+        return dict(intensity=self.intensity, percentiles=list(STRETCH_PERCENTILES), own_range=self.own_range[:MAX_LISTED],
+                    own_range_images=len(self.own_range), type_range_images=len(self.type_range),
+                    type_range=self.type_range[:MAX_LISTED], faint=self.faint[:MAX_LISTED], faint_images=len(self.faint))
+
+
+MAX_LISTED = 20  # images named per kind of reading in dataset.json
+
+
 def source_images(source: Path, masks: Path | None = None) -> tuple[list[str], Callable[[int], np.ndarray]]:
     """The names of the source images of a folder of image files (but those in `masks`, if it lies inside it)
-    or an .npy / .npz array of images, and a function giving image i as (H, W, C) floats, read when asked for
-    (a folder of photographs need not fit in memory at once)."""
+    or an .npy / .npz array of images, and a function giving image i as (H, W, C) in its own dtype, read when
+    asked for (a folder of photographs need not fit in memory at once)."""
     if source.is_dir():
         files = [path for path in image_files(source) if masks is None or masks.resolve() not in path.resolve().parents]
         if not files:
             raise AirsceneError(f"{source} holds no image files (PNG, JPEG, TIFF, BMP, ...): give a folder of images")
-        return [str(path.relative_to(source)) for path in files], lambda index: read_image(files[index])
+        return [str(path.relative_to(source)) for path in files], lambda index: read_raw_image(files[index])
     array = saved_array(source, "images")
     what = f"the images of {source}"
     if array.ndim not in (3, 4) or not len(array) or array.dtype.kind not in "biuf":
         raise AirsceneError(f"{what} are an array of shape {array.shape} and dtype {array.dtype}: give a non-empty "
                             "batch (N, H, W), (N, C, H, W) or (N, H, W, C) of numbers")
 
-    def image(index: int) -> np.ndarray:  # one at a time: a large array is never converted whole
-        return to_model_layout(as_array(array[index:index + 1], what), 3, what=what)[0].permute(1, 2, 0).numpy()
+    def image(index: int) -> np.ndarray:  # one at a time: a large array is never read whole
+        return channels_last(as_array(array[index:index + 1], what), None, "auto", what)[0]
 
     return [str(index) for index in range(len(array))], image
 
@@ -191,12 +225,6 @@ def _plain(text: str, form: re.Pattern) -> str:
     return text
 
 
-def _resized(image: torch.Tensor, factor: float) -> torch.Tensor:
-    """(C, H, W) scaled by factor (antialiased)."""
-    height, width = max(1, round(image.shape[1] * factor)), max(1, round(image.shape[2] * factor))
-    return F.interpolate(image[None], size=(height, width), mode="bilinear", antialias=True, align_corners=False)[0]
-
-
 def _truth_in(truth: Truth | None, factor: float, x: int, y: int, side: int, whole: bool) -> Truth | None:
     """A source's truth for the canvas at (x, y) of `side` pixels in the source scaled by factor: the
     objects whose box centre lies in it, boxes clipped to it. Counts alone survive only whole images."""
@@ -229,21 +257,23 @@ def canvas_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def canvases(index: int, image: np.ndarray, truth: Truth | None, scale: float | None, size: int | None,
-             tile: int | None, stride: int | None, mask: np.ndarray | None = None, name: str | None = None) -> list[Canvas]:
-    """The square canvases of one source image (as RGB; grey ones are made grey at the end): scaled, then
-    resized (shorter side to `size`, centred crop), cut into tiles, or taken whole if already square; its
-    label map `mask` (H, W), if given, resized by the nearest pixel and cut with it. `name`: the source's, for
-    messages (its index where it has none)."""
+             tile: int | None, stride: int | None, mask: np.ndarray | None = None, name: str | None = None,
+             intensity: str = "auto") -> list[Canvas]:
+    """The square canvases of one source image (H, W, C) in its own dtype, its values read as `intensity`
+    says (as RGB; grey ones are made grey at the end): scaled, then resized (shorter side to `size`, centred
+    crop), cut into tiles, or taken whole if already square; its label map `mask` (H, W), if given, resized by
+    the nearest pixel and cut with it. `name`: the source's, for messages (its index where it has none)."""
     name = str(index) if name is None else name
     factor = scale or 1.0
     scaled = [round(side * factor) for side in image.shape[:2]]
     if math.prod(scaled) > MAX_PIXELS:
         raise AirsceneError(f"--scale {scale} makes source image {name} {scaled[1]}x{scaled[0]} pixels, more than "
                             f"airscene holds ({MAX_PIXELS:,}): lower --scale, or cut the image with --tile first")
-    pixels = to_model_layout(image[None], 3, layout="channels_last")[0]  # (3, H, W)
+    pixels = to_model_layout(image[None], 3, what=f"the pixels of source image {name}", layout="channels_last",
+                             intensity=intensity)[0]  # (3, H, W)
     labels = None if mask is None else torch.from_numpy(mask)  # (H, W)
     if scale:
-        pixels = _resized(pixels, scale)
+        pixels = rescaled(pixels[None], scale)[0]
     height, width = pixels.shape[1:]
     if tile:
         tiles = (max(0, height - tile) // stride + 1) * (max(0, width - tile) // stride + 1) if min(height, width) >= tile else 0
@@ -254,7 +284,7 @@ def canvases(index: int, image: np.ndarray, truth: Truth | None, scale: float | 
         cuts = [(x, y, tile, _truth_in(truth, factor, x, y, tile, whole=False)) for x, y in corners]
     elif size:
         shrink = size / min(height, width)
-        pixels, factor = _resized(pixels, shrink), factor * shrink
+        pixels, factor = rescaled(pixels[None], shrink)[0], factor * shrink
         x, y = (pixels.shape[2] - size) // 2, (pixels.shape[1] - size) // 2
         cuts = [(x, y, size, _truth_in(truth, factor, x, y, size, whole=height == width))]
     elif height != width:
@@ -329,12 +359,14 @@ def otsu_threshold(values: np.ndarray) -> float:
 def import_images(source: str | Path, out: str | Path, size: int | None = None, tile: int | None = None,
                   stride: int | None = None, scale: float | None = None, colour: bool | None = None,
                   test_fraction: float = 0.1, seed: int = 0, labels: str | Path | None = None,
-                  masks: str | Path | None = None, force: bool = False) -> dict:
+                  masks: str | Path | None = None, intensity: str = "auto", force: bool = False) -> dict:
     """Import SOURCE (a folder of images, or an .npy / .npz array) as the data set OUT (an existing one is
-    replaced only with `force`); returns its settings, with the measured object size (`suggest_object_size`)
-    and the sources smaller than a tile (skipped). Held-out canvases come from held-out source files. `masks`:
-    each image's instance label map (source_masks), cut with it into the canvases' true masks."""
+    replaced only with `force`); returns its settings, with the measured object size (`suggest_object_size`),
+    how the pixels were read (`reading`: intensity, images.INTENSITIES) and the sources smaller than a tile
+    (skipped). Held-out canvases come from held-out source files. `masks`: each image's instance label map
+    (source_masks), cut with it into the canvases' true masks."""
     source = as_path(source, "image source")
+    intensity = check_intensity(intensity)
     size, tile, stride, scale, test_fraction, seed = _check_import_options(size, tile, stride, scale, test_fraction, seed)
     if colour is not None and not isinstance(colour, bool):
         raise AirsceneError(f"colour is {colour!r}: give True, False or None (colour if any image is)")
@@ -350,12 +382,13 @@ def import_images(source: str | Path, out: str | Path, size: int | None = None, 
         order = np.random.default_rng(seed).permutation(len(names))
         held_out = set(order[:round(test_fraction * len(names))].tolist()) if len(names) > 1 else set()
         splits: dict[str, list[Canvas]] = {"train": [], "test": []}
-        skipped, pixels = [], 0
+        skipped, pixels, reading = [], 0, Reading(intensity=intensity)
         for index in range(len(names)):
             picture, truth = image(index), truths.get(names[index])
+            reading.add(names[index], picture)
             _check_boxes_inside(truth, picture.shape, labels, names[index])
             mask = None if label_map is None else label_map(index, picture.shape[:2])
-            parts = canvases(index, picture, truth, scale, size, tile, stride or tile, mask, names[index])
+            parts = canvases(index, picture, truth, scale, size, tile, stride or tile, mask, names[index], intensity)
             splits["test" if index in held_out else "train"] += parts
             pixels += sum(part.pixels.size for part in parts)
             if sum(map(len, splits.values())) > MAX_CANVASES or pixels > MAX_IMPORT_BYTES:
@@ -380,8 +413,9 @@ def import_images(source: str | Path, out: str | Path, size: int | None = None, 
         train, test = (scene_set(splits[split], sides[0], channels, bool(truths)) for split in ("train", "test"))
         settings = dict(kind="import", format_version=2, source=str(source), size=size, tile=tile,
                         stride=stride or tile, scale=scale, channels=channels, test_fraction=test_fraction, seed=seed,
-                        labels=str(labels) if labels else None, masks=str(masks) if masks else None, source_files=names, train=len(train), test=len(test),
-                        skipped_sources=skipped, measured=suggest_object_size(train.images))
+                        labels=str(labels) if labels else None, masks=str(masks) if masks else None,
+                        intensity=intensity, reading=reading.summary(), source_files=names, train=len(train),
+                        test=len(test), skipped_sources=skipped, measured=suggest_object_size(train.images))
         save_dataset(out, train, test, settings)
     return settings
 

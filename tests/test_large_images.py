@@ -1,0 +1,155 @@
+"""Large photographs and micrographs: images of more than 8 bits read with their contrast, a run that reads
+files as its data set was imported, and whole images of any size counted whole or tile by tile."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+from skimage import data as samples
+
+from airscene.cli import main
+from airscene.data import load_dataset
+from airscene.data.imports import import_images
+from airscene.errors import AirsceneError
+from airscene.images import STRETCH_PERCENTILES, read_image, read_images, rescaled, to_model_layout
+from airscene.infer import Scenes, count_by_tiles, count_files, load, tile_corners
+
+GRID = ["--model", "grid", "--estimator", "local", "--cell-size", "8", "--object-size", "10,16", "--steps", "3",
+        "--batch-size", "4", "--glimpse-size", "8", "--what-size", "4", "--embedding-size", "16",
+        "--glimpse-hidden-size", "16", "--eval-images", "4", "--quiet"]
+
+
+@pytest.fixture
+def camera_files(tmp_path):
+    """scikit-image's coins photograph as an 8-bit PNG, and as a 12-bit camera writes it: 16-bit, values 0-4,080."""
+    coins = samples.coins()
+    folders = {kind: tmp_path / kind for kind in ("eight", "twelve")}
+    for folder in folders.values():
+        folder.mkdir()
+    Image.fromarray(coins).save(folders["eight"] / "coins.png")
+    tifffile.imwrite(folders["twelve"] / "coins.tif", coins.astype(np.uint16) * 16)
+    return coins, folders
+
+
+def test_a_twelve_bit_frame_reads_with_its_contrast_and_as_its_eight_bit_copy(camera_files):
+    coins, folders = camera_files
+    frame = folders["twelve"] / "coins.tif"
+    low, high = np.percentile(coins.astype(np.float64) * 16, STRETCH_PERCENTILES)
+    expected = np.clip((coins * 16.0 - low) / (high - low), 0, 1)
+    np.testing.assert_allclose(read_image(frame)[..., 0], expected, atol=1e-6)  # auto: by its own range
+    assert read_image(frame, intensity="full").max() <= 4080 / 65535 + 1e-6  # the type's range: nearly black
+    eight = read_image(folders["eight"] / "coins.png", intensity="image")
+    np.testing.assert_allclose(read_image(frame, intensity="image"), eight, atol=1e-6)
+    np.testing.assert_allclose(read_image(folders["eight"] / "coins.png")[..., 0], coins / 255, atol=1e-6)  # auto: 8 bits as they are
+
+
+def test_floats_and_wide_integers_have_no_type_range_but_their_own(tmp_path):
+    ramp = np.linspace(-50, 200, 64, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(ramp, "F").save(tmp_path / "float.tif")
+    read = read_image(tmp_path / "float.tif")[..., 0]
+    assert read.min() == 0 and read.max() == 1 and np.all(np.diff(read.ravel()) >= 0)
+    with pytest.raises(AirsceneError, match="not \\[0, 1\\].*intensity 'image'"):
+        read_image(tmp_path / "float.tif", intensity="full")
+    deep = (np.arange(64, dtype=np.int32).reshape(8, 8) * 100_000)
+    Image.fromarray(deep, "I").save(tmp_path / "deep.tif")
+    assert read_image(tmp_path / "deep.tif").max() == 1
+    grey_alpha = np.stack([np.full((4, 4), 300, np.uint16), np.full((4, 4), 65535, np.uint16)], -1)
+    grey_alpha[0, 0, 0] = 100
+    read = to_model_layout(grey_alpha[None], 1, layout="channels_last", intensity="auto")[0, 0]
+    assert read[0, 0] == 0 and read[1, 1] == 1  # the grey by its own range, then its alpha (1 by its type's) applied
+    with pytest.raises(AirsceneError, match="intensity 'bright' is unknown: use auto, image, full"):
+        read_image(tmp_path / "float.tif", intensity="bright")
+
+
+def test_the_import_reads_by_the_asked_range_and_warns_of_faint_images(camera_files, tmp_path, capsys):
+    _, folders = camera_files
+    same = [import_images(folders[kind], tmp_path / f"{kind}-image", tile=48, stride=48, test_fraction=0.0,
+                          intensity="image") for kind in ("eight", "twelve")]
+    canvases = [load_dataset(tmp_path / f"{kind}-image")[0].images for kind in ("eight", "twelve")]
+    assert np.abs(canvases[0].astype(int) - canvases[1].astype(int)).max() <= 1
+    assert same[1]["reading"]["own_range_images"] == 1 and same[1]["intensity"] == "image"
+    assert main(["data", "import", str(folders["twelve"]), "--out", str(tmp_path / "full"), "--tile", "48",
+                 "--test-fraction", "0", "--intensity", "full"]) == 0
+    out = capsys.readouterr()
+    assert "(uint16, values 16 to 4032)" in out.out and "warning: 1 image(s) span less than 1/16" in out.err
+    assert load_dataset(tmp_path / "full")[0].images.max() <= 16
+    assert main(["data", "import", str(folders["twelve"]), "--out", str(tmp_path / "auto"), "--tile", "48",
+                 "--test-fraction", "0"]) == 0
+    assert "by their own range (--intensity auto): each one's 0.1 and 99.9 percentiles" in capsys.readouterr().out
+    assert load_dataset(tmp_path / "auto")[0].images.max() == 255
+
+
+def test_a_run_counts_whole_files_as_its_data_set_was_imported(camera_files, tmp_path, capsys):
+    _, folders = camera_files
+    main(["data", "import", str(folders["twelve"]), "--out", str(tmp_path / "data"), "--scale", "0.5", "--tile", "32",
+          "--stride", "16", "--test-fraction", "0"])
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *GRID]) == 0
+    trained = load(tmp_path / "run")
+    assert (trained.config.model.intensity, trained.config.model.image_scale) == ("auto", 0.5)
+    frame = folders["twelve"] / "coins.tif"
+    [(path, record)] = count_files(trained, [frame])
+    scenes = trained.infer(rescaled(read_images([frame], 1), 0.5))  # read by its own range, halved
+    assert record["count"] == scenes.counts[0]
+    np.testing.assert_allclose([found["box"] for found in record["objects"]],
+                               [[2 * value for value in found["box"]] for found in scenes.to_records()[0]["objects"]],
+                               atol=0.02)  # in the file's pixels
+    assert main(["count", str(tmp_path / "run"), str(frame), "--out", str(tmp_path / "counts.csv"),
+                 "--draw", str(tmp_path / "drawn")]) == 0
+    assert "values read by --intensity auto, resized by 0.5" in capsys.readouterr().err
+    rows = list(csv.DictReader(open(tmp_path / "counts.csv")))
+    assert {row["count"] for row in rows} == {str(record["count"])} and (tmp_path / "drawn" / "coins.png").is_file()
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "other"), "--intensity", "full",
+                 *GRID]) == 2
+    assert "setting intensity = full contradicts the data" in capsys.readouterr().err
+
+
+class Oracle:
+    """A stand-in for a trained model on 20-pixel canvases that finds exactly the given objects whose box lies
+    wholly inside a canvas, as a perfect AIR would: what count_by_tiles asks of a model and nothing more."""
+
+    image_size = 20
+
+    def __init__(self, boxes: np.ndarray, origin: np.ndarray):
+        self.boxes, self.origin = boxes, origin  # (K, 4) boxes in the large image; (T, 2) each tile's corner, in order
+
+    def infer(self, tiles: torch.Tensor) -> Scenes:
+        found = [[box - np.tile(corner, 2) for box in self.boxes
+                  if (box[:2] >= corner).all() and (box[2:] <= corner + 20).all()] for corner in self.origin]
+        steps = max(1, max(map(len, found)))
+        boxes = np.full((len(tiles), steps, 4), np.nan)
+        where = np.full((len(tiles), steps, 3), np.nan)
+        for index, inside in enumerate(found):
+            boxes[index, :len(inside)] = np.reshape(inside, (-1, 4))
+            where[index, :len(inside)] = 1.0
+        return Scenes(counts=np.array(list(map(len, found))), boxes=boxes, presence=np.ones((len(tiles), steps)),
+                      what=np.zeros((len(tiles), steps, 2)), where=where)
+
+
+def test_tiles_count_an_object_once_however_many_tiles_see_it():
+    assert tile_corners(50, 20) == [0, 10, 20, 30] and tile_corners(45, 20) == [0, 10, 20, 25]
+    generator = np.random.default_rng(0)
+    corners = np.array([(x, y) for y in tile_corners(47, 20) for x in tile_corners(63, 20)])
+    placed = []
+    while len(placed) < 12:  # 6-pixel objects that do not overlap, anywhere in a 63 x 47 image
+        corner = generator.uniform(0, [57, 41])
+        if all(np.abs(corner - other[:2]).max() >= 6 for other in placed):
+            placed.append(np.concatenate([corner, corner + 6]))
+    boxes = np.array(placed)
+    record = count_by_tiles(Oracle(boxes, corners), torch.zeros(1, 1, 47, 63))
+    assert record["count"] == 12
+    counted = np.array(sorted(found["box"] for found in record["objects"]))
+    np.testing.assert_allclose(counted, boxes[np.argsort(boxes[:, 0])], atol=0.01)  # records keep 2 decimals
+    with pytest.raises(AirsceneError, match="smaller than the model's 20x20 canvas"):
+        count_by_tiles(Oracle(boxes, corners), torch.zeros(1, 1, 19, 63))
+
+
+def test_count_writes_only_where_it_may(camera_files, tmp_path, capsys):
+    _, folders = camera_files
+    (tmp_path / "mine.csv").write_text("a user's own table\n")
+    assert main(["count", str(tmp_path / "absent-run"), str(folders["eight"]), "--out", str(tmp_path / "mine.csv")]) == 2
+    assert (tmp_path / "mine.csv").read_text() == "a user's own table\n"
+    assert json.dumps(capsys.readouterr().err).count("mine.csv") >= 1
