@@ -16,7 +16,10 @@ from airscene.data import load_dataset
 from airscene.data.imports import import_images
 from airscene.errors import AirsceneError
 from airscene.images import STRETCH_PERCENTILES, read_image, read_images, rescaled, to_model_layout
+from airscene.config import Config
 from airscene.infer import Scenes, count_by_tiles, count_files, load, tile_corners
+from airscene.runs import batch_indices
+from airscene.train import AIRJob, fit_model_to_data, turned
 
 GRID = ["--model", "grid", "--estimator", "local", "--cell-size", "8", "--object-size", "10,16", "--steps", "3",
         "--batch-size", "4", "--glimpse-size", "8", "--what-size", "4", "--embedding-size", "16",
@@ -153,3 +156,23 @@ def test_count_writes_only_where_it_may(camera_files, tmp_path, capsys):
     assert main(["count", str(tmp_path / "absent-run"), str(folders["eight"]), "--out", str(tmp_path / "mine.csv")]) == 2
     assert (tmp_path / "mine.csv").read_text() == "a user's own table\n"
     assert json.dumps(capsys.readouterr().err).count("mine.csv") >= 1
+
+
+def test_turns_are_the_squares_eight_symmetries_drawn_alike_on_resume(tmp_path):
+    image = torch.arange(9.0).view(1, 1, 3, 3)  # no two of its symmetries are equal
+    variants = turned(image.expand(8, 1, 3, 3), torch.arange(8))
+    assert len({tuple(variant.flatten().tolist()) for variant in variants}) == 8
+    assert all(sorted(variant.flatten().tolist()) == list(range(9)) for variant in variants)
+    assert torch.equal(variants[1, 0], torch.rot90(image[0, 0], 1)) and torch.equal(variants[4, 0], image[0, 0].flip(1))
+    main(["data", "sprites", "--out", str(tmp_path / "data"), "--train", "32", "--test", "8", "--size", "24",
+          "--side-range", "5,9", "--counts", "1-2"])
+    train_set, test_set, _ = load_dataset(tmp_path / "data")
+    config = Config(data=str(tmp_path / "data"))
+    config.train.augment, config.train.batch_size = "turns", 8
+    fit_model_to_data(config, train_set, test_set)
+    jobs = [AIRJob(config, train_set, test_set, torch.device("cpu")) for _ in range(2)]  # a run and its resumption
+    plain = torch.from_numpy(train_set.images[batch_indices(3, 32, 8, 0)]).float()[:, None] / 255
+    batch = jobs[0].batch(3).images
+    assert torch.equal(batch, jobs[1].batch(3).images) and not torch.equal(batch, plain)
+    assert all(any(torch.equal(image, variant) for variant in turned(source.expand(8, -1, -1, -1), torch.arange(8)))
+               for image, source in zip(batch, plain))

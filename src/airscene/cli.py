@@ -75,7 +75,7 @@ def _numbers(text: str) -> tuple[float, ...]:
 # graphics trains with marginal, nvil or supervised, never VIMCO's samples or a relaxation's temperature.
 AIR_UNREAD = ("data", "train.yaw_proposals")
 GRAPHICS_UNREAD = ("train.vimco_samples", "train.temperature_start", "train.temperature_end", "train.temperature_steps",
-                   "train.straight_through")
+                   "train.straight_through", "train.augment")
 
 
 def _add_settings(parser: argparse.ArgumentParser, defaults, prefix: str = "", skip: tuple[str, ...] = ()) -> None:

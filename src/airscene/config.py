@@ -130,6 +130,9 @@ class TrainConfig:
     yaw_proposals: int = setting(8, "inverse graphics: yaws rendered per turning object for q(yaw)'s wake update",
                                  minimum=1, maximum=256)
     clip_norm: float = setting(10.0, "the model's gradient norm is clipped to this", above=0.0)
+    augment: str = setting("none", "turns: each training image flipped and turned by a random multiple of 90 degrees "
+                           "every step (objects seen from above, such as cells, coins and stars, from few source "
+                           "images); none: as stored", choices=("none", "turns"), added="0.2.0")
     # The count prior rho: fixed at the model's count_prior ("none"), or annealed from count_prior_start to
     # it over count_prior_steps ("linear", "exponential") and held there. A small fixed rho learns more
     # reliably than the paper's annealing from near 1: with exploration (below) nothing needs a high rho

@@ -89,6 +89,14 @@ def apply_object_size(model: ModelConfig) -> None:
         setattr(model, name, value)
 
 
+def turned(images: torch.Tensor, symmetry: torch.Tensor) -> torch.Tensor:
+    """Square images (B, C, S, S), each under one of the square's 8 symmetries (symmetry (B,) in 0..7:
+    turned by symmetry % 4 quarter turns, mirrored first where symmetry >= 4)."""
+    variants = torch.stack([torch.rot90(source, turns, (2, 3)) for source in (images, images.flip(3))
+                            for turns in range(4)])  # (8, B, C, S, S)
+    return variants[symmetry, torch.arange(len(images), device=images.device)]
+
+
 class AIRJob(TrainingJob):
     """AIR on a data set of scenes: batches by a seeded per-epoch permutation, the count prior and the
     exploration by their schedules; on the first eval_images test scenes, held-out count accuracy where the
@@ -117,6 +125,9 @@ class AIRJob(TrainingJob):
         index = batch_indices(step, len(self.train), self.settings.batch_size, self.settings.seed, self.shard)
         index = torch.from_numpy(index).to(self.device, non_blocking=True)
         images = self.train_images[index].float() / 255  # as images.to_model_layout divides uint8
+        if self.settings.augment == "turns":  # drawn from (seed, step, rank): a resumed run turns them alike
+            symmetry = np.random.default_rng([self.settings.seed, step, self.shard.rank]).integers(0, 8, len(images))
+            images = turned(images, torch.from_numpy(symmetry).to(self.device, non_blocking=True))
         return Batch(images=images, truth=None if self.train_counts is None else self.train_counts[index])
 
     def schedule(self, step: int) -> float:

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from airscene.errors import AirsceneError
+from airscene.images import rescaled
 
 KINDS = ("none", "photos", "gradients")
 TRAIN_PHOTOS = ("brick.png", "grass.png", "camera.png", "astronaut.png", "coffee.png", "chelsea.png")
@@ -51,8 +53,9 @@ class Backgrounds:
             background = _gradient(size, channels, rng)
         else:
             photo = self.photos[rng.integers(len(self.photos))]
-            if min(photo.shape[:2]) < size:
-                raise AirsceneError(f"canvases of {size} pixels are larger than the background photographs: use a smaller --size")
+            if min(photo.shape[:2]) < size:  # a large canvas: the photograph enlarged to hold it
+                enlarged = rescaled(torch.from_numpy(photo).permute(2, 0, 1)[None], (size + 0.5) / min(photo.shape[:2]))
+                photo = enlarged[0].permute(1, 2, 0).clamp(0, 1).numpy()
             y, x = rng.integers(0, photo.shape[0] - size + 1), rng.integers(0, photo.shape[1] - size + 1)
             background = photo[y:y + size, x:x + size]
             background = background[:, ::-1] if rng.random() < 0.5 else background

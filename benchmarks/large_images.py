@@ -1,0 +1,279 @@
+"""Counting the objects of large images as a practitioner would: import tiles of the part of an image that
+trains, train, and count the whole of a part never trained on with `airscene count`; beside it the textbook
+scikit-image recipe (Gaussian smoothing, Otsu's threshold, distance-transform watershed), whose parameters
+are chosen on the training part, scored by the same code on the same parts.
+
+Real images: scikit-image's `coins` photograph (24 coins on cloth, counted by hand: top half trains, bottom
+half is counted; also written as a 12-bit camera writes it, a 16-bit TIFF of values 16-4,032) and StarDist's
+example fluorescence micrograph of nuclei (16 bits, values 0-235; the `stardist` wheel ships it with its
+annotated masks, fetched by pip: no other file of that package is used). Synthetic: sprites composed over
+scikit-image's photographs and textures on 256 x 256 canvases, 15-40 a scene, counted exactly.
+
+    python benchmarks/large_images.py                          # 3 seeds, every kind (about 40 minutes)
+    python benchmarks/large_images.py --kinds nuclei --seeds 0 --minutes 2
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import subprocess
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results import run_airscene, seeded_runs_parser, train_once, write_section  # noqa: E402
+
+from airscene.data import load_dataset  # noqa: E402
+from airscene.images import read_image  # noqa: E402
+from airscene.infer import count_files, load  # noqa: E402
+
+HAND_COUNTS = Path(__file__).with_name("large_images_counts.csv")  # image,part,count,how
+STARDIST = "stardist==0.9.2"  # its wheel holds data/images/img2d.tif (nuclei) and mask2d.tif (their annotation)
+GRID = ["--model", "grid", "--estimator", "local", "--window-limit", "1.2", "--batch-size", "16", "--glimpse-size",
+        "20", "--embedding-size", "128"]
+
+
+@dataclass(kw_only=True)
+class Kind:
+    """One kind of large image: what it is, how its training part is imported and trained on, the recipe's
+    parameters to choose from, and the files counted."""
+
+    what: str
+    import_flags: list[str]
+    train_flags: list[str]
+    variant: str = "base"  # the one the first table reports
+    recipe_grid: dict = field(default_factory=lambda: dict(sigma=(1, 2, 3), min_distance=(5, 7, 10, 15, 20),
+                                                           min_area=(30, 100, 200)))
+
+
+# A background or a strong count prior from the first step switches every object off before it has learned what
+# an object is; an annealed prior lets objects form first.
+ANNEAL = ["--count-prior-schedule", "exponential", "--count-prior-start", "0.5", "--count-prior-steps", "2000"]
+VARIANTS = {  # what was tried on top of a kind's flags: name -> (flags, what it is)
+    "base": ([], "the kind's flags"),
+    "turns": (["--augment", "turns"], "tiles flipped and turned at random every step"),
+    "prior-30": (["--count-prior", "1e-30"], "a stronger count prior"),
+    "prior-10": (["--count-prior", "1e-10"], "a weaker count prior"),
+    "sd-0.2": (["--likelihood-sd", "0.2"], "a sharper likelihood"),
+    "sd-0.5": (["--likelihood-sd", "0.5"], "a flatter likelihood"),
+    "cells-8": (["--cell-size", "8"], "8-pixel cells"),
+    "alpha": (["--compositing", "alpha"], "objects occlude"),
+    "background": (["--background", "learned"], "a learned background"),
+    "anneal": (ANNEAL, "the count prior annealed from 0.5 over the first 2,000 steps"),
+    "anneal-turns": ([*ANNEAL, "--augment", "turns"], "annealed, tiles turned"),
+    "anneal-background": ([*ANNEAL, "--background", "learned"], "annealed, a learned background"),
+    "anneal-background-turns": ([*ANNEAL, "--background", "learned", "--augment", "turns"],
+                                "annealed, a learned background, tiles turned"),
+}
+KINDS = {
+    "coins": Kind(what="coins (photograph, 8-bit): bottom half", import_flags=["--scale", "0.5", "--tile", "48",
+                  "--stride", "8", "--no-colour", "--intensity", "image"],
+                  train_flags=[*GRID, "--object-size", "20,34", "--count-prior", "1e-20"]),
+    "nuclei": Kind(what="nuclei (fluorescence, 16-bit, 0-235): bottom half", import_flags=["--tile", "48", "--stride",
+                   "8"], train_flags=[*GRID, "--object-size", "16,36", "--count-prior", "1e-20"]),
+    "synthetic": Kind(what="sprites over photographs, 256 x 256, 15-40 a scene: 50 held-out scenes",
+                      import_flags=["--tile", "64", "--stride", "32"],
+                      train_flags=[*GRID, "--object-size", "12,20", "--count-prior", "1e-20"]),
+}
+
+
+def hand_counts() -> dict[tuple[str, str], int]:
+    with open(HAND_COUNTS, newline="") as handle:
+        return {(row["image"], row["part"]): int(row["count"]) for row in csv.DictReader(handle)}
+
+
+def stardist_images(cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """StarDist's example micrograph (512 x 512 uint16) and its annotated instance masks, from its wheel."""
+    import tifffile
+    wheels = sorted(cache.glob("stardist-*.whl"))
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", STARDIST, "--no-deps", "--only-binary=:all:",
+                        "-q", "-d", str(cache)], check=True)
+        wheels = sorted(cache.glob("stardist-*.whl"))
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        image, masks = (tifffile.imread(wheel.open(f"stardist/data/images/{name}.tif")) for name in ("img2d", "mask2d"))
+    return image, masks
+
+
+def prepare(out: Path, name: str) -> tuple[Path, list[Path], list[int], list[tuple[Path, int]]]:
+    """The kind's source folder to import from, the files counted, their true counts, and files of its
+    training part with their counts (on which the recipe's parameters are chosen); made once, then read from
+    OUT/NAME/prepared.json (so that a machine without scikit-image can train on what was made here)."""
+    record = out / name / "prepared.json"
+    if not record.is_file():
+        source, files, truth, tuning = make_files(out, name)
+        record.write_text(json.dumps(dict(source=str(source), files=list(map(str, files)), truth=truth,
+                                          tuning=[(str(path), count) for path, count in tuning])))
+    made = json.loads(record.read_text())
+    return (Path(made["source"]), list(map(Path, made["files"])), made["truth"],
+            [(Path(path), count) for path, count in made["tuning"]])
+
+
+def make_files(out: Path, name: str) -> tuple[Path, list[Path], list[int], list[tuple[Path, int]]]:
+    """prepare's files, written."""
+    import tifffile
+    from skimage import data
+
+    source, counted = out / name / "source", out / name / "counted"
+    tuning = out / name / "tuning"
+    for folder in (source, counted, tuning):
+        folder.mkdir(parents=True, exist_ok=True)
+    truth = hand_counts()
+    if name == "coins":
+        coins = data.coins()
+        Image.fromarray(coins[:150]).save(source / "top.png")
+        Image.fromarray(coins[150:]).save(counted / "bottom.png")
+        tifffile.imwrite(counted / "bottom-12bit.tif", coins[150:].astype(np.uint16) * 16)  # as a 12-bit camera writes it
+        return source, [counted / "bottom.png", counted / "bottom-12bit.tif"], [truth["coins", "bottom"]] * 2, [
+            (source / "top.png", truth["coins", "top"])]
+    if name == "nuclei":
+        image, _ = stardist_images(out / "cache")
+        tifffile.imwrite(source / "top.tif", image[:256])
+        tifffile.imwrite(counted / "bottom.tif", image[256:])
+        return source, [counted / "bottom.tif"], [truth["nuclei", "bottom"]], [(source / "top.tif", truth["nuclei", "top"])]
+    scenes = out / name / "scenes"
+    if not (scenes / "dataset.json").is_file():
+        run_airscene("data", "sprites", "--out", str(scenes), "--size", "256", "--counts", "15-40", "--background",
+                     "photos", "--no-overlap", "--side-range", "12,20", "--train", "60", "--test", "50")
+    train, test, _ = load_dataset(scenes)
+    np.save(source / "scenes.npy", train.images)
+    files = []
+    for index, image in enumerate(test.images):
+        Image.fromarray(image).save(counted / f"scene{index:02d}.png")
+        files.append(counted / f"scene{index:02d}.png")
+    for index, image in enumerate(train.images[:5]):
+        Image.fromarray(image).save(tuning / f"scene{index:02d}.png")
+    return source / "scenes.npy", files, [int(count) for count in test.counts], [
+        (tuning / f"scene{index:02d}.png", int(count)) for index, count in enumerate(train.counts[:5])]
+
+
+def recipe_count(path: Path, sigma: float, min_distance: int, min_area: int) -> int:
+    """The textbook count with scikit-image's own functions: smooth, threshold by Otsu, drop specks, and split
+    touching objects by a watershed of the distance transform from its local maxima."""
+    from scipy import ndimage
+    from skimage import feature, filters, measure, morphology, segmentation
+
+    image = read_image(path, intensity="image").mean(-1)  # the same reading as airscene's, grey
+    smooth = filters.gaussian(image, sigma=sigma)
+    mask = morphology.remove_small_objects(smooth > filters.threshold_otsu(smooth), max_size=min_area)
+    distance = ndimage.distance_transform_edt(mask)
+    peaks = feature.peak_local_max(distance, min_distance=min_distance, labels=measure.label(mask), exclude_border=False)
+    markers = np.zeros(image.shape, np.int64)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    return int(segmentation.watershed(-distance, markers, mask=mask).max())
+
+
+def chosen_recipe(kind: Kind, tuning: list[tuple[Path, int]]) -> dict:
+    """The recipe's parameters with the smallest total count error on the training part's files."""
+    names = list(kind.recipe_grid)
+    candidates = [dict(zip(names, values)) for values in itertools.product(*kind.recipe_grid.values())]
+    return min(candidates, key=lambda params: sum(abs(recipe_count(path, **params) - count) for path, count in tuning))
+
+
+def import_part(out: Path, name: str, source: Path) -> Path:
+    """The kind's training part imported as tiles (once)."""
+    data = out / name / "data"
+    if not (data / "dataset.json").is_file():
+        run_airscene("data", "import", str(source), "--out", str(data), "--test-fraction", "0", *KINDS[name].import_flags)
+    return data
+
+
+def airscene_counts(out: Path, name: str, variant: str, files: list[Path], seed: int, minutes: float) -> dict:
+    """Train one run of a variant on the kind's tiles (unless done), count the counted files whole, and keep the
+    counts beside the run (counts.json)."""
+    run = out / name / f"{variant}-seed{seed}"
+    train_once(run, "train", "--data", str(out / name / "data"), *KINDS[name].train_flags, *VARIANTS[variant][0],
+               "--seed", str(seed), "--minutes", str(minutes), "--threads", "1", "--quiet")
+    if not (run / "counts.json").is_file():
+        summary = json.loads((run / "train_summary.json").read_text())
+        counted = count_files(load(run), files)
+        (run / "counts.json").write_text(json.dumps(dict(
+            files=[path.name for path in files], counts=[record["count"] for _, record in counted],
+            seconds=summary["seconds"], steps=summary["step"])))
+    return json.loads((run / "counts.json").read_text())
+
+
+def main() -> None:
+    parser = seeded_runs_parser(__doc__, "benchmarks/out/large-images")
+    parser.add_argument("--kinds", nargs="+", choices=tuple(KINDS), default=list(KINDS))
+    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=None,
+                        help="what to train (default: each kind's chosen variant)")
+    parser.add_argument("--report", action="store_true", help="only report the runs already counted in --out")
+    parser.add_argument("--no-report", action="store_true", help="only train and count (another machine reports)")
+    parser.set_defaults(minutes=4.0)
+    args = parser.parse_args()
+    out = Path(args.out)
+    prepared = {name: prepare(out, name) for name in args.kinds}
+    if not args.report:
+        jobs = [(name, variant, seed) for name in args.kinds for variant in args.variants or [KINDS[name].variant]
+                for seed in args.seeds]
+        for name in args.kinds:
+            import_part(out, name, prepared[name][0])
+        with ThreadPoolExecutor(args.parallel) as pool:  # each run is its own process: threads only wait
+            list(pool.map(lambda job: airscene_counts(out, job[0], job[1], prepared[job[0]][1], job[2], args.minutes), jobs))
+    if args.no_report:
+        return
+    chosen, tried = [], []
+    for name in args.kinds:
+        _, files, truth, tuning = prepared[name]
+        params = chosen_recipe(KINDS[name], tuning)
+        recipe = [recipe_count(path, **params) for path in files]
+        runs = {variant: [json.loads(path.read_text()) for seed in args.seeds
+                          if (path := out / name / f"{variant}-seed{seed}" / "counts.json").is_file()]
+                for variant in VARIANTS}
+        (out / name / "report.json").write_text(json.dumps(dict(files=[path.name for path in files], truth=truth,
+                                                                recipe=recipe, recipe_params=params, runs=runs), indent=1))
+        chosen += table_rows(name, files, truth, recipe, params, runs[KINDS[name].variant])
+        tried += [f"| {KINDS[name].what} | {variant}: {VARIANTS[variant][1]} | {len(found)} | "
+                  + "; ".join(count_error(run["counts"][0], truth[0]) if name != "synthetic" else scene_summary(run["counts"], truth)
+                              for run in found) + " |" for variant, found in runs.items() if found]
+    write_section("Large images: counted whole, beside the textbook recipe", "\n".join([
+        "Each kind's training part imported as tiles (flags in `KINDS`), the grid trained on one thread a run, then "
+        "`airscene count` on each counted file whole; the recipe's parameters (sigma, min_distance, min_area) chosen "
+        "by the smallest count error on the training part. Count error: counted minus true, and its share of the "
+        "true count; for the synthetic scenes, the share of scenes counted exactly and the mean absolute error.",
+        "",
+        "| image | true count | recipe | airscene by seed | training a run |",
+        "|---|---:|---|---|---|",
+        *chosen,
+        "",
+        "What was tried (the first counted file of each kind; each variant's flags in `VARIANTS`):",
+        "",
+        "| image | variant | runs | airscene by seed |",
+        "|---|---|---:|---|",
+        *tried,
+    ]))
+
+
+def count_error(counted: int, true: int) -> str:
+    return f"{counted} ({counted - true:+d}, {100 * abs(counted - true) / max(true, 1):.1f}%)"
+
+
+def scene_summary(counts: list[int], truth: list[int]) -> str:
+    counts, true = np.array(counts), np.array(truth)
+    return f"{100 * np.mean(counts == true):.0f}% exact, MAE {np.abs(counts - true).mean():.2f}"
+
+
+def table_rows(name: str, files: list[Path], truth: list[int], recipe: list[int], params: dict,
+               runs: list[dict]) -> list[str]:
+    """One row per counted real file; one row for the synthetic scenes together."""
+    setting = ", ".join(f"{key} {value}" for key, value in params.items())
+    spent = ", ".join(f"{run['seconds'] / 60:.1f} min ({run['steps']} steps)" for run in runs[:1])
+    if name == "synthetic":
+        return [f"| {KINDS[name].what} | {np.mean(truth):.1f} a scene | {scene_summary(recipe, truth)} ({setting}) | "
+                + "; ".join(scene_summary(run["counts"], truth) for run in runs) + f" | {spent} |"]
+    return [f"| {KINDS[name].what}, `{path.name}` | {true} | {count_error(recipe[index], true)} ({setting}) | "
+            + "; ".join(count_error(run["counts"][index], true) for run in runs) + f" | {spent} |"
+            for index, (path, true) in enumerate(zip(files, truth))]
+
+
+if __name__ == "__main__":
+    main()
