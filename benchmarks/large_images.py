@@ -62,6 +62,7 @@ VARIANTS = {  # what was tried on top of a kind's flags: name -> (flags, what it
     "turns": (["--augment", "turns"], "tiles flipped and turned at random every step"),
     "prior-30": (["--count-prior", "1e-30"], "a stronger count prior"),
     "prior-10": (["--count-prior", "1e-10"], "a weaker count prior"),
+    "prior-30-turns": (["--count-prior", "1e-30", "--augment", "turns"], "a stronger count prior, tiles turned"),
     "sd-0.2": (["--likelihood-sd", "0.2"], "a sharper likelihood"),
     "sd-0.5": (["--likelihood-sd", "0.5"], "a flatter likelihood"),
     "cells-8": (["--cell-size", "8"], "8-pixel cells"),

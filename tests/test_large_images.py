@@ -21,9 +21,9 @@ from airscene.infer import Scenes, count_by_tiles, count_files, load, tile_corne
 from airscene.runs import batch_indices
 from airscene.train import AIRJob, fit_model_to_data, turned
 
-GRID = ["--model", "grid", "--estimator", "local", "--cell-size", "8", "--object-size", "10,16", "--steps", "3",
-        "--batch-size", "4", "--glimpse-size", "8", "--what-size", "4", "--embedding-size", "16",
-        "--glimpse-hidden-size", "16", "--eval-images", "4", "--quiet"]
+GRID = ["--model", "grid", "--estimator", "local", "--cell-size", "8", "--object-size", "10,16", "--batch-size", "4",
+        "--glimpse-size", "8", "--what-size", "4", "--embedding-size", "16", "--glimpse-hidden-size", "16",
+        "--eval-images", "4", "--quiet"]
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_a_run_counts_whole_files_as_its_data_set_was_imported(camera_files, tmp
     _, folders = camera_files
     main(["data", "import", str(folders["twelve"]), "--out", str(tmp_path / "data"), "--scale", "0.5", "--tile", "32",
           "--stride", "16", "--test-fraction", "0"])
-    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *GRID]) == 0
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *GRID, "--steps", "3"]) == 0
     trained = load(tmp_path / "run")
     assert (trained.config.model.intensity, trained.config.model.image_scale) == ("auto", 0.5)
     frame = folders["twelve"] / "coins.tif"
@@ -106,7 +106,7 @@ def test_a_run_counts_whole_files_as_its_data_set_was_imported(camera_files, tmp
     rows = list(csv.DictReader(open(tmp_path / "counts.csv")))
     assert {row["count"] for row in rows} == {str(record["count"])} and (tmp_path / "drawn" / "coins.png").is_file()
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "other"), "--intensity", "full",
-                 *GRID]) == 2
+                 *GRID, "--steps", "3"]) == 2
     assert "setting intensity = full contradicts the data" in capsys.readouterr().err
 
 
@@ -176,3 +176,22 @@ def test_turns_are_the_squares_eight_symmetries_drawn_alike_on_resume(tmp_path):
     assert torch.equal(batch, jobs[1].batch(3).images) and not torch.equal(batch, plain)
     assert all(any(torch.equal(image, variant) for variant in turned(source.expand(8, -1, -1, -1), torch.arange(8)))
                for image, source in zip(batch, plain))
+
+
+def test_a_run_from_before_the_reading_was_kept_reads_by_the_type_range_and_resumes(tmp_path, monkeypatch):
+    import airscene.train as training
+
+    fit = training.fit_model_to_data
+
+    def as_before(config, *arguments, **options):  # what a checkpoint of an earlier airscene holds
+        fit(config, *arguments, **options)
+        config.model.intensity = config.model.image_scale = None
+
+    main(["data", "sprites", "--out", str(tmp_path / "data"), "--train", "16", "--test", "4", "--size", "24",
+          "--side-range", "5,9", "--counts", "1-2"])
+    train = ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *GRID, "--steps"]
+    monkeypatch.setattr(training, "fit_model_to_data", as_before)
+    assert main([*train, "2"]) == 0
+    assert load(tmp_path / "run").intensity == "full"  # as earlier versions read files
+    monkeypatch.undo()
+    assert main([*train, "4", "--resume"]) == 0 and load(tmp_path / "run").step == 4

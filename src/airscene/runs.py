@@ -37,6 +37,8 @@ MAX_BAD_STEPS = 5  # consecutive non-finite losses or gradients before the run s
 STOP_AGREEMENT_EVERY = 10
 # What a resumed run may change: its budget and where it computes; anything else would be another run.
 RESUMABLE = ("train.steps", "train.minutes", "train.threads", "train.device", "workers")
+# Taken from the data at the start of training; a checkpoint written before they existed holds None for them.
+FROM_THE_DATA = ("model.intensity", "model.image_scale")
 
 
 class TrainingJob:
@@ -168,7 +170,8 @@ class Run:
         saved = checkpoint_config(state, self.checkpoint, from_dict)
         if getattr(saved, "data", None) and Path(saved.data).resolve() == Path(requested.data).resolve():
             saved.data = requested.data  # the same directory, however it is written
-        changed = [line for line in differences(saved, requested) if line.split(":")[0] not in RESUMABLE]
+        changed = [line for line in differences(saved, requested) if line.split(":")[0] not in RESUMABLE
+                   and not any(line.startswith(f"{name}: None -> ") for name in FROM_THE_DATA)]
         if changed:
             raise AirsceneError(f"resuming would train another configuration than the checkpoint's ({'; '.join(changed)}): "
                                 "resume with the run's own settings (only --steps, --minutes, --threads, --device and "

@@ -71,11 +71,15 @@ def preview(scenes: SceneSet, out: str | Path, number: int = 32, columns: int = 
             draw_scene(axis, scenes.images[index], title="no labels")
             continue
         count = scenes.counts[index]
-        labels = ",".join(str(v) for v in scenes.labels[index, :count]) if scenes.labels is not None else ""
+        shown = scenes.labels is not None and count <= MAX_TITLE_LABELS  # dozens of labels would run over the row
+        labels = ",".join(str(v) for v in scenes.labels[index, :count]) if shown else ""
         boxes = scenes.boxes[index, :count].astype(float) if scenes.boxes is not None else None
         draw_scene(axis, scenes.images[index], boxes, f"n={count}" + (f" [{labels}]" if labels else ""))
     figure.tight_layout()
     return save_figure(figure, out)
+
+
+MAX_TITLE_LABELS = 5  # a preview names the classes of scenes with at most this many objects
 
 
 def preview_dataset(directory: str | Path, out: str | Path, split: str = "test", number: int = 32,
