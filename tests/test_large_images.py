@@ -100,7 +100,7 @@ def test_a_run_counts_whole_files_as_its_data_set_was_imported(camera_files, tmp
     np.testing.assert_allclose([found["box"] for found in record["objects"]],
                                [[2 * value for value in found["box"]] for found in scenes.to_records()[0]["objects"]],
                                atol=0.02)  # in the file's pixels
-    assert main(["count", str(tmp_path / "run"), str(frame), "--out", str(tmp_path / "counts.csv"),
+    assert main(["count", str(frame), "--model", str(tmp_path / "run"), "--out", str(tmp_path / "counts.csv"),
                  "--draw", str(tmp_path / "drawn")]) == 0
     assert "values read by --intensity auto, resized by 0.5" in capsys.readouterr().err
     rows = list(csv.DictReader(open(tmp_path / "counts.csv")))
@@ -153,7 +153,8 @@ def test_tiles_count_an_object_once_however_many_tiles_see_it():
 def test_count_writes_only_where_it_may(camera_files, tmp_path, capsys):
     _, folders = camera_files
     (tmp_path / "mine.csv").write_text("a user's own table\n")
-    assert main(["count", str(tmp_path / "absent-run"), str(folders["eight"]), "--out", str(tmp_path / "mine.csv")]) == 2
+    assert main(["count", str(folders["eight"]), "--model", str(tmp_path / "absent-run"), "--out",
+                 str(tmp_path / "mine.csv")]) == 2
     assert (tmp_path / "mine.csv").read_text() == "a user's own table\n"
     assert json.dumps(capsys.readouterr().err).count("mine.csv") >= 1
 
@@ -206,3 +207,30 @@ def test_the_suggested_object_size_holds_on_a_textured_background(camera_files, 
     settings = import_images(tmp_path / "top", tmp_path / "data", scale=0.5, tile=48, stride=8, test_fraction=0.0)
     low, high = settings["measured"]["object_size"]
     assert 18 <= low <= 22 and 23 <= high <= 31
+
+
+def test_count_learns_from_a_folder_and_counts_it_in_one_command(camera_files, tmp_path, capsys):
+    coins, _ = camera_files
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(coins[:150]).save(photos / "top.png")
+    Image.fromarray(coins[150:]).save(photos / "bottom.png")
+    out = tmp_path / "counted"
+    assert main(["count", str(photos), "--train", str(out), "--minutes", "0.05"]) == 0
+    said = capsys.readouterr()
+    assert "images scaled by 0.46" in said.err and "a background learned" in said.err  # coins of 40-60 pixels on cloth
+    rows = list(csv.DictReader(open(out / "counts.csv")))
+    assert {row["file"] for row in rows} == {str(photos / "top.png"), str(photos / "bottom.png")}
+    assert sorted(path.name for path in (out / "drawn").iterdir()) == ["bottom.png", "top.png"]
+    config = load(out / "run").config
+    assert (config.model.model, config.model.background, config.model.image_scale) == ("grid", "learned", 0.46)
+    steps = load(out / "run").step
+    assert main(["count", str(photos), "--train", str(out), "--minutes", "0.05"]) == 0  # counted again, not retrained
+    assert load(out / "run").step == steps
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    for target, message in ((tmp_path / "mine", "holds files that `airscene count --train` did not write"),
+                            (photos / "out", "is where this command reads from")):
+        assert main(["count", str(photos), "--train", str(target)]) == 2
+        assert message in capsys.readouterr().err
+    assert sorted(path.name for path in photos.iterdir()) == ["bottom.png", "top.png"]

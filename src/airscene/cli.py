@@ -314,23 +314,33 @@ def _infer_command(args: argparse.Namespace) -> int:
 
 def _count_command(args: argparse.Namespace) -> int:
     from airscene.infer import count_files, draw_inferences, drawing_files, image_paths, inferences_file, load, write_inferences
+    from airscene.pipeline import COUNT_JOB_MINUTES, count_job
 
-    files = image_paths(args.images)
-    if args.out:  # the outputs are checked before the work
-        inferences_file(args.out, files, args.force, run=args.run)
-    if args.draw:
-        drawing_files(files, args.draw, args.force, run=args.run)
-    trained = load(args.run, args.device)
-    model = trained.config.model
-    how = "whole (the model takes any canvas)" if trained.image_size is None else (
-        f"by {trained.image_size}-pixel tiles half a tile apart, each object counted by the tile nearest its centre")
-    print(f"counting {len(files)} image(s) {how}; values read by --intensity {trained.intensity}, resized by "
-          f"{model.image_scale or 1.0:g}, as the run's data set was imported", file=sys.stderr)
-    results = count_files(trained, files)
-    if args.out:
-        print(f"wrote {write_inferences(results, args.out, force=args.force)}")
-    if args.draw:
-        print(f"drew {len(draw_inferences(results, args.draw, args.force, trained.intensity))} images in {args.draw}")
+    if args.train:
+        if len(args.images) != 1 or args.out or args.draw:
+            raise AirsceneError("--train learns from one folder of images and writes OUT/counts.csv and OUT/drawn/: give "
+                                "one folder, without --out and --draw")
+        results = count_job(args.images[0], args.train, args.minutes or COUNT_JOB_MINUTES, args.seed,
+                            say=lambda text: print(text, file=sys.stderr))
+        print(f"wrote {Path(args.train) / 'counts.csv'} and {Path(args.train) / 'drawn'}", file=sys.stderr)
+    else:
+        if args.minutes is not None:
+            raise AirsceneError("--minutes is the training budget of --train: drop it with --model")
+        files = image_paths(args.images)
+        if args.out:  # the outputs are checked before the work
+            inferences_file(args.out, files, args.force, run=args.model)
+        if args.draw:
+            drawing_files(files, args.draw, args.force, run=args.model)
+        trained = load(args.model, args.device)
+        how = "whole (the model takes any canvas)" if trained.image_size is None else (
+            f"by {trained.image_size}-pixel tiles half a tile apart, each object counted by the tile nearest its centre")
+        print(f"counting {len(files)} image(s) {how}; values read by --intensity {trained.intensity}, resized by "
+              f"{trained.config.model.image_scale or 1.0:g}, as the run's data set was imported", file=sys.stderr)
+        results = count_files(trained, files)
+        if args.out:
+            print(f"wrote {write_inferences(results, args.out, force=args.force)}")
+        if args.draw:
+            print(f"drew {len(draw_inferences(results, args.draw, args.force, trained.intensity))} images in {args.draw}")
     if args.json:
         _print([{"image": str(path), **record} for path, record in results])
     else:
@@ -557,10 +567,17 @@ def build_parser() -> argparse.ArgumentParser:
     inferrer.set_defaults(handler=_infer_command)
 
     counter = commands.add_parser("count", help="count the objects in whole images of any size (large photographs, "
-                                  "micrographs): each read and resized as the run's data set was imported, counted "
-                                  "whole by the grid model, tile by tile by AIR and DAIR")
-    counter.add_argument("run", help="a run directory or its checkpoint.pt")
-    counter.add_argument("images", nargs="+", help="image files, or folders of them")
+                                  "micrographs) with a run (--model), or learn from a folder of them and count it "
+                                  "(--train)")
+    counter.add_argument("images", nargs="+", help="image files, or folders of them (with --train: one folder)")
+    source = counter.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", default=None, help="a run directory or its checkpoint.pt: each image is read and "
+                        "resized as its data set was imported, counted whole by the grid model, tile by tile by AIR and DAIR")
+    source.add_argument("--train", default=None, metavar="OUT", help="no model yet: choose the settings from the images, "
+                        "import them as tiles into OUT/data, train the grid model on them in OUT/run, and write "
+                        "OUT/counts.csv and OUT/drawn/")
+    counter.add_argument("--minutes", type=float, default=None, help="with --train: the training budget (default: 5)")
+    counter.add_argument("--seed", type=int, default=0, help="with --train: the run's seed")
     counter.add_argument("--out", default=None, help="write the counts and boxes (in each file's pixels) to a .csv (a row "
                          "per object) or .json (a record per image) file")
     counter.add_argument("--draw", default=None, help="draw each image with its boxes into this folder")

@@ -37,3 +37,101 @@ def main_job(config: Config, out: str | Path, progress: bool = True, say: Callab
     if summary["stopped_by"] in ("SIGINT", "SIGTERM"):
         return {"summary": summary}
     return {"summary": summary, "metrics": evaluate_run(out, samples=20), "figure": draw_run_figure(out)}
+
+
+COUNT_JOB_MINUTES = 5.0  # `airscene count FOLDER --train OUT`'s training budget where none is given
+MEASURE_SIDE = 128  # pixels: the crops of the source images on which the objects are measured
+OBJECT_TARGET = 28  # pixels: images are scaled so that the largest objects are about this wide for the grid
+DARK_BACKGROUND = 0.1  # mean of the darker class below Otsu's threshold: darker, and no background is learned
+
+
+def count_settings(folder: Path) -> dict:
+    """What `count_job` trains with, chosen from the images of `folder` (read as the import reads them): the
+    objects' size measured on crops of MEASURE_SIDE pixels (data.imports.suggest_object_size), a scale that
+    brings the largest to about OBJECT_TARGET pixels, tiles of twice the largest size a sixth of a tile apart,
+    and, where the background is not dark, a learned background under a count prior annealed from 0.5 (from
+    the first step, the background explains everything and every object switches off); on a dark one, a
+    strong count prior (1e-30), so that parts of one object do not pay for windows of their own."""
+    import numpy as np
+    import torch
+
+    from airscene.data.imports import otsu_threshold, source_images, suggest_object_size
+    from airscene.images import quantise, to_model_layout
+
+    names, image = source_images(folder)
+    crops = []
+    for index in range(len(names)):
+        grey = to_model_layout(image(index)[None], 1, layout="channels_last", intensity="auto")  # (1, 1, H, W)
+        side = min(MEASURE_SIDE, *grey.shape[-2:])
+        crops += [grey[..., y:y + side, x:x + side] for y in range(0, grey.shape[-2] - side + 1, side)
+                  for x in range(0, grey.shape[-1] - side + 1, side)]
+    sides = {tuple(crop.shape) for crop in crops}
+    if len(sides) > 1:  # images smaller than MEASURE_SIDE: measure on the smallest square that fits them all
+        side = min(min(shape[-2:]) for shape in sides)
+        crops = [crop[..., :side, :side] for crop in crops]
+    pixels = quantise(torch.cat(crops))  # (M, S, S) uint8
+    measured = suggest_object_size(pixels)
+    if "object_size" not in measured:
+        raise AirsceneError(f"no objects stand out from the background of the images in {folder} (measured by "
+                            f"{measured['method']}): train with `airscene data import` and `airscene train`, setting "
+                            "--object-size by looking at the images")
+    low, high = measured["object_size"]
+    scale = min(1.0, round(OBJECT_TARGET / high, 2))
+    low, high = max(4, int(low * scale)), max(6, int(np.ceil(high * scale)))
+    tile = int(8 * np.ceil(2 * high / 8))
+    values = pixels.astype(np.float32) / 255
+    dark = float(values[values <= otsu_threshold(values)].mean()) < DARK_BACKGROUND
+    return dict(scale=scale, tile=tile, stride=max(1, tile // 6), object_size=(low, high), dark_background=dark,
+                measured=measured)
+
+
+def count_config(settings: dict, data: Path, minutes: float, seed: int) -> Config:
+    """The grid model's settings for `count_job`, as README's "Many objects" gives them, with count_settings'."""
+    config = Config(data=str(data))
+    model, train = config.model, config.train
+    model.model, model.object_size, model.window_limit = "grid", tuple(map(float, settings["object_size"])), 1.2
+    model.glimpse_size, model.embedding_size = 20, 128
+    train.estimator, train.batch_size, train.minutes, train.seed = "local", 16, minutes, seed
+    if settings["dark_background"]:
+        model.count_prior = 1e-30
+    else:
+        model.background, model.count_prior = "learned", 1e-20
+        train.count_prior_schedule, train.count_prior_start, train.count_prior_steps = "exponential", 0.5, 2000
+    config.validate()
+    return config
+
+
+def count_job(folder: str | Path, out: str | Path, minutes: float = COUNT_JOB_MINUTES, seed: int = 0,
+              progress: bool = True, say: Callable[[str], None] = print) -> list:
+    """Count the objects in a folder of large images with no model given: choose the settings from the images
+    (`count_settings`), import them as tiles into OUT/data, train the grid on them for `minutes` in OUT/run
+    (resumed if interrupted; it needs no labels, so it may learn from the very images it counts), and count
+    every image whole into OUT/counts.csv and OUT/drawn/. Returns `infer.count_files`' results."""
+    from airscene.data.imports import import_images
+    from airscene.infer import count_files, draw_inferences, load, write_inferences
+    from airscene.storage import outside
+
+    folder, out = as_path(folder, "image folder"), as_path(out, "count directory")
+    if not folder.is_dir():
+        raise AirsceneError(f"{folder} is not a folder: give the folder of images to learn from and count")
+    outside(out, [folder], "--train")
+    data, run = out / "data", out / "run"
+    if out.is_dir() and any(entry.name not in ("data", "run", "counts.csv", "drawn") for entry in out.iterdir()):
+        raise AirsceneError(f"{out} holds files that `airscene count --train` did not write: give a new folder")
+    settings = count_settings(folder)
+    low, high = settings["object_size"]
+    say(f"objects measured {settings['measured']['object_size'][0]:g}-{settings['measured']['object_size'][1]:g} "
+        f"pixels: images scaled by {settings['scale']:g} (objects {low}-{high} pixels), tiles of {settings['tile']} "
+        f"pixels every {settings['stride']}; {'a dark background: none learned' if settings['dark_background'] else 'a background learned'}")
+    if not (data / "dataset.json").is_file():
+        import_images(folder, data, scale=settings["scale"] if settings["scale"] != 1 else None, tile=settings["tile"],
+                      stride=settings["stride"], test_fraction=0.0)
+    config = count_config(settings, data, minutes, seed)
+    if not (run / "train_summary.json").is_file():
+        say(f"training the grid model for {minutes:g} minutes in {run}")
+        train(config, run, resume=resumable(run), progress=progress)
+    trained = load(run)
+    results = count_files(trained, [folder])
+    write_inferences(results, out / "counts.csv")
+    draw_inferences(results, out / "drawn", intensity=trained.intensity)
+    return results
