@@ -77,12 +77,13 @@ VARIANTS = {  # what was tried on top of a kind's flags: name -> (flags, what it
 KINDS = {
     "coins": Kind(what="coins (photograph, 8-bit): bottom half", import_flags=["--scale", "0.5", "--tile", "48",
                   "--stride", "8", "--no-colour", "--intensity", "image"],
-                  train_flags=[*GRID, "--object-size", "20,34", "--count-prior", "1e-20"]),
+                  train_flags=[*GRID, "--object-size", "20,34", "--count-prior", "1e-20"], variant="anneal-background"),
     "nuclei": Kind(what="nuclei (fluorescence, 16-bit, 0-235): bottom half", import_flags=["--tile", "48", "--stride",
-                   "8"], train_flags=[*GRID, "--object-size", "16,36", "--count-prior", "1e-20"]),
+                   "8"], train_flags=[*GRID, "--object-size", "16,36", "--count-prior", "1e-20"], variant="turns"),
     "synthetic": Kind(what="sprites over photographs, 256 x 256, 15-40 a scene: 50 held-out scenes",
                       import_flags=["--tile", "64", "--stride", "32"],
-                      train_flags=[*GRID, "--object-size", "12,20", "--count-prior", "1e-20"]),
+                      train_flags=[*GRID, "--object-size", "12,20", "--count-prior", "1e-20"],
+                      variant="anneal-background"),
 }
 
 

@@ -38,7 +38,7 @@ def model():
     (np.full((2, 20, 20), 255.0), r"divide uint8-range values by 255"),
     (np.zeros((2, 20, 20), "<U1"), r"dtype <U1"),
     (np.zeros((2, 5, 20, 20), np.float32), r"C = 1, 3"),
-    (np.zeros((2, 20, 20), np.int64), r"dtype int64: give uint8"),
+    (np.zeros((2, 20, 20), np.int64), r"dtype int64, which has no range read as \[0, 1\]: give uint8"),
     ([np.zeros((20, 20)), np.zeros((21, 20))], r"ragged list"),
 ])
 def test_bad_images(model, images, message):
@@ -204,8 +204,8 @@ def test_infer_writes_only_files_of_its_own_and_never_where_it_reads(tmp_path, c
     (tmp_path / "drawn").mkdir()
     (tmp_path / "drawn" / "a.png").write_bytes(b"my own picture")
     (tmp_path / "notes.csv").write_text("my notes\n")
-    for flags, message in ((["--draw", str(tmp_path / "drawn")], "drawn/a.png is a file airscene did not write: pass "
-                                                                 "--force to replace it, or choose another --draw"),
+    for flags, message in ((["--draw", str(tmp_path / "drawn")], "drawn holds files airscene did not draw (a.png): give "
+                                                                 "a new or empty folder"),
                            (["--out", str(tmp_path / "notes.csv")], "notes.csv is a file airscene did not write")):
         assert main([*infer, *flags]) == 2
         assert message in capsys.readouterr().err

@@ -119,7 +119,7 @@ class Oracle:
     def __init__(self, boxes: np.ndarray, origin: np.ndarray):
         self.boxes, self.origin = boxes, origin  # (K, 4) boxes in the large image; (T, 2) each tile's corner, in order
 
-    def infer(self, tiles: torch.Tensor) -> Scenes:
+    def infer(self, tiles: torch.Tensor, layout: str = "auto") -> Scenes:
         found = [[box - np.tile(corner, 2) for box in self.boxes
                   if (box[:2] >= corner).all() and (box[2:] <= corner + 20).all()] for corner in self.origin]
         steps = max(1, max(map(len, found)))
@@ -234,3 +234,48 @@ def test_count_learns_from_a_folder_and_counts_it_in_one_command(camera_files, t
         assert main(["count", str(photos), "--train", str(target)]) == 2
         assert message in capsys.readouterr().err
     assert sorted(path.name for path in photos.iterdir()) == ["bottom.png", "top.png"]
+
+
+def test_a_window_reads_the_same_pixels_on_a_canvas_of_any_shape():
+    """z_where is in units of the canvas's width on both axes: on a wide or tall canvas the window must still
+    read the pixels it covers (grid_sample's own y runs over the height)."""
+    from airscene.model.transformer import crop_glimpse
+
+    square = torch.zeros(1, 1, 144, 144)
+    square[0, 0, 32:40, 8:16] = 1  # an 8-pixel patch
+    for canvas in (square, square[..., :48, :], square[..., :, :48]):
+        width = canvas.shape[-1]
+        z_where = torch.tensor([[[width / 8, 2 * 12 / width - 1, 2 * 36 / width - 1]]])  # the window on the patch
+        assert crop_glimpse(canvas, z_where, 8, 0.01).mean() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_what_the_hostile_user_tried_is_read_or_refused_in_one_line(camera_files, tmp_path, capsys):
+    """Images of one value, of tiny floats, of 1 bit; a folder holding airscene's own drawings; a --draw into a
+    user's folder; an image too small to count."""
+    saturated = np.full((1, 40, 40), 65535, np.uint16)
+    saturated[0, :5, :5] = 100  # nearly all one value: its percentiles meet
+    assert to_model_layout(saturated, 1, layout="channels_last", intensity="image").mean() == pytest.approx(0.984, abs=0.001)
+    tiny = np.array([[[1e-15, 5e-14], [2e-14, 1e-15]]])
+    assert to_model_layout(tiny, 1, layout="channels_last", intensity="image").flatten().tolist()[:2] == [0, 1]
+    assert to_model_layout(np.ones((1, 3, 3), bool), 1, layout="channels_last", intensity="image").min() == 1
+    single = to_model_layout(np.full((1, 3, 3), 7, np.uint16), 1, layout="channels_last", intensity="image")
+    assert single.max() == pytest.approx(7 / 65535)  # one value throughout: by its type's range
+    coins, folders = camera_files
+    main(["data", "import", str(folders["eight"]), "--out", str(tmp_path / "data"), "--tile", "32", "--stride", "32",
+          "--test-fraction", "0"])
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *GRID, "--steps", "1"]) == 0
+    model = ["--model", str(tmp_path / "run")]
+    assert main(["count", str(folders["eight"]), *model, "--draw", str(folders["eight"] / "drawn")]) == 0
+    capsys.readouterr()
+    assert main(["count", str(folders["eight"]), *model, "--json"]) == 0  # its drawing in there is not counted
+    assert [record["image"] for record in json.loads(capsys.readouterr().out)] == [str(folders["eight"] / "coins.png")]
+    assert main(["count", str(folders["eight"] / "coins.png"), *model, "--draw", str(folders["twelve"])]) == 2
+    assert "holds files airscene did not draw (coins.tif)" in capsys.readouterr().err
+    Image.fromarray(coins[:3, :3]).save(tmp_path / "speck.png")
+    assert main(["count", str(tmp_path / "speck.png"), *model]) == 2
+    assert "would be 3x3 pixels resized by the run's scale 1: count images of 4 to" in capsys.readouterr().err
+    settings = json.loads((tmp_path / "data" / "dataset.json").read_text())
+    (tmp_path / "data" / "dataset.json").write_text(json.dumps({**settings, "scale": -1}))
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "other"), *GRID, "--steps", "1"]) == 2
+    assert "has an intensity 'auto' or a scale -1 that no import writes" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()

@@ -334,8 +334,10 @@ def _count_command(args: argparse.Namespace) -> int:
         trained = load(args.model, args.device)
         how = "whole (the model takes any canvas)" if trained.image_size is None else (
             f"by {trained.image_size}-pixel tiles half a tile apart, each object counted by the tile nearest its centre")
+        scale = trained.config.model.image_scale
         print(f"counting {len(files)} image(s) {how}; values read by --intensity {trained.intensity}, resized by "
-              f"{trained.config.model.image_scale or 1.0:g}, as the run's data set was imported", file=sys.stderr)
+              f"{scale or 1.0:g}, as the run's data set was imported" + ("" if scale else " (a run from before the "
+              "scale was kept: if its data was imported with --scale, resize the images by it first)"), file=sys.stderr)
         results = count_files(trained, files)
         if args.out:
             print(f"wrote {write_inferences(results, args.out, force=args.force)}")

@@ -22,8 +22,9 @@ LUMINANCE = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as PIL's c
 
 
 INTENSITIES = {
-    "auto": "each image's own percentiles for integer types wider than 8 bits and floats outside [0, 1], the "
-            "type's range otherwise",
+    "auto": "each image's own percentiles where its type's range would leave it nearly black (integers wider than "
+            "8 bits all below 1/16 of their range, as a 12-bit camera writes 16-bit files) or has none (floats "
+            "outside [0, 1]), the type's range otherwise",
     "image": "each image's own percentiles, whatever its type",
     "full": "the type's range: uint8 / 255, uint16 / 65535, float as it is (in [0, 1])",
 }
@@ -43,23 +44,38 @@ def check_intensity(intensity: str) -> str:
 
 
 def read_by_own_range(images: np.ndarray, intensity: str) -> bool:
-    """Whether a batch of images of this dtype (and these values, for floats) is read by each image's own
-    percentiles under `intensity`: a 12-bit camera's frame in a 16-bit file uses 1/16 of its type's range,
-    and read by the type's range it is nearly black."""
+    """Whether a batch of images is read by each image's own percentiles under `intensity`: a 12-bit camera's
+    frame in a 16-bit file uses 1/16 of its type's range, and read by the type's range it is nearly black;
+    a 16-bit image that uses its range is read as its 8-bit copy would be."""
+    if images.dtype == np.bool_:  # 0 and 1 are already the range
+        return False
     if check_intensity(intensity) != "auto":
         return intensity == "image"
     if images.dtype.kind == "f":
         return bool(images.size) and bool(np.nanmin(images) < 0 or np.nanmax(images) > 1)
-    return images.dtype.kind in "iu" and images.dtype.itemsize > 1
+    if images.dtype.kind not in "iu" or images.dtype.itemsize == 1:
+        return False
+    top, colour = type_top(images.dtype), images[..., :-1] if images.shape[-1] in (2, 4) else images  # (B, H, W, C)
+    return top is None or (bool(colour.size) and int(colour.max()) * 16 < top + 1)
 
 
 def intensity_range(images: np.ndarray, intensity: str) -> np.ndarray:
     """(B, H, W, C) images in their own dtype -> (B, 2) float64: the values read as 0 and as 1 (the colour
-    channels' STRETCH_PERCENTILES where read by their own range, else 0 and the type's top)."""
+    channels' STRETCH_PERCENTILES where read by their own range, else 0 and the type's top). An image whose
+    percentiles meet (nearly all of it one value) is read from its lowest to its highest value, and one of a
+    single value by its type's range (or as 0, for a type without one): never divided by nothing."""
+    by_type = np.tile([0.0, type_top(images.dtype) or 1], (len(images), 1))
     if not read_by_own_range(images, intensity):
-        return np.tile([0.0, type_top(images.dtype) or 1], (len(images), 1))
-    colour = images[..., :-1] if images.shape[-1] in (2, 4) else images  # alpha is no brightness
-    return np.percentile(colour.reshape(len(images), -1), STRETCH_PERCENTILES, axis=1).T.astype(np.float64)
+        return by_type
+    colour = (images[..., :-1] if images.shape[-1] in (2, 4) else images).reshape(len(images), -1)  # alpha is no brightness
+    ranges = np.percentile(colour, STRETCH_PERCENTILES, axis=1).T.astype(np.float64)  # (B, 2)
+    met = ranges[:, 1] <= ranges[:, 0]
+    if met.any():
+        ranges[met] = np.stack([colour[met].min(1), colour[met].max(1)], 1).astype(np.float64)
+        single = ranges[:, 1] <= ranges[:, 0]
+        ranges[single] = by_type[single] if type_top(images.dtype) else np.stack(
+            [ranges[single, 0], ranges[single, 0] + 1], 1)
+    return ranges
 
 
 def _float_image(array: np.ndarray, what: str, intensity: str = "full") -> np.ndarray:
@@ -70,7 +86,9 @@ def _float_image(array: np.ndarray, what: str, intensity: str = "full") -> np.nd
         raise AirsceneError(f"{what} contain NaN or infinite pixels: replace them first")
     if read_by_own_range(array, intensity):
         low, high = np.moveaxis(intensity_range(array, intensity), 1, 0).reshape(2, -1, *[1] * (array.ndim - 1))
-        stretched = np.clip((array.astype(np.float64) - low) / np.maximum(high - low, 1e-12), 0, 1).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # values near float64's limits: halved first
+            stretched = (array.astype(np.float64) / 2 - low / 2) / (high / 2 - low / 2)
+        stretched = np.clip(np.nan_to_num(stretched, nan=0.0), 0, 1).astype(np.float32)
         if array.shape[-1] in (2, 4):  # alpha keeps its own type's reading
             stretched[..., -1:] = _float_image(array[..., -1:], what)
         return stretched

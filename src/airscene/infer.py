@@ -21,12 +21,13 @@ from airscene.config import Config
 from airscene.data.scenes import SceneSet
 from airscene.distributed import resolve_device
 from airscene.errors import AirsceneError
-from airscene.images import (PNG_MARK, image_files, marked_png, quantise, read_image, read_images, rescaled,
+from airscene.images import (MAX_PIXELS, PNG_MARK, image_files, marked_png, quantise, read_image, read_images, rescaled,
                              to_model_layout)
 from airscene.model import SceneModel, make_model
 from airscene.runs import RUN_MARKER
 from airscene.settings import check_value
-from airscene.storage import as_path, check_writable, outside, read_json, replaceable, write_file, write_json
+from airscene.storage import (as_path, check_writable, listed, outside, read_json, replaceable, write_file,
+                              write_json)
 
 
 @dataclass(kw_only=True)
@@ -65,10 +66,12 @@ class TrainedModel:
     def device(self) -> torch.device:
         return self.model.count_prior.device
 
-    def prepare(self, images, layout: str = "auto") -> torch.Tensor:
+    def prepare(self, images, layout: str = "auto", intensity: str = "full") -> torch.Tensor:
         """Images in any supported form (airscene.images.to_model_layout) as this model's input, on its device:
-        of the size trained on (the grid model: any size; its convolutions run on any canvas)."""
-        return to_model_layout(images, self.config.model.channels, self.image_size, layout=layout).to(self.device)
+        of the size trained on (the grid model: any size; its convolutions run on any canvas). Arrays are read
+        by their type's range unless `intensity` says otherwise (files: `read`, as the data set was imported)."""
+        return to_model_layout(images, self.config.model.channels, self.image_size, layout=layout,
+                               intensity=intensity).to(self.device)
 
     @property
     def intensity(self) -> str:
@@ -86,11 +89,12 @@ class TrainedModel:
         return self.model.input_size
 
     @torch.inference_mode()
-    def infer(self, images, batch_size: int = 1000, layout: str = "auto") -> Scenes:
+    def infer(self, images, batch_size: int = 1000, layout: str = "auto", intensity: str = "full") -> Scenes:
         """Counts, boxes, presence and codes for each image, batched. layout: "auto", "channels_first" or
-        "channels_last", for batches whose shape could be either."""
+        "channels_last", for batches whose shape could be either; intensity: how values become [0, 1]
+        (images.INTENSITIES; arrays by their type's range unless told)."""
         batch_size = check_value("batch_size", batch_size, int, {"minimum": 1})
-        tensor = self.prepare(images, layout)
+        tensor = self.prepare(images, layout, intensity)
         present, presence, wheres, whats = (torch.cat(parts).cpu() for parts in
                                             zip(*(self.model.describe(chunk) for chunk in tensor.split(batch_size))))
         return Scenes(counts=present.sum(1).long().numpy(), boxes=self.model.boxes(wheres, tensor.shape[-1]).numpy(),
@@ -173,8 +177,8 @@ def image_paths(paths) -> list[Path]:
     if not isinstance(paths, (list, tuple)):
         raise AirsceneError(f"images are {paths!r}: give an image file, a folder, or a list of them")
     expanded = []
-    for path in (as_path(path, "image path") for path in paths):
-        expanded += image_files(path) if path.is_dir() else [path]
+    for path in (as_path(path, "image path") for path in paths):  # a folder's pictures airscene drew are not images
+        expanded += [file for file in image_files(path) if not marked_png(file)] if path.is_dir() else [path]
     if not expanded:
         raise AirsceneError(f"no image files in {', '.join(map(str, paths))}: give image files or folders that hold them")
     return expanded
@@ -208,12 +212,22 @@ def count_files(trained: TrainedModel, paths) -> list[tuple[Path, dict]]:
     results = []
     for path in image_paths(paths):
         image = read_images([path], trained.config.model.channels, intensity=trained.intensity)  # (1, C, H, W)
+        height, width = (round(side * scale) for side in image.shape[-2:])
+        if height * width > MAX_PIXELS or min(height, width) < MIN_COUNTED:
+            raise AirsceneError(f"image {path} would be {width}x{height} pixels resized by the run's scale {scale:g}: "
+                                f"count images of {MIN_COUNTED} to {MAX_PIXELS:,} pixels (crop a larger one)")
         image = rescaled(image, scale) if scale != 1 else image
-        record = trained.infer(image).to_records()[0] if trained.image_size is None else count_by_tiles(trained, image, path)
-        for found in record["objects"]:
+        record = (trained.infer(image, layout="channels_first").to_records()[0] if trained.image_size is None
+                  else count_by_tiles(trained, image, path))
+        for found in record["objects"]:  # in the file's pixels
             found["box"] = [round(value / scale, 2) for value in found["box"]]
+            if "tile" in found:
+                found["tile"] = [round(value / scale, 2) for value in found["tile"]]
         results.append((path, record))
     return results
+
+
+MIN_COUNTED = 4  # pixels a side: the smallest image `count` reads (data.imports.MIN_CANVAS)
 
 
 def tile_corners(length: int, side: int) -> list[int]:
@@ -232,7 +246,8 @@ def count_by_tiles(trained: TrainedModel, image: torch.Tensor, path: Path | None
                             "canvas: count it with `airscene infer` at the canvas's size, or with a model trained on "
                             "smaller canvases")
     corners = [(x, y) for y in tile_corners(height, side) for x in tile_corners(width, side)]
-    records = trained.infer(torch.cat([image[..., y:y + side, x:x + side] for x, y in corners])).to_records()
+    records = trained.infer(torch.cat([image[..., y:y + side, x:x + side] for x, y in corners]),
+                            layout="channels_first").to_records()
     centres = np.array(corners, np.float64) + side / 2  # (T, 2)
     objects = []
     for tile, ((x, y), record) in enumerate(zip(corners, records)):
@@ -337,8 +352,15 @@ def drawing_files(files: list[Path], directory: str | Path, force: bool = False,
     a PNG of airscene's, or with `force`."""
     directory = as_path(directory, "drawing directory")
     outside(directory, run_folder(run), flag)
+    if directory.exists() and not directory.is_dir():
+        raise AirsceneError(f"{flag} {directory} is a file, not a folder: give a new folder for the pictures")
     if directory.resolve() in {path.resolve().parent for path in files}:
         raise AirsceneError(f"{flag} {directory} holds images this command reads: choose another {flag}")
+    if directory.is_dir() and not force:
+        foreign = sorted(entry.name for entry in directory.iterdir() if not (entry.is_file() and marked_png(entry)))
+        if foreign:
+            raise AirsceneError(f"{flag} {directory} holds files airscene did not draw ({listed(foreign)}): give a new or "
+                                f"empty folder, or one of airscene's pictures (--force draws into any folder)")
     targets: list[Path] = []
     for path in files:
         name = f"{path.stem}.png" if directory / f"{path.stem}.png" not in targets else f"{path.stem}-{len(targets)}.png"

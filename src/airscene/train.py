@@ -41,8 +41,10 @@ def fit_model_to_data(config: Config, train: SceneSet, test: SceneSet, shard: Sh
                             "canvases; crop them or import them with `airscene data import --size`")
     channels = 1 if images.ndim == 3 else images.shape[3]
     data_settings = data_settings or {}
-    for name, value in (("image_size", images.shape[1]), ("channels", channels),
-                        ("intensity", data_settings.get("intensity", "auto")),
+    # An import from before --intensity read files by their type's range; generated data sets have no files.
+    imported = data_settings.get("kind") == "import"
+    intensity = data_settings.get("intensity", "full" if imported else model.intensity or "auto")
+    for name, value in (("image_size", images.shape[1]), ("channels", channels), ("intensity", intensity),
                         ("image_scale", float(data_settings.get("scale") or 1.0))):
         if getattr(model, name) not in (None, value):
             raise AirsceneError(f"setting {name} = {getattr(model, name)} contradicts the data {config.data}, whose "

@@ -17,6 +17,7 @@ import numpy as np
 
 from airscene.data.scenes import OPTIONAL_ARRAYS, SceneSet
 from airscene.errors import AirsceneError
+from airscene.images import INTENSITIES
 from airscene.storage import (WRITE_FAILURES, as_path, check_writable, listed, locked, ours_lock, outside, publish,
                               read_json, regular_file, write_failure, write_file, write_staged)
 
@@ -218,6 +219,11 @@ def check_settings(settings, path: Path) -> None:
     if not isinstance(settings.get("kind"), str) or isinstance(version, bool) or version not in (1, 2):
         raise AirsceneError(f"{path} does not name a data set's kind and format (1 or 2): regenerate the data set with "
                             "`airscene data`")
+    intensity, scale = settings.get("intensity", "auto"), settings.get("scale")
+    if intensity not in INTENSITIES or not (scale is None or (isinstance(scale, (int, float)) and not isinstance(scale, bool)
+                                                              and 0.01 <= scale <= 100)):
+        raise AirsceneError(f"{path} has an intensity {intensity!r} or a scale {scale!r} that no import writes: import "
+                            "the images again with `airscene data import`")
     if (not isinstance(files, dict) or not set(files) <= {f"{split}.npz" for split in SPLITS}
             or not all(isinstance(v, str) for v in files.values())
             or (isinstance(version, int) and version >= 2 and set(files) != {f"{split}.npz" for split in SPLITS})):

@@ -31,10 +31,14 @@ def _sampling_grid(scale: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Te
 
 def crop_glimpse(images: torch.Tensor, z_where: torch.Tensor, glimpse_size: int, min_scale: float) -> torch.Tensor:
     """(B, C, H, W), (B, 3) -> (B, C, g, g): the window at z_where, resampled to a glimpse. With K windows
-    per image, (B, K, 3) -> (B, K, C, g, g), read in one pass over each image (it is never copied K times)."""
+    per image, (B, K, 3) -> (B, K, C, g, g), read in one pass over each image (it is never copied K times).
+    z_where is in units of the canvas's width on both axes (a window is square in pixels on any canvas)."""
     windows = z_where.reshape(-1, 3)
     scale = window_scale(windows[:, 0], min_scale)
     grid = _sampling_grid(1 / scale, windows[:, 1], windows[:, 2], glimpse_size)  # glimpse v -> v / s + (x, y)
+    height, width = images.shape[-2:]
+    if height != width:  # grid_sample's y runs over the height: the same pixels, in its units
+        grid = torch.stack([grid[..., 0], (grid[..., 1] + 1) * (width / height) - 1], -1)
     # align_corners=False everywhere: its default changed across torch versions, and with it the
     # pixel grid; fixing it makes crop and paste exact inverses on aligned grids.
     if z_where.dim() == 2:
