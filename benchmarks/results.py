@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import re
 import shlex
@@ -36,8 +37,9 @@ def run_airscene(*arguments: str) -> None:
 def train_once(out: Path, *arguments: str) -> bool:
     """Run an `airscene ... train --out OUT` command unless OUT holds a finished run; resume it if OUT holds
     an interrupted one. True if it trained now."""
-    if (out / "train_summary.json").is_file():
-        return False
+    summary = out / "train_summary.json"
+    if summary.is_file() and json.loads(summary.read_text())["stopped_by"] not in ("SIGINT", "SIGTERM"):
+        return False  # finished; one stopped by a signal is resumed
     run_airscene(*arguments, "--out", str(out), *(["--resume"] if (out / "checkpoint.pt").is_file() else []))
     return True
 
