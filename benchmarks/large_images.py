@@ -194,11 +194,18 @@ def airscene_counts(out: Path, name: str, variant: str, files: list[Path], seed:
     run = out / name / f"{variant}-seed{seed}"
     train_once(run, "train", "--data", str(out / name / "data"), *KINDS[name].train_flags, *VARIANTS[variant][0],
                "--seed", str(seed), "--minutes", str(minutes), "--threads", "1", "--quiet")
+    return counted(run, files)
+
+
+def counted(run: Path, files: list[Path]) -> dict | None:
+    """A finished run's counts of the files (counted once, kept in RUN/counts.json); None for a run not finished."""
     if not (run / "counts.json").is_file():
+        if not (run / "train_summary.json").is_file():
+            return None
         summary = json.loads((run / "train_summary.json").read_text())
-        counted = count_files(load(run), files)
+        results = count_files(load(run), files)
         (run / "counts.json").write_text(json.dumps(dict(
-            files=[path.name for path in files], counts=[record["count"] for _, record in counted],
+            files=[path.name for path in files], counts=[record["count"] for _, record in results],
             seconds=summary["seconds"], steps=summary["step"])))
     return json.loads((run / "counts.json").read_text())
 
@@ -228,8 +235,7 @@ def main() -> None:
         _, files, truth, tuning = prepared[name]
         params = chosen_recipe(KINDS[name], tuning)
         recipe = [recipe_count(path, **params) for path in files]
-        runs = {variant: [json.loads(path.read_text()) for seed in args.seeds
-                          if (path := out / name / f"{variant}-seed{seed}" / "counts.json").is_file()]
+        runs = {variant: [found for seed in args.seeds if (found := counted(out / name / f"{variant}-seed{seed}", files))]
                 for variant in VARIANTS}
         (out / name / "report.json").write_text(json.dumps(dict(files=[path.name for path in files], truth=truth,
                                                                 recipe=recipe, recipe_params=params, runs=runs), indent=1))
@@ -237,6 +243,7 @@ def main() -> None:
         tried += [f"| {KINDS[name].what} | {variant}: {VARIANTS[variant][1]} | {len(found)} | "
                   + "; ".join(count_error(run["counts"][0], truth[0]) if name != "synthetic" else scene_summary(run["counts"], truth)
                               for run in found) + " |" for variant, found in runs.items() if found]
+    draw_counts(out, [name for name in args.kinds if name != "synthetic"], args.seeds[0])
     write_section("Large images: counted whole, beside the textbook recipe", "\n".join([
         "Each kind's training part imported as tiles (flags in `KINDS`), the grid trained on one thread a run, then "
         "`airscene count` on each counted file whole; the recipe's parameters (sigma, min_distance, min_area) chosen "
@@ -252,7 +259,28 @@ def main() -> None:
         "| image | variant | runs | airscene by seed |",
         "|---|---|---:|---|",
         *tried,
+        "",
+        "![each counted image with the boxes of the first seed's run](large_images.png)",
     ]))
+
+
+def draw_counts(out: Path, names: list[str], seed: int) -> None:
+    """benchmarks/large_images.png: each real kind's first counted file with the boxes `airscene count` found
+    (the kind's chosen variant, `seed`)."""
+    from airscene.viz import draw_scene, plt, save_figure
+
+    runs = [(name, out / name / f"{KINDS[name].variant}-seed{seed}") for name in names]
+    runs = [(name, run) for name, run in runs if (run / "checkpoint.pt").is_file()]
+    if not runs:
+        return
+    figure, axes = plt.subplots(len(runs), 1, figsize=(8, 2.2 * len(runs)), squeeze=False)
+    for axis, (name, run) in zip(axes[:, 0], runs):
+        _, files, truth, _ = prepare(out, name)
+        [(path, record)] = count_files(load(run), files[:1])
+        boxes = np.array([found["box"] for found in record["objects"]]).reshape(-1, 4)
+        draw_scene(axis, read_image(path, intensity="image"), boxes,
+                   f"{KINDS[name].what}: {record['count']} counted, {truth[0]} true")
+    save_figure(figure, Path(__file__).with_name("large_images.png"))
 
 
 def count_error(counted: int, true: int) -> str:

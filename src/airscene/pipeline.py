@@ -50,8 +50,8 @@ def count_settings(folder: Path) -> dict:
     objects' size measured on crops of MEASURE_SIDE pixels (data.imports.suggest_object_size), a scale that
     brings the largest to about OBJECT_TARGET pixels, tiles of twice the largest size a sixth of a tile apart,
     and, where the background is not dark, a learned background under a count prior annealed from 0.5 (from
-    the first step, the background explains everything and every object switches off); on a dark one, a
-    strong count prior (1e-30), so that parts of one object do not pay for windows of their own."""
+    the first step, the background explains everything and every object switches off); on a dark one, tiles
+    turned at random (a cell or a star has no up). benchmarks/large_images.py measured both."""
     import numpy as np
     import torch
 
@@ -93,7 +93,7 @@ def count_config(settings: dict, data: Path, minutes: float, seed: int) -> Confi
     model.glimpse_size, model.embedding_size = 20, 128
     train.estimator, train.batch_size, train.minutes, train.seed = "local", 16, minutes, seed
     if settings["dark_background"]:
-        model.count_prior = 1e-30
+        train.augment = "turns"
     else:
         model.background, model.count_prior = "learned", 1e-20
         train.count_prior_schedule, train.count_prior_start, train.count_prior_steps = "exponential", 0.5, 2000
