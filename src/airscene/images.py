@@ -55,8 +55,13 @@ def read_by_own_range(images: np.ndarray, intensity: str) -> bool:
         return bool(images.size) and bool(np.nanmin(images) < 0 or np.nanmax(images) > 1)
     if images.dtype.kind not in "iu" or images.dtype.itemsize == 1:
         return False
-    top, colour = type_top(images.dtype), images[..., :-1] if images.shape[-1] in (2, 4) else images  # (B, H, W, C)
+    top, colour = type_top(images.dtype), _colour(images)
     return top is None or (bool(colour.size) and int(colour.max()) * 16 < top + 1)
+
+
+def _colour(images: np.ndarray) -> np.ndarray:
+    """(..., C) -> the colour channels, without alpha (C of 2 or 4): alpha is no brightness."""
+    return images[..., :-1] if images.shape[-1] in (2, 4) else images
 
 
 def intensity_range(images: np.ndarray, intensity: str) -> np.ndarray:
@@ -67,7 +72,7 @@ def intensity_range(images: np.ndarray, intensity: str) -> np.ndarray:
     by_type = np.tile([0.0, type_top(images.dtype) or 1], (len(images), 1))
     if not read_by_own_range(images, intensity):
         return by_type
-    colour = (images[..., :-1] if images.shape[-1] in (2, 4) else images).reshape(len(images), -1)  # alpha is no brightness
+    colour = _colour(images).reshape(len(images), -1)
     ranges = np.percentile(colour, STRETCH_PERCENTILES, axis=1).T.astype(np.float64)  # (B, 2)
     met = ranges[:, 1] <= ranges[:, 0]
     if met.any():

@@ -191,14 +191,14 @@ def infer_files(trained: TrainedModel, paths, chunk: int = 500) -> list[tuple[Pa
     for start in range(0, len(files), chunk):
         part = files[start:start + chunk]
         if trained.image_size is not None:
-            results.update(zip(part, trained.infer(trained.read(part)).to_records()))
+            results.update(zip(part, trained.infer(trained.read(part), layout="channels_first").to_records()))
             continue
         by_shape: dict[tuple, list] = {}  # any size: the files of each size inferred together
         for path in part:
             image = trained.read([path])
             by_shape.setdefault(tuple(image.shape), []).append((path, image))
         for group in by_shape.values():
-            records = trained.infer(torch.cat([image for _, image in group])).to_records()
+            records = trained.infer(torch.cat([image for _, image in group]), layout="channels_first").to_records()
             results.update(zip([path for path, _ in group], records))
     return [(path, results[path]) for path in files]
 
