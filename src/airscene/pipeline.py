@@ -41,14 +41,16 @@ def main_job(config: Config, out: str | Path, progress: bool = True, say: Callab
 
 COUNT_JOB_MINUTES = 5.0  # `airscene count FOLDER --train OUT`'s training budget where none is given
 MEASURE_SIDE = 128  # pixels: the crops of the source images on which the objects are measured
-OBJECT_TARGET = 28  # pixels: images are scaled so that the largest objects are about this wide for the grid
+OBJECT_TARGET = 28  # pixels: images are scaled down so that a typical object is at most about this wide
+MERGED = 1.5  # object sizes beyond this multiple of the typical one are taken for touching objects measured as one
 DARK_BACKGROUND = 0.1  # mean of the darker class below Otsu's threshold: darker, and no background is learned
 
 
 def count_settings(folder: Path) -> dict:
     """What `count_job` trains with, chosen from the images of `folder` (read as the import reads them): the
-    objects' size measured on crops of MEASURE_SIDE pixels (data.imports.suggest_object_size), a scale that
-    brings the largest to about OBJECT_TARGET pixels, tiles of twice the largest size a sixth of a tile apart,
+    objects' size measured on crops of MEASURE_SIDE pixels (data.imports.suggest_object_size; its largest
+    sizes capped at MERGED times the typical one, as touching objects measure as one), a scale that brings a
+    typical object down to about OBJECT_TARGET pixels, tiles of twice the largest size a sixth of a tile apart,
     and, where the background is not dark, a learned background under a count prior annealed from 0.5 (from
     the first step, the background explains everything and every object switches off); on a dark one, tiles
     turned at random (a cell or a star has no up). benchmarks/large_images.py measured both."""
@@ -75,8 +77,8 @@ def count_settings(folder: Path) -> dict:
         raise AirsceneError(f"no objects stand out from the background of the images in {folder} (measured by "
                             f"{measured['method']}): train with `airscene data import` and `airscene train`, setting "
                             "--object-size by looking at the images")
-    low, high = measured["object_size"]
-    scale = min(1.0, round(OBJECT_TARGET / high, 2))
+    low, high = measured["object_size"][0], min(measured["object_size"][1], MERGED * measured["typical"])
+    scale = min(1.0, round(OBJECT_TARGET / measured["typical"], 2))
     low, high = max(4, int(low * scale)), max(6, int(np.ceil(high * scale)))
     tile = int(8 * np.ceil(2 * high / 8))
     values = pixels.astype(np.float32) / 255

@@ -355,7 +355,7 @@ def suggest_object_size(images: np.ndarray) -> dict:
                           "canvases", "objects": len(sides)}
     if sides:
         measured.update(object_size=[float(np.percentile(sides, 10)), float(np.percentile(sides, 90))],
-                        max_objects=int(np.ceil(np.percentile(per_canvas, 95))))
+                        typical=float(np.median(sides)), max_objects=int(np.ceil(np.percentile(per_canvas, 95))))
     return measured
 
 
