@@ -286,7 +286,9 @@ def main() -> None:
         "Each kind's training part imported as tiles (flags in `KINDS`), the grid trained on one thread a run, then "
         "`airscene count` on each counted file whole; the recipe's parameters (sigma, min_distance, min_area) chosen "
         "by the smallest count error on the training part. Count error: counted minus true, and its share of the "
-        "true count; for the synthetic scenes, the share of scenes counted exactly and the mean absolute error.",
+        "true count; for the synthetic scenes, the share of scenes counted exactly and the mean absolute error. "
+        "The runs shared the two cores with a second run or other work, so a 4-minute run took 2,400-5,000 steps "
+        "(the first seed's shown).",
         "",
         "| image | true count | recipe | airscene by seed | training a run |",
         "|---|---:|---|---|---|",
