@@ -3,6 +3,7 @@ files as its data set was imported, and whole images of any size counted whole o
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -218,12 +219,13 @@ def test_count_learns_from_a_folder_and_counts_it_in_one_command(camera_files, t
     out = tmp_path / "counted"
     assert main(["count", str(photos), "--train", str(out), "--minutes", "0.05"]) == 0
     said = capsys.readouterr()
-    assert "images scaled by 0.58" in said.err and "a background learned" in said.err  # coins of 40-60 pixels on cloth
+    scale = float(re.search(r"images scaled by ([0-9.]+)", said.err).group(1))
+    assert 0.5 <= scale <= 0.65 and "a background learned" in said.err  # coins of 40-60 pixels on cloth
     rows = list(csv.DictReader(open(out / "counts.csv")))
     assert {row["file"] for row in rows} == {str(photos / "top.png"), str(photos / "bottom.png")}
     assert sorted(path.name for path in (out / "drawn").iterdir()) == ["bottom.png", "top.png"]
     config = load(out / "run").config
-    assert (config.model.model, config.model.background, config.model.image_scale) == ("grid", "learned", 0.58)
+    assert (config.model.model, config.model.background, config.model.image_scale) == ("grid", "learned", scale)
     steps = load(out / "run").step
     assert main(["count", str(photos), "--train", str(out), "--minutes", "0.05"]) == 0  # counted again, not retrained
     assert load(out / "run").step == steps
