@@ -83,7 +83,7 @@ def test_the_background_latent_is_part_of_the_elbo_and_learns_a_plain_background
     with torch.no_grad():
         trace = model(images, presence="greedy", sample=False)
     assert (trace.background - 0.6).abs().mean() < 0.05 and loss.item() < first - 500
-    assert model.describe(images)[0].sum() == 0
+    assert model.describe(images).present.sum() == 0
 
 
 def test_dair_sees_the_image_minus_the_background_and_its_objects():
@@ -94,7 +94,8 @@ def test_dair_sees_the_image_minus_the_background_and_its_objects():
     inputs, embed = [], model.embed.forward
     model.embed.forward = lambda x: inputs.append(x.clone()) or embed(x)
     images = torch.rand(3, 1, 20, 20)
-    present, _, wheres, whats = model.describe(images)
+    described = model.describe(images)
+    wheres, whats = described.where, described.what
     trace = model(images, presence="greedy", sample=False)
     background = trace.background
     torch.testing.assert_close(inputs[0], images - background)

@@ -154,7 +154,8 @@ def test_the_grid_infers_on_a_canvas_of_any_size():
     torch.manual_seed(0)
     model = GridAIR(grid_config(presence_sweeps=0)).eval()
     for size, cells in ((24, 9), (48, 36), (50, 49)):  # 50 pads to 56: 7 x 7 cells
-        present, presence, z_where, z_what = model.describe(torch.rand(2, 1, size, size))
+        described = model.describe(torch.rand(2, 1, size, size))
+        present, presence, z_where = described.present, described.presence, described.where
         assert present.shape == presence.shape == (2, cells) and z_where.shape == (2, cells, 3)
     images = torch.rand(2, 1, 24, 24)
     with torch.no_grad():
@@ -162,7 +163,8 @@ def test_the_grid_infers_on_a_canvas_of_any_size():
     trace = model(images, presence="greedy", sample=False)
     assert 0 < trace.z_pres.sum() < trace.z_pres.numel()
     assert torch.equal(greedy_counts(trace), (trace.presence_logits > 0).float().sum(1))  # any cells, not a prefix
-    present, _, z_where, _ = model.describe(images, threshold=0.5)  # the same cells, without drawing any
+    described = model.describe(images, threshold=0.5)  # the same cells, without drawing any
+    present, z_where = described.present, described.where
     assert torch.equal(present, trace.z_pres) and torch.equal(z_where[present == 1], trace.z_where[present == 1])
 
 
@@ -183,9 +185,9 @@ def test_refined_presences_are_a_coordinate_optimum_of_the_elbo(compositing, mon
 
         gain = model.presence_effects(dataclasses.replace(greedy, z_pres=refined)) - cost
         assert torch.equal(model.most_probable(images).z_pres, refined)
-        assert torch.equal(model.describe(images)[0], refined)
+        assert torch.equal(model.describe(images).present, refined)
         monkeypatch.setattr(grid_module, "REFINEMENT_FLOATS", 1)  # refined one image at a time: the same
-        assert torch.equal(model.describe(images)[0], refined)
+        assert torch.equal(model.describe(images).present, refined)
     assert not torch.equal(refined, start)  # the refinement changed something here
     assert torch.equal(refined, (gain > 0).float())  # no single cell's flip raises the objective
     assert (objective(refined) > objective(start)).all()

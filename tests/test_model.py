@@ -172,11 +172,13 @@ def test_describe_stops_at_the_first_absent_step():
     model = AIR(small_config()).eval()
     with torch.no_grad():
         model.infer_step.head.bias[0] = -20.0  # presence probability ~0 at every step
-    present, presence, wheres, whats = model.describe(torch.rand(4, 1, 20, 20))
+    described = model.describe(torch.rand(4, 1, 20, 20))
+    present, presence, wheres = described.present, described.presence, described.where
     assert present.sum() == 0 and torch.isnan(wheres).all() and presence[:, 1:].abs().sum() == 0
     with torch.no_grad():
         model.infer_step.head.bias[0] = 20.0
-    present, presence, wheres, _ = model.describe(torch.rand(4, 1, 20, 20))
+    described = model.describe(torch.rand(4, 1, 20, 20))
+    present, presence, wheres = described.present, described.presence, described.where
     assert torch.all(present.sum(1) == 3) and not torch.isnan(wheres).any()
 
 
@@ -210,8 +212,8 @@ def test_colour_model_keeps_the_channels_apart():
         alone = paste_glimpse(glimpses[:, channel:channel + 1], trace.z_where[:, 0], 20, model.config.min_scale)
         torch.testing.assert_close(trace.objects[:, 0, channel:channel + 1], alone)
     assert (model.log_likelihood(images, images.flip(1)) < model.log_likelihood(images, images) - 1).all()
-    present, _, wheres, whats = model.describe(images)
-    assert torch.equal(present.sum(1) > 0, ~torch.isnan(wheres[:, 0, 0]))
+    described = model.describe(images)
+    assert torch.equal(described.present.sum(1) > 0, ~torch.isnan(described.where[:, 0, 0]))
 
 
 def test_inference_step_is_the_lstm_cell_with_precomputed_image_gates():
@@ -272,7 +274,8 @@ def test_dair_inference_subtracts_what_it_has_explained():
         model.infer_step.head.bias[0] = 50.0  # every step present: no early exit
     images = torch.rand(4, 1, 20, 20)
     inputs = _recorded_embedding_inputs(model)
-    present, _, wheres, whats = model.describe(images)
+    described = model.describe(images)
+    present, wheres, whats = described.present, described.where, described.what
     assert present.all()
     first = model.render_object(whats[:, 0], wheres[:, 0])
     torch.testing.assert_close(inputs[1], images - first)

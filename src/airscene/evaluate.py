@@ -14,6 +14,7 @@ from airscene.errors import AirsceneError
 from airscene.estimators.elbo import count_log_posterior, elbo_per_count, sampled_elbo_terms
 from airscene.infer import load
 from airscene.model import SceneModel
+from airscene.model.trace import Description
 from airscene.checkpoint import writable_run
 from airscene.storage import write_json
 from airscene.viz import reconstruction_figure
@@ -21,7 +22,7 @@ from airscene.viz import reconstruction_figure
 
 @torch.no_grad()
 def infer_counts(model: SceneModel, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
-    return np.concatenate([model.describe(chunk)[0].sum(1).long().cpu().numpy() for chunk in images.split(batch_size)])
+    return np.concatenate([model.describe(chunk).present.sum(1).long().cpu().numpy() for chunk in images.split(batch_size)])
 
 
 def count_accuracy(inferred: np.ndarray, true: np.ndarray) -> float | None:
@@ -163,8 +164,8 @@ def evaluate(model: SceneModel, images: torch.Tensor, counts: np.ndarray | None 
     confusion matrix; with true boxes, localisation (mean IoU, AP@0.5). `missing_labels` names what was
     not given, so no metric is silently absent."""
     model.eval()
-    present, presence, wheres, _whats = zip(*(model.describe(chunk) for chunk in images.split(1000)))
-    inferred = torch.cat(present).sum(1).long().cpu().numpy()
+    described = Description.joined([model.describe(chunk) for chunk in images.split(1000)])
+    inferred = described.present.sum(1).long().cpu().numpy()
     capacity = model.object_capacity() or int(inferred.max(initial=0))
     elbo, log_likelihood = elbo_and_log_likelihood(model, images[:likelihood_images], samples)
     metrics = {
@@ -182,8 +183,8 @@ def evaluate(model: SceneModel, images: torch.Tensor, counts: np.ndarray | None 
         largest = max(capacity, int(counts.max(initial=0)))
         metrics["confusion_matrix"] = confusion_matrix(inferred, counts, largest).tolist()
     if boxes is not None and counts is not None:
-        pred_boxes = model.boxes(torch.cat(wheres), images.shape[-1]).cpu().numpy()
-        metrics.update(localisation(pred_boxes, torch.cat(presence).cpu().numpy(), boxes, counts))
+        pred_boxes = model.boxes(described.where, images.shape[-1]).cpu().numpy()
+        metrics.update(localisation(pred_boxes, described.presence.cpu().numpy(), boxes, counts))
     return metrics
 
 

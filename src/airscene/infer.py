@@ -24,6 +24,7 @@ from airscene.errors import AirsceneError
 from airscene.images import (MAX_PIXELS, PNG_MARK, image_files, marked_png, quantise, read_image, read_images, rescaled,
                              to_model_layout)
 from airscene.model import SceneModel, make_model
+from airscene.model.trace import Description
 from airscene.runs import RUN_MARKER
 from airscene.settings import check_value
 from airscene.storage import (as_path, check_writable, listed, outside, read_json, replaceable, write_file,
@@ -95,10 +96,10 @@ class TrainedModel:
         (images.INTENSITIES; arrays by their type's range unless told)."""
         batch_size = check_value("batch_size", batch_size, int, {"minimum": 1})
         tensor = self.prepare(images, layout, intensity)
-        present, presence, wheres, whats = (torch.cat(parts).cpu() for parts in
-                                            zip(*(self.model.describe(chunk) for chunk in tensor.split(batch_size))))
-        return Scenes(counts=present.sum(1).long().numpy(), boxes=self.model.boxes(wheres, tensor.shape[-1]).numpy(),
-                      presence=presence.numpy(), what=whats.numpy(), where=wheres.numpy())
+        described = Description.joined([self.model.describe(chunk) for chunk in tensor.split(batch_size)]).cpu()
+        return Scenes(counts=described.present.sum(1).long().numpy(),
+                      boxes=self.model.boxes(described.where, tensor.shape[-1]).numpy(),
+                      presence=described.presence.numpy(), what=described.what.numpy(), where=described.where.numpy())
 
     @torch.inference_mode()
     def decompose(self, images, batch_size: int = 100) -> dict[str, np.ndarray]:

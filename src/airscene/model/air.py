@@ -30,7 +30,7 @@ from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
 from airscene.model.networks import BackgroundVAE, GlimpseDecoder, GlimpseEncoder, ImageEmbedding, InferenceStep
 from airscene.model.priors import count_log_prior, draw, normal, prior_presence, standard_normal
-from airscene.model.trace import SceneSample, Trace, stack_steps
+from airscene.model.trace import Description, SceneSample, Trace, stack_steps
 from airscene.model.transformer import crop_glimpse, paste_glimpse, window_boxes
 
 # The brightness (the brightest channel, images in [0, 1]) an added glimpse must exceed the background's by to
@@ -393,11 +393,11 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         return self(images, presence="greedy", sample=False)
 
     @torch.no_grad()
-    def describe(self, images: torch.Tensor, threshold: float = 0.5):
+    def describe(self, images: torch.Tensor, threshold: float = 0.5) -> Description:
         """Test-time inference: means instead of samples, no rendering (but DAIR's canvas), and early exit:
         each step runs only on the images whose every earlier step was present, and stops once none is left.
-        Returns z_pres (B, N), presence probabilities (B, N; 0 for steps not reached), z_where (B, N, 3)
-        and z_what (B, N, C_what), NaN where absent."""
+        Returns its Description: z_pres (B, N), presence probabilities (B, N; 0 for steps not reached),
+        z_where (B, N, 3) and z_what (B, N, C_what), NaN where absent."""
         c, batch = self.config, images.shape[0]
         present, presence = images.new_zeros(batch, c.max_objects), images.new_zeros(batch, c.max_objects)
         wheres = images.new_full((batch, c.max_objects, 3), float("nan"))
@@ -431,4 +431,4 @@ class AIR(AttendInferRepeat, PixelLikelihood):
             previous = torch.cat([z_where, z_what, torch.ones_like(z_where[:, :1])], 1)
             if self.difference:
                 objects.append(self.render_object(z_what, z_where))
-        return present, presence, wheres, whats
+        return Description(present=present, presence=presence, where=wheres, what=whats)

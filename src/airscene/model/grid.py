@@ -36,7 +36,7 @@ from airscene.model.air import (PixelLikelihood, alone_pictures, draw_background
                                 read_background)
 from airscene.model.networks import PRESENCE_LOGIT_BOUND, BackgroundVAE, GlimpseDecoder, GlimpseEncoder, gaussian_parameters
 from airscene.model.priors import draw, normal, prior_presence, standard_normal
-from airscene.model.trace import SceneSample, Trace
+from airscene.model.trace import Description, SceneSample, Trace
 from airscene.model.transformer import cell_tiles, crop_glimpse, fold_tiles, paste_glimpse, tile_canvases, window_boxes
 
 DEFAULT_OBJECT_SIZE = (20.0,)  # pixels, where the config does not say: an MNIST digit's ink
@@ -425,17 +425,17 @@ class GridAIR(nn.Module, PixelLikelihood):
         return present
 
     @torch.no_grad()
-    def describe(self, images: torch.Tensor, threshold: float = 0.5):
+    def describe(self, images: torch.Tensor, threshold: float = 0.5) -> Description:
         """Test-time inference, every cell at once: the cost is the same whatever the count. The cells whose
         presence probability exceeds `threshold` are present, then refined (`refine_presence`, which decodes
-        every cell) unless presence_sweeps is 0. Returns what AIR.describe does, with K cells for N steps:
-        z_pres (B, K), the network's presence probabilities (B, K), z_where (B, K, 3) and z_what (B, K, C_what),
-        NaN where absent."""
+        every cell) unless presence_sweeps is 0. Returns a Description as AIR.describe does, with K cells for N
+        steps: z_pres (B, K), the network's presence probabilities (B, K), z_where (B, K, 3) and z_what
+        (B, K, C_what), NaN where absent."""
         if self.config.presence_sweeps:
             height, width = self.padded(images).shape[-2:]
             chunk = max(1, REFINEMENT_FLOATS // (height * width // self.cell ** 2 * (images.shape[1] + 2) * self.tile ** 2))
             if len(images) > chunk:  # every cell's tiles, a few copies: in chunks
-                return tuple(torch.cat(parts) for parts in zip(*(self.describe(part, threshold) for part in images.split(chunk))))
+                return Description.joined([self.describe(part, threshold) for part in images.split(chunk)])
             cells = self(images, presence="greedy", sample=False)
             probability = torch.sigmoid(cells.presence_logits)
             present = self.refine_presence(dataclasses.replace(cells, z_pres=(probability > threshold).float()))
@@ -444,5 +444,5 @@ class GridAIR(nn.Module, PixelLikelihood):
             probability = torch.sigmoid(cells.presence_logits)
             present = (probability > threshold).float()
         absent = present[..., None] == 0
-        return (present, probability, cells.z_where.masked_fill(absent, float("nan")),
-                cells.z_what.masked_fill(absent, float("nan")))
+        return Description(present=present, presence=probability, where=cells.z_where.masked_fill(absent, float("nan")),
+                           what=cells.z_what.masked_fill(absent, float("nan")))

@@ -8,7 +8,7 @@ from typing import Protocol
 import torch
 
 from airscene.config import ModelConfig
-from airscene.model.trace import SceneSample, Trace
+from airscene.model.trace import Description, SceneSample, Trace
 
 
 class SceneModel(Protocol):
@@ -32,7 +32,7 @@ class SceneModel(Protocol):
 
     def most_probable(self, images: torch.Tensor) -> Trace: ...
 
-    def describe(self, images: torch.Tensor, threshold: float = 0.5) -> tuple[torch.Tensor, ...]: ...
+    def describe(self, images: torch.Tensor, threshold: float = 0.5) -> Description: ...
 
     def sample(self, number: int, generator: torch.Generator | None = None, count: int | None = None) -> SceneSample: ...
 

@@ -45,6 +45,25 @@ class SceneSample:
     background: torch.Tensor | None = None  # (B, C, H, W) where the model has a background
 
 
+@dataclass(kw_only=True)
+class Description:
+    """What test-time inference (`describe`) says of B images, by AIR's N steps or the grid's N cells."""
+
+    present: torch.Tensor  # (B, N) z_pres, 0 or 1
+    presence: torch.Tensor  # (B, N) the presence probabilities (AIR: 0 for steps not reached)
+    where: torch.Tensor  # (B, N, 3) z_where, NaN where absent
+    what: torch.Tensor  # (B, N, C_what), NaN where absent
+
+    @classmethod
+    def joined(cls, parts: list[Description]) -> Description:
+        """The descriptions of consecutive chunks of a batch as one."""
+        return cls(**{field.name: torch.cat([getattr(part, field.name) for part in parts])
+                      for field in dataclasses.fields(cls)})
+
+    def cpu(self) -> Description:
+        return Description(**{field.name: getattr(self, field.name).cpu() for field in dataclasses.fields(self)})
+
+
 def stack_steps(steps: list) -> dict[str, torch.Tensor]:
     """A list of per-step records (dataclasses of (B, ...) tensors) -> their fields stacked along dim 1,
     by name: {field: (B, N, ...)}."""
