@@ -210,7 +210,7 @@ def test_grid_settings_are_checked():
     with pytest.raises(AirsceneError, match="does not apply to --model grid"):
         Config(**grid).validate()  # the default estimator, enumerate
     Config(**grid, train=TrainConfig(estimator="local")).validate()
-    with pytest.raises(AirsceneError, match="use it with --model grid"):
+    with pytest.raises(AirsceneError, match="estimator 'local' does not apply to --model air: use enumerate, nvil"):
         Config(data="x", train=TrainConfig(estimator="local")).validate()
     Config(data="x", model=dataclasses.replace(grid["model"], compositing="alpha"), train=TrainConfig(estimator="local")).validate()
     with pytest.raises(AirsceneError, match="only read by --model grid"):

@@ -10,7 +10,7 @@ from PIL import Image
 
 import airscene
 from airscene.cli import main
-from airscene.config import ESTIMATORS, GRID_ESTIMATORS
+from airscene.model import AIR, GridAIR
 from airscene.data import make_multi_mnist
 
 TINY_MODEL = ["--glimpse-size", "10", "--what-size", "8", "--hidden-size", "32", "--embedding-size", "32",
@@ -47,8 +47,7 @@ def test_training_writes_run_directory(trained_run):
     assert json.loads((trained_run / "train_summary.json").read_text())["step"] == 10
 
 
-RUNS = [("air", estimator) for estimator in ESTIMATORS if estimator != "local"] + [
-    ("grid", estimator) for estimator in GRID_ESTIMATORS]
+RUNS = [("air", estimator) for estimator in AIR.estimators] + [("grid", estimator) for estimator in GridAIR.estimators]
 
 
 @pytest.mark.parametrize(("model", "estimator"), RUNS)

@@ -10,9 +10,9 @@ from airscene.images import INTENSITIES
 from airscene.settings import Settings, setting
 
 MAIN_JOB_MINUTES = 10.0  # the main job's (`airscene run`) training budget where its config sets none
-ESTIMATORS = ("enumerate", "nvil", "vimco", "relaxed", "local")  # AIR's; inverse graphics has its own (graphics.config)
-# The grid's: "enumerate" sums out AIR's count and NVIL's baseline runs over AIR's steps; a grid has neither.
-GRID_ESTIMATORS = ("local", "vimco", "relaxed")
+# Every scene model's (each declares those it accepts: AIR.estimators, GridAIR.estimators); inverse graphics
+# has its own (graphics.config).
+ESTIMATORS = ("enumerate", "nvil", "vimco", "relaxed", "local")
 SCHEDULES = ("none", "linear", "exponential")
 
 
@@ -169,16 +169,17 @@ class Config(Settings):
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def consistency(self) -> list[tuple[bool, str]]:
+        from airscene.model import model_class  # the models read this module: asked when validating, not imported
+
         model, train = self.model, self.train
+        accepted = model_class(model.model).estimators
         return [
             (train.estimator in ESTIMATORS, f"estimator '{train.estimator}' is for inverse graphics: AIR uses "
                                             f"{', '.join(ESTIMATORS)}"),
             (model.min_scale < model.where_prior_mean[0], f"min_scale {model.min_scale} must be below the prior's "
                                                           f"mean scale {model.where_prior_mean[0]}"),
-            (model.model == "grid" or train.estimator != "local",
-             "estimator 'local' sums out each grid cell's presence: use it with --model grid"),
-            (model.model != "grid" or train.estimator in GRID_ESTIMATORS,
-             f"estimator '{train.estimator}' does not apply to --model grid: use {', '.join(GRID_ESTIMATORS)}"),
+            (train.estimator in accepted or train.estimator not in ESTIMATORS,
+             f"estimator '{train.estimator}' does not apply to --model {model.model}: use {', '.join(accepted)}"),
         ]
 
     def used(self) -> list[tuple[str, bool, str]]:

@@ -8,10 +8,18 @@ from airscene.model.trace import Trace
 from airscene.model.transformer import crop_glimpse, paste_glimpse, window_boxes
 
 
+MODELS = {"air": AIR, "dair": AIR, "grid": GridAIR}  # config.model -> its class (DAIR is AIR reading its error)
+
+
+def model_class(name: str) -> type:
+    """The class of the model `name` (ModelConfig.model): what it declares (estimators, input_size, ...)."""
+    return MODELS[name]
+
+
 def make_model(config: ModelConfig) -> SceneModel:
     """The model config.model names: AIR or DAIR (one recurrent step per object) or the grid."""
-    return GridAIR(config) if config.model == "grid" else AIR(config)
+    return model_class(config.model)(config)
 
 
 __all__ = ["AIR", "AttendInferRepeat", "GlimpseTrace", "GridAIR", "GridTrace", "SceneModel", "Trace", "crop_glimpse",
-           "make_model", "paste_glimpse", "window_boxes"]
+           "make_model", "model_class", "paste_glimpse", "window_boxes"]

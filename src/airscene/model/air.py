@@ -326,6 +326,8 @@ class AIR(AttendInferRepeat, PixelLikelihood):
                             background=None if context is None else context.background)
 
     enumerates_count = True  # presence "all" draws every step: the count's N + 1 terms from one trace
+    # "local" sums out one grid cell's presence given the others: AIR's steps are a sequence, not cells.
+    estimators = ("enumerate", "nvil", "vimco", "relaxed")
 
     @property
     def input_size(self) -> int:

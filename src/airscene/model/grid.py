@@ -236,6 +236,8 @@ class GridAIR(nn.Module, PixelLikelihood):
         return torch.stack([size, centre_x, centre_y], -1), in_tile
 
     enumerates_count = False  # 2^K presence patterns: a grid's presences are sampled (or summed cell by cell)
+    # "enumerate" sums out AIR's count and NVIL's baseline runs over AIR's steps: a grid has neither.
+    estimators = ("local", "vimco", "relaxed")
     input_size = None  # its convolutions run on a canvas of any size
 
     def object_capacity(self) -> None:

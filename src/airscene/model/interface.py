@@ -18,6 +18,7 @@ class SceneModel(Protocol):
 
     # What it can do.
     enumerates_count: bool  # presence "all" gives every count's terms, so the count can be summed out exactly
+    estimators: tuple[str, ...]  # the estimators (config.ESTIMATORS) that can train it
 
     @property
     def input_size(self) -> int | None:
