@@ -288,7 +288,9 @@ def main() -> None:
         "by the smallest count error on the training part. Count error: counted minus true, and its share of the "
         "true count; for the synthetic scenes, the share of scenes counted exactly and the mean absolute error. "
         "The runs shared the two cores with a second run or other work, so a 4-minute run took 2,400-5,000 steps "
-        "(the first seed's shown).",
+        "(the first seed's shown). Trained by `python benchmarks/large_images.py --seeds 0 1 2 --no-report` (each "
+        "kind's chosen variant), `--variants NAME --seeds 0` for the others and `--one-command` for the last table; "
+        "then reported by the command above.",
         "",
         "| image | true count | recipe | airscene by seed | training a run |",
         "|---|---:|---|---|---|",
