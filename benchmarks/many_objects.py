@@ -23,7 +23,7 @@ from airscene.config import ModelConfig  # noqa: E402
 from airscene.data import load_dataset  # noqa: E402
 from airscene.images import to_model_layout  # noqa: E402
 from airscene.model import AIR  # noqa: E402
-from airscene.train import apply_object_size  # noqa: E402
+from airscene.model.priors import apply_object_size  # noqa: E402
 from airscene.viz import plt, save_figure  # noqa: E402
 
 MODELS = {

@@ -18,7 +18,7 @@ from airscene.data.scenes import visible_fractions
 from airscene.errors import AirsceneError
 from airscene.model.priors import object_size_prior
 from airscene.model.transformer import window_boxes
-from airscene.train import apply_object_size
+from airscene.model.priors import apply_object_size
 from test_images import SUFFIX, save_as
 
 TINY = ["--glimpse-size", "10", "--what-size", "8", "--hidden-size", "32", "--embedding-size", "32",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from airscene.config import Config, ModelConfig
+from airscene.config import Config
 from airscene.data import load_dataset
 from airscene.data.files import dataset_digest
 from airscene.data.scenes import SceneSet
@@ -18,16 +17,11 @@ from airscene.estimators import Batch, make_estimator
 from airscene.estimators.elbo import greedy_counts
 from airscene.evaluate import adjusted_rand_index, elbo_and_log_likelihood, infer_counts
 from airscene.images import to_model_layout
-from airscene.model import make_model
-from airscene.model.grid import tile_side
-from airscene.model.priors import object_size_prior
+from airscene.model import make_model, model_class
 from airscene.model.trace import Trace
 from airscene.runs import Run, TrainingJob, batch_indices, fit, make_optimiser, memory_as_error
 from airscene.schedules import count_prior_at, exploration_at
 from airscene.storage import as_path, outside
-
-
-TILE_MEMORY_LIMIT = 8 * 2**30  # bytes of one step's grid tiles (each decoded glimpse pasted into its cell's tile)
 
 
 def fit_model_to_data(config: Config, train: SceneSet, test: SceneSet, shard: Shard = Shard(),
@@ -54,41 +48,11 @@ def fit_model_to_data(config: Config, train: SceneSet, test: SceneSet, shard: Sh
         raise AirsceneError(f"setting object_size = {model.object_size} is larger than the data's {model.image_size}-pixel "
                             "canvases: give the objects' size in pixels of the canvas (see `airscene data import`'s "
                             "measured size)")
-    if model.model != "grid":  # the grid's windows read object_size themselves (model/grid.py)
-        apply_object_size(model)
     if config.train.batch_size * shard.world > len(train):
         raise AirsceneError(f"batch size {config.train.batch_size} x {shard.world} process(es) exceeds the {len(train)} "
                             "training images: lower --batch-size or make more data")
     largest = max((int(split.counts.max(initial=0)) for split in (train, test) if split.counts is not None), default=0)
-    if model.model == "grid":
-        cells = math.ceil(model.image_size / model.cell_size) ** 2
-        if largest > cells:
-            raise AirsceneError(f"data {config.data} has scenes with {largest} objects but the grid has {cells} cells: "
-                                "lower --cell-size")
-        tiles = config.train.batch_size * cells * (model.channels + 1) * tile_side(model) ** 2 * 4  # float32 bytes
-        if tiles > TILE_MEMORY_LIMIT:
-            raise AirsceneError(f"the grid's tiles would take {tiles / 2**30:,.1f} GiB a step, more than the "
-                                f"{TILE_MEMORY_LIMIT / 2**30:g} GiB airscene allows them: lower --batch-size, "
-                                "--object-size or --window-limit, or raise --cell-size")
-    elif largest > model.max_objects:
-        raise AirsceneError(f"data {config.data} has scenes with {largest} objects but the model has "
-                            f"N = {model.max_objects} steps: raise --max-objects to at least {largest}")
-
-
-def apply_object_size(model: ModelConfig) -> None:
-    """With object_size set, derive the window-scale prior and min_scale from it and the canvas; the three
-    settings must then be left at their defaults (or already derived, as in a resumed run's config)."""
-    if model.object_size is None:
-        return
-    mean, sd, min_scale = object_size_prior(model.object_size, model.image_size, model.window_limit)
-    defaults = ModelConfig()
-    derived = {"where_prior_mean": (mean, *model.where_prior_mean[1:]), "where_prior_sd": (sd, *model.where_prior_sd[1:]),
-               "min_scale": min_scale}
-    for name, value in derived.items():
-        if getattr(model, name) not in (getattr(defaults, name), value):
-            raise AirsceneError(f"settings object_size and {name} are both given: give the objects' size alone (it sets "
-                                f"{name} to {value}), or drop --object-size")
-        setattr(model, name, value)
+    model_class(model.model).fit_to_data(model, largest, config.train.batch_size, config.data)
 
 
 def turned(images: torch.Tensor, symmetry: torch.Tensor) -> torch.Tensor:

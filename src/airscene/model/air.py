@@ -29,7 +29,7 @@ import torch.nn as nn
 from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
 from airscene.model.networks import BackgroundVAE, GlimpseDecoder, GlimpseEncoder, ImageEmbedding, InferenceStep
-from airscene.model.priors import count_log_prior, draw, normal, prior_presence, standard_normal
+from airscene.model.priors import apply_object_size, count_log_prior, draw, normal, prior_presence, standard_normal
 from airscene.model.trace import Description, SceneSample, Trace, stack_steps
 from airscene.model.transformer import crop_glimpse, paste_glimpse, window_boxes
 
@@ -328,6 +328,15 @@ class AIR(AttendInferRepeat, PixelLikelihood):
     enumerates_count = True  # presence "all" draws every step: the count's N + 1 terms from one trace
     # "local" sums out one grid cell's presence given the others: AIR's steps are a sequence, not cells.
     estimators = ("enumerate", "nvil", "vimco", "relaxed")
+
+    @staticmethod
+    def fit_to_data(config: ModelConfig, largest: int, batch_size: int, data) -> None:
+        """Derive the window prior from config.object_size (priors.apply_object_size), and refuse data whose
+        scenes hold more objects (`largest`) than its N steps can find."""
+        apply_object_size(config)
+        if largest > config.max_objects:
+            raise AirsceneError(f"data {data} has scenes with {largest} objects but the model has N = "
+                                f"{config.max_objects} steps: raise --max-objects to at least {largest}")
 
     @property
     def input_size(self) -> int:

@@ -154,6 +154,9 @@ class CompositedEffects:
         return (difference.view(*inside.shape[:2], *difference.shape[1:]) * inside).flatten(2).sum(-1)
 
 
+TILE_MEMORY_LIMIT = 8 * 2**30  # bytes of one step's grid tiles (each decoded glimpse pasted into its cell's tile)
+
+
 def backbone(channels: int, cell: int, width: int) -> nn.Sequential:
     """(B, C, H, W) -> (B, width, H / cell, W / cell): strided convolutions (stride 2, and 3 for a cell with a
     factor of 3) down to one feature vector per cell, then two 3 x 3 convolutions, so that each cell sees
@@ -238,6 +241,20 @@ class GridAIR(nn.Module, PixelLikelihood):
     enumerates_count = False  # 2^K presence patterns: a grid's presences are sampled (or summed cell by cell)
     # "enumerate" sums out AIR's count and NVIL's baseline runs over AIR's steps: a grid has neither.
     estimators = ("local", "vimco", "relaxed")
+
+    @staticmethod
+    def fit_to_data(config: ModelConfig, largest: int, batch_size: int, data) -> None:
+        """Refuse data whose scenes hold more objects (`largest`) than the canvas has cells, and a step whose
+        tiles would exceed TILE_MEMORY_LIMIT. (Its windows read config.object_size themselves: window_range.)"""
+        cells = math.ceil(config.image_size / config.cell_size) ** 2
+        if largest > cells:
+            raise AirsceneError(f"data {data} has scenes with {largest} objects but the grid has {cells} cells: "
+                                "lower --cell-size")
+        tiles = batch_size * cells * (config.channels + 1) * tile_side(config) ** 2 * 4  # float32 bytes
+        if tiles > TILE_MEMORY_LIMIT:
+            raise AirsceneError(f"the grid's tiles would take {tiles / 2**30:,.1f} GiB a step, more than the "
+                                f"{TILE_MEMORY_LIMIT / 2**30:g} GiB airscene allows them: lower --batch-size, "
+                                "--object-size or --window-limit, or raise --cell-size")
     input_size = None  # its convolutions run on a canvas of any size
 
     def object_capacity(self) -> None:

@@ -20,6 +20,10 @@ class SceneModel(Protocol):
     enumerates_count: bool  # presence "all" gives every count's terms, so the count can be summed out exactly
     estimators: tuple[str, ...]  # the estimators (config.ESTIMATORS) that can train it
 
+    @staticmethod
+    def fit_to_data(config: ModelConfig, largest: int, batch_size: int, data) -> None:
+        """Complete config from the data's canvas (set on it already) and refuse data it cannot learn from."""
+
     @property
     def input_size(self) -> int | None:
         """The canvas side it takes: the one trained on, or None where any size goes."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Normal
 
+from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
 
 
@@ -69,3 +70,19 @@ def object_size_prior(object_size: tuple[float, ...], image_size: int, window_li
     mean = (largest + smallest) / 2
     sd = max((largest - smallest) / 4, 0.05 * mean)
     return round(mean, 4), round(sd, 4), round(image_size / (window_limit * high), 4)
+
+
+def apply_object_size(model: ModelConfig) -> None:
+    """With object_size set, derive the window-scale prior and min_scale from it and the canvas; the three
+    settings must then be left at their defaults (or already derived, as in a resumed run's config)."""
+    if model.object_size is None:
+        return
+    mean, sd, min_scale = object_size_prior(model.object_size, model.image_size, model.window_limit)
+    defaults = ModelConfig()
+    derived = {"where_prior_mean": (mean, *model.where_prior_mean[1:]), "where_prior_sd": (sd, *model.where_prior_sd[1:]),
+               "min_scale": min_scale}
+    for name, value in derived.items():
+        if getattr(model, name) not in (getattr(defaults, name), value):
+            raise AirsceneError(f"settings object_size and {name} are both given: give the objects' size alone (it sets "
+                                f"{name} to {value}), or drop --object-size")
+        setattr(model, name, value)
