@@ -283,23 +283,36 @@ def _eval_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _infer_command(args: argparse.Namespace) -> int:
-    from airscene.infer import (draw_inferences, drawing_files, image_paths, inferences_file, infer_files, load,
-                                write_inferences, write_masks)
+def _check_outputs(args: argparse.Namespace, files: list[Path], run: str) -> None:
+    """`infer`'s and `count`'s --out and --draw, checked before the work."""
+    from airscene.infer import drawing_files, inferences_file
 
-    files = image_paths(args.images)
-    if args.out:  # the outputs are checked before the work
-        inferences_file(args.out, files, args.force, run=args.checkpoint)
+    if args.out:
+        inferences_file(args.out, files, args.force, run=run)
     if args.draw:
-        drawing_files(files, args.draw, args.force, run=args.checkpoint)
-    if args.masks:
-        drawing_files(files, args.masks, args.force, run=args.checkpoint, flag="--masks")
-    trained = load(args.checkpoint, args.device)
-    results = infer_files(trained, files)
+        drawing_files(files, args.draw, args.force, run=run)
+
+
+def _write_outputs(args: argparse.Namespace, results: list, trained) -> None:
+    """`infer`'s and `count`'s --out and --draw, written after the work (the images drawn as the model read them)."""
+    from airscene.infer import draw_inferences, write_inferences
+
     if args.out:
         print(f"wrote {write_inferences(results, args.out, force=args.force)}")
     if args.draw:
         print(f"drew {len(draw_inferences(results, args.draw, args.force, trained.intensity))} images in {args.draw}")
+
+
+def _infer_command(args: argparse.Namespace) -> int:
+    from airscene.infer import drawing_files, image_paths, infer_files, load, write_masks
+
+    files = image_paths(args.images)
+    _check_outputs(args, files, args.checkpoint)
+    if args.masks:
+        drawing_files(files, args.masks, args.force, run=args.checkpoint, flag="--masks")
+    trained = load(args.checkpoint, args.device)
+    results = infer_files(trained, files)
+    _write_outputs(args, results, trained)
     if args.masks:
         print(f"wrote {len(write_masks(trained, files, args.masks, args.force, run=args.checkpoint))} label maps in {args.masks}")
     if args.json:
@@ -313,7 +326,7 @@ def _infer_command(args: argparse.Namespace) -> int:
 
 
 def _count_command(args: argparse.Namespace) -> int:
-    from airscene.infer import count_files, draw_inferences, drawing_files, image_paths, inferences_file, load, write_inferences
+    from airscene.infer import count_files, image_paths, load
     from airscene.pipeline import COUNT_JOB_MINUTES, count_job
 
     if args.train:
@@ -327,10 +340,7 @@ def _count_command(args: argparse.Namespace) -> int:
         if args.minutes is not None:
             raise AirsceneError("--minutes is the training budget of --train: drop it with --model")
         files = image_paths(args.images)
-        if args.out:  # the outputs are checked before the work
-            inferences_file(args.out, files, args.force, run=args.model)
-        if args.draw:
-            drawing_files(files, args.draw, args.force, run=args.model)
+        _check_outputs(args, files, args.model)
         trained = load(args.model, args.device)
         how = "whole (the model takes any canvas)" if trained.image_size is None else (
             f"by {trained.image_size}-pixel tiles half a tile apart, each object counted by the tile nearest its centre")
@@ -339,10 +349,7 @@ def _count_command(args: argparse.Namespace) -> int:
               f"{scale or 1.0:g}, as the run's data set was imported" + ("" if scale else " (a run from before the "
               "scale was kept: if its data was imported with --scale, resize the images by it first)"), file=sys.stderr)
         results = count_files(trained, files)
-        if args.out:
-            print(f"wrote {write_inferences(results, args.out, force=args.force)}")
-        if args.draw:
-            print(f"drew {len(draw_inferences(results, args.draw, args.force, trained.intensity))} images in {args.draw}")
+        _write_outputs(args, results, trained)
     if args.json:
         _print([{"image": str(path), **record} for path, record in results])
     else:

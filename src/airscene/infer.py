@@ -18,6 +18,7 @@ import torch
 
 from airscene.checkpoint import load_checkpoint
 from airscene.config import Config
+from airscene.data.imports import MIN_CANVAS
 from airscene.data.scenes import SceneSet
 from airscene.distributed import resolve_device
 from airscene.errors import AirsceneError
@@ -214,9 +215,9 @@ def count_files(trained: TrainedModel, paths) -> list[tuple[Path, dict]]:
     for path in image_paths(paths):
         image = read_images([path], trained.config.model.channels, intensity=trained.intensity)  # (1, C, H, W)
         height, width = (round(side * scale) for side in image.shape[-2:])
-        if height * width > MAX_PIXELS or min(height, width) < MIN_COUNTED:
+        if height * width > MAX_PIXELS or min(height, width) < MIN_CANVAS:
             raise AirsceneError(f"image {path} would be {width}x{height} pixels resized by the run's scale {scale:g}: "
-                                f"count images of {MIN_COUNTED} to {MAX_PIXELS:,} pixels (crop a larger one)")
+                                f"count images of {MIN_CANVAS} to {MAX_PIXELS:,} pixels (crop a larger one)")
         image = rescaled(image, scale) if scale != 1 else image
         record = (trained.infer(image, layout="channels_first").to_records()[0] if trained.image_size is None
                   else count_by_tiles(trained, image, path))
@@ -226,9 +227,6 @@ def count_files(trained: TrainedModel, paths) -> list[tuple[Path, dict]]:
                 found["tile"] = [round(value / scale, 2) for value in found["tile"]]
         results.append((path, record))
     return results
-
-
-MIN_COUNTED = 4  # pixels a side: the smallest image `count` reads (data.imports.MIN_CANVAS)
 
 
 def tile_corners(length: int, side: int) -> list[int]:
