@@ -196,13 +196,19 @@ def draw_background(background: BackgroundVAE, config: ModelConfig, number: int,
 
 @dataclass(kw_only=True)
 class GlimpseStep:
-    """One AIR step's object: B images."""
+    """One AIR step's object: B images. What the recurrence needs is drawn in its loop; the log ratios and
+    (for AIR) the rendering are computed for all steps at once afterwards, from q's parameters kept here."""
 
     z_where: torch.Tensor  # (B, 3)
     z_what: torch.Tensor  # (B, C_what)
-    log_ratio: torch.Tensor  # (B,) log p(z_where, z_what) - log q(z_where, z_what | x, z^{<i})
-    objects: torch.Tensor  # (B, C(+1), H, W) the decoded glimpse pasted onto an empty canvas (+ its alpha)
+    where_mean: torch.Tensor  # (B, 3) q(z_where^i | x, z^{<i})
+    where_sd: torch.Tensor  # (B, 3)
+    what_mean: torch.Tensor  # (B, C_what) q(z_what^i | x_att)
+    what_sd: torch.Tensor  # (B, C_what)
     feedback: torch.Tensor  # (B, 3 + C_what) z^i as the next step sees it
+    # (B, C(+1), H, W) the decoded glimpse on an empty canvas (+ its alpha): DAIR renders it in the loop, whose
+    # next input it changes; AIR leaves it None and renders every step in one pass.
+    objects: torch.Tensor | None = None
 
 
 @dataclass(kw_only=True)
@@ -306,22 +312,26 @@ class AIR(AttendInferRepeat, PixelLikelihood):
 
     def infer_object(self, images, context, hidden, where_mean, where_sd, sample: bool) -> GlimpseStep:
         """Sample z_where, crop x_att there, sample z_what from it (both reparameterised; sample=False: their
-        means), and render the decoded glimpse."""
+        means); DAIR also renders the decoded glimpse, which its next step's input needs."""
         c = self.config
-        q_where = normal(where_mean, where_sd)
-        z_where = q_where.rsample() if sample else where_mean  # (B, 3)
+        z_where = normal(where_mean, where_sd).rsample() if sample else where_mean  # (B, 3)
         glimpse = crop_glimpse(images, z_where, c.glimpse_size, c.min_scale)  # (B, C, g, g)
-        q_what = normal(*self.encode(glimpse))
-        z_what = q_what.rsample() if sample else q_what.mean  # (B, C_what)
-        log_q = q_where.log_prob(z_where).sum(-1) + q_what.log_prob(z_what).sum(-1)
-        log_p = self.where_prior().log_prob(z_where).sum(-1) + standard_normal().log_prob(z_what).sum(-1)
-        return GlimpseStep(z_where=z_where, z_what=z_what, log_ratio=log_p - log_q,
-                           objects=self.render_object(z_what, z_where), feedback=torch.cat([z_where, z_what], 1))
+        what_mean, what_sd = self.encode(glimpse)
+        z_what = normal(what_mean, what_sd).rsample() if sample else what_mean  # (B, C_what)
+        return GlimpseStep(z_where=z_where, z_what=z_what, where_mean=where_mean, where_sd=where_sd, what_mean=what_mean,
+                           what_sd=what_sd, feedback=torch.cat([z_where, z_what], 1),
+                           objects=self.render_object(z_what, z_where) if self.difference else None)
 
     def make_trace(self, images, context: BackgroundLatents | None, steps: dict, presence_logits, z_pres) -> GlimpseTrace:
-        return GlimpseTrace(images=images, presence_logits=presence_logits, z_pres=z_pres,
-                            log_ratio=steps["log_ratio"], z_where=steps["z_where"], z_what=steps["z_what"],
-                            objects=steps["objects"],
+        """The trace of all N steps, with each step's log p(z) - log q(z) and (AIR) its object computed for
+        the N steps at once."""
+        z_where, z_what = steps["z_where"], steps["z_what"]  # (B, N, 3), (B, N, C_what)
+        log_q = (normal(steps["where_mean"], steps["where_sd"]).log_prob(z_where).sum(-1)
+                 + normal(steps["what_mean"], steps["what_sd"]).log_prob(z_what).sum(-1))
+        log_p = self.where_prior().log_prob(z_where).sum(-1) + standard_normal().log_prob(z_what).sum(-1)
+        objects = steps["objects"] if self.difference else self.render_steps(z_what, z_where)
+        return GlimpseTrace(images=images, presence_logits=presence_logits, z_pres=z_pres, log_ratio=log_p - log_q,
+                            z_where=z_where, z_what=z_what, objects=objects,
                             scene_log_ratio=images.new_zeros(len(images)) if context is None else context.log_ratio,
                             background=None if context is None else context.background)
 
@@ -363,8 +373,7 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         z_pres = prior_presence(number, c.max_objects, self.count_prior, unary=True, generator=generator, count=count)
         z_where = draw(self.where_prior(), (number, c.max_objects, 3), generator)
         z_what = draw(standard_normal(), (number, c.max_objects, c.what_size), generator, z_where.device)
-        objects = self.render_object(z_what.flatten(0, 1), z_where.flatten(0, 1))
-        objects = objects.view(number, c.max_objects, *objects.shape[1:])  # (B, N, C(+1), H, W)
+        objects = self.render_steps(z_what, z_where)  # (B, N, C(+1), H, W)
         background = (draw_background(self.background, c, number, generator, z_where.device)
                       if c.background == "learned" else None)
         canvas = composite(objects, background, z_pres, self.alpha)[:, -1]
@@ -374,6 +383,11 @@ class AIR(AttendInferRepeat, PixelLikelihood):
     def render_object(self, z_what: torch.Tensor, z_where: torch.Tensor) -> torch.Tensor:
         """y^i: the decoded glimpse y_att placed on the canvas by the inverse transform. (B, C, H, W)"""
         return paste_glimpse(self.decode(z_what), z_where, self.config.image_size, self.config.min_scale)
+
+    def render_steps(self, z_what: torch.Tensor, z_where: torch.Tensor) -> torch.Tensor:
+        """(B, N, C_what), (B, N, 3) -> (B, N, C(+1), H, W): render_object of every step in one pass."""
+        objects = self.render_object(z_what.flatten(0, 1), z_where.flatten(0, 1))
+        return objects.view(*z_what.shape[:2], *objects.shape[1:])
 
     def render(self, trace: GlimpseTrace) -> torch.Tensor:
         """(B, C, H, W): the canvas of the trace, its present objects (weighted by z_pres) composited over its
@@ -421,8 +435,9 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         objects: list[torch.Tensor] = []  # DAIR: each step's object, for the images still active
         for step in range(c.max_objects):
             if step == 0 or self.difference:
-                explained = self.explained(images, background, objects, [images.new_ones(len(images))] * len(objects))
-                image_gates = self.infer_step.image_gates(self.embed(images - explained if self.difference else images))
+                seen = (images - self.explained(images, background, objects, [images.new_ones(len(images))] * len(objects))
+                        if self.difference else images)
+                image_gates = self.infer_step.image_gates(self.embed(seen))
             if not c.step_memory:
                 state = tuple(torch.zeros_like(part) for part in state)
             logit, z_where, _sd, state = self.infer_step(image_gates, previous, state)

@@ -66,6 +66,6 @@ class Description:
 
 def stack_steps(steps: list) -> dict[str, torch.Tensor]:
     """A list of per-step records (dataclasses of (B, ...) tensors) -> their fields stacked along dim 1,
-    by name: {field: (B, N, ...)}."""
-    names = [field.name for field in dataclasses.fields(steps[0])]
+    by name: {field: (B, N, ...)}; a field the steps leave None is left out."""
+    names = [field.name for field in dataclasses.fields(steps[0]) if getattr(steps[0], field.name) is not None]
     return {name: torch.stack([getattr(step, name) for step in steps], dim=1) for name in names}
