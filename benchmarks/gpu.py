@@ -16,39 +16,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
-
-def airscene(source: str, *arguments: str, timeout: float = 600) -> None:
-    environment = {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
-    subprocess.run([sys.executable, "-m", "airscene.cli", *arguments], check=True, env=environment,
-                   stdout=subprocess.DEVNULL, timeout=timeout)
-
-
-def records(run: Path, kind: str) -> list[dict]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [record for record in map(json.loads, lines) if record["kind"] == kind]
-
-
-def ms_per_step(source: str, data: str, device: str, batch: int, steps: int, *flags: str) -> float:
-    run = Path(tempfile.mkdtemp()) / "run"
-    airscene(source, "train", "--data", data, "--out", str(run), "--device", device, "--batch-size", str(batch),
-             "--steps", str(steps), "--log-every", "50", "--eval-every", str(10 * steps), "--checkpoint-every",
-             str(10 * steps), "--quiet", *flags)
-    seconds = {record["step"]: record["seconds"] for record in records(run, "train")}
-    return 1000 * (seconds[steps] - seconds[100]) / (steps - 100)
-
-
-def time_to_accuracy(source: str, data: str, device: str, batch: int, minutes: float) -> dict:
-    run = Path(tempfile.mkdtemp()) / "run"
-    airscene(source, "train", "--data", data, "--out", str(run), "--device", device, "--batch-size", str(batch),
-             "--minutes", str(minutes), "--eval-every", "100", "--eval-images", "1000", "--quiet")
-    evaluations = records(run, "eval")
-    reached = next((record for record in evaluations if record["test_count_accuracy"] >= 0.95), None)
-    return {"seconds_to_95": reached and reached["seconds"], "step_at_95": reached and reached["step"],
-            "final_accuracy": evaluations[-1]["test_count_accuracy"], "final_step": evaluations[-1]["step"], "run": str(run)}
+sys.path.insert(0, str(Path(__file__).parent))
+from versions import ms_per_step, time_to_accuracy  # noqa: E402
 
 
 INFERENCE = textwrap.dedent("""

@@ -3,14 +3,15 @@ import math
 import pytest
 import torch
 
-from airscene.config import ModelConfig, TrainConfig
+from airscene.config import Config, ModelConfig, TrainConfig
 from airscene.estimators import NVIL, BaselineNetwork, Batch, Enumerate
 from airscene.estimators.elbo import (count_log_posterior, elbo_per_count, greedy_counts,
                                       prefix_log_likelihoods, sampled_elbo_terms)
 from airscene.model import AIR
 from airscene.model.transformer import paste_glimpse
 from airscene.model.priors import count_log_prior
-from airscene.schedules import count_prior_at, learning_rate_factor
+from airscene.runs import make_optimiser, schedule_learning_rates
+from airscene.schedules import count_prior_at, learning_rate_factor, learning_rate_start
 
 
 def small_config(**overrides) -> ModelConfig:
@@ -62,6 +63,25 @@ def test_the_learning_rate_holds_then_decays_down_a_half_cosine_to_its_final_sha
     assert math.isclose(learning_rate_factor(0.75, decay), 0.55)  # half way down the cosine
     assert math.isclose(learning_rate_factor(1.0, decay), 0.1) and math.isclose(learning_rate_factor(1.5, decay), 0.1)
     assert learning_rate_factor(0.9, TrainConfig()) == 1.0  # no decay by default
+
+
+def test_the_models_learning_rate_starts_high_and_comes_down_to_its_value_the_baselines_does_not():
+    config = TrainConfig(learning_rate_start=4.0, learning_rate_start_steps=1000, learning_rate_decay="cosine",
+                         learning_rate_final=0.1)
+    assert learning_rate_start(0, config) == 4.0
+    assert math.isclose(learning_rate_start(500, config), 2.0)  # half way, in the log
+    assert learning_rate_start(1000, config) == learning_rate_start(5000, config) == 1.0
+    model, baseline = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    optimiser = make_optimiser(model, baseline, config)
+    schedule_learning_rates(optimiser, 500, 1.0, config)  # half way up the start, at the end of the decay
+    assert [group["lr"] for group in optimiser.param_groups] == pytest.approx([2.0 * 0.1 * 1e-3, 0.1 * 1e-2])
+
+
+def test_a_checkpoint_from_before_a_setting_runs_as_it_did_then():
+    saved = Config().to_dict()
+    del saved["train"]["learning_rate_start"], saved["train"]["learning_rate_start_steps"]
+    assert Config.from_dict(saved).train.learning_rate_start == 1.0  # no start: what that version did
+    assert Config.from_dict({"train": {}}, partial=True).train.learning_rate_start == TrainConfig().learning_rate_start
 
 
 def test_the_count_prior_is_part_of_the_models_state():

@@ -117,6 +117,14 @@ class TrainConfig:
                                         added="0.2.0")
     learning_rate_final: float = setting(0.05, "the learning rates at the budget's end, as a share of their value",
                                          minimum=0.0, maximum=1.0, added="0.2.0")
+    # The first minute: the model's learning rate starts at learning_rate_start times its value and comes down
+    # to it exponentially over learning_rate_start_steps. AIR's count forms once one glimpse explains a whole
+    # digit better than two, and a higher early rate gets the decoder there sooner; held, it leaves the count
+    # noisier (RESULTS.md, "Time to accuracy"). NVIL's baseline keeps its own rate.
+    learning_rate_start: float = setting(4.0, "the model's learning rate's multiple at step 0, annealed to 1",
+                                         above=0.0, maximum=100.0, added="0.2.0", earlier=1.0)
+    learning_rate_start_steps: int = setting(1000, "steps over which that multiple comes down to 1", minimum=1,
+                                             added="0.2.0")
     baseline_learning_rate: float = setting(1e-2, "nvil: the baseline must track the signal faster",
                                             above=0.0, maximum=10.0)
     normalise_signal: bool = setting(True, "nvil: divide the centred signal by its running sd")
@@ -206,5 +214,6 @@ def estimator_settings_used(train: TrainConfig) -> list[tuple[str, bool, str]]:
               for name in ("temperature_start", "temperature_end", "temperature_steps", "straight_through")),
             *((f"train.{name}", train.count_prior_schedule != "none", "with an annealed --count-prior-schedule")
               for name in ("count_prior_start", "count_prior_steps")),
+            ("train.learning_rate_start_steps", train.learning_rate_start != 1.0, "with a --learning-rate-start other than 1"),
             *((f"train.{name}", train.learning_rate_decay != "none", "with --learning-rate-decay cosine")
               for name in ("learning_rate_hold", "learning_rate_final"))]

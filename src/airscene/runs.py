@@ -26,7 +26,7 @@ from airscene.distributed import (STOP_REQUESTED, Shard, agree_on_settings, all_
 from airscene.errors import AirsceneError
 from airscene.estimators.base import Batch, Estimator
 from airscene.model.trace import Trace
-from airscene.schedules import learning_rate_factor
+from airscene.schedules import learning_rate_factor, learning_rate_start
 from airscene.settings import differences
 from airscene.storage import (append_line, as_path, check_writable, claim_directory, json_ready, lock_directory,
                               write_failure, write_json, write_text)
@@ -107,11 +107,12 @@ def make_optimiser(model: torch.nn.Module, estimator: torch.nn.Module, config: T
                             fused=True)
 
 
-def decay_learning_rates(optimiser: torch.optim.Optimizer, spent: float, config: TrainConfig) -> None:
-    """Set each parameter group's rate for the share of the budget `spent` (schedules.learning_rate_factor).
-    An optimiser resumed from before the decay existed has no initial_lr: its rate is still the initial one."""
-    factor = learning_rate_factor(spent, config)
-    for group in optimiser.param_groups:
+def schedule_learning_rates(optimiser: torch.optim.Optimizer, step: int, spent: float, config: TrainConfig) -> None:
+    """Set each parameter group's rate for `step` and the share of the budget `spent`: the decay's factor for both
+    of make_optimiser's groups, times the start's for the first, the model's (schedules). An optimiser resumed
+    from before the decay existed has no initial_lr: its rate is still the initial one."""
+    decay = learning_rate_factor(spent, config)
+    for group, factor in zip(optimiser.param_groups, (learning_rate_start(step, config) * decay, decay)):
         group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
@@ -479,7 +480,7 @@ def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = 
                     if reason:
                         stopped_by = reason
                         break
-                decay_learning_rates(job.optimiser, max(step / t.steps, agreed / budget), t)
+                schedule_learning_rates(job.optimiser, step, max(step / t.steps, agreed / budget), t)
                 averages.add(step, train_step(job, step, model, estimator))
                 step += 1
                 elapsed = time.perf_counter() - started

@@ -1,6 +1,6 @@
 """What changes over training: the count prior's annealing, the exploration weight in q(z_pres), the
-Concrete temperature, each a pure function of the step; and the learning rates' decay, a function of the
-share of the budget spent. A resumed run follows the same schedules."""
+Concrete temperature and the model's learning rate's start, each a pure function of the step; and the learning
+rates' decay, a function of the share of the budget spent. A resumed run follows the same schedules."""
 
 from __future__ import annotations
 
@@ -31,6 +31,13 @@ def exploration_at(step: int, config: TrainConfig) -> float:
     presence_exploration_hold steps, then linearly to 0 over presence_exploration_steps."""
     remaining = 1 - (step - config.presence_exploration_hold) / config.presence_exploration_steps
     return config.presence_exploration * min(1.0, max(0.0, remaining))
+
+
+def learning_rate_start(step: int, config: TrainConfig) -> float:
+    """The multiple of the model's learning rate at `step`: learning_rate_start at step 0, exponentially down to 1
+    over learning_rate_start_steps. (An estimator's own parameters, nvil's baseline, track the signal at their
+    rate from the start.)"""
+    return anneal(config.learning_rate_start, 1.0, step, config.learning_rate_start_steps)
 
 
 def learning_rate_factor(spent: float, config: TrainConfig) -> float:

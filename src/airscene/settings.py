@@ -18,13 +18,14 @@ LARGEST_WHOLE = 2**53  # a whole-number setting with no bound of its own stays b
 
 
 def setting(default, help: str = "", *, minimum=None, maximum=None, above=None, below=None, choices=None,
-            length=None, added: str | None = None):
+            length=None, added: str | None = None, earlier=None):
     """A dataclass field with its constraints: minimum <= v <= maximum, above < v < below, v in choices;
     tuples have `length` elements (a number, or a tuple of the numbers allowed), each under the same bounds.
-    `added`: the version that introduced it, whose default does what earlier versions did, so that their
-    checkpoints (which lack it) still load."""
+    `added`: the version that introduced it, so that earlier versions' checkpoints (which lack it) still load;
+    they get `earlier`, what those versions did, where the default does something else."""
     limits = dict(minimum=minimum, maximum=maximum, above=above, below=below, choices=choices, length=length)
-    return field(default=default, metadata={"help": help, **({"added": added} if added else {}),
+    history = {**({"added": added} if added else {}), **({"earlier": earlier} if earlier is not None else {})}
+    return field(default=default, metadata={"help": help, **history,
                                             **{k: v for k, v in limits.items() if v is not None}})
 
 
@@ -138,7 +139,9 @@ def from_dict(cls, values, what: str = "configuration", partial: bool = False):
         problem = (f"has settings this airscene does not know ({', '.join(unknown)})" if unknown
                    else f"lacks the settings {', '.join(missing)}")
         raise AirsceneError(f"{what} {problem}: retrain, or use the airscene version that wrote it")
-    arguments = {}
+    # A saved config from before a setting existed ran as `earlier` says; a partial one a user wrote takes the default.
+    arguments = {item.name: item.metadata["earlier"] for item in dataclasses.fields(cls)
+                 if not partial and item.name not in values and "earlier" in item.metadata}
     for name, value in values.items():
         nested = hints[name]
         arguments[name] = (from_dict(nested, value, f"{what}'s {name}", partial) if dataclasses.is_dataclass(nested)

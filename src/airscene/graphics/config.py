@@ -69,8 +69,10 @@ class SceneModelConfig:
 
 def graphics_training() -> TrainConfig:
     """TrainConfig's defaults for inverse graphics. The table top's q(z_pres) is count-uniform for the first
-    400 steps (while the poses are found), then becomes the network's own over 400, as AIR's exploration."""
-    return TrainConfig(estimator="marginal", batch_size=32, presence_exploration_hold=400,
+    400 steps (while the poses are found), then becomes the network's own over 400, as AIR's exploration; the
+    learning rates start at their value (a higher start was measured for AIR's decoder, not for the renderer's
+    poses)."""
+    return TrainConfig(estimator="marginal", batch_size=32, learning_rate_start=1.0, presence_exploration_hold=400,
                        presence_exploration_steps=400, steps=3000, log_every=25, eval_every=250, checkpoint_every=250)
 
 

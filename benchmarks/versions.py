@@ -1,0 +1,53 @@
+"""Running two versions of airscene side by side: each a `src` folder (the code before a change and after it),
+driven through its command line under PYTHONPATH=SRC, so that any version can be measured by the same script.
+
+    git archive REV src | tar -x -C .before     # the earlier version's source, beside the current one
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def airscene(source: str, *arguments: str, timeout: float = 900) -> None:
+    environment = {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
+    subprocess.run([sys.executable, "-m", "airscene.cli", *arguments], check=True, env=environment,
+                   stdout=subprocess.DEVNULL, timeout=timeout)
+
+
+def records(run: Path, kind: str) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [record for record in map(json.loads, lines) if record["kind"] == kind]
+
+
+def ms_per_step(source: str, data: str, device: str, batch: int, steps: int, *flags: str) -> float:
+    """The time between the training records of step 100 and step `steps`, per step (no evaluation or
+    checkpoint in between)."""
+    run = Path(tempfile.mkdtemp()) / "run"
+    airscene(source, "train", "--data", data, "--out", str(run), "--device", device, "--batch-size", str(batch),
+             "--steps", str(steps), "--log-every", "50", "--eval-every", str(10 * steps), "--checkpoint-every",
+             str(10 * steps), "--quiet", *flags)
+    seconds = {record["step"]: record["seconds"] for record in records(run, "train")}
+    return 1000 * (seconds[steps] - seconds[100]) / (steps - 100)
+
+
+def time_to_accuracy(source: str, data: str, device: str, batch: int, minutes: float, *flags: str,
+                     run: Path | None = None, targets: tuple[float, ...] = (0.95,)) -> dict:
+    """A run of `minutes` evaluated every 100 steps on 1,000 held-out scenes: the seconds and step of the first
+    evaluation at or above each target accuracy (None if never), and the last evaluation's."""
+    run = run or Path(tempfile.mkdtemp()) / "run"
+    airscene(source, "train", "--data", data, "--out", str(run), "--device", device, "--batch-size", str(batch),
+             "--minutes", str(minutes), "--eval-every", "100", "--eval-images", "1000", "--quiet", *flags)
+    evaluations = records(run, "eval")
+    result = {"final_accuracy": evaluations[-1]["test_count_accuracy"], "final_step": evaluations[-1]["step"],
+              "run": str(run)}
+    for target in targets:
+        reached = next((record for record in evaluations if record["test_count_accuracy"] >= target), None)
+        name = f"{round(100 * target)}"
+        result[f"seconds_to_{name}"], result[f"step_at_{name}"] = reached and reached["seconds"], reached and reached["step"]
+    return result
