@@ -265,6 +265,24 @@ def _recorded_embedding_inputs(model):
     return inputs
 
 
+def test_describe_infers_what_the_greedy_forward_pass_does_where_images_stop_at_different_steps():
+    for kind in ("air", "dair"):
+        torch.manual_seed(3)
+        model = AIR(small_config(model=kind))
+        images = torch.rand(32, 1, 20, 20) * torch.rand(32, 1, 1, 1)
+        with torch.no_grad():  # presence that depends on the image, half the steps present: images stop at every step
+            model.infer_step.head.weight[0] *= 30
+            for _ in range(3):
+                model.infer_step.head.bias[0] -= model(images, presence="all", sample=False).presence_logits.median()
+        trace, described = model.most_probable(images), model.describe(images)
+        assert set(described.present.sum(1).tolist()) == {0, 1, 2, 3}, kind
+        torch.testing.assert_close(described.present, trace.greedy_presence())
+        shown = described.present.bool()
+        torch.testing.assert_close(described.where[shown], trace.z_where[shown])
+        torch.testing.assert_close(described.what[shown], trace.z_what[shown])
+        assert described.where[~shown].isnan().all()
+
+
 def test_air_embeds_the_image_once():
     model = AIR(small_config())
     inputs = _recorded_embedding_inputs(model)

@@ -93,17 +93,24 @@ class AttendInferRepeat(nn.Module):
                 # The recurrent input's share of the LSTM gates, (B, 4H): AIR's input is x at every step,
                 # so it is computed once; DAIR's is x - xhat^{i-1}, new at every step.
                 image_gates = self.infer_step.image_gates(self.embed_input(images, context, steps, presences))
-            if not self.config.step_memory:
-                state = tuple(torch.zeros_like(part) for part in state)
-            logit, where_mean, where_sd, state = self.infer_step(image_gates, torch.cat([feedback, z_pres], 1), state)
+            logit, latents, state = self.step(images, context, image_gates, torch.cat([feedback, z_pres], 1), state, sample)
             logit = explore_presence(logit, exploration, step, steps_total)
-            latents = self.infer_object(images, context, state[0], where_mean, where_sd, sample)
             z_pres = draw_presence(logit, z_pres, presence, temperature)
             feedback = latents.feedback
             steps.append(latents)
             logits.append(logit)
             presences.append(z_pres[:, 0])
         return self.make_trace(images, context, stack_steps(steps), torch.stack(logits, 1), torch.stack(presences, 1))
+
+    def step(self, images, context, image_gates, previous, state, sample: bool):
+        """One step of the recurrence, as training and test-time inference both take it: the LSTM reads the
+        image's gates (B, 4H) and previous = [z^{i-1}, z_pres^{i-1}] (B, F + 1) (from a fresh state without
+        step memory), proposes q(z_pres^i) and q(z_where^i), and the model infers the object. Returns the
+        presence logit (B,), the step's record (infer_object's) and the new LSTM state."""
+        if not self.config.step_memory:
+            state = tuple(torch.zeros_like(part) for part in state)
+        logit, where_mean, where_sd, state = self.infer_step(image_gates, previous, state)
+        return logit, self.infer_object(images, context, state[0], where_mean, where_sd, sample), state
 
     def count_log_prior(self, counts: torch.Tensor) -> torch.Tensor:
         """log p(n) of each count under the truncated geometric with the current rho."""
@@ -419,10 +426,10 @@ class AIR(AttendInferRepeat, PixelLikelihood):
 
     @torch.no_grad()
     def describe(self, images: torch.Tensor, threshold: float = 0.5) -> Description:
-        """Test-time inference: means instead of samples, no rendering (but DAIR's canvas), and early exit:
-        each step runs only on the images whose every earlier step was present, and stops once none is left.
-        Returns its Description: z_pres (B, N), presence probabilities (B, N; 0 for steps not reached),
-        z_where (B, N, 3) and z_what (B, N, C_what), NaN where absent."""
+        """Test-time inference: the recurrence's steps (`step`) with means instead of samples, no rendering (but
+        DAIR's canvas), and early exit: each step runs only on the images whose every earlier step was present,
+        and stops once none is left. Returns its Description: z_pres (B, N), presence probabilities (B, N; 0 for
+        steps not reached), z_where (B, N, 3) and z_what (B, N, C_what), NaN where absent."""
         c, batch = self.config, images.shape[0]
         present, presence = images.new_zeros(batch, c.max_objects), images.new_zeros(batch, c.max_objects)
         wheres = images.new_full((batch, c.max_objects, 3), float("nan"))
@@ -430,31 +437,31 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         active = torch.arange(batch, device=images.device)  # images still being explained
         previous = torch.cat([self.initial_feedback(images), images.new_ones(batch, 1)], 1)
         state = self.infer_step.initial_state(images)
-        context = self.read_image(images, sample=False) if self.difference else None
-        background = None if context is None else context.background
+        context = self.read_image(images, sample=False) if self.difference else None  # DAIR's canvas starts with it
         objects: list[torch.Tensor] = []  # DAIR: each step's object, for the images still active
         for step in range(c.max_objects):
             if step == 0 or self.difference:
+                background = None if context is None else context.background
                 seen = (images - self.explained(images, background, objects, [images.new_ones(len(images))] * len(objects))
                         if self.difference else images)
                 image_gates = self.infer_step.image_gates(self.embed(seen))
-            if not c.step_memory:
-                state = tuple(torch.zeros_like(part) for part in state)
-            logit, z_where, _sd, state = self.infer_step(image_gates, previous, state)
-            z_what, _ = self.encode(crop_glimpse(images, z_where, c.glimpse_size, c.min_scale))
+            logit, latents, state = self.step(images, context, image_gates, previous, state, sample=False)
+            z_where, z_what, feedback, drawn = latents.z_where, latents.z_what, latents.feedback, latents.objects
             probability = torch.sigmoid(logit)
             presence[active, step] = probability
             keep = probability > threshold
             if not keep.any():
                 break
             if not keep.all():  # drop the images that stopped (only then: indexing costs time)
-                active, images, image_gates, z_where, z_what = (
-                    tensor[keep] for tensor in (active, images, image_gates, z_where, z_what))
+                active, images, image_gates, z_where, z_what, feedback = (
+                    tensor[keep] for tensor in (active, images, image_gates, z_where, z_what, feedback))
                 state, objects = (state[0][keep], state[1][keep]), [obj[keep] for obj in objects]
-                background = None if background is None else background[keep]
+                context = None if context is None else BackgroundLatents(background=context.background[keep],
+                                                                         log_ratio=context.log_ratio[keep])
+                drawn = None if drawn is None else drawn[keep]
             present[active, step] = 1.0
             wheres[active, step], whats[active, step] = z_where, z_what
-            previous = torch.cat([z_where, z_what, torch.ones_like(z_where[:, :1])], 1)
+            previous = torch.cat([feedback, torch.ones_like(z_where[:, :1])], 1)
             if self.difference:
-                objects.append(self.render_object(z_what, z_where))
+                objects.append(drawn)
         return Description(present=present, presence=presence, where=wheres, what=whats)
