@@ -119,8 +119,8 @@ class TrainConfig:
                                          minimum=0.0, maximum=1.0, added="0.2.0")
     # The first minute: the model's learning rate starts at learning_rate_start times its value and comes down
     # to it exponentially over learning_rate_start_steps. AIR's count forms once one glimpse explains a whole
-    # digit better than two, and a higher early rate gets the decoder there sooner; held, it leaves the count
-    # noisier (RESULTS.md, "Time to accuracy"). NVIL's baseline keeps its own rate.
+    # digit better than two, and a higher early rate gets the decoder there sooner; the rate then returns to the
+    # one measured over long runs (README, RESULTS.md "Time to accuracy"). NVIL's baseline keeps its own rate.
     learning_rate_start: float = setting(4.0, "the model's learning rate's multiple at step 0, annealed to 1",
                                          above=0.0, maximum=100.0, added="0.2.0", earlier=1.0)
     learning_rate_start_steps: int = setting(1000, "steps over which that multiple comes down to 1", minimum=1,
