@@ -2,6 +2,8 @@
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -201,3 +203,12 @@ def test_the_main_job_budget_and_resume_rule_live_in_the_library(tmp_path, monke
     config.train.minutes = 2.0
     pipeline.main_job(config, tmp_path / "run", say=lambda _: None)
     assert seen == {"minutes": 2.0, "resume": True}
+
+
+def test_training_and_inference_do_not_import_the_plotting_library():
+    """Figures are drawn by the jobs that write them (pipeline, viz): a training process, or a program that only
+    infers, never loads matplotlib."""
+    loaded = subprocess.run([sys.executable, "-c", "import sys, airscene, airscene.train, airscene.runs, airscene.evaluate; "
+                             "print('matplotlib' in sys.modules)"], check=True, capture_output=True, text=True).stdout
+    assert loaded.strip() == "False"
+

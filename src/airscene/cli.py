@@ -277,7 +277,7 @@ def _seeds_command(args: argparse.Namespace) -> int:
 
 
 def _eval_command(args: argparse.Namespace) -> int:
-    from airscene.evaluate import evaluate_run
+    from airscene.pipeline import evaluate_run
 
     _print(evaluate_run(args.run, args.data, args.samples, args.device))
     return 0

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from airscene.data import load_dataset
-from airscene.errors import AirsceneError
 from airscene.estimators.elbo import count_log_posterior, elbo_per_count, sampled_elbo_terms
-from airscene.infer import load
 from airscene.model import SceneModel
 from airscene.model.trace import Description
-from airscene.checkpoint import writable_run
-from airscene.storage import write_json
-from airscene.viz import reconstruction_figure
 
 
 @torch.no_grad()
@@ -185,33 +178,4 @@ def evaluate(model: SceneModel, images: torch.Tensor, counts: np.ndarray | None 
     if boxes is not None and counts is not None:
         pred_boxes = model.boxes(described.where, images.shape[-1]).cpu().numpy()
         metrics.update(localisation(pred_boxes, described.presence.cpu().numpy(), boxes, counts))
-    return metrics
-
-
-def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int = 50, device: str = "cpu") -> dict:
-    """Every held-out metric of a trained run (a run directory or its checkpoint) on the test split of its
-    own data set, or of `data`; written to RUN/eval.json (RUN/eval-DATA.json for another data set) and
-    returned. RUN/reconstructions.png shows the first test images with their reconstructions."""
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= samples <= 10_000:
-        raise AirsceneError(f"samples is {samples!r}: the importance-weighted log p(x) needs a whole number from 1 "
-                            "to 10,000")
-    directory = writable_run(run)
-    trained = load(run, device)
-    _, test, _ = load_dataset(data or trained.config.data)
-    if len(test) == 0:
-        raise AirsceneError(f"data {data or trained.config.data} has no test images: make a data set with a test split")
-    images = trained.prepare(test.images)
-    torch.manual_seed(0)
-    metrics = {"checkpoint_step": trained.step, "data": str(data or trained.config.data),
-               **evaluate(trained.model, images, test.counts, test.boxes, samples=samples)}
-    if test.masks is not None:  # segmentation as object-centric models are compared
-        metrics.update(segmentation_metrics(test.masks, trained.segment(images)[1]))
-    else:
-        metrics["missing_labels"].append("masks")
-    suffix = "" if data is None else f"-{Path(data).resolve().name}"  # another data set's results beside the run's own
-    write_json(directory / f"eval{suffix}.json", metrics, "evaluation")
-    shown = test.images[:32]
-    reconstructions, scenes = trained.reconstruct(shown)
-    reconstruction_figure(shown, reconstructions, scenes.boxes, scenes.counts,
-                          None if test.counts is None else test.counts[:32], directory / f"reconstructions{suffix}.png")
     return metrics

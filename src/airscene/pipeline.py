@@ -1,5 +1,6 @@
-"""The main job (`airscene run`, `bash scripts/run.sh`): the default Multi-MNIST data if missing, training
-for a fixed budget (resumed if the run directory holds a checkpoint), held-out evaluation and Fig. 3."""
+"""The jobs the command line runs, as library functions: the main job (`airscene run`, `bash scripts/run.sh`:
+the default Multi-MNIST data if missing, training for a fixed budget, resumed if the run directory holds a
+checkpoint, held-out evaluation and Fig. 3), a run's evaluation (`airscene eval`) and counting large images."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
-from airscene.checkpoint import resumable
+import numpy as np
+import torch
+
+from airscene.checkpoint import resumable, writable_run
 from airscene.config import MAIN_JOB_MINUTES, Config
-from airscene.data import make_multi_mnist
+from airscene.data import load_dataset, make_multi_mnist
 from airscene.errors import AirsceneError
-from airscene.evaluate import evaluate_run
-from airscene.storage import as_path
+from airscene.evaluate import evaluate, segmentation_metrics
+from airscene.infer import load
+from airscene.storage import as_path, write_json
 from airscene.train import train
-from airscene.viz import draw_run_figure
+from airscene.viz import draw_run_figure, reconstruction_figure
 
 
 def main_job(config: Config, out: str | Path, progress: bool = True, say: Callable[[str], None] = print) -> dict:
@@ -137,3 +142,32 @@ def count_job(folder: str | Path, out: str | Path, minutes: float = COUNT_JOB_MI
     write_inferences(results, out / "counts.csv")
     draw_inferences(results, out / "drawn", intensity=trained.intensity)
     return results
+
+
+def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int = 50, device: str = "cpu") -> dict:
+    """Every held-out metric of a trained run (a run directory or its checkpoint) on the test split of its
+    own data set, or of `data`; written to RUN/eval.json (RUN/eval-DATA.json for another data set) and
+    returned. RUN/reconstructions.png shows the first test images with their reconstructions."""
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= samples <= 10_000:
+        raise AirsceneError(f"samples is {samples!r}: the importance-weighted log p(x) needs a whole number from 1 "
+                            "to 10,000")
+    directory = writable_run(run)
+    trained = load(run, device)
+    _, test, _ = load_dataset(data or trained.config.data)
+    if len(test) == 0:
+        raise AirsceneError(f"data {data or trained.config.data} has no test images: make a data set with a test split")
+    images = trained.prepare(test.images)
+    torch.manual_seed(0)
+    metrics = {"checkpoint_step": trained.step, "data": str(data or trained.config.data),
+               **evaluate(trained.model, images, test.counts, test.boxes, samples=samples)}
+    if test.masks is not None:  # segmentation as object-centric models are compared
+        metrics.update(segmentation_metrics(test.masks, trained.segment(images)[1]))
+    else:
+        metrics["missing_labels"].append("masks")
+    suffix = "" if data is None else f"-{Path(data).resolve().name}"  # another data set's results beside the run's own
+    write_json(directory / f"eval{suffix}.json", metrics, "evaluation")
+    shown = test.images[:32]
+    reconstructions, scenes = trained.reconstruct(shown)
+    reconstruction_figure(shown, reconstructions, scenes.boxes, scenes.counts,
+                          None if test.counts is None else test.counts[:32], directory / f"reconstructions{suffix}.png")
+    return metrics
