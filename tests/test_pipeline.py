@@ -67,12 +67,14 @@ def test_resume_matches_an_uninterrupted_run(data_dir, tmp_path, model, estimato
         assert torch.equal(value, split["estimator"][key]), key
 
 
-def test_the_learning_rate_decays_over_the_budget(data_dir, tmp_path):
-    decay = ("--learning-rate-decay", "cosine", "--learning-rate-hold", "0.2", "--learning-rate-final", "0.1")
+def test_the_learning_rate_starts_high_and_decays_over_the_budget(data_dir, tmp_path):
+    decay = ("--learning-rate-decay", "cosine", "--learning-rate-hold", "0.2", "--learning-rate-final", "0.1",
+             "--learning-rate-start", "4", "--learning-rate-start-steps", "8")
     assert _train(data_dir, tmp_path, "--steps", "10", *decay) == 0
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     rates = [r["learning_rate"] for r in records if r["kind"] == "train"]  # each the mean of 5 steps
-    factors = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(max((step / 10 - 0.2) / 0.8, 0), 1))) for step in range(10)]
+    factors = [4 ** max(1 - step / 8, 0) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(max((step / 10 - 0.2) / 0.8, 0), 1))))
+               for step in range(10)]
     assert rates == pytest.approx([1e-3 * np.mean(factors[:5]), 1e-3 * np.mean(factors[5:])])
 
 
