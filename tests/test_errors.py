@@ -226,7 +226,8 @@ def test_infer_writes_only_files_of_its_own_and_never_where_it_reads(tmp_path, c
 
 
 def test_inferences_escape_formulas_and_keep_file_names_of_any_bytes(tmp_path, model, monkeypatch):
-    from airscene.infer import infer_files, write_inferences
+    from airscene.infer import infer_files
+    from airscene.outputs import write_inferences
 
     names = [b"=cmd.png", b"+1.png", b"-2.png", b"@sum.png", b"plain.png", b"\xff\xfe.png"]
     monkeypatch.chdir(tmp_path)  # names given as they are, so that each cell starts with the name's first character
@@ -248,7 +249,7 @@ def test_inferences_escape_formulas_and_keep_file_names_of_any_bytes(tmp_path, m
 
 @given(st.text())
 def test_spreadsheet_text_never_starts_a_formula_and_is_undone_by_dropping_the_quote(text):
-    from airscene.infer import FORMULA_STARTS, spreadsheet_text
+    from airscene.outputs import FORMULA_STARTS, spreadsheet_text
 
     escaped = spreadsheet_text(text)
     assert not escaped.startswith(tuple(start for start in FORMULA_STARTS if start != "'"))

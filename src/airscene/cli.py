@@ -285,7 +285,7 @@ def _eval_command(args: argparse.Namespace) -> int:
 
 def _check_outputs(args: argparse.Namespace, files: list[Path], run: str) -> None:
     """`infer`'s and `count`'s --out and --draw, checked before the work."""
-    from airscene.infer import drawing_files, inferences_file
+    from airscene.outputs import drawing_files, inferences_file
 
     if args.out:
         inferences_file(args.out, files, args.force, run=run)
@@ -295,7 +295,7 @@ def _check_outputs(args: argparse.Namespace, files: list[Path], run: str) -> Non
 
 def _write_outputs(args: argparse.Namespace, results: list, trained) -> None:
     """`infer`'s and `count`'s --out and --draw, written after the work (the images drawn as the model read them)."""
-    from airscene.infer import draw_inferences, write_inferences
+    from airscene.outputs import draw_inferences, write_inferences
 
     if args.out:
         print(f"wrote {write_inferences(results, args.out, force=args.force)}")
@@ -304,7 +304,8 @@ def _write_outputs(args: argparse.Namespace, results: list, trained) -> None:
 
 
 def _infer_command(args: argparse.Namespace) -> int:
-    from airscene.infer import drawing_files, image_paths, infer_files, load, write_masks
+    from airscene.infer import image_paths, infer_files, load
+    from airscene.outputs import drawing_files, write_masks
 
     files = image_paths(args.images)
     _check_outputs(args, files, args.checkpoint)

@@ -115,7 +115,8 @@ def count_job(folder: str | Path, out: str | Path, minutes: float = COUNT_JOB_MI
     (resumed if interrupted; it needs no labels, so it may learn from the very images it counts), and count
     every image whole into OUT/counts.csv and OUT/drawn/. Returns `infer.count_files`' results."""
     from airscene.data.imports import import_images
-    from airscene.infer import count_files, draw_inferences, load, write_inferences
+    from airscene.infer import count_files, load
+    from airscene.outputs import draw_inferences, write_inferences
     from airscene.storage import outside
 
     folder, out = as_path(folder, "image folder"), as_path(out, "count directory")
