@@ -18,7 +18,8 @@ from airscene.cli import main
 from airscene.config import Config, ModelConfig, TrainConfig
 from airscene.data import load_dataset
 from airscene.distributed import joined, replicated_model
-from airscene.runs import Run, combine, fit, gather_objects
+from airscene.rundir import Run
+from airscene.runs import combine, fit, gather_objects
 from airscene.train import AIRJob, fit_model_to_data
 
 TINY = dict(glimpse_size=10, what_size=8, hidden_size=32, embedding_size=32, glimpse_hidden_size=32)

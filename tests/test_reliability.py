@@ -17,7 +17,8 @@ from airscene.config import Config, ModelConfig, TrainConfig
 from airscene.data import load_dataset, make_multi_mnist
 from airscene.errors import AirsceneError
 from airscene.estimators.enumerate import Enumerate
-from airscene.runs import MAX_BAD_STEPS, read_metrics
+from airscene.rundir import read_metrics
+from airscene.runs import MAX_BAD_STEPS
 from airscene.storage import append_line
 from airscene.train import train
 
@@ -111,7 +112,7 @@ def test_full_disk_keeps_the_previous_checkpoint(data_dir, tmp_path, monkeypatch
 
 
 def test_a_new_run_does_not_inherit_metrics_of_one_that_died_before_its_first_checkpoint(data_dir, tmp_path):
-    from airscene.runs import Run
+    from airscene.rundir import Run
 
     Run(tmp_path, resume=False).close()  # the run that died had made the directory
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"kind": "train", "step": 999, "loss": 1.0}) + "\n")
@@ -248,7 +249,7 @@ def test_training_never_writes_through_links_it_did_not_make(data_dir, tmp_path)
     victim.write_text("precious")
     elsewhere.mkdir()
     run = tmp_path / "run"
-    from airscene.runs import Run
+    from airscene.rundir import Run
 
     Run(run, resume=False).close()  # a run directory of airscene's, where someone then planted links
     (run / ".lock").unlink()
@@ -270,7 +271,7 @@ def test_training_never_writes_through_links_it_did_not_make(data_dir, tmp_path)
 
 
 def test_a_run_directory_has_one_writer(data_dir, tmp_path):
-    from airscene.runs import Run
+    from airscene.rundir import Run
 
     with Run(tmp_path, resume=False):
         with pytest.raises(AirsceneError, match=f"in use by another airscene process \\(pid {os.getpid()}\\)"):
@@ -365,7 +366,7 @@ def test_a_run_stopped_by_a_signal_and_resumed_writes_the_records_of_an_uninterr
 def test_a_hard_link_at_the_lock_is_not_written_through(data_dir, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    from airscene.runs import Run
+    from airscene.rundir import Run
 
     Run(tmp_path / "run", resume=False).close()  # airscene's run directory, where someone then planted the link
     (tmp_path / "run" / ".lock").unlink()
@@ -466,7 +467,7 @@ def test_training_never_writes_into_a_folder_that_is_not_a_run(data_dir, tmp_pat
 
 
 def test_a_run_from_before_the_marker_still_resumes(data_dir, tmp_path):
-    from airscene.runs import RUN_MARKER
+    from airscene.rundir import RUN_MARKER
 
     train(tiny_config(data_dir, steps=5), tmp_path / "run", progress=False)
     (tmp_path / "run" / RUN_MARKER).unlink()  # as a run written by an earlier airscene

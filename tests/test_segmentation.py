@@ -155,7 +155,7 @@ def test_eval_and_training_report_segmentation_where_the_data_has_masks(tmp_path
 
     from airscene.cli import main
     from airscene.data import make_sprites
-    from airscene.runs import read_metrics
+    from airscene.rundir import read_metrics
 
     make_sprites(tmp_path / "data", train=32, test=16, size=24, side_range=(5, 8), progress=False)
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--quiet", "--steps", "4",

@@ -125,7 +125,7 @@ def _settings_from(args: argparse.Namespace, base):
 def _air_config(args: argparse.Namespace, resume: bool) -> Config:
     """The flags applied to the run's own config when resuming (only the budget may then differ), else to
     a config file's (--config) or the defaults."""
-    from airscene.runs import saved_config
+    from airscene.rundir import saved_config
 
     if resume and getattr(args, "config", None):
         raise AirsceneError(f"--config {args.config} is not read when resuming: a resumed run keeps its own settings "
@@ -400,7 +400,7 @@ def _run_command(args: argparse.Namespace) -> int:
 def _graphics_train_command(args: argparse.Namespace) -> int:
     from airscene.graphics.config import GraphicsConfig
     from airscene.graphics.train import train_graphics
-    from airscene.runs import saved_config
+    from airscene.rundir import saved_config
 
     base = saved_config(args.out, GraphicsConfig.from_dict, "graphics") if args.resume else GraphicsConfig()
     config = _settings_from(args, base).validate()

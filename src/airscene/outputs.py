@@ -14,7 +14,7 @@ import numpy as np
 from airscene.errors import AirsceneError
 from airscene.images import PNG_MARK, marked_png, quantise, read_image, to_model_layout
 from airscene.infer import TrainedModel
-from airscene.runs import RUN_MARKER
+from airscene.rundir import RUN_MARKER
 from airscene.storage import as_path, check_writable, listed, outside, read_json, replaceable, write_file, write_json
 
 

@@ -1,44 +1,34 @@
-"""The one training loop, `fit`, and the run directory it writes: config, metrics (JSONL and TensorBoard),
-checkpoint, summary. AIR (airscene.train) and inverse graphics (airscene.graphics.train) each describe
+"""The one training loop, `fit`, and what it keeps in the run directory (airscene.rundir): its records, its
+checkpoints and its summary. AIR (airscene.train) and inverse graphics (airscene.graphics.train) each describe
 their model, data and estimator as a TrainingJob; nothing here knows which model it trains. Under torchrun
 every rank runs `fit` on its share of each batch; the ranks agree on every decision (stop, skip), their
 metrics are reduced exactly, and rank 0 alone writes the run directory (airscene.distributed)."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
 import signal
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from airscene.checkpoint import CHECKPOINT_NAME, checkpoint_config, read_checkpoint, save_checkpoint
 from airscene.config import TrainConfig
 from airscene.distributed import (STOP_REQUESTED, Shard, agree_on_settings, all_max, gather_objects, replicate,
                                   replicated_model)
 from airscene.errors import AirsceneError
 from airscene.estimators.base import Batch, Estimator
 from airscene.model.trace import Trace
+from airscene.rundir import Run
 from airscene.schedules import learning_rate_factor, learning_rate_start
-from airscene.settings import differences
-from airscene.storage import (append_line, as_path, check_writable, claim_directory, json_ready, lock_directory,
-                              write_failure, write_json, write_text)
+from airscene.storage import write_json
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses or gradients before the run stops
 # Several ranks agree whether to stop (a signal, the time) every this many steps: a collective read back on the
 # host, which a step between them never waits for.
 STOP_AGREEMENT_EVERY = 10
-# What a resumed run may change: its budget and where it computes; anything else would be another run.
-RESUMABLE = ("train.steps", "train.minutes", "train.threads", "train.device", "workers")
-# Taken from the data at the start of training; a checkpoint written before they existed holds None for them.
-FROM_THE_DATA = ("model.intensity", "model.image_scale")
 
 
 class TrainingJob:
@@ -116,176 +106,34 @@ def schedule_learning_rates(optimiser: torch.optim.Optimizer, step: int, spent: 
         group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
-class Run:
-    """A run directory, locked against a second writer for as long as the Run is open: config.json,
-    metrics.jsonl and tensorboard/, checkpoint.pt, train_summary.json and figures. Only rank 0 writes it;
-    every rank reads the checkpoint it resumes from."""
-
-    def __init__(self, directory: str | Path, resume: bool, shard: Shard = Shard()):
-        self.shard = shard
-        self.directory = check_writable(directory, "run directory") if shard.leads else as_path(directory, "run directory")
-        self.checkpoint = self.directory / CHECKPOINT_NAME
-        self.metrics_path = self.directory / "metrics.jsonl"
-        if shard.leads:
-            claim_run_directory(self.directory)
-        self._lock = lock_directory(self.directory, "run directory") if shard.leads else None
-        self._writer = None
-        self.tensorboard_purge_step = None  # resuming: TensorBoard drops the events a died run wrote past it
-        self.bad_steps = 0  # non-finite steps in a row
-        self.skipped_steps = 0
-        if self.checkpoint.exists() and not self.checkpoint.is_file():
-            self.close()
-            raise AirsceneError(f"{self.checkpoint} is not a file: remove it, or choose another --out")
-        if resume and not self.checkpoint.is_file():
-            self.close()
-            raise AirsceneError(f"nothing to resume: {self.checkpoint} does not exist; drop --resume to start a new run")
-        if not resume and self.checkpoint.is_file():
-            self.close()
-            raise AirsceneError(f"run directory {self.directory} already holds a checkpoint: pass --resume to continue "
-                                "it, or choose a new --out")
-        if shard.leads:
-            self._clear_leftovers()
-
-    def _clear_leftovers(self) -> None:
-        """Temporaries a killed writer left (.NAME.*.partial), and non-files at names the run writes."""
-        for leftover in self.directory.glob(".*.partial"):
-            _remove(leftover)
-        events = self.directory / "tensorboard"
-        if events.is_symlink() or (events.exists() and not events.is_dir()):
-            _remove(events)  # never write through a link someone else made
-        for name in ("metrics.jsonl", "config.json", "train_summary.json"):
-            path = self.directory / name
-            if path.exists() and not path.is_file() and not path.is_symlink():
-                raise AirsceneError(f"{path} is not a file: remove it, or choose another --out")
-
-    def __enter__(self) -> "Run":
-        return self
-
-    def __exit__(self, *exception) -> None:
-        self.close()
-
-    def state_to_resume(self, requested, from_dict, kind: str, data_digest: str | None = None) -> dict:
-        """The checkpoint's state, if its config is `requested` but for the budget (steps, minutes) and where
-        it computes, and its data set (by digest) the same; any other difference is refused with the list."""
-        state = read_checkpoint(self.checkpoint, kind=kind)
-        saved = checkpoint_config(state, self.checkpoint, from_dict)
-        if getattr(saved, "data", None) and Path(saved.data).resolve() == Path(requested.data).resolve():
-            saved.data = requested.data  # the same directory, however it is written
-        changed = [line for line in differences(saved, requested) if line.split(":")[0] not in RESUMABLE
-                   and not any(line.startswith(f"{name}: None -> ") for name in FROM_THE_DATA)]
-        if changed:
-            raise AirsceneError(f"resuming would train another configuration than the checkpoint's ({'; '.join(changed)}): "
-                                "resume with the run's own settings (only --steps, --minutes, --threads, --device and "
-                                "--workers may change), or start a new run with another --out")
-        if state.get("data") != data_digest:
-            raise AirsceneError(f"the data set {getattr(requested, 'data', '')} is not the one the checkpoint was trained on "
-                                "(its splits' digests differ): resume on that data set, or start a new run")
-        return state
-
-    def start(self, state: dict | None, job: TrainingJob) -> tuple[int, float]:
-        """The step and elapsed seconds to go on from. Resuming: `state`'s, with the optimiser and the RNG
-        restored and the metrics past its step dropped (they were written after the checkpoint by a run that
-        died). A new run: zeros; config.json is written and what a run that died before its first
-        checkpoint left is cleared."""
-        if state is None:
-            if self.shard.leads:
-                write_json(self.directory / "config.json", job.config.to_dict(), "run config")
-                _remove(self.metrics_path)
-                shutil.rmtree(self.directory / "tensorboard", ignore_errors=True)
-            return 0, 0.0
-        try:
-            job.model.load_state_dict(state["model"])
-            job.estimator.load_state_dict(state["estimator"])
-            job.optimiser.load_state_dict(state["optimizer"])
-            restore_random_state(state["rng"], job, state["step"])
-        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
-            first = (str(error).strip().splitlines() or [type(error).__name__])[-1].strip()[:200]
-            raise AirsceneError(f"checkpoint {self.checkpoint} does not fit this run ({first}): it is damaged, or from "
-                                "another airscene version; start a new run") from None
-        if self.shard.leads:
-            self._keep_metrics_until(state["step"])
-        return state["step"], state["elapsed_seconds"]
-
-    def _keep_metrics_until(self, step: int) -> None:
-        records = [record for record in read_metrics(self.directory) if record["step"] <= step]
-        write_text(self.metrics_path, "".join(json.dumps(record) + "\n" for record in records), "metrics")
-        self.tensorboard_purge_step = step + 1
-
-    def save(self, job: TrainingJob, step: int, elapsed: float, progress: dict) -> None:
-        """An atomic checkpoint of everything `start` and the model's loader need to resume bit for bit:
-        the (identical) weights and optimiser of rank 0, every rank's random state, the data set's digest,
-        and `progress` (the last held-out metrics and the training records' running means), so that a
-        resumed run writes the records an uninterrupted one would."""
-        generators = gather_objects(random_state(job.device), self.shard)
-        if self.shard.leads:
-            save_checkpoint(self.checkpoint, {
-                "kind": job.kind, "config": job.config.to_dict(), "model": job.model.state_dict(),
-                "estimator": job.estimator.state_dict(), "optimizer": job.optimiser.state_dict(),
-                "rng": generators, "step": step, "elapsed_seconds": elapsed, "data": job.data_digest,
-                "progress": progress})
-
-    def count_step(self, step: int, skipped: bool, loss: float, gradient_norm: float) -> None:
-        """Account for a step as it is read back: a skipped one (its loss or gradient not finite, so the update
-        left everything as it was) is logged, and after MAX_BAD_STEPS of them in a row the run stops."""
-        if not skipped:
-            self.bad_steps = 0
-            return
-        self.bad_steps += 1
-        self.skipped_steps += 1
-        self.log({"kind": "skipped", "step": step, "loss": loss, "gradient_norm": gradient_norm})
-        if self.bad_steps >= MAX_BAD_STEPS:
-            kept = (f"the last good checkpoint {self.checkpoint} is intact" if self.checkpoint.is_file()
-                    else "no checkpoint had been written yet")
-            raise AirsceneError(f"training stopped at step {step}: {self.bad_steps} non-finite losses or gradients "
-                                f"in a row; {kept}. Lower --learning-rate or --clip-norm")
-
-    def log(self, record: dict) -> None:
-        """One record to metrics.jsonl (NaN written as null) and its numbers to TensorBoard (rank 0)."""
-        if not self.shard.leads:
-            return
-        record = json_ready(record)
-        kept = f"the checkpoint {self.checkpoint} is intact" if self.checkpoint.is_file() else "nothing was checkpointed yet"
-        append_line(self.metrics_path, json.dumps(record), "metrics", kept + "; resume with --resume")
-        try:
-            if self._writer is None:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._writer = SummaryWriter(str(self.directory / "tensorboard"), purge_step=self.tensorboard_purge_step)
-            for key, value in record.items():
-                if key not in ("step", "kind") and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self._writer.add_scalar(f"{record['kind']}/{key}", value, record["step"])
-        except OSError as error:
-            raise write_failure(self.directory / "tensorboard", "TensorBoard events", error, kept) from None
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
-
-
-RUN_MARKER = ".airscene-run"  # in every run directory airscene made: what makes a folder plainly its own
-
-
-def claim_run_directory(directory: Path) -> None:
-    """A run writes (and clears what a died run left) only in a folder airscene made for a run, a new or empty
-    one, or one holding an intact airscene checkpoint (a run from before the marker)."""
-    def made_earlier(entries: list[str]) -> bool:
-        return CHECKPOINT_NAME in entries and bool(read_checkpoint(directory / CHECKPOINT_NAME))  # refuses a foreign one
-
-    claim_directory(directory, RUN_MARKER, "run directory", made_earlier)
-
-
-def _remove(path: Path) -> None:
-    """Remove a file or link at `path` (a link's target is untouched); nothing if there is none."""
+def start(run: Run, state: dict | None, job: TrainingJob) -> tuple[int, float]:
+    """The step and elapsed seconds to go on from. Resuming: `state`'s, with the model, the estimator, the
+    optimiser and the RNG restored and the run's records past its step dropped. A new run: zeros, begun."""
+    if state is None:
+        run.begin(job.config.to_dict())
+        return 0, 0.0
     try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as error:
-        raise AirsceneError(f"cannot remove {path} ({error.strerror}): remove it yourself, or choose another --out") from None
+        job.model.load_state_dict(state["model"])
+        job.estimator.load_state_dict(state["estimator"])
+        job.optimiser.load_state_dict(state["optimizer"])
+        restore_random_state(state["rng"], job, state["step"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[-1].strip()[:200]
+        raise AirsceneError(f"checkpoint {run.checkpoint} does not fit this run ({first}): it is damaged, or from "
+                            "another airscene version; start a new run") from None
+    run.keep_metrics_until(state["step"])
+    return state["step"], state["elapsed_seconds"]
+
+
+def save(run: Run, job: TrainingJob, step: int, elapsed: float, progress: dict) -> None:
+    """A checkpoint of everything `start` and the model's loader need to resume bit for bit: the (identical)
+    weights and optimiser of rank 0, every rank's random state (gathered: a collective), the data set's digest,
+    and `progress` (the last held-out metrics and the training records' running means), so that a resumed run
+    writes the records an uninterrupted one would."""
+    generators = gather_objects(random_state(job.device), job.shard)
+    run.save({"kind": job.kind, "config": job.config.to_dict(), "model": job.model.state_dict(),
+              "estimator": job.estimator.state_dict(), "optimizer": job.optimiser.state_dict(), "rng": generators,
+              "step": step, "elapsed_seconds": elapsed, "data": job.data_digest, "progress": progress})
 
 
 def random_state(device: torch.device) -> dict:
@@ -324,23 +172,6 @@ def memory_as_error():
                             "--glimpse-size; a checkpoint written before is intact") from None
 
 
-def read_metrics(run: str | Path) -> list[dict]:
-    """The records of RUN/metrics.jsonl, each a mapping with a `kind` and a whole `step`; a line cut short by
-    a kill or a full disk, or anything else that is not such a record, is skipped."""
-    path = Path(run) / "metrics.jsonl"
-    records = []
-    if path.is_file() and not path.is_symlink():
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, RecursionError):
-                continue
-            if (isinstance(record, dict) and isinstance(record.get("kind"), str) and isinstance(record.get("step"), int)
-                    and not isinstance(record["step"], bool)):
-                records.append(record)
-    return records
-
-
 @contextmanager
 def stop_requests():
     """SIGINT, SIGTERM and SIGHUP set a flag instead of killing the run, so the loop can checkpoint and exit."""
@@ -369,24 +200,39 @@ class StepAverages:
     def __init__(self, values: dict[str, list[float]] | None = None):
         self.values: dict[str, list[float]] = dict(values or {})
         self.pending: list[tuple[int, dict]] = []  # (step, its statistics), not yet read
+        self.bad_steps = 0  # non-finite steps in a row
+        self.skipped_steps = 0
 
     def add(self, step: int, statistics: dict) -> None:
         self.pending.append((step, statistics))
 
     def read(self, run: Run) -> dict[str, list[float]]:
-        """Read the pending steps back in one transfer, let `run` account for each in order (Run.count_step),
-        and keep the statistics of the steps taken."""
+        """Read the pending steps back in one transfer, account for each in order (count_step), and keep the
+        statistics of the steps taken."""
         tensors = [value for _, statistics in self.pending for value in statistics.values() if isinstance(value, torch.Tensor)]
         numbers = iter(torch.stack([value.float() for value in tensors]).tolist() if tensors else [])
         for step, statistics in self.pending:
             row = {key: next(numbers) if isinstance(value, torch.Tensor) else value for key, value in statistics.items()}
             skipped, gradient_norm = bool(row.pop("skipped")), row.pop("gradient_norm")
-            run.count_step(step, skipped, row["loss"], gradient_norm)
+            self.count_step(run, step, skipped, row["loss"], gradient_norm)
             for key, value in ({} if skipped else row).items():
                 if value is not None:
                     self.values.setdefault(key, []).append(float(value))
         self.pending = []
         return self.values
+
+    def count_step(self, run: Run, step: int, skipped: bool, loss: float, gradient_norm: float) -> None:
+        """A skipped step (its loss or gradient not finite, so the update left everything as it was) is logged,
+        and after MAX_BAD_STEPS of them in a row the run stops."""
+        if not skipped:
+            self.bad_steps = 0
+            return
+        self.bad_steps += 1
+        self.skipped_steps += 1
+        run.log({"kind": "skipped", "step": step, "loss": loss, "gradient_norm": gradient_norm})
+        if self.bad_steps >= MAX_BAD_STEPS:
+            raise AirsceneError(f"training stopped at step {step}: {self.bad_steps} non-finite losses or gradients "
+                                f"in a row; {run.kept()}. Lower --learning-rate or --clip-norm")
 
     def pop(self, run: Run) -> dict:
         """The means since the last pop, averaged over ranks (whose batches are of one size)."""
@@ -466,7 +312,7 @@ def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = 
     with stop_requests() as requested:
         # Ranks that differ in anything but where they compute would train two runs as one, or wait for ever.
         agree_on_settings(job.config.to_dict(), job.data_digest, shard, local=("train.device", "train.threads"))
-        step, elapsed = run.start(state, job)
+        step, elapsed = start(run, state, job)
         saved = (state or {}).get("progress", {})
         averages, metrics, stopped_by = StepAverages(saved.get("averages")), saved.get("metrics", {}), "steps"
         model, estimator = replicated_model(job.model, shard, job.device), replicate(job.estimator, shard, job.device)
@@ -493,21 +339,13 @@ def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = 
                     metrics = evaluate(job, run, step, elapsed)
                     bar.set_description(job.describe(metrics))
                 if step % t.checkpoint_every == 0:
-                    run.save(job, step, elapsed, {"metrics": metrics, "averages": averages.read(run)})
+                    save(run, job, step, elapsed, {"metrics": metrics, "averages": averages.read(run)})
         # A signal stops at once; the budget's end is evaluated, as the last step is.
         if stopped_by in ("steps", "minutes") and metrics.get("step") != step:
             metrics = evaluate(job, run, step, elapsed)
-        run.save(job, step, elapsed, {"metrics": metrics, "averages": averages.read(run)})
+        save(run, job, step, elapsed, {"metrics": metrics, "averages": averages.read(run)})
         summary = {**metrics, "step": step, "seconds": round(elapsed, 1), "stopped_by": requested["signal"] or stopped_by,
-                   "skipped_steps": run.skipped_steps, "checkpoint": str(run.checkpoint)}
+                   "skipped_steps": averages.skipped_steps, "checkpoint": str(run.checkpoint)}
         if shard.leads:
             write_json(run.directory / "train_summary.json", summary, "training summary")
     return summary
-
-
-def saved_config(directory: str | Path, from_dict, kind: str):
-    """The config of the run in `directory`, from its checkpoint: the base that a resume's flags change."""
-    path = Path(directory) / CHECKPOINT_NAME
-    if not path.is_file():
-        raise AirsceneError(f"nothing to resume: {path} does not exist; drop --resume to start a new run")
-    return checkpoint_config(read_checkpoint(path, kind=kind), path, from_dict)

@@ -19,7 +19,8 @@ from airscene.evaluate import adjusted_rand_index, elbo_and_log_likelihood, infe
 from airscene.images import to_model_layout
 from airscene.model import make_model, model_class
 from airscene.model.trace import Trace
-from airscene.runs import Run, TrainingJob, batch_indices, fit, make_optimiser, memory_as_error
+from airscene.rundir import Run
+from airscene.runs import TrainingJob, batch_indices, fit, make_optimiser, memory_as_error
 from airscene.schedules import count_prior_at, exploration_at
 from airscene.storage import as_path, outside
 

@@ -16,7 +16,7 @@ from airscene.data import load_dataset  # noqa: E402
 from airscene.data.scenes import SceneSet  # noqa: E402
 from airscene.errors import AirsceneError  # noqa: E402
 from airscene.infer import load  # noqa: E402
-from airscene.runs import read_metrics  # noqa: E402
+from airscene.rundir import read_metrics  # noqa: E402
 from airscene.checkpoint import writable_run  # noqa: E402
 from airscene.images import PNG_MARK, marked_png  # noqa: E402
 from airscene.storage import as_path, check_writable, outside, replaceable, write_file  # noqa: E402

@@ -22,7 +22,8 @@ from airscene.graphics.figures import inference_figure
 from airscene.graphics.model import SceneAIR
 from airscene.graphics.renderers import Renderer, make_renderer
 from airscene.images import to_model_layout
-from airscene.runs import Run, TrainingJob, batch_indices, fit, make_optimiser, memory_as_error
+from airscene.rundir import Run
+from airscene.runs import TrainingJob, batch_indices, fit, make_optimiser, memory_as_error
 from airscene.schedules import count_prior_at, exploration_at
 from airscene.storage import write_json
 
