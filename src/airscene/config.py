@@ -191,15 +191,20 @@ class Config(Settings):
         ]
 
     def used(self) -> list[tuple[str, bool, str]]:
+        from airscene.model import MODELS, model_class  # the models read this module: asked when validating
+
         model, train = self.model, self.train
-        grid = model.model == "grid"
+        reads = model_class(model.model).own_settings  # what only some models read, as each model declares
+
+        def readers(path: str) -> str:
+            return " and ".join(name for name, cls in MODELS.items() if path in cls.own_settings)
+
+        own = sorted({path for cls in MODELS.values() for path in cls.own_settings} - {"model.window_limit"})
         return [*estimator_settings_used(train), ("train.yaw_proposals", False, "by inverse graphics"),
-                *((f"model.{name}", grid, "by --model grid") for name in ("cell_size", "presence_sweeps")),
-                ("model.window_limit", grid or model.object_size is not None, "with --object-size or --model grid"),
-                *((f"model.{name}", not grid, "by --model air and dair (the grid's windows follow --object-size)")
-                  for name in ("max_objects", "step_memory", "where_prior_mean", "where_prior_sd", "min_scale")),
-                *((f"train.{name}", not grid, "by --model air and dair (a grid cell has no count to explore)")
-                  for name in ("presence_exploration", "presence_exploration_hold", "presence_exploration_steps")),
+                *((path, path in reads, f"by --model {readers(path)}") for path in own),
+                # AIR's window prior follows --object-size within the same limit
+                ("model.window_limit", "model.window_limit" in reads or model.object_size is not None,
+                 f"with --object-size or --model {readers('model.window_limit')}"),
                 ("model.likelihood_sd", model.likelihood == "gaussian", "with --likelihood gaussian"),
                 ("model.background_size", model.background == "learned", "with --background learned"),
                 ("model.background_resolution", model.background == "learned", "with --background learned")]

@@ -238,6 +238,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         centre_x, centre_y = (column + 0.5) * self.cell + offset_x, (row + 0.5) * self.cell + offset_y
         return torch.stack([size, centre_x, centre_y], -1), in_tile
 
+    own_settings = ("model.cell_size", "model.presence_sweeps", "model.window_limit")  # what only the grid reads
     enumerates_count = False  # 2^K presence patterns: a grid's presences are sampled (or summed cell by cell)
     # "enumerate" sums out AIR's count and NVIL's baseline runs over AIR's steps: a grid has neither.
     estimators = ("local", "vimco", "relaxed")

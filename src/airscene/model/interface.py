@@ -19,6 +19,7 @@ class SceneModel(Protocol):
     # What it can do.
     enumerates_count: bool  # presence "all" gives every count's terms, so the count can be summed out exactly
     estimators: tuple[str, ...]  # the estimators (config.ESTIMATORS) that can train it
+    own_settings: tuple[str, ...]  # settings ("model.NAME", "train.NAME") that only some models read, this one among them
 
     @staticmethod
     def fit_to_data(config: ModelConfig, largest: int, batch_size: int, data) -> None:
