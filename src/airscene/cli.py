@@ -537,12 +537,8 @@ def _add_data_commands(commands) -> None:
     viewer.set_defaults(handler=_data_command)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="airscene", description="Attend, Infer, Repeat: count, locate and describe objects "
-                    "without labels.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    _add_data_commands(commands)
-
+def _add_training_commands(commands) -> None:
+    """`train`, `eval` and `run`, the main job."""
     trainer = commands.add_parser("train", help="train AIR on a data set")
     trainer.add_argument("--data", required=True)
     _add_training_flags(trainer)
@@ -562,6 +558,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_flag(evaluator)
     evaluator.set_defaults(handler=_eval_command)
 
+    runner = commands.add_parser("run", help="the main job: data, training, evaluation, figures",
+                                 description=f"The main job: the default data if missing, training for "
+                                 f"{MAIN_JOB_MINUTES:g} minutes unless --minutes says otherwise (resumed if --out "
+                                 "holds a checkpoint), held-out evaluation and figures.")
+    runner.add_argument("--data", default=Config().data)
+    runner.add_argument("--out", default=DEFAULT_RUN)
+    runner.add_argument("--quiet", action="store_true")
+    _add_settings(runner, Config(), skip=AIR_UNREAD)
+    runner.set_defaults(handler=_run_command)
+
+
+def _add_inference_commands(commands) -> None:
+    """`infer` and `count`: a trained run on image files."""
     inferrer = commands.add_parser("infer", help="count, locate and describe the objects in image files")
     inferrer.add_argument("checkpoint", help="a run directory or its checkpoint.pt")
     inferrer.add_argument("images", nargs="+", help="image files, or folders of them")
@@ -597,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_flag(counter)
     counter.set_defaults(handler=_count_command)
 
+
+def _add_model_commands(commands) -> None:
+    """`sample`, `viz` and `gradvar`: what a trained run's model draws, shows and estimates."""
     sampler = commands.add_parser("sample", help="scenes drawn from a run's generative model: its priors, its "
                                   "decoder and its background, with each object's window")
     sampler.add_argument("run", help="a run directory or its checkpoint.pt")
@@ -626,15 +638,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_flag(variance)
     variance.set_defaults(handler=_gradvar_command)
 
-    runner = commands.add_parser("run", help="the main job: data, training, evaluation, figures",
-                                 description=f"The main job: the default data if missing, training for "
-                                 f"{MAIN_JOB_MINUTES:g} minutes unless --minutes says otherwise (resumed if --out "
-                                 "holds a checkpoint), held-out evaluation and figures.")
-    runner.add_argument("--data", default=Config().data)
-    runner.add_argument("--out", default=DEFAULT_RUN)
-    runner.add_argument("--quiet", action="store_true")
-    _add_settings(runner, Config(), skip=AIR_UNREAD)
-    runner.set_defaults(handler=_run_command)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="airscene", description="Attend, Infer, Repeat: count, locate and describe objects "
+                    "without labels.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _add_data_commands(commands)
+    _add_training_commands(commands)
+    _add_inference_commands(commands)
+    _add_model_commands(commands)
     _add_graphics_commands(commands)
     return parser
 
