@@ -11,7 +11,7 @@ from airscene.estimators import Batch
 from airscene.graphics.config import GraphicsConfig, SceneModelConfig, graphics_training
 from airscene.graphics.estimators import (MarginalIdentity, SceneNVIL, alternative_log_likelihoods, yaw_alternatives)
 from airscene.graphics.evaluate import match_objects, rotation_error, scene_metrics
-from airscene.graphics.model import SceneAIR, SceneTrace, von_mises_log_prob
+from airscene.graphics.model import CAMERA_PRIOR_SD, POSITION_BOUND, SceneAIR, SceneTrace, von_mises_log_prob
 from airscene.graphics.renderers import MujocoRenderer, TorchRenderer, make_renderer
 from airscene.graphics.scenes import CROCKERY, SINGLE_OBJECTS, TABLE_REACH, SceneParameters, sample_scenes
 from airscene.graphics.train import evaluate_graphics, open_run, train_graphics
@@ -285,3 +285,31 @@ def test_single_object_learning_run(tmp_path):
     report = evaluate_graphics(tmp_path / "run", optimise_images=8, iterations=30)
     assert report["seconds_per_image"] < report["optimisation"]["seconds_per_image"]
     assert np.isfinite(report["optimisation"]["position_error"])
+
+
+def test_inverse_graphics_samples_its_generative_model():
+    """Scenes from the priors the ELBO charges the inferred latents against, rendered, plus the pixel noise."""
+    renderer = TorchRenderer(CROCKERY, 32)
+    model = SceneAIR(table_top().model, renderer)
+    with torch.no_grad():
+        model.count_prior.fill_(0.5)
+    drawn = model.sample(256, generator=torch.Generator().manual_seed(0))
+    scenes = drawn.scenes
+    counts = scenes.counts.bincount(minlength=5).float() / 256
+    assert abs(counts[0] - 0.5) < 0.1 and abs(counts[1] - 0.25) < 0.1  # the geometric count of rho = 0.5
+    assert (scenes.present[:, 1:] <= scenes.present[:, :-1]).all()  # slots filled from the front
+    assert set(scenes.identity.flatten().tolist()) == {0, 1, 2} and (scenes.pose[..., :2].abs() < POSITION_BOUND).all()
+    assert abs(scenes.camera.std().item() - CAMERA_PRIOR_SD) < 0.1 * CAMERA_PRIOR_SD  # the table top's camera moves
+    torch.testing.assert_close(drawn.canvas, renderer.render(scenes))
+    assert abs((drawn.images - drawn.canvas).std().item() - model.config.likelihood_sd) < 0.05 * model.config.likelihood_sd
+    again = model.sample(256, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again.images, drawn.images)  # seeded
+    assert torch.equal(model.sample(8, count=2).scenes.counts, torch.full((8,), 2))
+    turning = SceneAIR(SceneModelConfig(renderer="torch"), TorchRenderer(SINGLE_OBJECTS, 32))  # one object a scene
+    scenes = turning.sample(512, generator=torch.Generator().manual_seed(1)).scenes
+    assert scenes.present.all()  # the experiment's count is fixed
+    yaw, identity = scenes.pose[:, 0, 2], scenes.identity[:, 0]
+    cube, cylinder = yaw[identity == 0], yaw[identity == 2]
+    assert cube.abs().max() <= math.pi / 4 and cube.abs().max() > 0.7  # uniform over a cube's distinct turns
+    assert cylinder.abs().max() > 2.5 and (yaw[identity == 1] == 0).all()  # the whole circle; a sphere has none
+

@@ -26,7 +26,7 @@ from airscene.graphics.renderers import Renderer
 from airscene.graphics.scenes import CAMERA_REACH, SHAPES, TABLE_REACH, SceneParameters
 from airscene.model.air import AttendInferRepeat
 from airscene.model.networks import InferenceStep, gaussian_parameters
-from airscene.model.priors import normal
+from airscene.model.priors import draw, normal, prior_presence
 from airscene.model.trace import Trace
 from airscene.model.transformer import crop_glimpse
 
@@ -82,6 +82,15 @@ class SceneTrace(Trace):
     kl: torch.Tensor  # (B, N) KL of each step's position and yaw
     yaw_natural: torch.Tensor  # (B, N, 2)
     truth: SceneParameters | None = None  # the true scenes, for supervised training only
+
+
+@dataclass(kw_only=True)
+class RenderedSample:
+    """B scenes drawn from inverse graphics' generative model p(z) p(x | z)."""
+
+    scenes: SceneParameters  # the latents: count, identities, poses, camera
+    canvas: torch.Tensor  # (B, 3, H, W) the renderer's picture of them, the likelihood's mean
+    images: torch.Tensor  # (B, 3, H, W) x ~ p(x | z): the picture plus the pixel noise
 
 
 class SceneEncoder(nn.Module):
@@ -225,6 +234,31 @@ class SceneAIR(AttendInferRepeat):
     def trace_log_likelihood(self, trace: SceneTrace) -> torch.Tensor:
         """(B,) log p(x | z) of the trace's scenes, differentiable in their positions and camera."""
         return self.log_likelihood(trace.images, self.render(trace.scenes, differentiable=True))
+
+    @torch.no_grad()
+    def sample(self, number: int, generator: torch.Generator | None = None, count: int | None = None) -> RenderedSample:
+        """`number` scenes from the generative model, the priors the ELBO charges the inferred latents against:
+        the count from the truncated geometric of rho (or `count` objects each; every slot where the experiment's
+        count is fixed), each identity uniform over the shapes, each position POSITION_BOUND tanh(u) with
+        u ~ N(0, POSITION_PRIOR_SD^2), each yaw uniform over its shape's turns (round shapes: 0), the camera's
+        azimuth from N(0, CAMERA_PRIOR_SD^2) where it moves; rendered, then x from the Gaussian likelihood."""
+        c, device = self.config, self.count_prior.device
+        count = c.max_objects if c.fixed_count and count is None else count
+        present = prior_presence(number, c.max_objects, self.count_prior, unary=True, generator=generator,
+                                 count=count) > 0  # (B, N)
+        identity = torch.randint(self.shapes, (number, c.max_objects), generator=generator, device=device)
+        position = POSITION_BOUND * torch.tanh(draw(normal(0.0, POSITION_PRIOR_SD), (number, c.max_objects, 2),
+                                                    generator, device))
+        order = self.symmetry_order[identity]  # (B, N) turns per revolution that look alike; 0: round
+        turn = torch.rand(number, c.max_objects, generator=generator, device=device)
+        yaw = torch.where(order > 0, (2 * turn - 1) * math.pi / order.clamp(min=1), 0.0)
+        camera = (draw(normal(0.0, CAMERA_PRIOR_SD), (number, 1), generator, device) if c.move_camera
+                  else torch.zeros(number, 1, device=device))
+        scenes = SceneParameters(identity=identity, present=present, pose=torch.cat([position, yaw[..., None]], -1),
+                                 camera=camera)
+        canvas = self.renderer.render(scenes)
+        noise = torch.randn(canvas.shape, generator=generator, device=canvas.device)
+        return RenderedSample(scenes=scenes, canvas=canvas, images=canvas + c.likelihood_sd * noise)
 
     @torch.no_grad()
     def infer(self, images: torch.Tensor) -> SceneParameters:
