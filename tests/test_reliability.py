@@ -207,7 +207,7 @@ def test_a_full_disk_during_a_metrics_append_leaves_whole_lines(data_dir, tmp_pa
 
     monkeypatch.setattr(storage.os, "write", full)
     with pytest.raises(AirsceneError, match="cannot write metrics .*metrics.jsonl \\(No space left on device\\): free disk "
-                                            "space; the checkpoint .* is intact; resume with --resume"):
+                                            "space; the last good checkpoint .* is intact; resume with --resume"):
         train(tiny_config(data_dir, steps=10), tmp_path, resume=True, progress=False)
     assert (tmp_path / "metrics.jsonl").read_bytes() == before
 

@@ -117,7 +117,7 @@ class Run:
         if not self.shard.leads:
             return
         record = json_ready(record)
-        kept = f"the checkpoint {self.checkpoint} is intact" if self.checkpoint.is_file() else "nothing was checkpointed yet"
+        kept = self.kept()
         append_line(self.metrics_path, json.dumps(record), "metrics", kept + "; resume with --resume")
         try:
             if self._writer is None:
