@@ -73,7 +73,7 @@ def test_the_models_learning_rate_starts_high_and_comes_down_to_its_value_the_ba
     assert learning_rate_start(1000, config) == learning_rate_start(5000, config) == 1.0
     model, baseline = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
     optimiser = make_optimiser(model, baseline, config)
-    schedule_learning_rates(optimiser, 500, 1.0, config)  # half way up the start, at the end of the decay
+    schedule_learning_rates(optimiser, learning_rate_start(500, config), 1.0, config)  # half way down the start, at the decay's end
     assert [group["lr"] for group in optimiser.param_groups] == pytest.approx([2.0 * 0.1 * 1e-3, 0.1 * 1e-2])
 
 

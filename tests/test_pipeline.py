@@ -78,6 +78,18 @@ def test_the_learning_rate_starts_high_and_decays_over_the_budget(data_dir, tmp_
     assert rates == pytest.approx([1e-3 * np.mean(factors[:5]), 1e-3 * np.mean(factors[5:])])
 
 
+def test_the_grid_trains_at_its_learning_rate_from_the_first_step(data_dir, tmp_path):
+    """The fast start is AIR's and DAIR's: it slowed the grid's count, so the grid's rate is never raised."""
+    assert _train(data_dir, tmp_path / "grid", "--steps", "5", "--model", "grid", "--estimator", "local") == 0
+    assert _train(data_dir, tmp_path / "air", "--steps", "5") == 0
+    rates = {name: [json.loads(line)["learning_rate"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+                    if json.loads(line)["kind"] == "train"] for name in ("grid", "air")}
+    assert rates["grid"] == [pytest.approx(1e-3)]
+    assert rates["air"] == [pytest.approx(1e-3 * np.mean([4 ** (1 - step / 1000) for step in range(5)]))]
+    assert _train(data_dir, tmp_path / "refused", "--steps", "5", "--model", "grid", "--estimator", "local",
+                  "--learning-rate-start", "2") == 2
+
+
 def test_existing_run_is_not_overwritten(data_dir, trained_run, capsys):
     before = (trained_run / "checkpoint.pt").read_bytes()
     assert _train(data_dir, trained_run, "--steps", "3") == 2

@@ -59,6 +59,10 @@ class TrainingJob:
         exploration weight to draw with."""
         raise NotImplementedError
 
+    def start_multiple(self, step: int) -> float:
+        """The multiple of the model's learning rate at `step`: the fast start's (schedules.learning_rate_start)."""
+        return learning_rate_start(step, self.settings)
+
     def statistics(self, trace: Trace, batch: Batch) -> dict:
         """Extra float statistics of a training step (averaged into each training record)."""
         return {}
@@ -97,12 +101,12 @@ def make_optimiser(model: torch.nn.Module, estimator: torch.nn.Module, config: T
                             fused=True)
 
 
-def schedule_learning_rates(optimiser: torch.optim.Optimizer, step: int, spent: float, config: TrainConfig) -> None:
-    """Set each parameter group's rate for `step` and the share of the budget `spent`: the decay's factor for both
-    of make_optimiser's groups, times the start's for the first, the model's (schedules). An optimiser resumed
-    from before the decay existed has no initial_lr: its rate is still the initial one."""
+def schedule_learning_rates(optimiser: torch.optim.Optimizer, start: float, spent: float, config: TrainConfig) -> None:
+    """Set each parameter group's rate for the share of the budget `spent`: the decay's factor for both of
+    make_optimiser's groups, times `start` (TrainingJob.start_multiple) for the first, the model's. An optimiser
+    resumed from before the decay existed has no initial_lr: its rate is still the initial one."""
     decay = learning_rate_factor(spent, config)
-    for group, factor in zip(optimiser.param_groups, (learning_rate_start(step, config) * decay, decay)):
+    for group, factor in zip(optimiser.param_groups, (start * decay, decay)):
         group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
@@ -326,7 +330,7 @@ def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = 
                     if reason:
                         stopped_by = reason
                         break
-                schedule_learning_rates(job.optimiser, step, max(step / t.steps, agreed / budget), t)
+                schedule_learning_rates(job.optimiser, job.start_multiple(step), max(step / t.steps, agreed / budget), t)
                 averages.add(step, train_step(job, step, model, estimator))
                 step += 1
                 elapsed = time.perf_counter() - started

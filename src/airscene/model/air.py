@@ -343,10 +343,10 @@ class AIR(AttendInferRepeat, PixelLikelihood):
                             background=None if context is None else context.background)
 
     # The settings only AIR and DAIR read (Config.used refuses them for other models): the grid's windows follow
-    # --object-size, and a grid cell has no count to explore.
+    # --object-size, a grid cell has no count to explore, and the fast start slowed the grid's count.
     own_settings = ("model.max_objects", "model.step_memory", "model.where_prior_mean", "model.where_prior_sd",
                     "model.min_scale", "train.presence_exploration", "train.presence_exploration_hold",
-                    "train.presence_exploration_steps")
+                    "train.presence_exploration_steps", "train.learning_rate_start", "train.learning_rate_start_steps")
     enumerates_count = True  # presence "all" draws every step: the count's N + 1 terms from one trace
     # "local" sums out one grid cell's presence given the others: AIR's steps are a sequence, not cells.
     estimators = ("enumerate", "nvil", "vimco", "relaxed")
