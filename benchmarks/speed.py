@@ -24,23 +24,37 @@ from airscene.images import to_model_layout  # noqa: E402
 from airscene.runs import batch_indices, make_optimiser  # noqa: E402
 
 
+class ManualTraining:
+    """AIR (or DAIR) on `train`'s canvases with an estimator and Adam, seeded, stepped outside the training loop:
+    each `step` is what the loop's is (the batch of that step, the estimator's loss, backward, clipping, Adam)
+    without the loop's logging, so that one step can be timed or its operators counted."""
+
+    def __init__(self, train, estimator_name: str, model: str = "air", count_prior: float | None = None):
+        torch.manual_seed(0)
+        config = Config()
+        config.train.estimator, config.model.model = estimator_name, model
+        if count_prior is not None:
+            config.model.count_prior = count_prior
+        config.model.image_size, config.model.channels = train.images.shape[1], 1
+        self.train, self.clip_norm = train, config.train.clip_norm
+        self.model, self.estimator = AIR(config.model), make_estimator(config)
+        self.optimiser = make_optimiser(self.model, self.estimator, config.train)
+
+    def step(self, step: int, batch_size: int = 64, exploration: float = 0.0) -> None:
+        images = to_model_layout(self.train.images[batch_indices(step, len(self.train), batch_size, 0)], 1)
+        loss, _ = self.estimator(self.model, self.estimator.draw(self.model, Batch(images=images), exploration, step))
+        self.optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+        self.optimiser.step()
+
+
 def training_ms_per_step(train, estimator_name: str, steps: int, batch_size: int = 64, model: str = "air") -> float:
-    torch.manual_seed(0)
-    config = Config()
-    config.train.estimator = estimator_name
-    config.model.model, config.model.count_prior = model, 1e-5
-    config.model.image_size, config.model.channels = train.images.shape[1], 1
-    model, estimator = AIR(config.model), make_estimator(config)
-    optimiser = make_optimiser(model, estimator, config.train)
+    training = ManualTraining(train, estimator_name, model, count_prior=1e-5)
     times = []
     for step in range(steps + 10):
         started = time.perf_counter()
-        images = to_model_layout(train.images[batch_indices(step, len(train), batch_size, 0)], 1)
-        loss, _ = estimator(model, estimator.draw(model, Batch(images=images), 0.0, step))
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_norm)
-        optimiser.step()
+        training.step(step, batch_size)
         if step >= 10:  # the first steps warm up allocators and kernels
             times.append(time.perf_counter() - started)
     return 1000 * statistics.median(times)

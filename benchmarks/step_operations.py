@@ -20,50 +20,34 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from results import write_section  # noqa: E402
 
-SETTINGS = {"AIR": [], "DAIR": ["--model", "dair"], "AIR, nvil": ["--estimator", "nvil"],
-            "AIR, vimco": ["--estimator", "vimco"], "AIR, relaxed": ["--estimator", "relaxed"]}
+SETTINGS = {"AIR": ("air", "enumerate"), "DAIR": ("dair", "enumerate"), "AIR, nvil": ("air", "nvil"),
+            "AIR, vimco": ("air", "vimco"), "AIR, relaxed": ("air", "relaxed")}  # (model, estimator)
 
 COUNT = textwrap.dedent("""
     import sys
-    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
-    from airscene.config import Config
+    benchmarks, data, model, estimator = sys.argv[1:5]
+    sys.path.insert(0, benchmarks)
     from airscene.data import load_dataset
-    from airscene.estimators import Batch, make_estimator
-    from airscene.images import to_model_layout
-    from airscene.model import AIR
-    from airscene.runs import batch_indices, make_optimiser
-    data, flags = sys.argv[1], sys.argv[2:]
-    train = load_dataset(data)[0]
-    config = Config()
-    for name, value in zip(flags[::2], flags[1::2]):
-        setattr(config.model if name == "--model" else config.train, name[2:], value)
-    config.model.image_size, config.model.channels = train.images.shape[1], 1
-    torch.manual_seed(0)
-    model, estimator = AIR(config.model), make_estimator(config)
-    optimiser = make_optimiser(model, estimator, config.train)
+    from speed import ManualTraining
+    training = ManualTraining(load_dataset(data)[0], estimator, model)
     class Counted(TorchDispatchMode):
         operations = 0
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             Counted.operations += 1
             return func(*args, **(kwargs or {}))
-    def step(number):
-        images = to_model_layout(train.images[batch_indices(number, len(train), 64, 0)], 1)
-        loss, _ = estimator(model, estimator.draw(model, Batch(images=images), 0.5, number))
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_norm)
-        optimiser.step()
-    step(0)  # the first step creates Adam's state
+    training.step(0, exploration=0.5)  # the first step creates Adam's state
     with Counted():
-        step(1)
+        training.step(1, exploration=0.5)
     print(Counted.operations)
 """)
 
 
-def operations(source: str, data: str, flags: list[str]) -> int:
+def operations(source: str, data: str, model: str, estimator: str) -> int:
+    """The operators one training step of `source`'s airscene dispatches (speed.ManualTraining's step)."""
     environment = {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
-    output = subprocess.run([sys.executable, "-c", COUNT, data, *flags], check=True, env=environment,
+    output = subprocess.run([sys.executable, "-c", COUNT, str(Path(__file__).parent), data, model, estimator],
+                            check=True, env=environment,
                             capture_output=True, text=True, timeout=600).stdout
     return int(output.strip().splitlines()[-1])
 
@@ -74,7 +58,7 @@ def main() -> None:
     parser.add_argument("--data", default="data/multi-mnist")
     args = parser.parse_args()
     versions = dict(version.split("=", 1) for version in args.version)
-    counts = {name: {setting: operations(source, args.data, flags) for setting, flags in SETTINGS.items()}
+    counts = {name: {setting: operations(source, args.data, *kinds) for setting, kinds in SETTINGS.items()}
               for name, source in versions.items()}
     print(json.dumps(counts))
     names = list(versions)
