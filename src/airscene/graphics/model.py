@@ -257,8 +257,8 @@ class SceneAIR(AttendInferRepeat):
         scenes = SceneParameters(identity=identity, present=present, pose=torch.cat([position, yaw[..., None]], -1),
                                  camera=camera)
         canvas = self.renderer.render(scenes)
-        noise = torch.randn(canvas.shape, generator=generator, device=canvas.device)
-        return RenderedSample(scenes=scenes, canvas=canvas, images=canvas + c.likelihood_sd * noise)
+        return RenderedSample(scenes=scenes, canvas=canvas,
+                              images=draw(normal(canvas, c.likelihood_sd), canvas.shape, generator))
 
     @torch.no_grad()
     def infer(self, images: torch.Tensor) -> SceneParameters:
