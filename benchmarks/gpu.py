@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from versions import ms_per_step, time_to_accuracy  # noqa: E402
+from versions import last_line, ms_per_step, time_to_accuracy  # noqa: E402
 
 
 INFERENCE = textwrap.dedent("""
@@ -66,10 +64,7 @@ SYNCS = textwrap.dedent("""
 def host_synchronisations(source: str, data: str, device: str, steps: int, *flags: str) -> int:
     """CUDA's count of the host waiting on the device in a whole run of `steps` steps (its start and end
     included), trained with `flags`."""
-    environment = {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
-    output = subprocess.run([sys.executable, "-c", SYNCS, data, device, str(steps), *flags], check=True,
-                            env=environment, capture_output=True, text=True, timeout=600).stdout
-    return int(output.strip().splitlines()[-1])
+    return int(last_line(source, SYNCS, data, device, str(steps), *flags))
 
 
 def synchronisations_per_step(source: str, data: str, device: str, *flags: str) -> float:
@@ -79,10 +74,7 @@ def synchronisations_per_step(source: str, data: str, device: str, *flags: str) 
 
 
 def inference(source: str, run: str, data: str, device: str) -> dict:
-    environment = {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
-    output = subprocess.run([sys.executable, "-c", INFERENCE, run, data, device], check=True, env=environment,
-                            capture_output=True, text=True, timeout=600).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return json.loads(last_line(source, INFERENCE, run, data, device))
 
 
 def main() -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results import write_section  # noqa: E402
+from versions import last_line  # noqa: E402
 
 SETTINGS = {"AIR": ("air", "enumerate"), "DAIR": ("dair", "enumerate"), "AIR, nvil": ("air", "nvil"),
             "AIR, vimco": ("air", "vimco"), "AIR, relaxed": ("air", "relaxed")}  # (model, estimator)
@@ -45,11 +44,7 @@ COUNT = textwrap.dedent("""
 
 def operations(source: str, data: str, model: str, estimator: str) -> int:
     """The operators one training step of `source`'s airscene dispatches (speed.ManualTraining's step)."""
-    environment = {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
-    output = subprocess.run([sys.executable, "-c", COUNT, str(Path(__file__).parent), data, model, estimator],
-                            check=True, env=environment,
-                            capture_output=True, text=True, timeout=600).stdout
-    return int(output.strip().splitlines()[-1])
+    return int(last_line(source, COUNT, str(Path(__file__).parent), data, model, estimator))
 
 
 def main() -> None:

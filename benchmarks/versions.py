@@ -14,10 +14,21 @@ import tempfile
 from pathlib import Path
 
 
+def under(source: str) -> dict:
+    """The environment of a process that imports `source`'s airscene."""
+    return {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
+
+
 def airscene(source: str, *arguments: str, timeout: float = 900) -> None:
-    environment = {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
-    subprocess.run([sys.executable, "-m", "airscene.cli", *arguments], check=True, env=environment,
+    subprocess.run([sys.executable, "-m", "airscene.cli", *arguments], check=True, env=under(source),
                    stdout=subprocess.DEVNULL, timeout=timeout)
+
+
+def last_line(source: str, code: str, *arguments: str, timeout: float = 600) -> str:
+    """What `python -c code arguments...` under `source`'s airscene prints last: a measuring script's result."""
+    output = subprocess.run([sys.executable, "-c", code, *arguments], check=True, env=under(source),
+                            capture_output=True, text=True, timeout=timeout).stdout
+    return output.strip().splitlines()[-1]
 
 
 def records(run: Path, kind: str) -> list[dict]:
