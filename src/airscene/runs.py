@@ -59,10 +59,6 @@ class TrainingJob:
         exploration weight to draw with."""
         raise NotImplementedError
 
-    def start_multiple(self, step: int) -> float:
-        """The multiple of the model's learning rate at `step`: the fast start's (schedules.learning_rate_start)."""
-        return learning_rate_start(step, self.settings)
-
     def statistics(self, trace: Trace, batch: Batch) -> dict:
         """Extra float statistics of a training step (averaged into each training record)."""
         return {}
@@ -103,7 +99,7 @@ def make_optimiser(model: torch.nn.Module, estimator: torch.nn.Module, config: T
 
 def schedule_learning_rates(optimiser: torch.optim.Optimizer, start: float, spent: float, config: TrainConfig) -> None:
     """Set each parameter group's rate for the share of the budget `spent`: the decay's factor for both of
-    make_optimiser's groups, times `start` (TrainingJob.start_multiple) for the first, the model's. An optimiser
+    make_optimiser's groups, times `start` (the fast start's multiple) for the first, the model's. An optimiser
     resumed from before the decay existed has no initial_lr: its rate is still the initial one."""
     decay = learning_rate_factor(spent, config)
     for group, factor in zip(optimiser.param_groups, (start * decay, decay)):
@@ -321,6 +317,7 @@ def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = 
         averages, metrics, stopped_by = StepAverages(saved.get("averages")), saved.get("metrics", {}), "steps"
         model, estimator = replicated_model(job.model, shard, job.device), replicate(job.estimator, shard, job.device)
         budget = t.minutes * 60 if t.minutes else math.inf
+        fast_start = job.config.reads("train.learning_rate_start")  # AIR's and DAIR's, not the grid's
         started, agreed = time.perf_counter() - elapsed, elapsed
         with tqdm(total=t.steps, initial=step, disable=not progress or not shard.leads, unit="step",
                   dynamic_ncols=True) as bar:
@@ -330,7 +327,8 @@ def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = 
                     if reason:
                         stopped_by = reason
                         break
-                schedule_learning_rates(job.optimiser, job.start_multiple(step), max(step / t.steps, agreed / budget), t)
+                multiple = learning_rate_start(step, t) if fast_start else 1.0
+                schedule_learning_rates(job.optimiser, multiple, max(step / t.steps, agreed / budget), t)
                 averages.add(step, train_step(job, step, model, estimator))
                 step += 1
                 elapsed = time.perf_counter() - started

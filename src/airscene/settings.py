@@ -203,6 +203,10 @@ class Settings:
         read: one given for nothing is refused rather than silently ignored."""
         return []
 
+    def reads(self, path: str) -> bool:
+        """Whether this configuration reads the dotted setting (`used` lists none that it does not)."""
+        return all(takes_part for used, takes_part, _when in self.used() if used == path)
+
     def validate(self):
         validate_fields(self)
         for holds, message in self.consistency():

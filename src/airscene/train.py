@@ -97,11 +97,6 @@ class AIRJob(TrainingJob):
             images = turned(images, torch.from_numpy(symmetry).to(self.device, non_blocking=True))
         return Batch(images=images, truth=None if self.train_counts is None else self.train_counts[index])
 
-    def start_multiple(self, step: int) -> float:
-        """The fast start where the model reads it (AIR and DAIR); the grid, whose count it slowed (94.7% at step
-        1,500 without it, 88.4% with it, one seed), trains at its rate from the first step."""
-        return super().start_multiple(step) if "train.learning_rate_start" in self.model.own_settings else 1.0
-
     def schedule(self, step: int) -> float:
         self.model.count_prior.fill_(count_prior_at(step, self.config.model.count_prior, self.settings))
         return exploration_at(step, self.settings)

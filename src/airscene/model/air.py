@@ -343,7 +343,8 @@ class AIR(AttendInferRepeat, PixelLikelihood):
                             background=None if context is None else context.background)
 
     # The settings only AIR and DAIR read (Config.used refuses them for other models): the grid's windows follow
-    # --object-size, a grid cell has no count to explore, and the fast start slowed the grid's count.
+    # --object-size, a grid cell has no count to explore, and the fast start slowed the grid's count (94.7% at step
+    # 1,500 without it, 88.4% with it, one seed): the training loop starts the grid at its rate.
     own_settings = ("model.max_objects", "model.step_memory", "model.where_prior_mean", "model.where_prior_sd",
                     "model.min_scale", "train.presence_exploration", "train.presence_exploration_hold",
                     "train.presence_exploration_steps", "train.learning_rate_start", "train.learning_rate_start_steps")
