@@ -111,6 +111,32 @@ def test_every_model_shares_each_pixel_out_among_its_objects_and_the_background(
     assert np.array_equal(labels, masks.argmax(1))
 
 
+@pytest.mark.parametrize("settings", [dict(model="dair", compositing="alpha", background="learned"),
+                                      dict(model="grid", object_size=(8.0,))], ids=["dair-alpha-background", "grid"])
+def test_the_best_of_several_explanations_is_each_images_most_likely_one(settings):
+    from airscene.config import ModelConfig
+    from airscene.estimators.elbo import log_weight
+    from airscene.infer import best_explanation
+    from airscene.model import make_model
+
+    model = make_model(ModelConfig(image_size=24, channels=1, glimpse_size=8, what_size=4, hidden_size=16,
+                                   embedding_size=16, glimpse_hidden_size=16, **settings)).eval()
+    images = torch.rand(6, 1, 24, 24)
+    torch.manual_seed(0)
+    alone = best_explanation(model, images, proposals=1)
+    assert torch.equal(model.render(alone), model.render(model.most_probable(images)))
+    torch.manual_seed(1)
+    candidates = [model.most_probable(images)] + [model.most_probable(images, sample=True) for _ in range(3)]
+    weights = torch.stack([log_weight(model, trace) for trace in candidates])  # (4, B)
+    torch.manual_seed(1)
+    best = best_explanation(model, images, proposals=4)
+    chosen = weights.argmax(0)
+    assert (chosen > 0).any()  # some image is better explained by a proposal than by the means
+    assert torch.allclose(log_weight(model, best), weights.max(0).values)
+    expected = torch.stack([model.render(candidates[int(k)])[index] for index, k in enumerate(chosen)])
+    assert torch.allclose(model.render(best), expected)
+
+
 def test_shares_follow_the_compositing_by_hand():
     from airscene.model.air import VISIBLE, pixel_shares
 
@@ -166,6 +192,10 @@ def test_eval_and_training_report_segmentation_where_the_data_has_masks(tmp_path
     assert main(["eval", str(tmp_path / "run"), "--samples", "2"]) == 0
     metrics = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert -1 <= metrics["fg_ari"] <= 1 and -1 <= metrics["ari"] <= 1 and 0 <= metrics["mbo"] <= 1
+    assert metrics["proposals"] == 1
+    assert main(["eval", str(tmp_path / "run"), "--samples", "2", "--proposals", "0"]) == 2
+    assert main(["eval", str(tmp_path / "run"), "--samples", "2", "--proposals", "3"]) == 0
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["proposals"] == 3
     assert "masks" not in metrics["missing_labels"]
     from PIL import Image
 
@@ -177,6 +207,7 @@ def test_eval_and_training_report_segmentation_where_the_data_has_masks(tmp_path
     test = load_dataset(tmp_path / "data")[1]
     for index in range(3):
         Image.fromarray(test.images[index]).save(tmp_path / "images" / f"{index}.png")
+    assert main(["infer", str(tmp_path / "run"), str(tmp_path / "images"), "--proposals", "4"]) == 2  # no --masks
     for _ in range(2):  # the second time over its own label maps
         assert main(["infer", str(tmp_path / "run"), str(tmp_path / "images"), "--masks", str(tmp_path / "masks")]) == 0
     expected = load(tmp_path / "run").segment(test.images[:3])[1]

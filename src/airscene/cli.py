@@ -15,7 +15,7 @@ from pathlib import Path
 from airscene.config import MAIN_JOB_MINUTES, Config
 from airscene.errors import AirsceneError
 from airscene.images import INTENSITIES
-from airscene.settings import holds_every_setting
+from airscene.settings import check_value, holds_every_setting
 from airscene.storage import read_json
 
 DEFAULT_RUN = "runs/default"
@@ -74,6 +74,8 @@ def _numbers(text: str) -> tuple[float, ...]:
 # Settings a program never reads, so its command does not offer them: AIR's have no yaw to propose; inverse
 # graphics trains with marginal, nvil or supervised, never VIMCO's samples or a relaxation's temperature.
 AIR_UNREAD = ("data", "train.yaw_proposals")
+PROPOSALS_HELP = ("the masks: each image's best of this many explanations, the most probable and the rest drawn from "
+                  "the inference network, by log p(x, z) - log q(z | x) (1: the most probable alone)")
 GRAPHICS_UNREAD = ("train.vimco_samples", "train.temperature_start", "train.temperature_end", "train.temperature_steps",
                    "train.straight_through", "train.augment")
 
@@ -279,7 +281,7 @@ def _seeds_command(args: argparse.Namespace) -> int:
 def _eval_command(args: argparse.Namespace) -> int:
     from airscene.pipeline import evaluate_run
 
-    _print(evaluate_run(args.run, args.data, args.samples, args.device))
+    _print(evaluate_run(args.run, args.data, args.samples, args.device, args.proposals))
     return 0
 
 
@@ -304,18 +306,21 @@ def _write_outputs(args: argparse.Namespace, results: list, trained) -> None:
 
 
 def _infer_command(args: argparse.Namespace) -> int:
-    from airscene.infer import image_paths, infer_files, load
+    from airscene.infer import MAX_PROPOSALS, image_paths, infer_files, load
     from airscene.outputs import drawing_files, write_masks
 
+    check_value("proposals", args.proposals, int, {"minimum": 1, "maximum": MAX_PROPOSALS})  # before any work
     files = image_paths(args.images)
     _check_outputs(args, files, args.checkpoint)
     if args.masks:
         drawing_files(files, args.masks, args.force, run=args.checkpoint, flag="--masks")
+    elif args.proposals != 1:
+        raise AirsceneError("--proposals chooses the explanation behind --masks: give --masks DIR too, or drop it")
     trained = load(args.checkpoint, args.device)
     results = infer_files(trained, files)
     _write_outputs(args, results, trained)
     if args.masks:
-        print(f"wrote {len(write_masks(trained, files, args.masks, args.force, run=args.checkpoint))} label maps in {args.masks}")
+        print(f"wrote {len(write_masks(trained, files, args.masks, args.force, run=args.checkpoint, proposals=args.proposals))} label maps in {args.masks}")
     if args.json:
         _print([{"image": str(path), **record} for path, record in results])
     elif not args.out and not args.draw and not args.masks:
@@ -555,6 +560,7 @@ def _add_training_commands(commands) -> None:
     evaluator.add_argument("run")
     evaluator.add_argument("--data", default=None, help="data set (default: the one the run trained on)")
     evaluator.add_argument("--samples", type=int, default=50, help="importance samples for log p(x)")
+    evaluator.add_argument("--proposals", type=int, default=1, help=PROPOSALS_HELP)
     _add_device_flag(evaluator)
     evaluator.set_defaults(handler=_eval_command)
 
@@ -580,6 +586,7 @@ def _add_inference_commands(commands) -> None:
     inferrer.add_argument("--draw", default=None, help="draw each image with its boxes into this folder")
     inferrer.add_argument("--masks", default=None, help="write each image's label map (0 background, k object k; "
                           "8-bit PNG with a palette) into this folder")
+    inferrer.add_argument("--proposals", type=int, default=1, help=PROPOSALS_HELP)
     inferrer.add_argument("--force", action="store_true", help="replace files at --out or in --draw that airscene "
                           "did not write")
     _add_device_flag(inferrer)

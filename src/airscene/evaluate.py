@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from airscene.estimators.elbo import count_log_posterior, elbo_per_count, sampled_elbo_terms
+from airscene.estimators.elbo import count_log_posterior, elbo_per_count, log_weight
 from airscene.model import SceneModel
 from airscene.model.trace import Description
 
@@ -97,17 +97,16 @@ def elbo_and_log_likelihood(model: SceneModel, images: torch.Tensor, samples: in
     for chunk in images.split(batch_size if model.enumerates_count else max(1, batch_size * 4 // samples)):
         repeated = chunk.repeat_interleave(samples, dim=0)  # (b * S, C, H, W)
         if not model.enumerates_count:
-            image_terms, per_cell, _ = sampled_elbo_terms(model, model(repeated, presence="sample"))
-            log_weight = (image_terms + per_cell.sum(1)).view(-1, samples)
-            elbo = log_weight
+            weights = log_weight(model, model(repeated, presence="sample")).view(-1, samples)
+            elbo = weights
         else:
             trace = model(repeated, presence="all")
             count_log_q = count_log_posterior(trace)
             integrand = elbo_per_count(model, trace, count_log_q)  # (b * S, N+1)
             elbo = (count_log_q.exp() * integrand).sum(1).view(-1, samples)
-            log_weight = torch.logsumexp(integrand + count_log_q, dim=1).view(-1, samples)
+            weights = torch.logsumexp(integrand + count_log_q, dim=1).view(-1, samples)
         elbos.append(elbo.mean(1))
-        log_likelihoods.append(torch.logsumexp(log_weight, dim=1) - math.log(samples))
+        log_likelihoods.append(torch.logsumexp(weights, dim=1) - math.log(samples))
     return torch.cat(elbos).cpu().numpy(), torch.cat(log_likelihoods).cpu().numpy()
 
 

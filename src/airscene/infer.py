@@ -20,9 +20,10 @@ from airscene.data.imports import MIN_CANVAS
 from airscene.data.scenes import SceneSet
 from airscene.distributed import resolve_device
 from airscene.errors import AirsceneError
+from airscene.estimators.elbo import log_weight
 from airscene.images import MAX_PIXELS, image_files, marked_png, quantise, read_images, rescaled, to_model_layout
 from airscene.model import SceneModel, make_model
-from airscene.model.trace import Description
+from airscene.model.trace import Description, Trace
 from airscene.settings import check_value
 from airscene.storage import as_path
 
@@ -49,6 +50,26 @@ class Scenes:
                        for step in np.flatnonzero(~np.isnan(self.where[index, :, 0]))]
             records.append({"count": int(count), "objects": objects})
         return records
+
+
+MAX_PROPOSALS = 1024
+
+
+@torch.no_grad()
+def best_explanation(model: SceneModel, images: torch.Tensor, proposals: int = 1) -> Trace:
+    """The most probable scene (model.most_probable) or, with proposals > 1, image by image the best of it and
+    proposals - 1 more from q (the continuous latents drawn, the presences most probable given them): the one whose
+    importance weight log p(x, z) - log q(z | x) is highest. Where q hesitates (two pieces that touch), the
+    model's own joint chooses among its guesses; no label is used."""
+    best = model.most_probable(images)
+    if proposals > 1:
+        weight = log_weight(model, best)
+    for _ in range(proposals - 1):
+        proposal = model.most_probable(images, sample=True)
+        proposal_weight = log_weight(model, proposal)
+        better = proposal_weight > weight
+        best, weight = best.where(better, proposal), torch.where(better, proposal_weight, weight)
+    return best
 
 
 class TrainedModel:
@@ -116,13 +137,14 @@ class TrainedModel:
         return {name: torch.cat(values).numpy() for name, values in parts.items()}
 
     @torch.inference_mode()
-    def segment(self, images, batch_size: int = 100) -> tuple[np.ndarray, np.ndarray]:
-        """Each image taken apart as the model draws its most probable scene: soft masks (B, N + 1, H, W), the
-        background's share of every pixel (index 0) and each object's (AIR: by step; the grid: its present
-        cells in order), summing to 1; and the label map (B, H, W), the one with the largest share (0: the
-        background)."""
+    def segment(self, images, batch_size: int = 100, proposals: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Each image taken apart as the model draws its most probable scene (or the best of `proposals`,
+        best_explanation): soft masks (B, N + 1, H, W), the background's share of every pixel (index 0) and each
+        object's (AIR: by step; the grid: its present cells in order), summing to 1; and the label map (B, H, W),
+        the one with the largest share (0: the background)."""
         batch_size = check_value("batch_size", batch_size, int, {"minimum": 1})
-        chunks = [self.model.pixel_shares(self.model.most_probable(chunk)).float().cpu()
+        proposals = check_value("proposals", proposals, int, {"minimum": 1, "maximum": MAX_PROPOSALS})
+        chunks = [self.model.pixel_shares(best_explanation(self.model, chunk, proposals)).float().cpu()
                   for chunk in self.prepare(images).split(batch_size)]
         most = max(chunk.shape[1] for chunk in chunks)  # grid chunks may hold different numbers of objects
         masks = torch.cat([torch.nn.functional.pad(chunk, (0, 0, 0, 0, 0, most - chunk.shape[1])) for chunk in chunks])

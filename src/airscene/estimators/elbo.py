@@ -75,6 +75,13 @@ def sampled_elbo_terms(model, trace: Trace) -> tuple[torch.Tensor, torch.Tensor,
     return image_terms, per_step, log_q_presence
 
 
+def log_weight(model, trace: Trace) -> torch.Tensor:
+    """(B,) log p(x, z) - log q(z | x) of a trace's latents, its presences counted as drawn: one sample's
+    importance weight, a one-sample estimate of the ELBO."""
+    image_terms, per_step, _ = sampled_elbo_terms(model, trace)
+    return image_terms + per_step.sum(1)
+
+
 def greedy_counts(trace: Trace) -> torch.Tensor:
     """(B,) the count inference would report."""
     return trace.greedy_presence().sum(1)

@@ -426,9 +426,10 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         """(..., 3) -> (..., 4) pixel boxes x0, y0, x1, y1 of the windows."""
         return window_boxes(z_where, image_size, self.config.min_scale)
 
-    def most_probable(self, images: torch.Tensor) -> Trace:
-        """The trace of the most probable scene: every latent at its mean, each step's presence greedy."""
-        return self(images, presence="greedy", sample=False)
+    def most_probable(self, images: torch.Tensor, sample: bool = False) -> Trace:
+        """The trace of the most probable scene: every latent at its mean, each step's presence greedy; with
+        `sample`, the continuous latents drawn from q instead (a proposal, evaluate.best_explanation)."""
+        return self(images, presence="greedy", sample=sample)
 
     @torch.no_grad()
     def describe(self, images: torch.Tensor, threshold: float = 0.5) -> Description:

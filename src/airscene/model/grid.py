@@ -355,10 +355,11 @@ class GridAIR(nn.Module, PixelLikelihood):
                          background=None if context is None else context.background, z_depth=cells.z_depth,
                          latent_kl=cells.kl)
 
-    def most_probable(self, images: torch.Tensor) -> GridTrace:
-        """The trace of the most probable scene: every latent at its mean, the presences the network's
-        refined by presence_sweeps of `refine_presence`."""
-        trace = self(images, presence="greedy", sample=False)
+    def most_probable(self, images: torch.Tensor, sample: bool = False) -> GridTrace:
+        """The trace of the most probable scene: every latent at its mean (with `sample`, drawn from q: a
+        proposal, evaluate.best_explanation), the presences the network's refined by presence_sweeps of
+        `refine_presence`."""
+        trace = self(images, presence="greedy", sample=sample)
         return dataclasses.replace(trace, z_pres=self.refine_presence(trace)) if self.config.presence_sweeps else trace
 
     def contributions(self, trace: GridTrace, weights: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,17 @@ class Trace:
         """(B, N): the presence inference would report, the run of leading steps with probability > 0.5."""
         return torch.cumprod((self.presence_logits > 0).float(), dim=1)
 
+    def where(self, chosen: torch.Tensor, other: Trace) -> Trace:
+        """A trace of the same images that holds, image by image, `other`'s record where chosen (B,) is true and
+        this one's elsewhere."""
+        def pick(mine, theirs):
+            if mine is None:
+                return None
+            return torch.where(chosen.view(-1, *[1] * (mine.dim() - 1)), theirs, mine)
+
+        return dataclasses.replace(self, **{field.name: pick(getattr(self, field.name), getattr(other, field.name))
+                                            for field in dataclasses.fields(self)})
+
 
 @dataclass(kw_only=True)
 class SceneSample:
