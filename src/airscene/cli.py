@@ -463,8 +463,23 @@ def _add_generator_flags(maker: argparse.ArgumentParser, size: int) -> None:
 
 
 def _add_data_commands(commands) -> None:
+    """`data`: a generator for each kind of scene, `import` and `preview`."""
     data = commands.add_parser("data", help="make, import, or preview a data set")
     kinds = data.add_subparsers(dest="kind", required=True, parser_class=Parser)
+    _add_composed_scene_commands(kinds)
+    _add_look_alike_commands(kinds)
+    _add_import_command(kinds)
+    viewer = kinds.add_parser("preview", help="draw scenes with their ground-truth boxes")
+    viewer.add_argument("directory")
+    viewer.add_argument("--out", default="preview.png")
+    viewer.add_argument("--split", choices=("train", "test"), default="test")
+    viewer.add_argument("--number", type=int, default=32)
+    viewer.add_argument("--force", action="store_true", help="replace a file at --out that airscene did not write")
+    viewer.set_defaults(handler=_data_command)
+
+
+def _add_composed_scene_commands(kinds) -> None:
+    """`multi-mnist`, `scenes` and `sprites`: objects composed on a canvas, over an optional background."""
     helps = {"multi-mnist": "the paper's Multi-MNIST: 0-2 MNIST digits on 50 x 50, not overlapping",
              "scenes": "scenes composed from any object images (IDX files, or a folder of PNGs on black or transparent)",
              "sprites": "filled squares, triangles and discs, occluding each other (or --no-overlap)"}
@@ -494,6 +509,10 @@ def _add_data_commands(commands) -> None:
             maker.add_argument("--min-visible", type=float, default=0.0, help="with overlap, the least share of "
                                "each sprite's area left in view (default 0: a sprite may be hidden entirely)")
         maker.set_defaults(handler=_data_command)
+
+
+def _add_look_alike_commands(kinds) -> None:
+    """The field's segmentation data sets, made here: `tetrominoes`, `multi-dsprites`, `clevr`."""
     tetris = kinds.add_parser("tetrominoes", help="a look-alike of DeepMind's Tetrominoes: three of the 19 "
                               "shape-orientations in 6 colours on black, 35 x 35, with true masks")
     _add_generator_flags(tetris, size=35)
@@ -510,6 +529,10 @@ def _add_data_commands(commands) -> None:
     _add_generator_flags(clevr, size=64)
     clevr.add_argument("--counts", type=_counts, default=(3, 4, 5, 6), help="objects per scene (CLEVR6: 3-6)")
     clevr.set_defaults(handler=_data_command)
+
+
+def _add_import_command(kinds) -> None:
+    """`import`: the user's own images as a data set."""
     importer = kinds.add_parser("import", help="your own images (a folder of image files, or an .npy/.npz array) "
                                 "as a data set, with or without labels")
     importer.add_argument("source", help="a folder of images (PNG, JPEG, TIFF, BMP; any bit depth), or an .npy/.npz file")
@@ -533,13 +556,6 @@ def _add_data_commands(commands) -> None:
                           "k): a folder of PNGs named as the images (it may lie inside the source folder), or an "
                           ".npy/.npz (N, H, W) array for an array source; they turn on FG-ARI and mBO")
     importer.set_defaults(handler=_data_command)
-    viewer = kinds.add_parser("preview", help="draw scenes with their ground-truth boxes")
-    viewer.add_argument("directory")
-    viewer.add_argument("--out", default="preview.png")
-    viewer.add_argument("--split", choices=("train", "test"), default="test")
-    viewer.add_argument("--number", type=int, default=32)
-    viewer.add_argument("--force", action="store_true", help="replace a file at --out that airscene did not write")
-    viewer.set_defaults(handler=_data_command)
 
 
 def _add_training_commands(commands) -> None:
