@@ -413,17 +413,11 @@ def import_images(source: str | Path, out: str | Path, size: int | None = None, 
         if not splits["train"]:
             raise AirsceneError(f"no training canvases came out of {source}: lower --test-fraction, or --tile to the "
                                 "images' size")
-        sides = sorted({part.pixels.shape[0] for split in splits.values() for part in split})
-        if len(sides) > 1:
-            raise AirsceneError(f"the source images give canvases of sizes {sides}: give --size or --tile so that every "
-                                "canvas has one size")
-        if sides[0] < MIN_CANVAS:
-            raise AirsceneError(f"the source images give {sides[0]}x{sides[0]} canvases, smaller than the {MIN_CANVAS}x"
-                                f"{MIN_CANVAS} AIR needs: give --size or --scale to enlarge them")
+        side = _canvas_side(splits)
         if colour is None:
             colour = any(is_colour(part.pixels) for split in splits.values() for part in split)
         channels = 3 if colour else 1
-        train, test = (scene_set(splits[split], sides[0], channels, bool(truths)) for split in ("train", "test"))
+        train, test = (scene_set(splits[split], side, channels, bool(truths)) for split in ("train", "test"))
         settings = dict(kind="import", format_version=2, source=str(source), size=size, tile=tile,
                         stride=stride or tile, scale=scale, channels=channels, test_fraction=test_fraction, seed=seed,
                         labels=str(labels) if labels else None, masks=str(masks) if masks else None,
@@ -431,6 +425,18 @@ def import_images(source: str | Path, out: str | Path, size: int | None = None, 
                         test=len(test), skipped_sources=skipped, measured=suggest_object_size(train.images))
         save_dataset(out, train, test, settings)
     return settings
+
+
+def _canvas_side(splits: dict[str, list[Canvas]]) -> int:
+    """The one side every canvas of an import has, large enough for AIR."""
+    sides = sorted({part.pixels.shape[0] for split in splits.values() for part in split})
+    if len(sides) > 1:
+        raise AirsceneError(f"the source images give canvases of sizes {sides}: give --size or --tile so that every "
+                            "canvas has one size")
+    if sides[0] < MIN_CANVAS:
+        raise AirsceneError(f"the source images give {sides[0]}x{sides[0]} canvases, smaller than the {MIN_CANVAS}x"
+                            f"{MIN_CANVAS} AIR needs: give --size or --scale to enlarge them")
+    return sides[0]
 
 
 def _check_boxes_inside(truth: Truth | None, shape: tuple[int, ...], labels: Path | None, name: str) -> None:
