@@ -15,7 +15,7 @@ from pathlib import Path
 from airscene.config import MAIN_JOB_MINUTES, Config
 from airscene.errors import AirsceneError
 from airscene.images import INTENSITIES
-from airscene.settings import check_value, holds_every_setting
+from airscene.settings import holds_every_setting
 from airscene.storage import read_json
 
 DEFAULT_RUN = "runs/default"
@@ -306,10 +306,10 @@ def _write_outputs(args: argparse.Namespace, results: list, trained) -> None:
 
 
 def _infer_command(args: argparse.Namespace) -> int:
-    from airscene.infer import MAX_PROPOSALS, image_paths, infer_files, load
+    from airscene.infer import check_proposals, image_paths, infer_files, load
     from airscene.outputs import drawing_files, write_masks
 
-    check_value("proposals", args.proposals, int, {"minimum": 1, "maximum": MAX_PROPOSALS})  # before any work
+    check_proposals(args.proposals)  # before any work
     files = image_paths(args.images)
     _check_outputs(args, files, args.checkpoint)
     if args.masks:

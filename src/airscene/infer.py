@@ -52,7 +52,9 @@ class Scenes:
         return records
 
 
-MAX_PROPOSALS = 1024
+def check_proposals(proposals) -> int:
+    """The number of explanations to choose among (best_explanation), or a clear error."""
+    return check_value("proposals", proposals, int, {"minimum": 1, "maximum": 1024})
 
 
 @torch.no_grad()
@@ -143,7 +145,7 @@ class TrainedModel:
         object's (AIR: by step; the grid: its present cells in order), summing to 1; and the label map (B, H, W),
         the one with the largest share (0: the background)."""
         batch_size = check_value("batch_size", batch_size, int, {"minimum": 1})
-        proposals = check_value("proposals", proposals, int, {"minimum": 1, "maximum": MAX_PROPOSALS})
+        proposals = check_proposals(proposals)
         chunks = [self.model.pixel_shares(best_explanation(self.model, chunk, proposals)).float().cpu()
                   for chunk in self.prepare(images).split(batch_size)]
         most = max(chunk.shape[1] for chunk in chunks)  # grid chunks may hold different numbers of objects

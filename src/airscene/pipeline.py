@@ -16,8 +16,7 @@ from airscene.config import MAIN_JOB_MINUTES, Config
 from airscene.data import load_dataset, make_multi_mnist
 from airscene.errors import AirsceneError
 from airscene.evaluate import evaluate, segmentation_metrics
-from airscene.infer import MAX_PROPOSALS, load
-from airscene.settings import check_value
+from airscene.infer import check_proposals, load
 from airscene.storage import as_path, write_json
 from airscene.train import train
 from airscene.viz import draw_run_figure, reconstruction_figure
@@ -155,7 +154,7 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int =
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= samples <= 10_000:
         raise AirsceneError(f"samples is {samples!r}: the importance-weighted log p(x) needs a whole number from 1 "
                             "to 10,000")
-    proposals = check_value("proposals", proposals, int, {"minimum": 1, "maximum": MAX_PROPOSALS})
+    proposals = check_proposals(proposals)
     directory = writable_run(run)
     trained = load(run, device)
     _, test, _ = load_dataset(data or trained.config.data)
