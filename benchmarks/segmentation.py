@@ -39,8 +39,8 @@ from airscene.data.files import load_dataset  # noqa: E402
 from airscene.evaluate import segmentation_metrics  # noqa: E402
 
 # airscene's flags on every data set. The fast start (--learning-rate-start 4, the default) forms Multi-MNIST's
-# count sooner, but here it left the masks worse at the same step (RESULTS.md, "Segmentation: the fast start and
-# proposals"), so these runs start at the rate they keep.
+# count sooner, but here it left the masks worse at the same step (RESULTS.md, "Segmentation: the fast start, and
+# what was tried on Multi-dSprites"), so these runs start at the rate they keep.
 RECIPE = ["--model", "dair", "--likelihood-sd", "0.1", "--window-limit", "1.2", "--learning-rate-decay", "cosine",
           "--learning-rate-start", "1"]
 PROPOSALS = 16  # airscene's masks: each scene's best of this many explanations (`airscene eval --proposals`)
