@@ -71,7 +71,7 @@ def metrics(data: str, out: Path) -> None:
         torch.manual_seed(0)
         job = AIRJob(settings, train_set, test_set, torch.device("cpu"), shard)
         job.model.eval()
-        combined = combine(gather_objects(job.evaluate(), shard))
+        combined = combine(gather_objects(job.held_out_partials(), shard))
         if shard.leads:
             torch.save({"metrics": combined, "share": len(job.test_images)}, out / "metrics.pt")
 

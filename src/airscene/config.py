@@ -91,8 +91,8 @@ class ModelConfig:
                                "in front, the grid's by an inferred depth)", choices=("add", "alpha"))
     # rho of the count prior: each object costs log(1/rho) nats (1e-10: about 23), so a digit split over
     # two steps does not pay. Part of the generative model; training may anneal toward it (TrainConfig).
-    count_prior: float = setting(1e-10, "rho of the truncated geometric count prior (float32 holds it from 1e-30)",
-                                 minimum=1e-30, below=1.0)
+    count_prior: float = setting(1e-10, "rho: AIR's count is a geometric in rho truncated at N, the grid's cells each "
+                                 "present with probability rho (float32 holds it from 1e-30)", minimum=1e-30, below=1.0)
 
 
 @dataclass

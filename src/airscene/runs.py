@@ -63,12 +63,12 @@ class TrainingJob:
         """Extra float statistics of a training step (averaged into each training record)."""
         return {}
 
-    def evaluate(self) -> dict[str, tuple[float, float]]:
+    def held_out_partials(self) -> dict[str, tuple[float, float]]:
         """Held-out metrics on this rank's share of the test images, as (total, weight) per metric: the loop
         adds them up over ranks and divides, so the result is the metric of all the test images."""
         raise NotImplementedError
 
-    def describe(self, metrics: dict) -> str:
+    def progress_text(self, metrics: dict) -> str:
         """The progress bar's summary of the held-out metrics."""
         return ""
 
@@ -281,10 +281,10 @@ def train_step(job: TrainingJob, step: int, model, estimator) -> dict:
             **job.statistics(trace, batch), "skipped": skipped, "gradient_norm": gradient_norm.detach()}
 
 
-def evaluate(job: TrainingJob, run: Run, step: int, elapsed: float) -> dict:
+def log_held_out(job: TrainingJob, run: Run, step: int, elapsed: float) -> dict:
     """The held-out metrics of all ranks' shares, combined; logged by rank 0."""
     job.model.eval()
-    metrics = {"step": step, **combine(gather_objects(job.evaluate(), job.shard))}
+    metrics = {"step": step, **combine(gather_objects(job.held_out_partials(), job.shard))}
     job.model.train()
     run.log({"kind": "eval", "seconds": round(elapsed, 2), **metrics})
     return metrics
@@ -338,13 +338,13 @@ def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = 
                     run.log({"kind": "train", "step": step, "seconds": round(elapsed, 2), **record})
                     bar.set_postfix(loss=f"{record.get('loss', math.nan):.1f}")
                 if step % t.eval_every == 0:
-                    metrics = evaluate(job, run, step, elapsed)
-                    bar.set_description(job.describe(metrics))
+                    metrics = log_held_out(job, run, step, elapsed)
+                    bar.set_description(job.progress_text(metrics))
                 if step % t.checkpoint_every == 0:
                     save(run, job, step, elapsed, {"metrics": metrics, "averages": averages.read(run)})
         # A signal stops at once; the budget's end is evaluated, as the last step is.
         if stopped_by in ("steps", "minutes") and metrics.get("step") != step:
-            metrics = evaluate(job, run, step, elapsed)
+            metrics = log_held_out(job, run, step, elapsed)
         save(run, job, step, elapsed, {"metrics": metrics, "averages": averages.read(run)})
         summary = {**metrics, "step": step, "seconds": round(elapsed, 1), "stopped_by": requested["signal"] or stopped_by,
                    "skipped_steps": averages.skipped_steps, "checkpoint": str(run.checkpoint)}

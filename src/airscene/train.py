@@ -108,7 +108,7 @@ class AIRJob(TrainingJob):
             statistics["train_count_accuracy"] = (counts == batch.truth).float().mean()
         return statistics
 
-    def evaluate(self) -> dict[str, tuple[float, float]]:
+    def held_out_partials(self) -> dict[str, tuple[float, float]]:
         if len(self.test_images) == 0:
             return {}
         metrics = {}
@@ -124,7 +124,7 @@ class AIRJob(TrainingJob):
         elbo, _ = elbo_and_log_likelihood(self.model, self.test_images, samples=1)
         return {**metrics, "test_elbo": (float(elbo.sum()), len(elbo))}
 
-    def describe(self, metrics: dict) -> str:
+    def progress_text(self, metrics: dict) -> str:
         for key, label in (("test_count_accuracy", "test acc {:.3f}"), ("test_elbo", "test elbo {:.1f}")):
             if metrics.get(key) is not None:
                 return label.format(metrics[key])

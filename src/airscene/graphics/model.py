@@ -111,7 +111,7 @@ class SceneEncoder(nn.Module):
         return self.net(torch.cat([images, self.coordinates.expand(len(images), -1, -1, -1)], 1))
 
 
-class GlimpseEncoder(nn.Module):
+class GlimpseEmbedding(nn.Module):
     """Glimpse (B, 3, g, g) -> embedding (B, E), by a small CNN."""
 
     def __init__(self, embedding_size: int):
@@ -158,7 +158,7 @@ class SceneAIR(AttendInferRepeat):
         # 2-vector, per shape).
         self.infers_yaw = any(order > 0 for order in orders)
         if self.infers_yaw:
-            self.yaw_encoder = GlimpseEncoder(hidden)
+            self.yaw_encoder = GlimpseEmbedding(hidden)
             self.yaw_head = nn.Linear(hidden, 2 * self.shapes)
         self.register_buffer("count_prior", torch.tensor(config.count_prior))  # rho; training may anneal it
         self.difference = config.model == "dair"

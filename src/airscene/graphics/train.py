@@ -57,10 +57,10 @@ class SceneJob(TrainingJob):
         self.model.count_prior.fill_(count_prior_at(step, self.config.model.count_prior, self.settings))
         return exploration_at(step, self.settings)
 
-    def evaluate(self) -> dict[str, tuple[float, float]]:
+    def held_out_partials(self) -> dict[str, tuple[float, float]]:
         return scene_totals(self.model.infer(self.test_images), self.test_scenes, self.config.model.shapes)
 
-    def describe(self, metrics: dict) -> str:
+    def progress_text(self, metrics: dict) -> str:
         shown = {"count_accuracy": "count", "identity_accuracy": "identity", "position_error": "position",
                  "rotation_error_degrees": "rotation"}
         return " ".join(f"{label} {metrics[key]:.3g}" for key, label in shown.items() if metrics.get(key) is not None)
