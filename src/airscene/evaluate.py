@@ -97,8 +97,7 @@ def elbo_and_log_likelihood(model: SceneModel, images: torch.Tensor, samples: in
     for chunk in images.split(batch_size if model.enumerates_count else max(1, batch_size * 4 // samples)):
         repeated = chunk.repeat_interleave(samples, dim=0)  # (b * S, C, H, W)
         if not model.enumerates_count:
-            weights = log_weight(model, model(repeated, presence="sample")).view(-1, samples)
-            elbo = weights
+            elbo = weights = log_weight(model, model(repeated, presence="sample")).view(-1, samples)
         else:
             trace = model(repeated, presence="all")
             count_log_q = count_log_posterior(trace)

@@ -428,7 +428,7 @@ class AIR(AttendInferRepeat, PixelLikelihood):
 
     def most_probable(self, images: torch.Tensor, sample: bool = False) -> Trace:
         """The trace of the most probable scene: every latent at its mean, each step's presence greedy; with
-        `sample`, the continuous latents drawn from q instead (a proposal, evaluate.best_explanation)."""
+        `sample`, the continuous latents drawn from q instead (a proposal, infer.best_explanation)."""
         return self(images, presence="greedy", sample=sample)
 
     @torch.no_grad()

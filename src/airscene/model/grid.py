@@ -357,7 +357,7 @@ class GridAIR(nn.Module, PixelLikelihood):
 
     def most_probable(self, images: torch.Tensor, sample: bool = False) -> GridTrace:
         """The trace of the most probable scene: every latent at its mean (with `sample`, drawn from q: a
-        proposal, evaluate.best_explanation), the presences the network's refined by presence_sweeps of
+        proposal, infer.best_explanation), the presences the network's refined by presence_sweeps of
         `refine_presence`."""
         trace = self(images, presence="greedy", sample=sample)
         return dataclasses.replace(trace, z_pres=self.refine_presence(trace)) if self.config.presence_sweeps else trace
