@@ -50,13 +50,14 @@ def test_many_windows_are_cropped_in_one_pass_as_one_at_a_time():
     torch.testing.assert_close(together, torch.stack([crop_glimpse(images, z_where[:, k], 7, 0.5) for k in range(5)], 1))
 
 
-@pytest.mark.parametrize("likelihood, compositing, background", [
-    ("gaussian", "add", "none"), ("gaussian", "add", "learned"), ("bernoulli", "add", "learned"),
-    ("gaussian", "alpha", "learned"), ("bernoulli", "alpha", "none")])
-def test_each_cells_presence_effect_is_the_change_in_the_likelihood(likelihood, compositing, background):
+@pytest.mark.parametrize("likelihood, compositing, background, colour", [
+    ("gaussian", "add", "none", "pixel"), ("gaussian", "add", "learned", "pixel"), ("bernoulli", "add", "learned", "pixel"),
+    ("gaussian", "alpha", "learned", "pixel"), ("bernoulli", "alpha", "none", "pixel"), ("gaussian", "add", "none", "flat"),
+    ("gaussian", "alpha", "learned", "flat")])
+def test_each_cells_presence_effect_is_the_change_in_the_likelihood(likelihood, compositing, background, colour):
     torch.manual_seed(0)
     model = GridAIR(grid_config(image_size=22, likelihood=likelihood, compositing=compositing,  # 22: the grid pads to 24
-                                background=background)).double()
+                                background=background, glimpse_colour=colour)).double()
     with torch.no_grad():
         model.head.bias[0] = 0.0  # half the cells present
         trace = model(torch.rand(2, 1, 22, 22, dtype=torch.double))

@@ -219,6 +219,31 @@ def test_conv_glimpse_networks_and_bernoulli_likelihood_train():
     assert model.encode.net[0].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("compositing", ["add", "alpha"])
+def test_flat_colour_glimpses_paint_one_decoded_shape_in_one_colour(compositing):
+    """With --glimpse-colour flat an object is a shape and a colour: every pixel of its glimpse has the same
+    colour (alpha: the colour channels constant, the shape in the alpha; add: the colour scaled by the shape),
+    and the gradient reaches both the shape network and the colour head."""
+    torch.manual_seed(0)
+    model = AIR(small_config(channels=3, compositing=compositing, glimpse_colour="flat"))
+    z_what = torch.randn(5, 4)
+    glimpses = model.decode(z_what)  # (B, C(+1), g, g)
+    assert glimpses.shape == (5, 3 + (compositing == "alpha"), 8, 8)
+    shape = model.decode.net(z_what).add(model.config.decoder_bias).sigmoid().view(5, 1, 8, 8)
+    colour = model.decode.colour(z_what).sigmoid()[:, :, None, None]
+    if compositing == "alpha":
+        torch.testing.assert_close(glimpses[:, 3:], shape)
+        torch.testing.assert_close(glimpses[:, :3], colour.expand(-1, -1, 8, 8))
+    else:
+        torch.testing.assert_close(glimpses, colour * shape)
+        ratios = glimpses / glimpses[:, :1]  # red, green and blue in the same proportions at every pixel
+        torch.testing.assert_close(ratios, ratios[..., :1, :1].expand_as(ratios))
+    trace = model(torch.rand(4, 3, 20, 20), presence="all")
+    loss, _ = Enumerate()(model, trace)
+    loss.backward()
+    assert model.decode.colour.weight.grad.abs().sum() > 0 and model.decode.net[-1].weight.grad.abs().sum() > 0
+
+
 def test_colour_model_keeps_the_channels_apart():
     """Each decoded channel is pasted where its glimpse says and nowhere else, and the likelihood compares
     channel by channel: the image with red and blue swapped is a worse explanation of it."""

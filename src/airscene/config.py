@@ -52,6 +52,11 @@ class ModelConfig:
                                   "features)", minimum=1, maximum=8192)
     glimpse_hidden_size: int = setting(200, "hidden units of the glimpse encoder and decoder", minimum=1, maximum=8192)
     glimpse_network: str = setting("mlp", "the glimpse encoder and decoder", choices=("mlp", "conv"))
+    # "flat": one colour an object and a decoded shape (GlimpseDecoder): for flat-shaded objects (sprites,
+    # tetrominoes), whose per-pixel colours the "pixel" decoder must otherwise learn at every pixel.
+    glimpse_colour: str = setting("pixel", "how a decoded glimpse is coloured: pixel (each pixel its own) or flat "
+                                  "(one colour an object, painting a decoded shape)", choices=("pixel", "flat"),
+                                  added="0.2.0")
     decoder_bias: float = setting(-2.0, "added before the decoder's sigmoid: glimpses start nearly blank",
                                   minimum=-20.0, maximum=20.0)
     likelihood: str = setting("gaussian", "p(x | z): gaussian (sd likelihood_sd) or bernoulli",

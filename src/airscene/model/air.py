@@ -285,8 +285,7 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         self.encode = GlimpseEncoder(config.channels, config.glimpse_size, config.glimpse_hidden_size,
                                      config.what_size, config.glimpse_network)
         self.alpha = config.compositing == "alpha"
-        self.decode = GlimpseDecoder(config.channels + self.alpha, config.glimpse_size, config.glimpse_hidden_size,
-                                     config.what_size, config.decoder_bias, config.glimpse_network)
+        self.decode = GlimpseDecoder.of(config)
         if config.background == "learned":
             self.background = BackgroundVAE(config.channels, config.background_size, config.background_resolution)
         self.register_buffer("where_prior_mean", torch.tensor(config.where_prior_mean))

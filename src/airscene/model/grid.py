@@ -204,8 +204,7 @@ class GridAIR(nn.Module, PixelLikelihood):
             self.head.bias.copy_(torch.tensor([-3.0] + [0.0] * latents + [-1.0] * latents))
         self.encode = GlimpseEncoder(config.channels, config.glimpse_size, config.glimpse_hidden_size,
                                      config.what_size, config.glimpse_network)
-        self.decode = GlimpseDecoder(config.channels + self.alpha, config.glimpse_size, config.glimpse_hidden_size,
-                                     config.what_size, config.decoder_bias, config.glimpse_network)
+        self.decode = GlimpseDecoder.of(config)
         if config.background == "learned":
             self.background = BackgroundVAE(config.channels, config.background_size, config.background_resolution)
         self.register_buffer("count_prior", torch.tensor(config.count_prior))  # rho, of each cell

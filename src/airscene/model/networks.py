@@ -54,28 +54,51 @@ class GlimpseEncoder(nn.Module):
 
 
 class GlimpseDecoder(nn.Module):
-    """z_what -> y_att, a glimpse in [0, 1]. The fixed negative bias before the sigmoid starts every
-    glimpse nearly blank, so early objects do not paint the canvas grey (Pyro's recipe)."""
+    """z_what -> y_att, a glimpse in [0, 1]: `channels` colour channels, then an alpha channel if `alpha`.
+    The fixed negative bias before the sigmoid starts every glimpse nearly blank, so early objects do not
+    paint the canvas grey (Pyro's recipe).
+
+    colour "pixel": every pixel of every channel decoded on its own. "flat": the network decodes one map, the
+    object's shape (its alpha, or its ink where glimpses add up), and a linear head one colour for the whole
+    object, which paints the shape: a flat-shaded object (a sprite, a tetromino) is then a shape and a colour,
+    where per-pixel decoding must learn their product at every pixel."""
 
     def __init__(self, channels: int, glimpse_size: int, hidden_size: int, what_size: int, bias: float,
-                 kind: str = "mlp"):
+                 kind: str = "mlp", alpha: bool = False, colour: str = "pixel"):
         super().__init__()
-        self.shape = (channels, glimpse_size, glimpse_size)
+        self.channels, self.alpha, self.flat = channels, alpha, colour == "flat"
+        maps = 1 if self.flat else channels + alpha
+        self.shape = (maps, glimpse_size, glimpse_size)
         self.bias = bias
         if kind == "mlp":
             self.net = nn.Sequential(nn.Linear(what_size, hidden_size), nn.ReLU(),
-                                     nn.Linear(hidden_size, channels * glimpse_size ** 2))
+                                     nn.Linear(hidden_size, maps * glimpse_size ** 2))
         else:
             quarter = (glimpse_size + 3) // 4
             self.net = nn.Sequential(
                 nn.Linear(what_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, 32 * quarter ** 2), nn.ReLU(),
                 nn.Unflatten(1, (32, quarter, quarter)),
                 nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), nn.ReLU(),
-                nn.ConvTranspose2d(16, channels, 4, stride=2, padding=1),
+                nn.ConvTranspose2d(16, maps, 4, stride=2, padding=1),
                 nn.Upsample(size=(glimpse_size, glimpse_size), mode="bilinear", align_corners=False), nn.Flatten())
+        if self.flat:
+            self.colour = nn.Linear(what_size, channels)
 
-    def forward(self, z_what: torch.Tensor) -> torch.Tensor:  # (B, C_what) -> (B, C, g, g)
-        return torch.sigmoid(self.net(z_what) + self.bias).view(-1, *self.shape)
+    @classmethod
+    def of(cls, config) -> GlimpseDecoder:
+        """The decoder a model config describes (AIR's and the grid's alike)."""
+        return cls(config.channels, config.glimpse_size, config.glimpse_hidden_size, config.what_size,
+                   config.decoder_bias, config.glimpse_network, alpha=config.compositing == "alpha",
+                   colour=config.glimpse_colour)
+
+    def forward(self, z_what: torch.Tensor) -> torch.Tensor:  # (B, C_what) -> (B, C(+1), g, g)
+        maps = torch.sigmoid(self.net(z_what) + self.bias).view(-1, *self.shape)
+        if not self.flat:
+            return maps
+        colour = torch.sigmoid(self.colour(z_what))[:, :, None, None]  # (B, C, 1, 1)
+        if self.alpha:
+            return torch.cat([colour.expand(-1, -1, *self.shape[1:]), maps], 1)
+        return colour * maps
 
 
 class BackgroundVAE(nn.Module):
