@@ -43,13 +43,14 @@ from airscene.evaluate import segmentation_metrics  # noqa: E402
 # what was tried on Multi-dSprites"), so these runs start at the rate they keep.
 RECIPE = ["--model", "dair", "--likelihood-sd", "0.1", "--window-limit", "1.2", "--learning-rate-decay", "cosine",
           "--learning-rate-start", "1"]
-PROPOSALS = 16  # airscene's masks: each scene's best of this many explanations (`airscene eval --proposals`)
+PROPOSALS = 16  # airscene's masks: each scene's best of this many explanations (`airscene eval --proposals`),
+REFINE = 100  # then refined by this many gradient steps on its joint (`--refine`); both chosen on other scenes
 DATA_SETS = {  # name: what it is, the `airscene data` command, Slot Attention's slots, airscene's train flags
     "tetrominoes": {
         "what": "Tetrominoes look-alike (35 x 35, 3 pieces on black)",
         "data": ["tetrominoes", "--test", "1000"],
         "slots": 4,
-        "airscene": [*RECIPE, "--object-size", "5,20", "--max-objects", "3"],
+        "airscene": [*RECIPE, "--object-size", "5,20", "--max-objects", "3", "--glimpse-colour", "flat"],
     },
     "multi-dsprites": {
         "what": "Multi-dSprites look-alike (64 x 64, 1-4 sprites, colour on colour)",
@@ -178,7 +179,8 @@ def run_airscene_model(directory: Path, data: Path, flags: list[str], minutes: f
                        device: str) -> None:
     if train_once(directory, "train", "--data", str(data), *flags, "--seed", str(seed), "--minutes", str(minutes),
                   "--threads", str(threads), "--device", device, "--quiet") or not (directory / "eval.json").is_file():
-        run_airscene("eval", str(directory), "--samples", "1", "--proposals", str(PROPOSALS), "--device", device)
+        run_airscene("eval", str(directory), "--samples", "1", "--proposals", str(PROPOSALS), "--refine", str(REFINE),
+                     "--device", device)
 
 
 def scores(directory: Path, model: str) -> dict | None:
@@ -210,7 +212,7 @@ def report(out: Path, name: str, minutes: float, seeds: list[int], device: str) 
     body = (f"Data: {spec['what']}, `airscene data {' '.join(spec['data'])}`. Each run: {minutes:g} minutes of "
             f"training on {device} ({ran.get('threads', '?')} torch thread(s) a run, {ran.get('parallel', '?')} runs "
             f"at once), then scored on every held-out scene by `airscene.evaluate.segmentation_metrics`. airscene: "
-            f"`airscene train {' '.join(spec['airscene'])}`, `airscene eval --samples 1 --proposals {PROPOSALS}`. Slot Attention: "
+            f"`airscene train {' '.join(spec['airscene'])}`, `airscene eval --samples 1 --proposals {PROPOSALS} --refine {REFINE}`. Slot Attention: "
             f"{spec['slots']} slots, as described in the script.\n\n" + "\n".join(rows))
     write_section(f"Segmentation: {name}" + ("" if device == "cpu" else f" ({device})"), body, ran.get("machine"))
 

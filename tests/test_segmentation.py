@@ -137,6 +137,42 @@ def test_the_best_of_several_explanations_is_each_images_most_likely_one(setting
     assert torch.allclose(model.render(best), expected)
 
 
+@pytest.mark.parametrize("settings", [dict(model="dair", compositing="alpha", background="learned"),
+                                      dict(model="air", glimpse_colour="flat"),
+                                      dict(model="grid", compositing="alpha", object_size=(8.0,))],
+                         ids=["dair-alpha-background", "air-flat", "grid-alpha"])
+def test_refinement_climbs_each_images_joint_and_moves_only_its_objects_latents(settings):
+    from airscene.config import ModelConfig
+    from airscene.infer import refine_explanation
+    from airscene.model import make_model
+
+    torch.manual_seed(0)
+    model = make_model(ModelConfig(image_size=24, channels=1, glimpse_size=8, what_size=4, hidden_size=16,
+                                   embedding_size=16, glimpse_hidden_size=16, decoder_bias=0.0, **settings)).eval()
+    images = torch.rand(6, 1, 24, 24)
+    with torch.no_grad():
+        trace = model.most_probable(images)
+    if "grid" in settings["model"]:
+        trace.z_pres[:, :4] = 1.0  # some cells present whatever the untrained network says
+
+    def joint(explanation):
+        _, log_prior = model.explained_by(explanation, model.explanation_latents(explanation))
+        return model.trace_log_likelihood(explanation) + log_prior
+
+    # The latents a trace holds redraw that trace: explained_by is the generative half of the forward pass.
+    redrawn, _ = model.explained_by(trace, model.explanation_latents(trace))
+    torch.testing.assert_close(model.render(redrawn), model.render(trace))
+    refined = refine_explanation(model, trace, steps=20)
+    with torch.no_grad():
+        before, after = joint(trace), joint(refined)
+    assert (after >= before).all() and (after > before + 1).any()
+    assert torch.equal(refined.z_pres, trace.z_pres) and torch.equal(refined.presence_logits, trace.presence_logits)
+    if trace.background is not None:
+        assert torch.equal(refined.background, trace.background)
+    assert all(parameter.grad is None for parameter in model.parameters())  # the model is not trained by it
+    assert refine_explanation(model, trace, steps=0) is trace
+
+
 def test_shares_follow_the_compositing_by_hand():
     from airscene.model.air import VISIBLE, pixel_shares
 
@@ -196,6 +232,10 @@ def test_eval_and_training_report_segmentation_where_the_data_has_masks(tmp_path
     assert main(["eval", str(tmp_path / "run"), "--samples", "2", "--proposals", "0"]) == 2
     assert main(["eval", str(tmp_path / "run"), "--samples", "2", "--proposals", "3"]) == 0
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["proposals"] == 3
+    for bad in ("-1", "10001"):
+        assert main(["eval", str(tmp_path / "run"), "--samples", "2", "--refine", bad]) == 2
+    assert main(["eval", str(tmp_path / "run"), "--samples", "2", "--refine", "3"]) == 0
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["refine"] == 3
     assert "masks" not in metrics["missing_labels"]
     from PIL import Image
 
@@ -208,6 +248,7 @@ def test_eval_and_training_report_segmentation_where_the_data_has_masks(tmp_path
     for index in range(3):
         Image.fromarray(test.images[index]).save(tmp_path / "images" / f"{index}.png")
     assert main(["infer", str(tmp_path / "run"), str(tmp_path / "images"), "--proposals", "4"]) == 2  # no --masks
+    assert main(["infer", str(tmp_path / "run"), str(tmp_path / "images"), "--refine", "4"]) == 2
     for _ in range(2):  # the second time over its own label maps
         assert main(["infer", str(tmp_path / "run"), str(tmp_path / "images"), "--masks", str(tmp_path / "masks")]) == 0
     expected = load(tmp_path / "run").segment(test.images[:3])[1]

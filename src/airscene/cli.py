@@ -76,6 +76,8 @@ def _numbers(text: str) -> tuple[float, ...]:
 AIR_UNREAD = ("data", "train.yaw_proposals")
 PROPOSALS_HELP = ("the masks: each image's best of this many explanations, the most probable and the rest drawn from "
                   "the inference network, by log p(x, z) - log q(z | x) (1: the most probable alone)")
+REFINE_HELP = ("the masks: after choosing the explanation, this many gradient steps on each image's own joint log p(x, z) "
+               "over its objects' windows and codes, kept where the joint rose (0: none)")
 GRAPHICS_UNREAD = ("train.vimco_samples", "train.temperature_start", "train.temperature_end", "train.temperature_steps",
                    "train.straight_through", "train.augment")
 
@@ -281,7 +283,7 @@ def _seeds_command(args: argparse.Namespace) -> int:
 def _eval_command(args: argparse.Namespace) -> int:
     from airscene.pipeline import evaluate_run
 
-    _print(evaluate_run(args.run, args.data, args.samples, args.device, args.proposals))
+    _print(evaluate_run(args.run, args.data, args.samples, args.device, args.proposals, args.refine))
     return 0
 
 
@@ -306,21 +308,23 @@ def _write_outputs(args: argparse.Namespace, results: list, trained) -> None:
 
 
 def _infer_command(args: argparse.Namespace) -> int:
-    from airscene.infer import check_proposals, image_paths, infer_files, load
+    from airscene.infer import check_proposals, check_refinement, image_paths, infer_files, load
     from airscene.outputs import drawing_files, write_masks
 
     check_proposals(args.proposals)  # before any work
+    check_refinement(args.refine)
     files = image_paths(args.images)
     _check_outputs(args, files, args.checkpoint)
     if args.masks:
         drawing_files(files, args.masks, args.force, run=args.checkpoint, flag="--masks")
-    elif args.proposals != 1:
-        raise AirsceneError("--proposals chooses the explanation behind --masks: give --masks DIR too, or drop it")
+    elif args.proposals != 1 or args.refine != 0:
+        raise AirsceneError("--proposals and --refine choose the explanation behind --masks: give --masks DIR too, "
+                            "or drop them")
     trained = load(args.checkpoint, args.device)
     results = infer_files(trained, files)
     _write_outputs(args, results, trained)
     if args.masks:
-        print(f"wrote {len(write_masks(trained, files, args.masks, args.force, run=args.checkpoint, proposals=args.proposals))} label maps in {args.masks}")
+        print(f"wrote {len(write_masks(trained, files, args.masks, args.force, run=args.checkpoint, proposals=args.proposals, refine=args.refine))} label maps in {args.masks}")
     if args.json:
         _print([{"image": str(path), **record} for path, record in results])
     elif not args.out and not args.draw and not args.masks:
@@ -577,6 +581,7 @@ def _add_training_commands(commands) -> None:
     evaluator.add_argument("--data", default=None, help="data set (default: the one the run trained on)")
     evaluator.add_argument("--samples", type=int, default=50, help="importance samples for log p(x)")
     evaluator.add_argument("--proposals", type=int, default=1, help=PROPOSALS_HELP)
+    evaluator.add_argument("--refine", type=int, default=0, help=REFINE_HELP)
     _add_device_flag(evaluator)
     evaluator.set_defaults(handler=_eval_command)
 
@@ -603,6 +608,7 @@ def _add_inference_commands(commands) -> None:
     inferrer.add_argument("--masks", default=None, help="write each image's label map (0 background, k object k; "
                           "8-bit PNG with a palette) into this folder")
     inferrer.add_argument("--proposals", type=int, default=1, help=PROPOSALS_HELP)
+    inferrer.add_argument("--refine", type=int, default=0, help=REFINE_HELP)
     inferrer.add_argument("--force", action="store_true", help="replace files at --out or in --draw that airscene "
                           "did not write")
     _add_device_flag(inferrer)

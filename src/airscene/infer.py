@@ -52,6 +52,9 @@ class Scenes:
         return records
 
 
+REFINEMENT_LEARNING_RATE = 0.02  # Adam's step on the latents: z_what's prior is N(0, I), z_where's sd is 0.1-1
+
+
 def check_proposals(proposals) -> int:
     """The number of explanations to choose among (best_explanation), or a clear error."""
     return check_value("proposals", proposals, int, {"minimum": 1, "maximum": 1024})
@@ -72,6 +75,39 @@ def best_explanation(model: SceneModel, images: torch.Tensor, proposals: int = 1
         better = proposal_weight > weight
         best, weight = best.where(better, proposal), torch.where(better, proposal_weight, weight)
     return best
+
+
+def check_refinement(steps) -> int:
+    """The number of gradient steps refine_explanation takes (0: none), or a clear error."""
+    return check_value("refine", steps, int, {"minimum": 0, "maximum": 10000})
+
+
+def refine_explanation(model: SceneModel, trace: Trace, steps: int,
+                       learning_rate: float = REFINEMENT_LEARNING_RATE) -> Trace:
+    """The explanation moved uphill on the image's own joint log p(x, z): `steps` of Adam on the present objects'
+    continuous latents (model.explanation_latents), presences and background held; image by image, the better of
+    it and `trace` by that joint. The inference network proposes, and a few gradient steps on the one image mend
+    what amortisation left (semi-amortised inference, as in Kim et al. 2018, "Semi-Amortized Variational
+    Autoencoders"): windows that straddle two touching pieces slide onto one. No label is used."""
+    if steps == 0:
+        return trace
+    start = {name: value.detach() for name, value in model.explanation_latents(trace).items()}
+    latents = {name: value.clone().requires_grad_(True) for name, value in start.items()}
+    optimiser = torch.optim.Adam(latents.values(), lr=learning_rate)
+    with torch.enable_grad():
+        for _ in range(steps):
+            refined, log_prior = model.explained_by(trace, latents)
+            joint = model.trace_log_likelihood(refined) + log_prior
+            gradients = torch.autograd.grad(-joint.sum(), list(latents.values()))  # the latents', not the model's
+            for value, gradient in zip(latents.values(), gradients):
+                value.grad = gradient
+            optimiser.step()
+    with torch.no_grad():
+        refined, log_prior = model.explained_by(trace, {name: value.detach() for name, value in latents.items()})
+        _, start_log_prior = model.explained_by(trace, start)
+        better = (model.trace_log_likelihood(refined) + log_prior
+                  > model.trace_log_likelihood(trace) + start_log_prior)
+    return trace.where(better, refined)
 
 
 class TrainedModel:
@@ -138,15 +174,17 @@ class TrainedModel:
                             for part in parts["objects"]]
         return {name: torch.cat(values).numpy() for name, values in parts.items()}
 
-    @torch.inference_mode()
-    def segment(self, images, batch_size: int = 100, proposals: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    @torch.no_grad()  # not inference mode: refine_explanation takes gradients of the latents
+    def segment(self, images, batch_size: int = 100, proposals: int = 1, refine: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Each image taken apart as the model draws its most probable scene (or the best of `proposals`,
-        best_explanation): soft masks (B, N + 1, H, W), the background's share of every pixel (index 0) and each
-        object's (AIR: by step; the grid: its present cells in order), summing to 1; and the label map (B, H, W),
-        the one with the largest share (0: the background)."""
+        best_explanation; then `refine` gradient steps on its own joint, refine_explanation): soft masks
+        (B, N + 1, H, W), the background's share of every pixel (index 0) and each object's (AIR: by step; the
+        grid: its present cells in order), summing to 1; and the label map (B, H, W), the one with the largest
+        share (0: the background)."""
         batch_size = check_value("batch_size", batch_size, int, {"minimum": 1})
-        proposals = check_proposals(proposals)
-        chunks = [self.model.pixel_shares(best_explanation(self.model, chunk, proposals)).float().cpu()
+        proposals, refine = check_proposals(proposals), check_refinement(refine)
+        chunks = [self.model.pixel_shares(refine_explanation(self.model, best_explanation(self.model, chunk, proposals),
+                                                             refine)).float().cpu()
                   for chunk in self.prepare(images).split(batch_size)]
         most = max(chunk.shape[1] for chunk in chunks)  # grid chunks may hold different numbers of objects
         masks = torch.cat([torch.nn.functional.pad(chunk, (0, 0, 0, 0, 0, most - chunk.shape[1])) for chunk in chunks])

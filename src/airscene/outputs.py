@@ -138,8 +138,9 @@ def png_mark():
 
 
 def write_masks(trained: TrainedModel, files: list[Path], directory: str | Path, force: bool = False,
-                run: str | Path | None = None, proposals: int = 1) -> list[Path]:
-    """Each image's label map (TrainedModel.segment, the best of `proposals` explanations: 0 the background, k the
+                run: str | Path | None = None, proposals: int = 1, refine: int = 0) -> list[Path]:
+    """Each image's label map (TrainedModel.segment, the best of `proposals` explanations refined by `refine`
+    gradient steps: 0 the background, k the
     k-th object) as DIRECTORY/<name>.png, 8-bit with a palette, so that the values are the labels and a viewer
     shows each object in its own colour."""
     from PIL import Image
@@ -149,7 +150,7 @@ def write_masks(trained: TrainedModel, files: list[Path], directory: str | Path,
     palette = np.random.default_rng(0).integers(64, 256, size=(256, 3), dtype=np.uint8)
     palette[0] = 0  # the background black
     for path, target in zip(files, targets):
-        _, labels = trained.segment(trained.read([path]), proposals=proposals)
+        _, labels = trained.segment(trained.read([path]), proposals=proposals, refine=refine)
         picture = Image.fromarray(labels[0].astype(np.uint8), mode="P")
         picture.putpalette(palette.ravel().tolist())
         write_file(target, lambda handle: picture.save(handle, format="PNG", pnginfo=png_mark()), "mask")

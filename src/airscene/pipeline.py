@@ -16,7 +16,7 @@ from airscene.config import MAIN_JOB_MINUTES, Config
 from airscene.data import load_dataset, make_multi_mnist
 from airscene.errors import AirsceneError
 from airscene.evaluate import evaluate, segmentation_metrics
-from airscene.infer import check_proposals, load
+from airscene.infer import check_proposals, check_refinement, load
 from airscene.storage import as_path, write_json
 from airscene.train import train
 from airscene.viz import draw_run_figure, reconstruction_figure
@@ -146,15 +146,16 @@ def count_job(folder: str | Path, out: str | Path, minutes: float = COUNT_JOB_MI
 
 
 def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int = 50, device: str = "cpu",
-                 proposals: int = 1) -> dict:
+                 proposals: int = 1, refine: int = 0) -> dict:
     """Every held-out metric of a trained run (a run directory or its checkpoint) on the test split of its
     own data set, or of `data`; written to RUN/eval.json (RUN/eval-DATA.json for another data set) and
     returned. RUN/reconstructions.png shows the first test images with their reconstructions. Where the data
-    has masks, the segmentation is each image's best of `proposals` explanations (infer.best_explanation)."""
+    has masks, the segmentation is each image's best of `proposals` explanations (infer.best_explanation), refined
+    by `refine` gradient steps on its joint (infer.refine_explanation)."""
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= samples <= 10_000:
         raise AirsceneError(f"samples is {samples!r}: the importance-weighted log p(x) needs a whole number from 1 "
                             "to 10,000")
-    proposals = check_proposals(proposals)
+    proposals, refine = check_proposals(proposals), check_refinement(refine)
     directory = writable_run(run)
     trained = load(run, device)
     _, test, _ = load_dataset(data or trained.config.data)
@@ -165,8 +166,8 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, samples: int =
     metrics = {"checkpoint_step": trained.step, "data": str(data or trained.config.data),
                **evaluate(trained.model, images, test.counts, test.boxes, samples=samples)}
     if test.masks is not None:  # segmentation as object-centric models are compared
-        metrics.update(segmentation_metrics(test.masks, trained.segment(images, proposals=proposals)[1]),
-                       proposals=proposals)
+        metrics.update(segmentation_metrics(test.masks, trained.segment(images, proposals=proposals, refine=refine)[1]),
+                       proposals=proposals, refine=refine)
     else:
         metrics["missing_labels"].append("masks")
     suffix = "" if data is None else f"-{Path(data).resolve().name}"  # another data set's results beside the run's own

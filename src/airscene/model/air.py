@@ -20,6 +20,7 @@ and rarely recovers. The training loop anneals e to 0, after which q is the netw
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -334,7 +335,7 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         z_where, z_what = steps["z_where"], steps["z_what"]  # (B, N, 3), (B, N, C_what)
         log_q = (normal(steps["where_mean"], steps["where_sd"]).log_prob(z_where).sum(-1)
                  + normal(steps["what_mean"], steps["what_sd"]).log_prob(z_what).sum(-1))
-        log_p = self.where_prior().log_prob(z_where).sum(-1) + standard_normal().log_prob(z_what).sum(-1)
+        log_p = self.latent_log_prior(z_where, z_what)
         objects = steps["objects"] if self.difference else self.render_steps(z_what, z_where)
         return GlimpseTrace(images=images, presence_logits=presence_logits, z_pres=z_pres, log_ratio=log_p - log_q,
                             z_where=z_where, z_what=z_what, objects=objects,
@@ -391,6 +392,21 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         canvas = composite(objects, background, z_pres, self.alpha)[:, -1]
         return SceneSample(images=self.draw_images(canvas, generator), canvas=canvas, z_pres=z_pres, z_where=z_where,
                            z_what=z_what, background=background)
+
+    def latent_log_prior(self, z_where: torch.Tensor, z_what: torch.Tensor) -> torch.Tensor:
+        """(B, N, 3), (B, N, C_what) -> (B, N): log p(z_where^i) + log p(z_what^i) of each step."""
+        return self.where_prior().log_prob(z_where).sum(-1) + standard_normal().log_prob(z_what).sum(-1)
+
+    def explanation_latents(self, trace: GlimpseTrace) -> dict[str, torch.Tensor]:
+        """The continuous latents of a trace's objects, where their priors are defined: z_where and z_what."""
+        return {"z_where": trace.z_where, "z_what": trace.z_what}
+
+    def explained_by(self, trace: GlimpseTrace, latents: dict[str, torch.Tensor]) -> tuple[GlimpseTrace, torch.Tensor]:
+        """The trace with its objects drawn from `latents` (explanation_latents' kind; presences and background
+        as they were), and log p of the present objects' latents (B,)."""
+        z_where, z_what = latents["z_where"], latents["z_what"]
+        log_prior = (self.latent_log_prior(z_where, z_what) * trace.z_pres).sum(1)
+        return dataclasses.replace(trace, z_where=z_where, z_what=z_what, objects=self.render_steps(z_what, z_where)), log_prior
 
     def render_object(self, z_what: torch.Tensor, z_where: torch.Tensor) -> torch.Tensor:
         """y^i: the decoded glimpse y_att placed on the canvas by the inverse transform. (B, C, H, W)"""

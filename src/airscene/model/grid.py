@@ -58,6 +58,8 @@ class GridTrace(Trace):
     latent_kl: torch.Tensor  # (B, K) KL(q || p) of each cell's window, appearance (and depth), in closed form
     background: torch.Tensor | None = None  # (B, C, H, W) where the model has a background
     z_depth: torch.Tensor | None = None  # (B, K) with alpha compositing: nearer objects have larger depth
+    # (B, K, 3(+1)) the window's (and depth's) latents before they are squashed into range: their prior is N(0, I)
+    window_latents: torch.Tensor
 
     @property
     def steps_taken(self) -> torch.Tensor:
@@ -76,6 +78,7 @@ class CellLatents:
     in_tile: torch.Tensor  # (B, K, 3) the same window in its tile's terms
     z_what: torch.Tensor  # (B, K, C_what)
     z_depth: torch.Tensor | None  # (B, K) with alpha compositing
+    window_latents: torch.Tensor  # (B, K, 3(+1)) u, from which the window (and depth) are squashed
     log_ratio: torch.Tensor  # (B, K) log p - log q of the window's, appearance's (and depth's) latents
     kl: torch.Tensor  # (B, K) KL(q || p) of the same latents, in closed form
 
@@ -294,18 +297,33 @@ class GridAIR(nn.Module, PixelLikelihood):
         u = draw(standard_normal(), (number, cells, 3 + self.alpha), generator, device)
         z_what = draw(standard_normal(), (number, cells, c.what_size), generator, device)
         z_where, in_tile = self.canvas_windows(u[..., :3], rows, columns, c.image_size)
-        tiles = self.draw_tiles(CellLatents(presence_logits=torch.zeros_like(z_pres), z_where=z_where, in_tile=in_tile,
-                                            z_what=z_what, z_depth=u[..., 3] if self.alpha else None,
-                                            log_ratio=torch.zeros_like(z_pres), kl=torch.zeros_like(z_pres)))
+        tiles = self.draw_tiles(z_what, in_tile)
         background = (draw_background(self.background, c, number, generator, device)
                       if c.background == "learned" else None)
         canvas = self.render(GridTrace(images=torch.zeros(number, c.channels, c.image_size, c.image_size, device=device),
                                        presence_logits=torch.zeros_like(z_pres), z_pres=z_pres,
                                        log_ratio=torch.zeros_like(z_pres), scene_log_ratio=z_pres.new_zeros(number),
                                        z_where=z_where, z_what=z_what, tiles=tiles, background=background,
-                                       z_depth=u[..., 3] if self.alpha else None, latent_kl=torch.zeros_like(z_pres)))
+                                       z_depth=u[..., 3] if self.alpha else None, latent_kl=torch.zeros_like(z_pres),
+                                       window_latents=u))
         return SceneSample(images=self.draw_images(canvas, generator), canvas=canvas, z_pres=z_pres, z_where=z_where,
                            z_what=z_what, background=background)
+
+    def explanation_latents(self, trace: GridTrace) -> dict[str, torch.Tensor]:
+        """The continuous latents of a trace's cells, where their priors (N(0, I)) are defined: the window's (and
+        depth's) before they are squashed into range, and z_what."""
+        return {"window": trace.window_latents, "z_what": trace.z_what}
+
+    def explained_by(self, trace: GridTrace, latents: dict[str, torch.Tensor]) -> tuple[GridTrace, torch.Tensor]:
+        """The trace with its cells' objects drawn from `latents` (explanation_latents' kind; presences and
+        background as they were), and log p of the present cells' latents (B,)."""
+        u, z_what = latents["window"], latents["z_what"]
+        rows, columns = (side // self.cell for side in self.padded(trace.images).shape[-2:])
+        z_where, in_tile = self.canvas_windows(u[..., :3], rows, columns, trace.images.shape[-1])
+        prior = standard_normal()
+        log_prior = ((prior.log_prob(u).sum(-1) + prior.log_prob(z_what).sum(-1)) * trace.z_pres).sum(1)
+        return dataclasses.replace(trace, z_where=z_where, z_what=z_what, tiles=self.draw_tiles(z_what, in_tile),
+                                   z_depth=u[..., 3] if self.alpha else None, window_latents=u), log_prior
 
     def infer_cells(self, images: torch.Tensor, sample: bool = True) -> CellLatents:
         """The inference network, every cell at once: images (B, C, H, W) -> each cell's presence logit,
@@ -327,13 +345,13 @@ class GridAIR(nn.Module, PixelLikelihood):
         kl = (kl_divergence(q_where, prior).sum(-1) + kl_divergence(q_what, prior).sum(-1).view(batch, rows * columns))
         return CellLatents(presence_logits=logits, z_where=z_where, in_tile=in_tile,
                            z_what=z_what.view(batch, rows * columns, -1), z_depth=u[..., 3] if self.alpha else None,
-                           log_ratio=log_ratio, kl=kl)
+                           window_latents=u, log_ratio=log_ratio, kl=kl)
 
-    def draw_tiles(self, cells: CellLatents) -> torch.Tensor:
-        """The generative step, every cell at once: (B, K, C(+1), T, T) each cell's object decoded and drawn
-        in its tile (with its alpha)."""
-        batch, count = cells.z_what.shape[:2]
-        tiles = paste_glimpse(self.decode(cells.z_what.flatten(0, 1)), cells.in_tile.flatten(0, 1), self.tile,
+    def draw_tiles(self, z_what: torch.Tensor, in_tile: torch.Tensor) -> torch.Tensor:
+        """The generative step, every cell at once: (B, K, C_what), (B, K, 3) windows in their tiles' terms ->
+        (B, K, C(+1), T, T) each cell's object decoded and drawn in its tile (with its alpha)."""
+        batch, count = z_what.shape[:2]
+        tiles = paste_glimpse(self.decode(z_what.flatten(0, 1)), in_tile.flatten(0, 1), self.tile,
                               WINDOW_FLOOR)  # (B K, C, T, T)
         return tiles.view(batch, count, *tiles.shape[1:])
 
@@ -350,9 +368,9 @@ class GridAIR(nn.Module, PixelLikelihood):
         z_pres = draw_presence(logits.flatten(), logits.new_ones(logits.numel(), 1), presence, temperature)
         return GridTrace(images=images, presence_logits=logits, z_pres=z_pres.view_as(logits), log_ratio=cells.log_ratio,
                          scene_log_ratio=images.new_zeros(len(images)) if context is None else context.log_ratio,
-                         z_where=cells.z_where, z_what=cells.z_what, tiles=self.draw_tiles(cells),
+                         z_where=cells.z_where, z_what=cells.z_what, tiles=self.draw_tiles(cells.z_what, cells.in_tile),
                          background=None if context is None else context.background, z_depth=cells.z_depth,
-                         latent_kl=cells.kl)
+                         latent_kl=cells.kl, window_latents=cells.window_latents)
 
     def most_probable(self, images: torch.Tensor, sample: bool = False) -> GridTrace:
         """The trace of the most probable scene: every latent at its mean (with `sample`, drawn from q: a

@@ -44,6 +44,14 @@ class SceneModel(Protocol):
 
     def render(self, trace: Trace) -> torch.Tensor: ...
 
+    def explanation_latents(self, trace: Trace) -> dict[str, torch.Tensor]:
+        """The continuous latents of a trace's objects, where their priors are defined."""
+
+    def explained_by(self, trace: Trace, latents: dict[str, torch.Tensor]) -> tuple[Trace, torch.Tensor]:
+        """The trace with its objects drawn from `latents` instead (presences and background unchanged), and
+        log p of the present objects' latents (B,): with trace_log_likelihood, the joint that
+        infer.refine_explanation climbs."""
+
     def trace_log_likelihood(self, trace: Trace) -> torch.Tensor: ...
 
     # What a trace shows.
