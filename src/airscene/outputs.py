@@ -140,9 +140,8 @@ def png_mark():
 def write_masks(trained: TrainedModel, files: list[Path], directory: str | Path, force: bool = False,
                 run: str | Path | None = None, proposals: int = 1, refine: int = 0) -> list[Path]:
     """Each image's label map (TrainedModel.segment, the best of `proposals` explanations refined by `refine`
-    gradient steps: 0 the background, k the
-    k-th object) as DIRECTORY/<name>.png, 8-bit with a palette, so that the values are the labels and a viewer
-    shows each object in its own colour."""
+    gradient steps: 0 the background, k the k-th object) as DIRECTORY/<name>.png, 8-bit with a palette, so that
+    the values are the labels and a viewer shows each object in its own colour."""
     from PIL import Image
 
     targets = drawing_files(files, directory, force, run, flag="--masks")

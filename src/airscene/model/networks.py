@@ -66,7 +66,7 @@ class GlimpseDecoder(nn.Module):
     def __init__(self, channels: int, glimpse_size: int, hidden_size: int, what_size: int, bias: float,
                  kind: str = "mlp", alpha: bool = False, colour: str = "pixel"):
         super().__init__()
-        self.channels, self.alpha, self.flat = channels, alpha, colour == "flat"
+        self.alpha, self.flat = alpha, colour == "flat"
         maps = 1 if self.flat else channels + alpha
         self.shape = (maps, glimpse_size, glimpse_size)
         self.bias = bias
