@@ -77,8 +77,7 @@ class CellLatents:
     z_where: torch.Tensor  # (B, K, 3) on the canvas
     in_tile: torch.Tensor  # (B, K, 3) the same window in its tile's terms
     z_what: torch.Tensor  # (B, K, C_what)
-    z_depth: torch.Tensor | None  # (B, K) with alpha compositing
-    window_latents: torch.Tensor  # (B, K, 3(+1)) u, from which the window (and depth) are squashed
+    window_latents: torch.Tensor  # (B, K, 3(+1)) u, from which the window (and depth, GridAIR.depth) are squashed
     log_ratio: torch.Tensor  # (B, K) log p - log q of the window's, appearance's (and depth's) latents
     kl: torch.Tensor  # (B, K) KL(q || p) of the same latents, in closed form
 
@@ -97,7 +96,7 @@ class AdditiveGaussianEffects:
     T / cell apart), are taken once: then any z's effects cost a few (B, K) sums."""
 
     def __init__(self, model: GridAIR, trace: GridTrace):
-        self.rows, self.columns = (side // model.cell for side in model.padded(trace.images).shape[-2:])
+        self.rows, self.columns = model.cell_grid(trace.images)
         tiles = at_least_float32(trace.tiles) * model.tiled(torch.ones_like(trace.images[:, :1]))  # (B, K, C, T, T), 0 beyond the canvas
         target = trace.images if trace.background is None else trace.images - trace.background
         self.variance = model.config.likelihood_sd ** 2
@@ -221,6 +220,15 @@ class GridAIR(nn.Module, PixelLikelihood):
         """(B, C, H, W) -> (B, K, C, T, T): the tile around each cell, zero beyond the canvas."""
         return cell_tiles(self.padded(canvas), self.cell, self.tile)
 
+    def cell_grid(self, images: torch.Tensor) -> tuple[int, int]:
+        """The rows and columns of cells over images (B, C, H, W), the last ones completed by padding."""
+        rows, columns = (-(-side // self.cell) for side in images.shape[-2:])
+        return rows, columns
+
+    def depth(self, u: torch.Tensor) -> torch.Tensor | None:
+        """(B, K, 3(+1)) window latents -> (B, K) each cell's depth with alpha compositing (the last latent), else None."""
+        return u[..., 3] if self.alpha else None
+
     def padded(self, images: torch.Tensor) -> torch.Tensor:
         """The images padded (right and bottom, with zeros) to a whole number of cells."""
         height, width = images.shape[-2:]
@@ -304,7 +312,7 @@ class GridAIR(nn.Module, PixelLikelihood):
                                        presence_logits=torch.zeros_like(z_pres), z_pres=z_pres,
                                        log_ratio=torch.zeros_like(z_pres), scene_log_ratio=z_pres.new_zeros(number),
                                        z_where=z_where, z_what=z_what, tiles=tiles, background=background,
-                                       z_depth=u[..., 3] if self.alpha else None, latent_kl=torch.zeros_like(z_pres),
+                                       z_depth=self.depth(u), latent_kl=torch.zeros_like(z_pres),
                                        window_latents=u))
         return SceneSample(images=self.draw_images(canvas, generator), canvas=canvas, z_pres=z_pres, z_where=z_where,
                            z_what=z_what, background=background)
@@ -318,20 +326,19 @@ class GridAIR(nn.Module, PixelLikelihood):
         """The trace with its cells' objects drawn from `latents` (explanation_latents' kind; presences and
         background as they were), and log p of the present cells' latents (B,)."""
         u, z_what = latents["window"], latents["z_what"]
-        rows, columns = (side // self.cell for side in self.padded(trace.images).shape[-2:])
+        rows, columns = self.cell_grid(trace.images)
         z_where, in_tile = self.canvas_windows(u[..., :3], rows, columns, trace.images.shape[-1])
         prior = standard_normal()
         log_prior = ((prior.log_prob(u).sum(-1) + prior.log_prob(z_what).sum(-1)) * trace.z_pres).sum(1)
         return dataclasses.replace(trace, z_where=z_where, z_what=z_what, tiles=self.draw_tiles(z_what, in_tile),
-                                   z_depth=u[..., 3] if self.alpha else None, window_latents=u), log_prior
+                                   z_depth=self.depth(u), window_latents=u), log_prior
 
     def infer_cells(self, images: torch.Tensor, sample: bool = True) -> CellLatents:
         """The inference network, every cell at once: images (B, C, H, W) -> each cell's presence logit,
         window and appearance code, with their log p - log q."""
         c, batch = self.config, images.shape[0]
-        padded = self.padded(images)
-        rows, columns = padded.shape[-2] // self.cell, padded.shape[-1] // self.cell
-        output = self.head(self.backbone(padded)).flatten(2).transpose(1, 2)  # (B, K, 7), or 9 with a depth
+        rows, columns = self.cell_grid(images)
+        output = self.head(self.backbone(self.padded(images))).flatten(2).transpose(1, 2)  # (B, K, 7), or 9 with a depth
         logits = PRESENCE_LOGIT_BOUND * torch.tanh(output[..., 0] / PRESENCE_LOGIT_BOUND)  # (B, K)
         q_where = normal(*gaussian_parameters(output[..., 1:]))
         u = q_where.rsample() if sample else q_where.mean  # (B, K, 3), or 4: the depth last
@@ -344,8 +351,7 @@ class GridAIR(nn.Module, PixelLikelihood):
                      + (prior.log_prob(z_what) - q_what.log_prob(z_what)).sum(-1).view(batch, rows * columns))
         kl = (kl_divergence(q_where, prior).sum(-1) + kl_divergence(q_what, prior).sum(-1).view(batch, rows * columns))
         return CellLatents(presence_logits=logits, z_where=z_where, in_tile=in_tile,
-                           z_what=z_what.view(batch, rows * columns, -1), z_depth=u[..., 3] if self.alpha else None,
-                           window_latents=u, log_ratio=log_ratio, kl=kl)
+                           z_what=z_what.view(batch, rows * columns, -1), window_latents=u, log_ratio=log_ratio, kl=kl)
 
     def draw_tiles(self, z_what: torch.Tensor, in_tile: torch.Tensor) -> torch.Tensor:
         """The generative step, every cell at once: (B, K, C_what), (B, K, 3) windows in their tiles' terms ->
@@ -369,7 +375,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         return GridTrace(images=images, presence_logits=logits, z_pres=z_pres.view_as(logits), log_ratio=cells.log_ratio,
                          scene_log_ratio=images.new_zeros(len(images)) if context is None else context.log_ratio,
                          z_where=cells.z_where, z_what=cells.z_what, tiles=self.draw_tiles(cells.z_what, cells.in_tile),
-                         background=None if context is None else context.background, z_depth=cells.z_depth,
+                         background=None if context is None else context.background, z_depth=self.depth(cells.window_latents),
                          latent_kl=cells.kl, window_latents=cells.window_latents)
 
     def most_probable(self, images: torch.Tensor, sample: bool = False) -> GridTrace:
@@ -452,7 +458,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         at test time both may switch on, or both off; the model's own likelihood settles which. Cells whose
         tiles cannot overlap are updated together, so a sweep takes reach^2 passes; every sweep runs, so the
         cost does not depend on the count."""
-        reach, columns = self.reach, self.padded(trace.images).shape[-1] // self.cell
+        reach, columns = self.reach, self.cell_grid(trace.images)[1]
         cell = torch.arange(trace.z_pres.shape[1], device=trace.z_pres.device)
         groups = [(cell // columns % reach) * reach + cell % columns % reach == index for index in range(reach ** 2)]
         cost = trace.latent_kl - torch.logit(self.count_prior)  # (B, K)
