@@ -225,6 +225,11 @@ class GridAIR(nn.Module, PixelLikelihood):
         rows, columns = (-(-side // self.cell) for side in images.shape[-2:])
         return rows, columns
 
+    def padded_size(self, images: torch.Tensor) -> tuple[int, int]:
+        """The images' height and width once padded to whole cells (padded), without padding them."""
+        rows, columns = self.cell_grid(images)
+        return rows * self.cell, columns * self.cell
+
     def depth(self, u: torch.Tensor) -> torch.Tensor | None:
         """(B, K, 3(+1)) window latents -> (B, K) each cell's depth with alpha compositing (the last latent), else None."""
         return u[..., 3] if self.alpha else None
@@ -276,7 +281,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         a canvas of its own (M: the most any image holds; a cell not present: zeros)."""
         order = trace.z_pres.argsort(dim=1, descending=True, stable=True)[:, :int(trace.z_pres.sum(1).max())]
         parts = parts.gather(1, order[:, :, None, None, None].expand(-1, -1, *parts.shape[2:]))
-        height, width = self.padded(trace.images).shape[-2:]
+        height, width = self.padded_size(trace.images)
         canvases = tile_canvases(parts.flatten(0, 1), order.flatten(), height, width, self.cell)
         canvases = canvases.view(*order.shape, *canvases.shape[1:])[..., :trace.images.shape[-2], :trace.images.shape[-1]]
         return canvases * trace.z_pres.gather(1, order)[:, :, None, None, None]
@@ -409,7 +414,7 @@ class GridAIR(nn.Module, PixelLikelihood):
 
     def fold(self, tiles: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """(B, K, C', T, T) tiles -> (B, C', H, W): added up where they overlap, cut to the images' canvas."""
-        height, width = self.padded(images).shape[-2:]
+        height, width = self.padded_size(images)
         return fold_tiles(tiles, height, width, self.cell)[..., :images.shape[-2], :images.shape[-1]]
 
     def render(self, trace: GridTrace) -> torch.Tensor:
@@ -476,7 +481,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         steps: z_pres (B, K), the network's presence probabilities (B, K), z_where (B, K, 3) and z_what
         (B, K, C_what), NaN where absent."""
         if self.config.presence_sweeps:
-            height, width = self.padded(images).shape[-2:]
+            height, width = self.padded_size(images)
             chunk = max(1, REFINEMENT_FLOATS // (height * width // self.cell ** 2 * (images.shape[1] + 2) * self.tile ** 2))
             if len(images) > chunk:  # every cell's tiles, a few copies: in chunks
                 return Description.joined([self.describe(part, threshold) for part in images.split(chunk)])
