@@ -91,22 +91,22 @@ def refine_explanation(model: SceneModel, trace: Trace, steps: int,
     Autoencoders"): windows that straddle two touching pieces slide onto one. No label is used."""
     if steps == 0:
         return trace
-    start = {name: value.detach() for name, value in model.explanation_latents(trace).items()}
-    latents = {name: value.clone().requires_grad_(True) for name, value in start.items()}
+    latents = {name: value.detach().clone().requires_grad_(True)
+               for name, value in model.explanation_latents(trace).items()}
     optimiser = torch.optim.Adam(latents.values(), lr=learning_rate)
     with torch.enable_grad():
-        for _ in range(steps):
+        for step in range(steps):
             refined, log_prior = model.explained_by(trace, latents)
             joint = model.trace_log_likelihood(refined) + log_prior
+            if step == 0:
+                start = joint.detach()  # the explanation as it came, to keep where refining did not help
             gradients = torch.autograd.grad(-joint.sum(), list(latents.values()))  # the latents', not the model's
             for value, gradient in zip(latents.values(), gradients):
                 value.grad = gradient
             optimiser.step()
     with torch.no_grad():
         refined, log_prior = model.explained_by(trace, {name: value.detach() for name, value in latents.items()})
-        _, start_log_prior = model.explained_by(trace, start)
-        better = (model.trace_log_likelihood(refined) + log_prior
-                  > model.trace_log_likelihood(trace) + start_log_prior)
+        better = model.trace_log_likelihood(refined) + log_prior > start
     return trace.where(better, refined)
 
 
