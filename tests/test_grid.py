@@ -43,6 +43,17 @@ def test_tiles_fold_back_where_they_were_taken_from():
                                    fold_tiles(alone, 16, 24, 8))
 
 
+def test_the_tiles_of_chosen_cells_are_theirs_among_every_cells():
+    torch.manual_seed(0)
+    canvas, tiles = torch.rand(2, 3, 16, 24), torch.rand(2, 6, 3, 12, 12)
+    chosen = torch.tensor([[0, 4, 5], [1, 2, 4]])  # (B, M) row-major cells of each image
+    every = cell_tiles(canvas, 8, 12)
+    torch.testing.assert_close(cell_tiles(canvas, 8, 12, chosen), every.gather(1, chosen[..., None, None, None].expand(-1, -1, 3, 12, 12)))
+    mine = tiles.gather(1, chosen[..., None, None, None].expand(-1, -1, 3, 12, 12))
+    only = torch.zeros_like(tiles).scatter(1, chosen[..., None, None, None].expand(-1, -1, 3, 12, 12), mine)
+    torch.testing.assert_close(fold_tiles(mine, 16, 24, 8, chosen), fold_tiles(only, 16, 24, 8))
+
+
 def test_many_windows_are_cropped_in_one_pass_as_one_at_a_time():
     torch.manual_seed(0)
     images, z_where = torch.rand(3, 2, 30, 30), torch.randn(3, 5, 3) * 0.3 + torch.tensor([2.0, 0.0, 0.0])
@@ -192,6 +203,41 @@ def test_refined_presences_are_a_coordinate_optimum_of_the_elbo(compositing, mon
     assert not torch.equal(refined, start)  # the refinement changed something here
     assert torch.equal(refined, (gain > 0).float())  # no single cell's flip raises the objective
     assert (objective(refined) > objective(start)).all()
+
+
+@pytest.mark.parametrize("compositing", ["add", "alpha"])
+def test_test_time_inference_weighs_the_candidate_cells_as_the_whole_grid_would(compositing):
+    """Only cells above CANDIDATE_PRESENCE are decoded and weighed at test time: their presence effects are those
+    of the whole grid with the other cells absent, and describe finds what refining every cell finds."""
+    torch.manual_seed(0)
+    model = GridAIR(grid_config(image_size=48, compositing=compositing, presence_sweeps=3)).double().eval()
+    images = torch.rand(3, 1, 48, 48, dtype=torch.double) * (torch.rand(3, 1, 48, 48, dtype=torch.double) > 0.7)
+    with torch.no_grad():
+        raw = model.head(model.backbone(model.padded(images)))[:, 0]  # presence probabilities spread from near 0
+        model.head.weight[0] *= 6 / raw.std()  # to near 1 over the cells: half present, a quarter below the candidates'
+        model.head.bias[0] = 0.0
+        model.head.bias[0] -= model.head(model.backbone(model.padded(images)))[:, 0].median()
+        model.decode.net[-1].bias.fill_(1.0)
+        every = model(images, presence="greedy", sample=False)
+        below = torch.sigmoid(every.presence_logits) <= grid_module.CANDIDATE_PRESENCE
+        assert below.any() and (~below).any() and (every.z_pres == 1).any()
+        cells = model.infer_cells(images, sample=False, candidates=grid_module.CANDIDATE_PRESENCE)
+        held = model.trace_of(images, cells, "greedy", sample=False)
+        assert held.z_pres.shape[1] < every.z_pres.shape[1]  # fewer cells decoded
+        assert not below.gather(1, held.cells).all(1).any() and (~below).sum(1).max() == held.cells.shape[1]
+        z_held = torch.bernoulli(torch.full_like(held.z_pres, 0.5)) * model.weighed(held)  # the others are never present
+        z_every = torch.zeros_like(every.z_pres).scatter(1, held.cells, z_held)
+        torch.testing.assert_close(model.presence_effects_given(held)(z_held),
+                                   model.presence_effects_given(every)(z_every).gather(1, held.cells))
+        torch.testing.assert_close(model.render(dataclasses.replace(held, z_pres=z_held)),
+                                   model.render(dataclasses.replace(every, z_pres=z_every)))
+        refined = model.refine_presence(every)
+        described = model.describe(images)
+    assert torch.equal(described.present, refined) and not refined[below].any()
+    present = refined == 1
+    torch.testing.assert_close(described.where[present], every.z_where[present])
+    assert described.where[~present].isnan().all()
+    torch.testing.assert_close(described.presence, torch.sigmoid(every.presence_logits))
 
 
 def test_a_windows_box_lies_around_its_cell():

@@ -29,6 +29,11 @@ class ModelConfig:
     # leave.
     presence_sweeps: int = setting(2, "grid: sweeps refining the cells' presences at test time (0: the network's alone)",
                                    minimum=0, maximum=100, added="0.2.0")
+    # The grid's backbone: strided convolutions down to the cells, the first with this many channels and each
+    # next one twice as many (up to embedding_size). On a large canvas they are most of the grid's inference
+    # time (a 200 x 200 canvas: about 190 M multiply-adds at 32, 50 M at 16 with embedding_size 64).
+    backbone_channels: int = setting(32, "grid: channels of the backbone's first convolution, doubled at each stride",
+                                     minimum=1, maximum=1024, added="0.2.0")
     # False: every inference step starts from an empty LSTM state. It then cannot count its own steps and
     # must decide from its input alone (for DAIR: is anything left to explain?), which is what lets a
     # model trained on at most 2 objects find a third.

@@ -4,8 +4,9 @@ the same time: its presence, a window whose centre lies in the cell, and an appe
 there. Objects are decoded and drawn into tiles around their cells, all at once, and the tiles are added
 up over the background into the canvas; or, with alpha compositing, each object also has an opacity and
 its cell a depth, and the nearer of two overlapping objects hides the other. Nothing runs once per
-object, so the cost does not grow with the count, and the same convolutions run on a canvas of any size,
-larger than the one trained on.
+object, and the same convolutions run on a canvas of any size, larger than the one trained on. At test
+time only the candidate cells, those the network gives more than a small presence probability, are decoded
+and weighed: on a large canvas most cells are empty, and the cost then grows with the count only slowly.
 
 It reuses AIR's pieces: the presence draw and its bounded logit, the glimpse encoder and decoder, the
 spatial transformer, the background component, the pixel likelihood, the Trace every estimator reads and
@@ -46,6 +47,10 @@ WINDOW_FLOOR = 1e-3  # the grid bounds its windows itself; the transformer's own
 DEPTH_RANGE = 4.0
 OPACITY_LIMIT = 1 - 1e-6  # keeps log(1 - opacity) finite
 REFINEMENT_FLOATS = 2 ** 25  # describe refines at most this many tile values (128 MB in float32) at once
+# At test time a cell is a candidate, decoded and weighed by refine_presence, only where the network gives its
+# presence more than this probability: most of a large canvas is empty, and decoding and weighing its every
+# cell is most of the grid's inference time (benchmarks/RESULTS.md, "Many objects").
+CANDIDATE_PRESENCE = 0.01
 
 
 @dataclass(kw_only=True)
@@ -60,6 +65,9 @@ class GridTrace(Trace):
     z_depth: torch.Tensor | None = None  # (B, K) with alpha compositing: nearer objects have larger depth
     # (B, K, 3(+1)) the window's (and depth's) latents before they are squashed into range: their prior is N(0, I)
     window_latents: torch.Tensor
+    # (B, M) the row-major indices of the cells the trace holds, its K above (test-time inference holds the
+    # candidates only); None: every cell of the canvas, in order
+    cells: torch.Tensor | None = None
 
     @property
     def steps_taken(self) -> torch.Tensor:
@@ -71,9 +79,11 @@ class GridTrace(Trace):
 
 @dataclass(kw_only=True)
 class CellLatents:
-    """What the inference network proposes for every cell, before anything is drawn."""
+    """What the inference network proposes for every cell, before anything is drawn: the presence of every cell,
+    the rest for the cells it holds (`cells`, as GridTrace's; K below is their number)."""
 
-    presence_logits: torch.Tensor  # (B, K)
+    presence_logits: torch.Tensor  # (B, K_all) of every cell of the canvas
+    cells: torch.Tensor | None  # (B, K) the cells held, or None: every cell
     z_where: torch.Tensor  # (B, K, 3) on the canvas
     in_tile: torch.Tensor  # (B, K, 3) the same window in its tile's terms
     z_what: torch.Tensor  # (B, K, C_what)
@@ -93,14 +103,21 @@ class AdditiveGaussianEffects:
     object and b the background,
         D_k(z) = (<x - b, y_k> - |y_k|^2 / 2 - sum_{j != k} z_j <y_j, y_k>) / sd^2,
     and the inner products, of each tile with the image and with the tiles overlapping it (cells fewer than
-    T / cell apart), are taken once: then any z's effects cost a few (B, K) sums."""
+    T / cell apart), are taken once: then any z's effects cost a few (B, K) sums. Of every cell of the canvas,
+    they are taken offset by offset over the grid; of a trace's candidate cells, pair by pair (`overlap_gram`)."""
 
     def __init__(self, model: GridAIR, trace: GridTrace):
         self.rows, self.columns = model.cell_grid(trace.images)
-        tiles = at_least_float32(trace.tiles) * model.tiled(torch.ones_like(trace.images[:, :1]))  # (B, K, C, T, T), 0 beyond the canvas
+        inside = model.tiled(torch.ones_like(trace.images[:, :1]), trace.cells)
+        tiles = at_least_float32(trace.tiles) * inside  # (B, K, C, T, T), 0 beyond the canvas
         target = trace.images if trace.background is None else trace.images - trace.background
         self.variance = model.config.likelihood_sd ** 2
-        self.alone = (model.tiled(target) * tiles).flatten(2).sum(-1) - 0.5 * tiles.square().flatten(2).sum(-1)  # (B, K)
+        self.alone = ((model.tiled(target, trace.cells) * tiles).flatten(2).sum(-1)
+                      - 0.5 * tiles.square().flatten(2).sum(-1))  # (B, K)
+        self.gram = (None if trace.cells is None else overlap_gram(  # (B, K, K)
+            tiles, trace.cells, model.weighed(trace), self.columns, model.reach, model.cell))
+        if self.gram is not None:
+            return
         grid = tiles.view(len(tiles), self.rows, self.columns, *tiles.shape[2:])  # (B, R, Q, C, T, T)
         reach, cell, size = model.reach, model.cell, model.tile
         self.overlaps = []  # ((dr, dc), (B, R - dr, Q - |dc|) <y_k, y_k+(dr, dc)>) for half the neighbours
@@ -116,57 +133,87 @@ class AdditiveGaussianEffects:
                 inner = (first[..., rows, columns] * second[..., rows_in_second, columns_in_second]).flatten(3).sum(-1)
                 self.overlaps.append(((dr, dc), inner))
 
-    def __call__(self, z_pres: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, K) presences -> (B, K) effects, or (B, K') those of the cells a (K,) bool mask `chosen` picks."""
+    def __call__(self, z_pres: torch.Tensor) -> torch.Tensor:
+        """(B, K) presences -> (B, K) effects."""
+        if self.gram is not None:
+            return (self.alone - (self.gram @ z_pres.to(self.alone.dtype)[..., None])[..., 0]) / self.variance
         z = z_pres.to(self.alone.dtype).view(-1, self.rows, self.columns)
         shared = torch.zeros_like(z)  # sum_{j != k} z_j <y_j, y_k>
         for (dr, dc), inner in self.overlaps:
             left, right = max(0, -dc), self.columns - max(0, dc)  # the first cell's columns
             shared[:, :self.rows - dr, left:right] += inner * z[:, dr:, left + dc:right + dc]
             shared[:, dr:, left + dc:right + dc] += inner * z[:, :self.rows - dr, left:right]
-        effects = (self.alone - shared.flatten(1)) / self.variance
-        return effects if chosen is None else effects[:, chosen]
+        return (self.alone - shared.flatten(1)) / self.variance
+
+
+def overlap_gram(tiles: torch.Tensor, cells: torch.Tensor, weighed: torch.Tensor, columns: int, reach: int,
+                 cell: int) -> torch.Tensor:
+    """(B, K, C, T, T) the tiles of cells (B, K) (row-major indices on a grid `columns` wide) -> (B, K, K) the inner
+    product of every two weighed ones (`weighed` (B, K)) whose tiles overlap (cells fewer than `reach` apart in rows
+    and in columns); 0 for the rest and on the diagonal. Pairs one offset at a time, over their common pixels."""
+    batch, count, size = tiles.shape[0], tiles.shape[1], tiles.shape[-1]
+    row, column = cells // columns, cells % columns  # (B, K)
+    below, right = row[:, None, :] - row[:, :, None], column[:, None, :] - column[:, :, None]  # (B, K, K): j from k
+    pairs = weighed[:, :, None] & weighed[:, None, :]
+    flat = tiles.flatten(0, 1)  # (B K, C, T, T)
+    gram = tiles.new_zeros(batch, count, count)
+    for down in range(reach):
+        for across in range(-reach + 1, reach):
+            if (down, across) <= (0, 0):
+                continue
+            image, mine, theirs = (pairs & (below == down) & (right == across)).nonzero(as_tuple=True)
+            rows, columns_mine = slice(down * cell, size), slice(max(0, across) * cell, size + min(0, across) * cell)
+            rows_theirs, columns_theirs = slice(0, size - down * cell), slice(max(0, -across) * cell, size - max(0, across) * cell)
+            inner = (flat[image * count + mine][..., rows, columns_mine]
+                     * flat[image * count + theirs][..., rows_theirs, columns_theirs]).flatten(1).sum(-1)
+            gram[image, mine, theirs] = inner
+            gram[image, theirs, mine] = inner
+    return gram
 
 
 class CompositedEffects:
     """Every cell's presence effect (GridAIR.presence_effects) for any presences z (B, K), in general (alpha
-    compositing, any likelihood): the canvas's sums over each tile without the cell and with it, composed,
-    and the likelihood of each. A present cell's contribution to the sums is z times its contribution when
-    present (for z of 0 or 1, log(1 - z o) = z log(1 - o) too), so each cell's is computed once."""
+    compositing, any likelihood, the trace's cells only): the canvas's sums over each tile without the cell and
+    with it, composed, and the likelihood of each. A present cell's contribution to the sums is z times its
+    contribution when present (for z of 0 or 1, log(1 - z o) = z log(1 - o) too), so each cell's is computed once."""
 
     def __init__(self, model: GridAIR, trace: GridTrace):
-        self.model, self.images = model, trace.images
-        self.inside = model.tiled(torch.ones_like(trace.images[:, :1]))  # (B, K, 1, T, T): 1 on the canvas, 0 beyond it
+        self.model, self.images, self.cells = model, trace.images, trace.cells
+        self.inside = model.tiled(torch.ones_like(trace.images[:, :1]), self.cells)  # (B, K, 1, T, T): 1 on the canvas
         self.present = model.contributions(trace, torch.ones_like(trace.z_pres))  # (B, K, C', T, T)
-        self.image_tiles = model.tiled(trace.images)  # (B, K, C, T, T)
-        self.background_tiles = None if trace.background is None else model.tiled(trace.background)
+        self.image_tiles = model.tiled(trace.images, self.cells).flatten(0, 1)  # (B K, C, T, T)
+        self.background_tiles = None if trace.background is None else model.tiled(trace.background, self.cells).flatten(0, 1)
 
-    def __call__(self, z_pres: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, K) presences -> (B, K) effects, or (B, K') those of the cells a (K,) bool mask `chosen` picks."""
-        pick = (lambda tiles: tiles) if chosen is None else (lambda tiles: tiles[:, chosen])  # noqa: E731
+    def __call__(self, z_pres: torch.Tensor) -> torch.Tensor:
+        """(B, K) presences -> (B, K) effects."""
         contributions = self.present * z_pres[:, :, None, None, None].to(self.present.dtype)
-        sums = self.model.tiled(self.model.fold(contributions, self.images))  # (B, K, C', T, T)
-        inside, mine = pick(self.inside), pick(self.present)
-        without = (pick(sums) - pick(contributions)) * inside  # (B, K', C', T, T)
-        background = None if self.background_tiles is None else pick(self.background_tiles).flatten(0, 1)
-        images = pick(self.image_tiles).flatten(0, 1)  # (B K', C, T, T)
+        sums = self.model.tiled(self.model.fold(contributions, self.images, self.cells), self.cells)  # (B, K, C', T, T)
+        without = (sums - contributions) * self.inside
         compose, likelihood = self.model.compose, self.model.pixel_log_likelihood
-        difference = (likelihood(images, compose((without + mine).flatten(0, 1), background))
-                      - likelihood(images, compose(without.flatten(0, 1), background)))
-        return (difference.view(*inside.shape[:2], *difference.shape[1:]) * inside).flatten(2).sum(-1)
+        difference = (likelihood(self.image_tiles, compose((without + self.present).flatten(0, 1), self.background_tiles))
+                      - likelihood(self.image_tiles, compose(without.flatten(0, 1), self.background_tiles)))
+        return (difference.view(*self.inside.shape[:2], *difference.shape[1:]) * self.inside).flatten(2).sum(-1)
+
+
+def candidate_cells(logits: torch.Tensor, floor: float) -> torch.Tensor:
+    """(B, K) presence logits -> (B, M) the indices (ascending) of each image's M most probable cells, M the most
+    cells any image gives a probability above `floor` (at least one): every cell above it, and in images with
+    fewer, cells below it that refine_presence leaves absent."""
+    above = int((torch.sigmoid(logits) > floor).sum(1).max())
+    return logits.topk(max(1, above), dim=1).indices.sort(dim=1).values
 
 
 TILE_MEMORY_LIMIT = 8 * 2**30  # bytes of one step's grid tiles (each decoded glimpse pasted into its cell's tile)
 
 
-def backbone(channels: int, cell: int, width: int) -> nn.Sequential:
+def backbone(channels: int, cell: int, width: int, first: int) -> nn.Sequential:
     """(B, C, H, W) -> (B, width, H / cell, W / cell): strided convolutions (stride 2, and 3 for a cell with a
-    factor of 3) down to one feature vector per cell, then two 3 x 3 convolutions, so that each cell sees
-    its neighbours (an object's ink crosses cells)."""
+    factor of 3; `first` channels, doubled at each, up to width) down to one feature vector per cell, then two
+    3 x 3 convolutions, so that each cell sees its neighbours (an object's ink crosses cells)."""
     strides = [2] * int(math.log2(cell // 3 if cell % 3 == 0 else cell)) + [3] * (cell % 3 == 0)
     layers, have = [], channels
     for index, stride in enumerate(strides):
-        out = min(width, 32 * 2 ** index)
+        out = min(width, first * 2 ** index)
         kernel, padding = (4, 1) if stride == 2 else (3, 0)  # each halves (or thirds) a multiple of the cell exactly
         layers += [nn.Conv2d(have, out, kernel, stride=stride, padding=padding), nn.ReLU()]
         have = out
@@ -197,7 +244,7 @@ class GridAIR(nn.Module, PixelLikelihood):
                                 "which sets them from its images")
         self.config, self.cell = config, config.cell_size
         self.window_range, self.tile = window_range(config), tile_side(config)
-        self.backbone = backbone(config.channels, self.cell, config.embedding_size)
+        self.backbone = backbone(config.channels, self.cell, config.embedding_size, config.backbone_channels)
         self.alpha = config.compositing == "alpha"
         latents = 3 + self.alpha  # the window's size and centre (and the depth)
         self.head = nn.Conv2d(config.embedding_size, 1 + 2 * latents, 1)  # presence logit; means and sds
@@ -216,9 +263,10 @@ class GridAIR(nn.Module, PixelLikelihood):
         """Cells this many apart (in rows or columns) or more have tiles that do not overlap."""
         return math.ceil(self.tile / self.cell)
 
-    def tiled(self, canvas: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, K, C, T, T): the tile around each cell, zero beyond the canvas."""
-        return cell_tiles(self.padded(canvas), self.cell, self.tile)
+    def tiled(self, canvas: torch.Tensor, cells: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, H, W) -> (B, K, C, T, T): the tile around each cell (or each of `cells`, (B, K) indices), zero
+        beyond the canvas."""
+        return cell_tiles(self.padded(canvas), self.cell, self.tile, cells)
 
     def cell_grid(self, images: torch.Tensor) -> tuple[int, int]:
         """The rows and columns of cells over images (B, C, H, W), the last ones completed by padding."""
@@ -239,21 +287,24 @@ class GridAIR(nn.Module, PixelLikelihood):
         height, width = images.shape[-2:]
         return F.pad(images, (0, -width % self.cell, 0, -height % self.cell))
 
-    def windows(self, u: torch.Tensor, rows: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, K, 3) latents -> each window's (size, centre x, centre y) in canvas pixels, and the same window
-        in its tile's terms (s, x, y) for the transformer: a size within window_range, a centre in the cell
-        (the sigmoids keep both in range however far a sample strays)."""
+    def windows(self, u: torch.Tensor, rows: int, columns: int,
+                cells: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K, 3) latents of every cell (or of `cells`, (B, K) indices) -> each window's (size, centre x,
+        centre y) in canvas pixels, and the same window in its tile's terms (s, x, y) for the transformer: a size
+        within window_range, a centre in the cell (the sigmoids keep both in range however far a sample strays)."""
         low, high = self.window_range
         size = low + (high - low) * torch.sigmoid(u[..., 0])  # (B, K)
-        row, column = (index.flatten() for index in torch.meshgrid(
-            torch.arange(rows, device=u.device), torch.arange(columns, device=u.device), indexing="ij"))  # (K,)
+        if cells is None:
+            cells = torch.arange(rows * columns, device=u.device)
+        row, column = cells // columns, cells % columns  # (K,) or (B, K)
         offset_x = (torch.sigmoid(u[..., 1]) - 0.5) * self.cell  # (B, K) from the cell's centre
         offset_y = (torch.sigmoid(u[..., 2]) - 0.5) * self.cell
         in_tile = torch.stack([self.tile / size, 2 * offset_x / self.tile, 2 * offset_y / self.tile], -1)
         centre_x, centre_y = (column + 0.5) * self.cell + offset_x, (row + 0.5) * self.cell + offset_y
         return torch.stack([size, centre_x, centre_y], -1), in_tile
 
-    own_settings = ("model.cell_size", "model.presence_sweeps", "model.window_limit")  # what only the grid reads
+    # What only the grid reads:
+    own_settings = ("model.cell_size", "model.presence_sweeps", "model.window_limit", "model.backbone_channels")
     enumerates_count = False  # 2^K presence patterns: a grid's presences are sampled (or summed cell by cell)
     # "enumerate" sums out AIR's count and NVIL's baseline runs over AIR's steps: a grid has neither.
     estimators = ("local", "vimco", "relaxed")
@@ -281,8 +332,9 @@ class GridAIR(nn.Module, PixelLikelihood):
         a canvas of its own (M: the most any image holds; a cell not present: zeros)."""
         order = trace.z_pres.argsort(dim=1, descending=True, stable=True)[:, :int(trace.z_pres.sum(1).max())]
         parts = parts.gather(1, order[:, :, None, None, None].expand(-1, -1, *parts.shape[2:]))
+        cells = order if trace.cells is None else trace.cells.gather(1, order)
         height, width = self.padded_size(trace.images)
-        canvases = tile_canvases(parts.flatten(0, 1), order.flatten(), height, width, self.cell)
+        canvases = tile_canvases(parts.flatten(0, 1), cells.flatten(), height, width, self.cell)
         canvases = canvases.view(*order.shape, *canvases.shape[1:])[..., :trace.images.shape[-2], :trace.images.shape[-1]]
         return canvases * trace.z_pres.gather(1, order)[:, :, None, None, None]
 
@@ -291,10 +343,11 @@ class GridAIR(nn.Module, PixelLikelihood):
         appearance = trace.tiles[:, :, :-1] * trace.tiles[:, :, -1:] if self.alpha else trace.tiles
         return self.present_canvases(trace, appearance)
 
-    def canvas_windows(self, u: torch.Tensor, rows: int, columns: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, K, 3) window latents -> each window as AIR's z_where on a canvas `width` wide (s = canvas width /
-        window width, the centre in [-1, 1]), and in its tile's terms."""
-        pixels, in_tile = self.windows(u, rows, columns)
+    def canvas_windows(self, u: torch.Tensor, rows: int, columns: int, width: int,
+                       cells: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K, 3) window latents (of every cell, or of `cells`) -> each window as AIR's z_where on a canvas
+        `width` wide (s = canvas width / window width, the centre in [-1, 1]), and in its tile's terms."""
+        pixels, in_tile = self.windows(u, rows, columns, cells)
         z_where = torch.stack([width / pixels[..., 0], 2 * pixels[..., 1] / width - 1, 2 * pixels[..., 2] / width - 1], -1)
         return z_where, in_tile
 
@@ -332,31 +385,36 @@ class GridAIR(nn.Module, PixelLikelihood):
         background as they were), and log p of the present cells' latents (B,)."""
         u, z_what = latents["window"], latents["z_what"]
         rows, columns = self.cell_grid(trace.images)
-        z_where, in_tile = self.canvas_windows(u[..., :3], rows, columns, trace.images.shape[-1])
+        z_where, in_tile = self.canvas_windows(u[..., :3], rows, columns, trace.images.shape[-1], trace.cells)
         prior = standard_normal()
         log_prior = ((prior.log_prob(u).sum(-1) + prior.log_prob(z_what).sum(-1)) * trace.z_pres).sum(1)
         return dataclasses.replace(trace, z_where=z_where, z_what=z_what, tiles=self.draw_tiles(z_what, in_tile),
                                    z_depth=self.depth(u), window_latents=u), log_prior
 
-    def infer_cells(self, images: torch.Tensor, sample: bool = True) -> CellLatents:
+    def infer_cells(self, images: torch.Tensor, sample: bool = True, candidates: float | None = None) -> CellLatents:
         """The inference network, every cell at once: images (B, C, H, W) -> each cell's presence logit,
-        window and appearance code, with their log p - log q."""
+        window and appearance code, with their log p - log q. With `candidates`, the windows and codes of only
+        the cells whose presence probability exceeds it in some image (each image's most probable, as many as
+        the most any image has: `candidate_cells`)."""
         c, batch = self.config, images.shape[0]
         rows, columns = self.cell_grid(images)
         output = self.head(self.backbone(self.padded(images))).flatten(2).transpose(1, 2)  # (B, K, 7), or 9 with a depth
         logits = PRESENCE_LOGIT_BOUND * torch.tanh(output[..., 0] / PRESENCE_LOGIT_BOUND)  # (B, K)
+        cells = None if candidates is None else candidate_cells(logits, candidates)
+        if cells is not None:
+            output = output.gather(1, cells[..., None].expand(-1, -1, output.shape[-1]))  # (B, M, 7)
         q_where = normal(*gaussian_parameters(output[..., 1:]))
         u = q_where.rsample() if sample else q_where.mean  # (B, K, 3), or 4: the depth last
-        z_where, in_tile = self.canvas_windows(u[..., :3], rows, columns, images.shape[-1])
+        z_where, in_tile = self.canvas_windows(u[..., :3], rows, columns, images.shape[-1], cells)
         glimpses = crop_glimpse(images, z_where, c.glimpse_size, WINDOW_FLOOR).flatten(0, 1)  # (B K, C, g, g)
         q_what = normal(*self.encode(glimpses))
         z_what = q_what.rsample() if sample else q_what.mean  # (B K, C_what)
         prior = standard_normal()
         log_ratio = ((prior.log_prob(u) - q_where.log_prob(u)).sum(-1)
-                     + (prior.log_prob(z_what) - q_what.log_prob(z_what)).sum(-1).view(batch, rows * columns))
-        kl = (kl_divergence(q_where, prior).sum(-1) + kl_divergence(q_what, prior).sum(-1).view(batch, rows * columns))
-        return CellLatents(presence_logits=logits, z_where=z_where, in_tile=in_tile,
-                           z_what=z_what.view(batch, rows * columns, -1), window_latents=u, log_ratio=log_ratio, kl=kl)
+                     + (prior.log_prob(z_what) - q_what.log_prob(z_what)).sum(-1).view(batch, -1))
+        kl = (kl_divergence(q_where, prior).sum(-1) + kl_divergence(q_what, prior).sum(-1).view(batch, -1))
+        return CellLatents(presence_logits=logits, cells=cells, z_where=z_where, in_tile=in_tile,
+                           z_what=z_what.view(batch, u.shape[1], -1), window_latents=u, log_ratio=log_ratio, kl=kl)
 
     def draw_tiles(self, z_what: torch.Tensor, in_tile: torch.Tensor) -> torch.Tensor:
         """The generative step, every cell at once: (B, K, C_what), (B, K, 3) windows in their tiles' terms ->
@@ -373,21 +431,26 @@ class GridAIR(nn.Module, PixelLikelihood):
         the others do) and ignores, and presence "all", which it refuses (there is no count to enumerate)."""
         if presence == "all":
             raise ValueError("a grid has no count to enumerate: draw presence by 'sample', 'relaxed' or 'greedy'")
+        return self.trace_of(images, self.infer_cells(images, sample), presence, temperature, sample)
+
+    def trace_of(self, images: torch.Tensor, cells: CellLatents, presence: str, temperature: float = 1.0,
+                 sample: bool = True) -> GridTrace:
+        """The trace of the cells `cells` holds: their presences drawn, their objects decoded into their tiles,
+        and the background read."""
         context = None if self.config.background == "none" else read_background(self.background, images, sample)
-        cells = self.infer_cells(images, sample)
-        logits = cells.presence_logits
+        logits = cells.presence_logits if cells.cells is None else cells.presence_logits.gather(1, cells.cells)
         z_pres = draw_presence(logits.flatten(), logits.new_ones(logits.numel(), 1), presence, temperature)
         return GridTrace(images=images, presence_logits=logits, z_pres=z_pres.view_as(logits), log_ratio=cells.log_ratio,
                          scene_log_ratio=images.new_zeros(len(images)) if context is None else context.log_ratio,
                          z_where=cells.z_where, z_what=cells.z_what, tiles=self.draw_tiles(cells.z_what, cells.in_tile),
                          background=None if context is None else context.background, z_depth=self.depth(cells.window_latents),
-                         latent_kl=cells.kl, window_latents=cells.window_latents)
+                         latent_kl=cells.kl, window_latents=cells.window_latents, cells=cells.cells)
 
     def most_probable(self, images: torch.Tensor, sample: bool = False) -> GridTrace:
-        """The trace of the most probable scene: every latent at its mean (with `sample`, drawn from q: a
-        proposal, infer.best_explanation), the presences the network's refined by presence_sweeps of
-        `refine_presence`."""
-        trace = self(images, presence="greedy", sample=sample)
+        """The trace of the most probable scene, of the candidate cells (CANDIDATE_PRESENCE): every latent at its
+        mean (with `sample`, drawn from q: a proposal, infer.best_explanation), the presences the network's
+        refined by presence_sweeps of `refine_presence`."""
+        trace = self.trace_of(images, self.infer_cells(images, sample, CANDIDATE_PRESENCE), "greedy", sample=sample)
         return dataclasses.replace(trace, z_pres=self.refine_presence(trace)) if self.config.presence_sweeps else trace
 
     def contributions(self, trace: GridTrace, weights: torch.Tensor) -> torch.Tensor:
@@ -412,14 +475,16 @@ class GridAIR(nn.Module, PixelLikelihood):
         objects = colour / nearness.clamp_min(1e-12) * (1 - through)
         return objects if background is None else objects + through * background
 
-    def fold(self, tiles: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """(B, K, C', T, T) tiles -> (B, C', H, W): added up where they overlap, cut to the images' canvas."""
+    def fold(self, tiles: torch.Tensor, images: torch.Tensor, cells: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K, C', T, T) tiles (of every cell, or of `cells`) -> (B, C', H, W): added up where they overlap,
+        cut to the images' canvas."""
         height, width = self.padded_size(images)
-        return fold_tiles(tiles, height, width, self.cell)[..., :images.shape[-2], :images.shape[-1]]
+        return fold_tiles(tiles, height, width, self.cell, cells)[..., :images.shape[-2], :images.shape[-1]]
 
     def render(self, trace: GridTrace) -> torch.Tensor:
         """(B, C, H, W): the present objects (weighted by z_pres) composited over the background."""
-        return self.compose(self.fold(self.contributions(trace, trace.z_pres), trace.images), trace.background)
+        return self.compose(self.fold(self.contributions(trace, trace.z_pres), trace.images, trace.cells),
+                            trace.background)
 
     def trace_log_likelihood(self, trace: GridTrace) -> torch.Tensor:
         """(B,) log p(x | z) of the trace's latents."""
@@ -460,38 +525,51 @@ class GridAIR(nn.Module, PixelLikelihood):
         is present iff drawing it raises log p(x | z) by more than its latents' KL and the log(1 / rho) its
         presence costs, the other cells as they stand. The network's presences are mean-field guesses: two
         cells that share an object (near their common border) each learn with the other half present, and
-        at test time both may switch on, or both off; the model's own likelihood settles which. Cells whose
-        tiles cannot overlap are updated together, so a sweep takes reach^2 passes; every sweep runs, so the
-        cost does not depend on the count."""
+        at test time both may switch on, or both off; the model's own likelihood settles which. Only cells
+        the network gives more than CANDIDATE_PRESENCE are weighed; the rest stay absent. Cells whose tiles
+        cannot overlap are updated together, so a sweep takes reach^2 passes; every sweep runs, so the cost
+        does not depend on the count."""
         reach, columns = self.reach, self.cell_grid(trace.images)[1]
-        cell = torch.arange(trace.z_pres.shape[1], device=trace.z_pres.device)
-        groups = [(cell // columns % reach) * reach + cell % columns % reach == index for index in range(reach ** 2)]
+        cells = trace.cells if trace.cells is not None else torch.arange(trace.z_pres.shape[1], device=trace.z_pres.device)
+        group = (cells // columns % reach) * reach + cells % columns % reach  # (K,) or (B, K)
         cost = trace.latent_kl - torch.logit(self.count_prior)  # (B, K)
+        cost = cost.masked_fill(~self.weighed(trace), math.inf)
         effects, present = self.presence_effects_given(trace), trace.z_pres.detach().clone()
         for _ in range(self.config.presence_sweeps):
-            for chosen in groups:
-                present[:, chosen] = (effects(present, chosen) > cost[:, chosen]).to(present.dtype)
+            for index in range(reach ** 2):
+                present = torch.where(group == index, (effects(present) > cost).to(present.dtype), present)
         return present
+
+    @staticmethod
+    def weighed(trace: GridTrace) -> torch.Tensor:
+        """(B, K) the cells that test-time inference weighs: those the network gives more than CANDIDATE_PRESENCE.
+        The others are never present (refine_presence), and presence effects of a trace of candidate cells take
+        them as absent."""
+        return torch.sigmoid(trace.presence_logits) > CANDIDATE_PRESENCE
 
     @torch.no_grad()
     def describe(self, images: torch.Tensor, threshold: float = 0.5) -> Description:
-        """Test-time inference, every cell at once: the cost is the same whatever the count. The cells whose
-        presence probability exceeds `threshold` are present, then refined (`refine_presence`, which decodes
-        every cell) unless presence_sweeps is 0. Returns a Description as AIR.describe does, with K cells for N
+        """Test-time inference, every cell at once: the cells whose presence probability exceeds `threshold` (above
+        CANDIDATE_PRESENCE) are present, then refined (`refine_presence`) unless presence_sweeps is 0; only the
+        candidate cells are decoded and weighed. Returns a Description as AIR.describe does, with K cells for N
         steps: z_pres (B, K), the network's presence probabilities (B, K), z_where (B, K, 3) and z_what
         (B, K, C_what), NaN where absent."""
+        height, width = self.padded_size(images)
+        chunk = max(1, REFINEMENT_FLOATS // (height * width // self.cell ** 2 * (images.shape[1] + 2) * self.tile ** 2))
+        if len(images) > chunk:  # at worst every cell's tiles, a few copies: in chunks
+            return Description.joined([self.describe(part, threshold) for part in images.split(chunk)])
+        cells = self.infer_cells(images, sample=False, candidates=CANDIDATE_PRESENCE)
+        present = (torch.sigmoid(cells.presence_logits.gather(1, cells.cells)) > threshold).float()
         if self.config.presence_sweeps:
-            height, width = self.padded_size(images)
-            chunk = max(1, REFINEMENT_FLOATS // (height * width // self.cell ** 2 * (images.shape[1] + 2) * self.tile ** 2))
-            if len(images) > chunk:  # every cell's tiles, a few copies: in chunks
-                return Description.joined([self.describe(part, threshold) for part in images.split(chunk)])
-            cells = self(images, presence="greedy", sample=False)
-            probability = torch.sigmoid(cells.presence_logits)
-            present = self.refine_presence(dataclasses.replace(cells, z_pres=(probability > threshold).float()))
-        else:
-            cells = self.infer_cells(images, sample=False)
-            probability = torch.sigmoid(cells.presence_logits)
-            present = (probability > threshold).float()
+            trace = self.trace_of(images, cells, "greedy", sample=False)
+            present = self.refine_presence(dataclasses.replace(trace, z_pres=present))
         absent = present[..., None] == 0
-        return Description(present=present, presence=probability, where=cells.z_where.masked_fill(absent, float("nan")),
-                           what=cells.z_what.masked_fill(absent, float("nan")))
+
+        def every_cell(values: torch.Tensor, empty: float) -> torch.Tensor:  # (B, M, ...) of the candidates -> (B, K, ...)
+            shape = (*cells.presence_logits.shape, *values.shape[2:])
+            index = cells.cells.view(*cells.cells.shape, *[1] * (values.dim() - 2)).expand_as(values)
+            return values.new_full(shape, empty).scatter(1, index, values)
+
+        return Description(present=every_cell(present, 0.0), presence=torch.sigmoid(cells.presence_logits),
+                           where=every_cell(cells.z_where.masked_fill(absent, float("nan")), float("nan")),
+                           what=every_cell(cells.z_what.masked_fill(absent, float("nan")), float("nan")))

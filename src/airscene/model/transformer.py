@@ -64,24 +64,51 @@ def window_boxes(z_where: torch.Tensor, image_size: int, min_scale: float) -> to
     return (corners + 1) * (image_size / 2)
 
 
-def cell_tiles(images: torch.Tensor, cell: int, tile: int) -> torch.Tensor:
+def cell_tiles(images: torch.Tensor, cell: int, tile: int, cells: torch.Tensor | None = None) -> torch.Tensor:
     """(B, C, H, W) with H, W multiples of `cell` -> (B, K, C, tile, tile): the tile around each of the
     K = (H / cell) (W / cell) cells (row-major), centred on it (tile - cell even), zero beyond the canvas.
-    Where a grid model draws each cell's object."""
+    Where a grid model draws each cell's object. With `cells` (B, M) (row-major indices), the tiles of
+    those cells only: (B, M, C, tile, tile)."""
     batch, channels, height, width = images.shape
     margin = (tile - cell) // 2
     padded = F.pad(images, (margin, tile - cell - margin, margin, tile - cell - margin))
-    tiles = F.unfold(padded, kernel_size=tile, stride=cell)  # (B, C * tile * tile, K)
-    return tiles.transpose(1, 2).reshape(batch, -1, channels, tile, tile)
+    if cells is None:
+        tiles = F.unfold(padded, kernel_size=tile, stride=cell)  # (B, C * tile * tile, K)
+        return tiles.transpose(1, 2).reshape(batch, -1, channels, tile, tile)
+    pixels = _tile_pixels(cells, *padded.shape[-2:], cell, tile).flatten()  # (B M T T,)
+    tiles = padded.permute(0, 2, 3, 1).reshape(-1, channels).index_select(0, pixels)  # (B M T T, C)
+    return tiles.view(*cells.shape, tile, tile, channels).permute(0, 1, 4, 2, 3)
 
 
-def fold_tiles(tiles: torch.Tensor, height: int, width: int, cell: int) -> torch.Tensor:
-    """The inverse placement of `cell_tiles`: (B, K, C, tile, tile) -> (B, C, H, W), overlapping tiles added."""
-    batch, cells, channels, tile, _ = tiles.shape
+def fold_tiles(tiles: torch.Tensor, height: int, width: int, cell: int, cells: torch.Tensor | None = None) -> torch.Tensor:
+    """The inverse placement of `cell_tiles`: (B, K, C, tile, tile) -> (B, C, H, W), overlapping tiles added;
+    with `cells` (B, M), the tiles (B, M, C, tile, tile) of those cells."""
+    batch, count, channels, tile, _ = tiles.shape
     margin = (tile - cell) // 2
     padded = (height + tile - cell, width + tile - cell)
-    canvas = F.fold(tiles.reshape(batch, cells, -1).transpose(1, 2), padded, kernel_size=tile, stride=cell)
+    if cells is None:
+        canvas = F.fold(tiles.reshape(batch, count, -1).transpose(1, 2), padded, kernel_size=tile, stride=cell)
+    else:
+        pixels = _tile_pixels(cells, *padded, cell, tile).flatten()
+        canvas = tiles.new_zeros(batch * padded[0] * padded[1], channels).index_add(
+            0, pixels, tiles.permute(0, 1, 3, 4, 2).reshape(-1, channels)).view(batch, *padded, channels).permute(0, 3, 1, 2)
     return canvas[:, :, margin:margin + height, margin:margin + width]
+
+
+def _tile_spans(cells: torch.Tensor, columns: int, cell: int, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(...) row-major cell indices -> the rows (..., T, 1) and columns (..., 1, T) of their tiles in the
+    canvas padded by the tiles' margin: they index each tile's T x T pixels."""
+    span = torch.arange(tile, device=cells.device)
+    rows = (cells // columns)[..., None] * cell + span
+    return rows[..., :, None], ((cells % columns)[..., None] * cell + span)[..., None, :]
+
+
+def _tile_pixels(cells: torch.Tensor, height: int, width: int, cell: int, tile: int) -> torch.Tensor:
+    """(B, M) cell indices -> (B, M, T, T) each tile pixel's index among the B x height x width pixels of the
+    padded canvases (height and width: padded by the tiles' margin)."""
+    rows, columns = _tile_spans(cells, (width - tile + cell) // cell, cell, tile)
+    image = torch.arange(len(cells), device=cells.device)[:, None, None, None]
+    return (image * height + rows) * width + columns
 
 
 def tile_canvases(tiles: torch.Tensor, cells: torch.Tensor, height: int, width: int, cell: int) -> torch.Tensor:
@@ -90,9 +117,6 @@ def tile_canvases(tiles: torch.Tensor, cells: torch.Tensor, height: int, width: 
     count, channels, tile, _ = tiles.shape
     margin = (tile - cell) // 2
     canvas = tiles.new_zeros(count, channels, height + tile - cell, width + tile - cell)
-    row, column = cells // (width // cell), cells % (width // cell)
-    span = torch.arange(tile, device=tiles.device)
-    rows, columns = row[:, None] * cell + span, column[:, None] * cell + span  # (M, tile) in the padded canvas
-    canvas[torch.arange(count, device=tiles.device)[:, None, None], :, rows[:, :, None], columns[:, None, :]] = \
-        tiles.permute(0, 2, 3, 1)
+    rows, columns = _tile_spans(cells, width // cell, cell, tile)  # (M, tile, 1), (M, 1, tile) in the padded canvas
+    canvas[torch.arange(count, device=tiles.device)[:, None, None], :, rows, columns] = tiles.permute(0, 2, 3, 1)
     return canvas[:, :, margin:margin + height, margin:margin + width]
