@@ -260,14 +260,19 @@ def test_grid_settings_are_checked():
     with pytest.raises(AirsceneError, match="estimator 'local' does not apply to --model air: use enumerate, nvil"):
         Config(data="x", train=TrainConfig(estimator="local")).validate()
     Config(data="x", model=dataclasses.replace(grid["model"], compositing="alpha"), train=TrainConfig(estimator="local")).validate()
-    with pytest.raises(AirsceneError, match="only read by --model grid"):
-        Config(data="x", model=ModelConfig(cell_size=8)).validate()
+    for setting in ("cell_size", "backbone_channels"):
+        with pytest.raises(AirsceneError, match="only read by --model grid"):
+            Config(data="x", model=ModelConfig(**{setting: 8})).validate()
     with pytest.raises(AirsceneError, match="only read by --model air and dair"):
         Config(data="x", model=dataclasses.replace(grid["model"], max_objects=5), train=TrainConfig(estimator="local")).validate()
     # A config written before the grid existed lacks cell_size: it loads, with the default.
     older = Config(data="x").to_dict()
-    del older["model"]["cell_size"]
+    del older["model"]["cell_size"], older["model"]["backbone_channels"]  # nor its backbone's width (32 then)
     assert Config.from_dict(older).model.cell_size == ModelConfig().cell_size
+    assert Config.from_dict(older).model.backbone_channels == 32
+    widths = [layer.out_channels for layer in GridAIR(grid_config(backbone_channels=4, embedding_size=64)).backbone
+              if isinstance(layer, torch.nn.Conv2d)]
+    assert widths == [4, 8, 16, 64, 64]  # 8-pixel cells: three strides of 2 from 4 channels, then the cells' width
     with pytest.raises(AirsceneError, match="lacks the settings what_size"):
         from_dict(ModelConfig, {key: value for key, value in ModelConfig().__dict__.items() if key != "what_size"})
 
