@@ -1,8 +1,9 @@
 """Many objects on large canvases: the grid model against AIR and DAIR (N = 10 steps) on 100 x 100 canvases
 of 0-10 digits, the same wall-clock budget each, 3 seeds; the grid trained there tested on 200 x 200
-canvases of 0-40; and inference time per image against the number of objects.
+canvases of 0-40; and inference time per image against the number of objects, with the grid of an earlier
+version (its source and its run: --before SRC RUN) timed beside it in the same way.
 
-    python benchmarks/many_objects.py
+    python benchmarks/many_objects.py --before benchmarks/out/before-68a2730/src benchmarks/out/many_objects-before/grid-seed0
 """
 
 import json
@@ -17,6 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results import run_airscene, seeded_runs_parser, train_and_evaluate, write_section  # noqa: E402
+from versions import last_line  # noqa: E402
 
 import airscene  # noqa: E402
 from airscene.config import ModelConfig  # noqa: E402
@@ -28,7 +30,7 @@ from airscene.viz import plt, save_figure  # noqa: E402
 
 MODELS = {
     "grid": ["--model", "grid", "--estimator", "local", "--batch-size", "16", "--glimpse-size", "20",
-             "--embedding-size", "128", "--count-prior", "1e-20"],
+             "--embedding-size", "64", "--backbone-channels", "8", "--count-prior", "1e-20"],
     "air": ["--model", "air", "--max-objects", "10"],
     "dair": ["--model", "dair", "--max-objects", "10"],
 }
@@ -77,17 +79,39 @@ def forced_air(model: str, steps: int, size: int) -> AIR:
     return air
 
 
-def inference_times(grid_run: Path, large: Path) -> dict[str, list[float]]:
+def grid_times(run: str, large: str) -> list[float]:
+    """Seconds per image of a trained grid's describe, at each of TIMED_COUNTS (one thread)."""
     torch.set_num_threads(1)
     _, test, _ = load_dataset(large)
-    grid = airscene.load(grid_run).model
-    times = {"grid": [], "air": [], "dair": []}
-    for count in TIMED_COUNTS:
-        images = scenes_with(test, count, 20)
-        times["grid"].append(seconds_per_image(grid, images))
-        for name in ("air", "dair"):
-            times[name].append(seconds_per_image(forced_air(name, count + 1, 200), images))
+    grid = airscene.load(run).model
+    return [seconds_per_image(grid, scenes_with(test, count, 20)) for count in TIMED_COUNTS]
+
+
+GRID_TIMES = ("import json, sys; sys.path.insert(0, sys.argv[1]); from many_objects import grid_times; "
+              "print(json.dumps(grid_times(*sys.argv[2:])))")
+
+
+def inference_times(grid_run: Path, large: Path, before: tuple[str, str] | None) -> dict[str, list[float]]:
+    """Per image at each count: the grid (and the earlier version's, each in a process of its own, the version's
+    code timing its run), AIR and DAIR."""
+    here = str(Path(__file__).parent)
+    times = {"grid": json.loads(last_line("src", GRID_TIMES, here, str(grid_run), str(large)))}
+    if before:
+        times["grid before"] = json.loads(last_line(before[0], GRID_TIMES, here, before[1], str(large)))
+    torch.set_num_threads(1)
+    _, test, _ = load_dataset(large)
+    for name in ("air", "dair"):
+        times[name] = [seconds_per_image(forced_air(name, count + 1, 200), scenes_with(test, count, 20))
+                       for count in TIMED_COUNTS]
     return times
+
+
+def speed_up(times: dict[str, list[float]]) -> str:
+    """The earlier grid's time over this one's, at each count, in words."""
+    if "grid before" not in times:
+        return ""
+    ratios = [before / now for before, now in zip(times["grid before"], times["grid"])]
+    return f"The grid is {min(ratios):.1f}-{max(ratios):.1f}x faster than the earlier version's at every count. "
 
 
 def air_against_grid(times: dict[str, list[float]]) -> str:
@@ -99,6 +123,7 @@ def air_against_grid(times: dict[str, list[float]]) -> str:
 
 def main() -> None:
     parser = seeded_runs_parser(__doc__, "benchmarks/out/many_objects")
+    parser.add_argument("--before", nargs=2, metavar=("SRC", "RUN"), help="an earlier version's source and its grid run")
     args = parser.parse_args()
     out = Path(args.out)
     small, large = make_data(out)
@@ -117,7 +142,7 @@ def main() -> None:
         rows.append(f"| {model} | {seed} | {summary['step']} | {100 * metrics['count_accuracy']:.1f}% | "
                     f"{metrics['count_mean_absolute_error']:.3f} | {metrics['ap50']:.3f} | "
                     f"{'' if larger is None else f'{larger:.3f}'} |")
-    times = inference_times(out / f"grid-seed{args.seeds[0]}", large)
+    times = inference_times(out / f"grid-seed{args.seeds[0]}", large, args.before)
     figure, axis = plt.subplots(figsize=(6, 3.5), layout="constrained")  # room for the x label
     for name, values in times.items():
         axis.plot(TIMED_COUNTS, [1000 * value for value in values], marker="o", label=name)
@@ -141,19 +166,22 @@ def main() -> None:
         *rows,
         "",
         "Inference time per image (ms, one thread, batches of 20 held-out 200 x 200 scenes with that many "
-        "digits). The grid is the trained model; AIR and DAIR run the n + 1 steps that n objects take them "
-        "(untrained networks of the same size with presence forced on: only the time is measured).",
+        "digits, the best of 5). The grid is the trained model (seed " + str(args.seeds[0]) + "), timed by its "
+        "version's code in a process of its own" + (f"; `grid before` the earlier version `{args.before[0]}` timing "
+        f"its own trained run `{args.before[1]}`" if args.before else "") + "; AIR and DAIR run the n + 1 steps "
+        "that n objects take them (untrained networks of the same size with presence forced on: only the time is "
+        "measured).",
         "",
         "| objects | " + " | ".join(times) + " |",
         "|---:|" + "---:|" * len(times),
         *timing,
         "",
         f"Time at 40 objects against 1: the grid {ratio['grid']:.2f}x, AIR {ratio['air']:.2f}x, DAIR "
-        f"{ratio['dair']:.0f}x. The grid's cost is fixed by the canvas: it encodes and decodes a glimpse for "
-        "every cell (289 on 200 x 200) whatever the count, and its presence sweeps cost the same for any count. "
-        f"AIR's steps are cheap (one LSTM step and one glimpse each): {air_against_grid(times)}. DAIR re-embeds "
-        "the whole error canvas at every step, and its describe re-adds every earlier object each step, so it "
-        "grows fastest.",
+        f"{ratio['dair']:.0f}x. {speed_up(times)}The grid reads the canvas once with its backbone, then decodes "
+        "and weighs only its candidate cells (those it gives a presence probability above 1%): its cost grows "
+        f"with the count, slowly. AIR's steps are cheap (one LSTM step and one glimpse each): {air_against_grid(times)}. "
+        "DAIR re-embeds the whole error canvas at every step, and its describe re-adds every earlier object each "
+        "step, so it grows fastest.",
         "",
         "![inference time](many_objects.png)",
     ])

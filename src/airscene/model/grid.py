@@ -215,10 +215,10 @@ def backbone(channels: int, cell: int, width: int, first: int) -> nn.Sequential:
     for index, stride in enumerate(strides):
         out = min(width, first * 2 ** index)
         kernel, padding = (4, 1) if stride == 2 else (3, 0)  # each halves (or thirds) a multiple of the cell exactly
-        layers += [nn.Conv2d(have, out, kernel, stride=stride, padding=padding), nn.ReLU()]
+        layers += [nn.Conv2d(have, out, kernel, stride=stride, padding=padding), nn.ReLU(inplace=True)]
         have = out
-    return nn.Sequential(*layers, nn.Conv2d(have, width, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
+    return nn.Sequential(*layers, nn.Conv2d(have, width, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True))
 
 
 def window_range(config: ModelConfig) -> tuple[float, float]:

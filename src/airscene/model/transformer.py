@@ -75,9 +75,8 @@ def cell_tiles(images: torch.Tensor, cell: int, tile: int, cells: torch.Tensor |
     if cells is None:
         tiles = F.unfold(padded, kernel_size=tile, stride=cell)  # (B, C * tile * tile, K)
         return tiles.transpose(1, 2).reshape(batch, -1, channels, tile, tile)
-    pixels = _tile_pixels(cells, *padded.shape[-2:], cell, tile).flatten()  # (B M T T,)
-    tiles = padded.permute(0, 2, 3, 1).reshape(-1, channels).index_select(0, pixels)  # (B M T T, C)
-    return tiles.view(*cells.shape, tile, tile, channels).permute(0, 1, 4, 2, 3)
+    pixels = _tile_pixels(cells, padded.shape[-1], cell, tile)[:, None].expand(-1, channels, -1)  # (B, C, M T T)
+    return padded.flatten(2).gather(2, pixels).view(batch, channels, -1, tile, tile).transpose(1, 2)
 
 
 def fold_tiles(tiles: torch.Tensor, height: int, width: int, cell: int, cells: torch.Tensor | None = None) -> torch.Tensor:
@@ -89,9 +88,9 @@ def fold_tiles(tiles: torch.Tensor, height: int, width: int, cell: int, cells: t
     if cells is None:
         canvas = F.fold(tiles.reshape(batch, count, -1).transpose(1, 2), padded, kernel_size=tile, stride=cell)
     else:
-        pixels = _tile_pixels(cells, *padded, cell, tile).flatten()
-        canvas = tiles.new_zeros(batch * padded[0] * padded[1], channels).index_add(
-            0, pixels, tiles.permute(0, 1, 3, 4, 2).reshape(-1, channels)).view(batch, *padded, channels).permute(0, 3, 1, 2)
+        pixels = _tile_pixels(cells, padded[1], cell, tile)[:, None].expand(-1, channels, -1)  # (B, C, M T T)
+        canvas = tiles.new_zeros(batch, channels, padded[0] * padded[1]).scatter_add(
+            2, pixels, tiles.transpose(1, 2).reshape(batch, channels, -1)).view(batch, channels, *padded)
     return canvas[:, :, margin:margin + height, margin:margin + width]
 
 
@@ -103,12 +102,13 @@ def _tile_spans(cells: torch.Tensor, columns: int, cell: int, tile: int) -> tupl
     return rows[..., :, None], ((cells % columns)[..., None] * cell + span)[..., None, :]
 
 
-def _tile_pixels(cells: torch.Tensor, height: int, width: int, cell: int, tile: int) -> torch.Tensor:
-    """(B, M) cell indices -> (B, M, T, T) each tile pixel's index among the B x height x width pixels of the
-    padded canvases (height and width: padded by the tiles' margin)."""
-    rows, columns = _tile_spans(cells, (width - tile + cell) // cell, cell, tile)
-    image = torch.arange(len(cells), device=cells.device)[:, None, None, None]
-    return (image * height + rows) * width + columns
+def _tile_pixels(cells: torch.Tensor, width: int, cell: int, tile: int) -> torch.Tensor:
+    """(B, M) cell indices -> (B, M T T) each tile pixel's index among its image's pixels, row by row, in the
+    canvas padded by the tiles' margin (`width` wide)."""
+    columns = (width - tile + cell) // cell
+    origin = (cells // columns * width + cells % columns) * cell  # (B, M) each tile's first pixel
+    span = torch.arange(tile, device=cells.device)
+    return (origin[..., None] + (span[:, None] * width + span).flatten()).flatten(1)
 
 
 def tile_canvases(tiles: torch.Tensor, cells: torch.Tensor, height: int, width: int, cell: int) -> torch.Tensor:
