@@ -178,7 +178,7 @@ def main() -> None:
         "",
         f"Time at 40 objects against 1: the grid {ratio['grid']:.2f}x, AIR {ratio['air']:.2f}x, DAIR "
         f"{ratio['dair']:.0f}x. {speed_up(times)}The grid reads the canvas once with its backbone, then decodes "
-        "and weighs only its candidate cells (those it gives a presence probability above 1%): its cost grows "
+        "and weighs only its candidate cells (those it gives a presence probability above 0.1%): its cost grows "
         f"with the count, slowly. AIR's steps are cheap (one LSTM step and one glimpse each): {air_against_grid(times)}. "
         "DAIR re-embeds the whole error canvas at every step, and its describe re-adds every earlier object each "
         "step, so it grows fastest.",

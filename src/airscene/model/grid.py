@@ -50,7 +50,7 @@ REFINEMENT_FLOATS = 2 ** 25  # describe refines at most this many tile values (1
 # At test time a cell is a candidate, decoded and weighed by refine_presence, only where the network gives its
 # presence more than this probability: most of a large canvas is empty, and decoding and weighing its every
 # cell is most of the grid's inference time (benchmarks/RESULTS.md, "Many objects").
-CANDIDATE_PRESENCE = 0.01
+CANDIDATE_PRESENCE = 0.001
 
 
 @dataclass(kw_only=True)
