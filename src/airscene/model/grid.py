@@ -543,8 +543,8 @@ class GridAIR(nn.Module, PixelLikelihood):
     @staticmethod
     def weighed(trace: GridTrace) -> torch.Tensor:
         """(B, K) the cells that test-time inference weighs: those the network gives more than CANDIDATE_PRESENCE.
-        The others are never present (refine_presence), and presence effects of a trace of candidate cells take
-        them as absent."""
+        The others are never present (refine_presence): presence effects of a trace of candidate cells take them
+        as absent, and leave their own effects inexact."""
         return torch.sigmoid(trace.presence_logits) > CANDIDATE_PRESENCE
 
     @torch.no_grad()
