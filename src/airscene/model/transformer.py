@@ -94,14 +94,6 @@ def fold_tiles(tiles: torch.Tensor, height: int, width: int, cell: int, cells: t
     return canvas[:, :, margin:margin + height, margin:margin + width]
 
 
-def _tile_spans(cells: torch.Tensor, columns: int, cell: int, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(...) row-major cell indices -> the rows (..., T, 1) and columns (..., 1, T) of their tiles in the
-    canvas padded by the tiles' margin: they index each tile's T x T pixels."""
-    span = torch.arange(tile, device=cells.device)
-    rows = (cells // columns)[..., None] * cell + span
-    return rows[..., :, None], ((cells % columns)[..., None] * cell + span)[..., None, :]
-
-
 def _tile_pixels(cells: torch.Tensor, width: int, cell: int, tile: int) -> torch.Tensor:
     """(B, M) cell indices -> (B, M T T) each tile pixel's index among its image's pixels, row by row, in the
     canvas padded by the tiles' margin (`width` wide)."""
@@ -117,6 +109,9 @@ def tile_canvases(tiles: torch.Tensor, cells: torch.Tensor, height: int, width: 
     count, channels, tile, _ = tiles.shape
     margin = (tile - cell) // 2
     canvas = tiles.new_zeros(count, channels, height + tile - cell, width + tile - cell)
-    rows, columns = _tile_spans(cells, width // cell, cell, tile)  # (M, tile, 1), (M, 1, tile) in the padded canvas
-    canvas[torch.arange(count, device=tiles.device)[:, None, None], :, rows, columns] = tiles.permute(0, 2, 3, 1)
+    row, column = cells // (width // cell), cells % (width // cell)
+    span = torch.arange(tile, device=tiles.device)
+    rows, columns = row[:, None] * cell + span, column[:, None] * cell + span  # (M, tile) in the padded canvas
+    canvas[torch.arange(count, device=tiles.device)[:, None, None], :, rows[:, :, None], columns[:, None, :]] = \
+        tiles.permute(0, 2, 3, 1)
     return canvas[:, :, margin:margin + height, margin:margin + width]
