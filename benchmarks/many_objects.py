@@ -91,11 +91,14 @@ GRID_TIMES = ("import json, sys; sys.path.insert(0, sys.argv[1]); from many_obje
               "print(json.dumps(grid_times(*sys.argv[2:])))")
 
 
-def inference_times(grid_run: Path, large: Path, before: tuple[str, str] | None) -> dict[str, list[float]]:
-    """Per image at each count: the grid (and the earlier version's, each in a process of its own, the version's
-    code timing its run), AIR and DAIR."""
+def inference_times(grid_run: Path, large: Path, before: tuple[str, str] | None,
+                    others: list[tuple[str, str]]) -> dict[str, list[float]]:
+    """Per image at each count: the grid (other runs under their names, and the earlier version's, each in a
+    process of its own, the version's code timing its run), AIR and DAIR."""
     here = str(Path(__file__).parent)
     times = {"grid": json.loads(last_line("src", GRID_TIMES, here, str(grid_run), str(large)))}
+    for name, run in others:
+        times[name] = json.loads(last_line("src", GRID_TIMES, here, run, str(large)))
     if before:
         times["grid before"] = json.loads(last_line(before[0], GRID_TIMES, here, before[1], str(large)))
     torch.set_num_threads(1)
@@ -107,11 +110,13 @@ def inference_times(grid_run: Path, large: Path, before: tuple[str, str] | None)
 
 
 def speed_up(times: dict[str, list[float]]) -> str:
-    """The earlier grid's time over this one's, at each count, in words."""
+    """The earlier grid's time over each of this version's grids', over the counts, in words."""
     if "grid before" not in times:
         return ""
-    ratios = [before / now for before, now in zip(times["grid before"], times["grid"])]
-    return f"The grid is {min(ratios):.1f}-{max(ratios):.1f}x faster than the earlier version's at every count. "
+    ratios = {name: [before / now for before, now in zip(times["grid before"], values)]
+              for name, values in times.items() if name not in ("grid before", "air", "dair")}
+    return "Against the earlier version's grid, at every count: " + "; ".join(
+        f"`{name}` {min(ratio):.1f}-{max(ratio):.1f}x faster" for name, ratio in ratios.items()) + ". "
 
 
 def air_against_grid(times: dict[str, list[float]]) -> str:
@@ -124,6 +129,8 @@ def air_against_grid(times: dict[str, list[float]]) -> str:
 def main() -> None:
     parser = seeded_runs_parser(__doc__, "benchmarks/out/many_objects")
     parser.add_argument("--before", nargs=2, metavar=("SRC", "RUN"), help="an earlier version's source and its grid run")
+    parser.add_argument("--time-run", nargs=2, action="append", default=[], metavar=("NAME", "RUN"),
+                        help="another grid run to time beside the benchmark's, under NAME")
     args = parser.parse_args()
     out = Path(args.out)
     small, large = make_data(out)
@@ -142,7 +149,7 @@ def main() -> None:
         rows.append(f"| {model} | {seed} | {summary['step']} | {100 * metrics['count_accuracy']:.1f}% | "
                     f"{metrics['count_mean_absolute_error']:.3f} | {metrics['ap50']:.3f} | "
                     f"{'' if larger is None else f'{larger:.3f}'} |")
-    times = inference_times(out / f"grid-seed{args.seeds[0]}", large, args.before)
+    times = inference_times(out / f"grid-seed{args.seeds[0]}", large, args.before, args.time_run)
     figure, axis = plt.subplots(figsize=(6, 3.5), layout="constrained")  # room for the x label
     for name, values in times.items():
         axis.plot(TIMED_COUNTS, [1000 * value for value in values], marker="o", label=name)
@@ -167,7 +174,9 @@ def main() -> None:
         "",
         "Inference time per image (ms, one thread, batches of 20 held-out 200 x 200 scenes with that many "
         "digits, the best of 5). The grid is the trained model (seed " + str(args.seeds[0]) + "), timed by its "
-        "version's code in a process of its own" + (f"; `grid before` the earlier version `{args.before[0]}` timing "
+        "version's code in a process of its own" + "".join(f"; `{name}` this version timing the run `{run}`"
+                                                            for name, run in args.time_run)
+        + (f"; `grid before` the earlier version `{args.before[0]}` timing "
         f"its own trained run `{args.before[1]}`" if args.before else "") + "; AIR and DAIR run the n + 1 steps "
         "that n objects take them (untrained networks of the same size with presence forced on: only the time is "
         "measured).",

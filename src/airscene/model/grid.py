@@ -527,8 +527,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         cells that share an object (near their common border) each learn with the other half present, and
         at test time both may switch on, or both off; the model's own likelihood settles which. Only cells
         the network gives more than CANDIDATE_PRESENCE are weighed; the rest stay absent. Cells whose tiles
-        cannot overlap are updated together, so a sweep takes reach^2 passes; every sweep runs, so the cost
-        does not depend on the count."""
+        cannot overlap are updated together, so a sweep takes reach^2 passes; every sweep runs."""
         reach, columns = self.reach, self.cell_grid(trace.images)[1]
         cells = trace.cells if trace.cells is not None else torch.arange(trace.z_pres.shape[1], device=trace.z_pres.device)
         group = (cells // columns % reach) * reach + cells % columns % reach  # (K,) or (B, K)
