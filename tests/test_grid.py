@@ -221,7 +221,7 @@ def test_test_time_inference_weighs_the_candidate_cells_as_the_whole_grid_would(
         every = model(images, presence="greedy", sample=False)
         below = torch.sigmoid(every.presence_logits) <= grid_module.CANDIDATE_PRESENCE
         assert below.any() and (~below).any() and (every.z_pres == 1).any()
-        cells = model.infer_cells(images, sample=False, candidates=grid_module.CANDIDATE_PRESENCE)
+        cells = model.infer_cells(images, sample=False, candidates=True)
         held = model.trace_of(images, cells, "greedy", sample=False)
         assert held.z_pres.shape[1] < every.z_pres.shape[1]  # fewer cells decoded
         assert not below.gather(1, held.cells).all(1).any() and (~below).sum(1).max() == held.cells.shape[1]

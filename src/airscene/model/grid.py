@@ -195,11 +195,17 @@ class CompositedEffects:
         return (difference.view(*self.inside.shape[:2], *difference.shape[1:]) * self.inside).flatten(2).sum(-1)
 
 
-def candidate_cells(logits: torch.Tensor, floor: float) -> torch.Tensor:
+def weighed_cells(logits: torch.Tensor) -> torch.Tensor:
+    """(B, K) presence logits -> (B, K) the cells test-time inference weighs: those the network gives more than
+    CANDIDATE_PRESENCE."""
+    return torch.sigmoid(logits) > CANDIDATE_PRESENCE
+
+
+def candidate_cells(logits: torch.Tensor) -> torch.Tensor:
     """(B, K) presence logits -> (B, M) the indices (ascending) of each image's M most probable cells, M the most
-    cells any image gives a probability above `floor` (at least one): every cell above it, and in images with
-    fewer, cells below it that refine_presence leaves absent."""
-    above = int((torch.sigmoid(logits) > floor).sum(1).max())
+    cells any image weighs (at least one): every weighed cell, and in images with fewer, cells that are not and
+    that refine_presence leaves absent."""
+    above = int(weighed_cells(logits).sum(1).max())
     return logits.topk(max(1, above), dim=1).indices.sort(dim=1).values
 
 
@@ -391,16 +397,16 @@ class GridAIR(nn.Module, PixelLikelihood):
         return dataclasses.replace(trace, z_where=z_where, z_what=z_what, tiles=self.draw_tiles(z_what, in_tile),
                                    z_depth=self.depth(u), window_latents=u), log_prior
 
-    def infer_cells(self, images: torch.Tensor, sample: bool = True, candidates: float | None = None) -> CellLatents:
+    def infer_cells(self, images: torch.Tensor, sample: bool = True, candidates: bool = False) -> CellLatents:
         """The inference network, every cell at once: images (B, C, H, W) -> each cell's presence logit,
         window and appearance code, with their log p - log q. With `candidates`, the windows and codes of only
-        the cells whose presence probability exceeds it in some image (each image's most probable, as many as
-        the most any image has: `candidate_cells`)."""
+        the cells test-time inference weighs (each image's most probable, as many as the most any image weighs:
+        `candidate_cells`)."""
         c, batch = self.config, images.shape[0]
         rows, columns = self.cell_grid(images)
         output = self.head(self.backbone(self.padded(images))).flatten(2).transpose(1, 2)  # (B, K, 7), or 9 with a depth
         logits = PRESENCE_LOGIT_BOUND * torch.tanh(output[..., 0] / PRESENCE_LOGIT_BOUND)  # (B, K)
-        cells = None if candidates is None else candidate_cells(logits, candidates)
+        cells = candidate_cells(logits) if candidates else None
         if cells is not None:
             output = output.gather(1, cells[..., None].expand(-1, -1, output.shape[-1]))  # (B, M, 7)
         q_where = normal(*gaussian_parameters(output[..., 1:]))
@@ -450,7 +456,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         """The trace of the most probable scene, of the candidate cells (CANDIDATE_PRESENCE): every latent at its
         mean (with `sample`, drawn from q: a proposal, infer.best_explanation), the presences the network's
         refined by presence_sweeps of `refine_presence`."""
-        trace = self.trace_of(images, self.infer_cells(images, sample, CANDIDATE_PRESENCE), "greedy", sample=sample)
+        trace = self.trace_of(images, self.infer_cells(images, sample, candidates=True), "greedy", sample=sample)
         return dataclasses.replace(trace, z_pres=self.refine_presence(trace)) if self.config.presence_sweeps else trace
 
     def contributions(self, trace: GridTrace, weights: torch.Tensor) -> torch.Tensor:
@@ -544,7 +550,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         """(B, K) the cells that test-time inference weighs: those the network gives more than CANDIDATE_PRESENCE.
         The others are never present (refine_presence): presence effects of a trace of candidate cells take them
         as absent, and leave their own effects inexact."""
-        return torch.sigmoid(trace.presence_logits) > CANDIDATE_PRESENCE
+        return weighed_cells(trace.presence_logits)
 
     @torch.no_grad()
     def describe(self, images: torch.Tensor, threshold: float = 0.5) -> Description:
@@ -557,7 +563,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         chunk = max(1, REFINEMENT_FLOATS // (height * width // self.cell ** 2 * (images.shape[1] + 2) * self.tile ** 2))
         if len(images) > chunk:  # at worst every cell's tiles, a few copies: in chunks
             return Description.joined([self.describe(part, threshold) for part in images.split(chunk)])
-        cells = self.infer_cells(images, sample=False, candidates=CANDIDATE_PRESENCE)
+        cells = self.infer_cells(images, sample=False, candidates=True)
         present = (torch.sigmoid(cells.presence_logits.gather(1, cells.cells)) > threshold).float()
         if self.config.presence_sweeps:
             trace = self.trace_of(images, cells, "greedy", sample=False)
