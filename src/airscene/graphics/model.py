@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.distributions import VonMises, kl_divergence
+from torch.distributions import VonMises
 
 from airscene.errors import AirsceneError
 from airscene.graphics.config import SceneModelConfig
@@ -26,7 +26,7 @@ from airscene.graphics.renderers import Renderer
 from airscene.graphics.scenes import CAMERA_REACH, SHAPES, TABLE_REACH, SceneParameters
 from airscene.model.air import AttendInferRepeat
 from airscene.model.networks import InferenceStep, gaussian_parameters
-from airscene.model.priors import draw, normal, prior_presence
+from airscene.model.priors import draw, normal, normal_kl, prior_presence
 from airscene.model.trace import Trace
 from airscene.model.transformer import crop_glimpse
 
@@ -169,7 +169,7 @@ class SceneAIR(AttendInferRepeat):
         camera_mean, camera_sd = gaussian_parameters(self.camera_head(embedding))  # (B, 1) each
         if self.config.move_camera:
             camera = camera_mean + camera_sd * torch.randn_like(camera_mean) if sample else camera_mean
-            camera_kl = kl_divergence(normal(camera_mean, camera_sd), normal(0.0, CAMERA_PRIOR_SD)).sum(1)
+            camera_kl = normal_kl(normal(camera_mean, camera_sd), normal(0.0, CAMERA_PRIOR_SD)).sum(1)
         else:
             camera, camera_kl = torch.zeros_like(camera_mean), images.new_zeros(len(images))
         return SceneContext(embedding=embedding, identity_embedding=self.identity_encoder(images), camera=camera,
@@ -203,7 +203,7 @@ class SceneAIR(AttendInferRepeat):
                     else identity_log_q.argmax(1))  # (B,)
         unbounded = where_mean + where_sd * torch.randn_like(where_mean) if sample else where_mean
         position = POSITION_BOUND * torch.tanh(unbounded)  # (B, 2)
-        position_kl = kl_divergence(normal(where_mean, where_sd), normal(0.0, POSITION_PRIOR_SD)).sum(1)
+        position_kl = normal_kl(normal(where_mean, where_sd), normal(0.0, POSITION_PRIOR_SD)).sum(1)
         yaw, yaw_natural, yaw_kl = self.infer_yaw(images, identity, position, context.camera, sample)
         pose = torch.cat([position, yaw[:, None]], 1)
         log_q_identity = identity_log_q.gather(1, identity[:, None])[:, 0]

@@ -29,14 +29,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.distributions import kl_divergence
 
 from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
 from airscene.model.air import (PixelLikelihood, alone_pictures, draw_background, draw_presence, pixel_shares,
                                 read_background)
 from airscene.model.networks import PRESENCE_LOGIT_BOUND, BackgroundVAE, GlimpseDecoder, GlimpseEncoder, gaussian_parameters
-from airscene.model.priors import draw, normal, prior_presence, standard_normal
+from airscene.model.priors import draw, normal, normal_kl, prior_presence, standard_normal
 from airscene.model.trace import Description, SceneSample, Trace
 from airscene.model.transformer import cell_tiles, crop_glimpse, fold_tiles, paste_glimpse, tile_canvases, window_boxes
 
@@ -418,7 +417,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         prior = standard_normal()
         log_ratio = ((prior.log_prob(u) - q_where.log_prob(u)).sum(-1)
                      + (prior.log_prob(z_what) - q_what.log_prob(z_what)).sum(-1).view(batch, -1))
-        kl = (kl_divergence(q_where, prior).sum(-1) + kl_divergence(q_what, prior).sum(-1).view(batch, -1))
+        kl = (normal_kl(q_where, prior).sum(-1) + normal_kl(q_what, prior).sum(-1).view(batch, -1))
         return CellLatents(presence_logits=logits, cells=cells, z_where=z_where, in_tile=in_tile,
                            z_what=z_what.view(batch, u.shape[1], -1), window_latents=u, log_ratio=log_ratio, kl=kl)
 
@@ -430,8 +429,8 @@ class GridAIR(nn.Module, PixelLikelihood):
                               WINDOW_FLOOR)  # (B K, C, T, T)
         return tiles.view(batch, count, *tiles.shape[1:])
 
-    def forward(self, images: torch.Tensor, presence: str = "sample", exploration: float = 0.0,
-                temperature: float = 1.0, sample: bool = True) -> GridTrace:
+    def forward(self, images: torch.Tensor, presence: str = "sample", exploration: float | torch.Tensor = 0.0,
+                temperature: float | torch.Tensor = 1.0, sample: bool = True) -> GridTrace:
         """images (B, C, H, W) in [0, 1] -> the GridTrace of every cell. The arguments are AIR's but for
         exploration, which a grid does not need (each cell's presence has its own learning signal, whatever
         the others do) and ignores, and presence "all", which it refuses (there is no count to enumerate)."""
@@ -439,7 +438,7 @@ class GridAIR(nn.Module, PixelLikelihood):
             raise ValueError("a grid has no count to enumerate: draw presence by 'sample', 'relaxed' or 'greedy'")
         return self.trace_of(images, self.infer_cells(images, sample), presence, temperature, sample)
 
-    def trace_of(self, images: torch.Tensor, cells: CellLatents, presence: str, temperature: float = 1.0,
+    def trace_of(self, images: torch.Tensor, cells: CellLatents, presence: str, temperature: float | torch.Tensor = 1.0,
                  sample: bool = True) -> GridTrace:
         """The trace of the cells `cells` holds: their presences drawn, their objects decoded into their tiles,
         and the background read."""
