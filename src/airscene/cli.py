@@ -10,10 +10,11 @@ import os
 import sys
 import types
 import typing
+import warnings
 from pathlib import Path
 
 from airscene.config import MAIN_JOB_MINUTES, Config
-from airscene.errors import AirsceneError
+from airscene.errors import AirsceneError, AirsceneWarning
 from airscene.images import INTENSITIES
 from airscene.settings import holds_every_setting
 from airscene.storage import read_json
@@ -680,7 +681,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message, category, *rest) -> str:
+    """airscene's own warnings in one line, as its errors; any other as Python writes it."""
+    if issubclass(category, AirsceneWarning):
+        return f"airscene: warning: {message}\n"
+    return _python_format_warning(message, category, *rest)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _format_warning
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

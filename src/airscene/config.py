@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from airscene.compiled import COMPILE_MODES
 from airscene.images import INTENSITIES
 from airscene.settings import Settings, setting
 
@@ -174,6 +175,11 @@ class TrainConfig:
     device: str = setting("auto", "where to train: auto (a GPU if there is one), cpu, cuda, cuda:N or mps")
     precision: str = setting("fp32", "fp32, or bf16: autocast to bfloat16 (README, 'Where the compute is')",
                              choices=("fp32", "bf16"))
+    # A training step is about a thousand small operators; compiled, they fuse into a few kernels (and with
+    # reduce-overhead on a GPU, one CUDA graph replay), after a compile of up to a minute at the run's start
+    # and when the exploration ends (airscene.compiled). It changes how a step computes, not what.
+    compile: str = setting("none", "compile the training step with torch.compile: none, default, or reduce-overhead "
+                           "(on a GPU, replayed as CUDA graphs)", choices=COMPILE_MODES, added="0.2.0")
     # Under torchrun each rank takes batch_size images, so a step sees batch_size x world size; "linear"
     # multiplies the learning rates by the world size, "sqrt" by its square root.
     learning_rate_scaling: str = setting("none", "scale the learning rates with the world size: none, linear or sqrt",

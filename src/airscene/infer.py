@@ -19,7 +19,7 @@ from airscene.config import Config
 from airscene.data.imports import MIN_CANVAS
 from airscene.data.scenes import SceneSet
 from airscene.distributed import resolve_device
-from airscene.errors import AirsceneError
+from airscene.errors import AirsceneError, last_line
 from airscene.estimators.elbo import log_weight
 from airscene.images import MAX_PIXELS, image_files, marked_png, quantise, read_images, rescaled, to_model_layout
 from airscene.model import SceneModel, make_model
@@ -217,8 +217,7 @@ def model_from_checkpoint(state: dict, config: Config, path: str | Path, device:
     except AirsceneError as error:
         raise AirsceneError(f"checkpoint {path}: {error}") from None
     except RuntimeError as error:
-        first = str(error).strip().splitlines()[-1].strip()
-        raise AirsceneError(f"checkpoint {path} does not match its own config ({first}): it is corrupt "
+        raise AirsceneError(f"checkpoint {path} does not match its own config ({last_line(error)}): it is corrupt "
                             "or from an incompatible airscene version; retrain") from None
     return model.to(resolve_device(device))
 

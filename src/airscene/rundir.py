@@ -17,7 +17,7 @@ from airscene.storage import (append_line, as_path, check_writable, claim_direct
                               write_failure, write_json, write_text)
 
 # What a resumed run may change: its budget and where it computes; anything else would be another run.
-RESUMABLE = ("train.steps", "train.minutes", "train.threads", "train.device", "workers")
+RESUMABLE = ("train.steps", "train.minutes", "train.threads", "train.device", "train.compile", "workers")
 # Taken from the data at the start of training; a checkpoint written before they existed holds None for them.
 FROM_THE_DATA = ("model.intensity", "model.image_scale")
 
@@ -79,8 +79,8 @@ class Run:
                    and not any(line.startswith(f"{name}: None -> ") for name in FROM_THE_DATA)]
         if changed:
             raise AirsceneError(f"resuming would train another configuration than the checkpoint's ({'; '.join(changed)}): "
-                                "resume with the run's own settings (only --steps, --minutes, --threads, --device and "
-                                "--workers may change), or start a new run with another --out")
+                                "resume with the run's own settings (only --steps, --minutes, --threads, --device, "
+                                "--compile and --workers may change), or start a new run with another --out")
         if state.get("data") != data_digest:
             raise AirsceneError(f"the data set {getattr(requested, 'data', '')} is not the one the checkpoint was trained on "
                                 "(its splits' digests differ): resume on that data set, or start a new run")

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from airscene.compiled import Compiled
 from airscene.config import TrainConfig
 from airscene.distributed import (STOP_REQUESTED, Shard, agree_on_settings, all_max, gather_objects, replicate,
                                   replicated_model)
-from airscene.errors import AirsceneError
+from airscene.errors import AirsceneError, last_line
 from airscene.estimators.base import Batch, Estimator
 from airscene.model.trace import Trace
 from airscene.rundir import Run
@@ -118,8 +119,7 @@ def start(run: Run, state: dict | None, job: TrainingJob) -> tuple[int, float]:
         job.optimiser.load_state_dict(state["optimizer"])
         restore_random_state(state["rng"], job, state["step"])
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[-1].strip()[:200]
-        raise AirsceneError(f"checkpoint {run.checkpoint} does not fit this run ({first}): it is damaged, or from "
+        raise AirsceneError(f"checkpoint {run.checkpoint} does not fit this run ({last_line(error)}): it is damaged, or from "
                             "another airscene version; start a new run") from None
     run.keep_metrics_until(state["step"])
     return state["step"], state["elapsed_seconds"]
@@ -204,15 +204,19 @@ class StepAverages:
         self.skipped_steps = 0
 
     def add(self, step: int, statistics: dict) -> None:
-        self.pending.append((step, statistics))
+        """Keep a step's statistics; its tensors are copied into one at once, and the step's own are let go
+        (under CUDA graphs the next step's replay overwrites them)."""
+        keys = [key for key, value in statistics.items() if isinstance(value, torch.Tensor)]
+        numbers = {key: value for key, value in statistics.items() if key not in keys}
+        self.pending.append((step, numbers, keys, torch.stack([statistics[key].float() for key in keys]) if keys else None))
 
     def read(self, run: Run) -> dict[str, list[float]]:
         """Read the pending steps back in one transfer, account for each in order (count_step), and keep the
         statistics of the steps taken."""
-        tensors = [value for _, statistics in self.pending for value in statistics.values() if isinstance(value, torch.Tensor)]
-        numbers = iter(torch.stack([value.float() for value in tensors]).tolist() if tensors else [])
-        for step, statistics in self.pending:
-            row = {key: next(numbers) if isinstance(value, torch.Tensor) else value for key, value in statistics.items()}
+        tensors = [values for *_, values in self.pending if values is not None]
+        read = iter(torch.cat(tensors).tolist() if tensors else [])
+        for step, numbers, keys, _ in self.pending:
+            row = {**numbers, **{key: next(read) for key in keys}}
             skipped, gradient_norm = bool(row.pop("skipped")), row.pop("gradient_norm")
             self.count_step(run, step, skipped, row["loss"], gradient_norm)
             for key, value in ({} if skipped else row).items():
@@ -254,19 +258,29 @@ def combine(partials: list[dict[str, tuple[float, float]]]) -> dict:
     return {name: (total / weight if weight else None) for name, (total, weight) in sorted(totals.items())}
 
 
-def train_step(job: TrainingJob, step: int, model, estimator) -> dict:
-    """One update of the model (and the estimator's own parameters), left undone on the device if any rank's
-    loss or gradient is not finite; its statistics, unread (StepAverages): the loss, the learning rate, the
-    estimator's and the job's, and whether it was `skipped` with the `gradient_norm` a skipped step logs.
-    `model` and `estimator` are the job's, replicated across ranks."""
-    exploration = job.schedule(step)
-    batch = job.batch(step)
-    kept = [buffer.clone() for buffer in job.estimator.buffers()]  # what the forward pass moves (NVIL's moments)
+def draw_and_estimate(job: TrainingJob, model, estimator, batch: Batch, exploration: float, step: int):
+    """A step's forward pass, drawn as its estimator needs it, and the estimator's (loss, statistics), with the
+    trace: the part of a step that --compile compiles (autograd compiles its backward with it). `model` and
+    `estimator` are the job's, replicated across ranks."""
     # bf16: the forward pass in bfloat16 (autocast); the estimator's sums (likelihoods over thousands of
     # pixels, the ELBO) in float32.
     with torch.autocast(job.device.type, dtype=torch.bfloat16, enabled=job.settings.precision == "bf16"):
         trace = job.estimator.draw(model, batch, exploration, step)
     loss, statistics = estimator(model, trace)
+    return loss, statistics, trace
+
+
+def train_step(job: TrainingJob, step: int, model, estimator, forward=draw_and_estimate) -> dict:
+    """One update of the model (and the estimator's own parameters), left undone on the device if any rank's
+    loss or gradient is not finite; its statistics, unread (StepAverages): the loss, the learning rate, the
+    estimator's and the job's, and whether it was `skipped` with the `gradient_norm` a skipped step logs.
+    `forward` is draw_and_estimate, or it compiled (airscene.compiled)."""
+    # The exploration weight as a tensor on the device: a compiled step takes it as an input, not a constant.
+    exploration = torch.full((), job.schedule(step), device=job.device)
+    job.estimator.schedule(step)
+    batch = job.batch(step)
+    kept = [buffer.clone() for buffer in job.estimator.buffers()]  # what the forward pass moves (NVIL's moments)
+    loss, statistics, trace = forward(job, model, estimator, batch, exploration, step)
     job.optimiser.zero_grad(set_to_none=True)
     loss.backward()
     gradient_norm = torch.nn.utils.clip_grad_norm_(job.model.parameters(), job.settings.clip_norm)
@@ -316,6 +330,7 @@ def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = 
         saved = (state or {}).get("progress", {})
         averages, metrics, stopped_by = StepAverages(saved.get("averages")), saved.get("metrics", {}), "steps"
         model, estimator = replicated_model(job.model, shard, job.device), replicate(job.estimator, shard, job.device)
+        forward = Compiled(draw_and_estimate, t.compile, job.device)
         budget = t.minutes * 60 if t.minutes else math.inf
         fast_start = job.config.reads("train.learning_rate_start")  # AIR's and DAIR's, not the grid's
         started, agreed = time.perf_counter() - elapsed, elapsed
@@ -329,7 +344,7 @@ def fit(job: TrainingJob, run: Run, state: dict | None = None, progress: bool = 
                         break
                 multiple = learning_rate_start(step, t) if fast_start else 1.0
                 schedule_learning_rates(job.optimiser, multiple, max(step / t.steps, agreed / budget), t)
-                averages.add(step, train_step(job, step, model, estimator))
+                averages.add(step, train_step(job, step, model, estimator, forward))
                 step += 1
                 elapsed = time.perf_counter() - started
                 bar.update(1)

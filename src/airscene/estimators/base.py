@@ -25,7 +25,11 @@ class Estimator(nn.Module):
     presence = "sample"
     samples = 1
 
-    def draw(self, model: nn.Module, batch: Batch, exploration: float, step: int) -> Trace:
+    def schedule(self, step: int) -> None:
+        """Set the estimator's state that follows a schedule (relaxed: the temperature) to its value at
+        training step `step`, before that step's draw."""
+
+    def draw(self, model: nn.Module, batch: Batch, exploration: float | torch.Tensor, step: int) -> Trace:
         """One forward pass of the model, drawn as this estimator needs it; `samples` traces per image
         lie next to each other in the batch, (B * samples, ...)."""
         images = batch.images.repeat_interleave(self.samples, dim=0) if self.samples > 1 else batch.images

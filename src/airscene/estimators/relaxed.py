@@ -24,14 +24,20 @@ class Relaxed(Estimator):
         super().__init__()
         self.presence = "straight_through" if straight_through else "relaxed"
         self.temperatures = (temperature_start, temperature_end, temperature_steps)
+        # The temperature of the step being drawn: set by schedule(step), a tensor so that a compiled step
+        # takes it as an input; not saved (every step sets it from its number).
+        self.register_buffer("temperature", torch.tensor(float(temperature_start)), persistent=False)
 
     def temperature_at(self, step: int) -> float:
         """Annealed exponentially from the start to the end temperature, then held."""
         start, end, steps = self.temperatures
         return anneal(start, end, step, steps)
 
-    def draw(self, model: AIR, batch: Batch, exploration: float, step: int) -> GlimpseTrace:
-        return model(batch.images, self.presence, exploration, temperature=self.temperature_at(step))
+    def schedule(self, step: int) -> None:
+        self.temperature.fill_(self.temperature_at(step))
+
+    def draw(self, model: AIR, batch: Batch, exploration: float | torch.Tensor, step: int) -> GlimpseTrace:
+        return model(batch.images, self.presence, exploration, temperature=self.temperature)
 
     def forward(self, model: AIR, trace: GlimpseTrace) -> tuple[torch.Tensor, dict]:
         log_likelihood = model.trace_log_likelihood(trace)  # (B,)

@@ -43,16 +43,23 @@ VISIBLE = 0.3
 PRESENCE_MODES = ("sample", "all", "greedy", "relaxed", "straight_through")
 
 
-def explore_presence(logit: torch.Tensor, exploration: float, step: int, steps: int) -> torch.Tensor:
+def explore_presence(logit: torch.Tensor, exploration: float | torch.Tensor, step: int, steps: int) -> torch.Tensor:
     """The logit of the exploration mixture (1 - e) Bernoulli(sigmoid(logit)) + e Bernoulli(u_i) at step
-    `step` (from 0) of `steps`."""
-    if exploration <= 0:
-        return logit
+    `step` (from 0) of `steps`. e is a number, or a 0-d tensor (as a training step gives it, so that one
+    compiled step serves every e)."""
+    if not torch.is_tensor(exploration):
+        if exploration <= 0:
+            return logit
+        exploration = torch.tensor(exploration, dtype=logit.dtype, device=logit.device)
     uniform_count = (steps - step) / (steps - step + 1)
-    return torch.logit((1 - exploration) * torch.sigmoid(logit) + exploration * uniform_count)
+    exploring = exploration > 0
+    # Where e = 0 the logit is returned as it is; the mixture there is computed with e = 1/2, whose logit
+    # stays finite (and its zero gradient too) however confident the network.
+    e = torch.where(exploring, exploration, 0.5)
+    return torch.where(exploring, torch.logit((1 - e) * torch.sigmoid(logit) + e * uniform_count), logit)
 
 
-def draw_presence(logit: torch.Tensor, previous: torch.Tensor, presence: str, temperature: float) -> torch.Tensor:
+def draw_presence(logit: torch.Tensor, previous: torch.Tensor, presence: str, temperature: float | torch.Tensor) -> torch.Tensor:
     """z_pres^i (B, 1) from its logit (B,) and z_pres^{i-1} (B, 1). Multiplying by the previous value makes
     every step after an absent one absent too (the unary code of the count)."""
     if presence == "all":
@@ -77,8 +84,8 @@ class AttendInferRepeat(nn.Module):
     (an InferenceStep), `difference` (DAIR) and `count_prior` (a buffer: rho), and says what an object is:
     `read_image`, `embed_input`, `initial_feedback`, `infer_object`, `make_trace`."""
 
-    def forward(self, images: torch.Tensor, presence: str = "sample", exploration: float = 0.0,
-                temperature: float = 1.0, sample: bool = True) -> Trace:
+    def forward(self, images: torch.Tensor, presence: str = "sample", exploration: float | torch.Tensor = 0.0,
+                temperature: float | torch.Tensor = 1.0, sample: bool = True) -> Trace:
         """images (B, C, H, W) in [0, 1] -> the model's Trace of all N steps; exploration is e above;
         temperature is the Concrete relaxation's, used only when presence is "relaxed" or "straight_through";
         sample=False takes every latent but z_pres at its most probable value instead of a sample."""

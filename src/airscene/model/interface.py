@@ -33,8 +33,8 @@ class SceneModel(Protocol):
         """The most objects one scene can hold, or None where that depends on the canvas."""
 
     # The inference network q(z | x) and the generative model p(x, z).
-    def __call__(self, images: torch.Tensor, presence: str = "sample", exploration: float = 0.0,
-                 temperature: float = 1.0, sample: bool = True) -> Trace: ...
+    def __call__(self, images: torch.Tensor, presence: str = "sample", exploration: float | torch.Tensor = 0.0,
+                 temperature: float | torch.Tensor = 1.0, sample: bool = True) -> Trace: ...
 
     def most_probable(self, images: torch.Tensor, sample: bool = False) -> Trace: ...
 

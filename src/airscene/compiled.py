@@ -1,0 +1,75 @@
+"""--compile: a training step's forward pass and loss (and with them, through autograd, its backward) compiled by
+torch.compile. Eagerly a step dispatches about a thousand small operators, each launched from Python; compiled,
+they are fused into a few generated kernels (on this project's 2-core CPU a step takes about three quarters of
+the eager time: README, "Where the compute is"). Mode reduce-overhead also replays the step as a CUDA graph on a
+GPU, so the host launches one graph instead of every kernel.
+
+The compiled step draws its random numbers with eager PyTorch's generators (inductor's fallback_random), so it
+samples exactly what an eager step samples, and a run resumes bit for bit. Where torch cannot compile here (no
+C++ compiler for the CPU's kernels, a device or Python that torch.compile does not support), one warning says
+so and the step runs eagerly."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import torch
+
+from airscene.errors import AirsceneWarning, last_line
+
+COMPILE_MODES = ("none", "default", "reduce-overhead")
+
+
+class Compiled:
+    """`function`, compiled in `mode` (one of COMPILE_MODES; "none" calls it as it is) for tensors on `device`."""
+
+    def __init__(self, function: Callable, mode: str, device: torch.device):
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"mode must be one of {COMPILE_MODES}")
+        self.function, self.device = function, device
+        self.graphs = mode == "reduce-overhead" and device.type == "cuda"  # torch replays CUDA graphs only there
+        self.compiled = None
+        if mode != "none":
+            unsupported = compile_unsupported(device)
+            if unsupported:
+                warn_eager(unsupported)
+            else:
+                # The compiler warns of its own internals' deprecations (as it compiles the forward pass here
+                # and the backward in loss.backward()), which no user can act on.
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\._inductor")
+                self.compiled = torch.compile(function, options={"fallback_random": True, "triton.cudagraphs": self.graphs})
+
+    def __call__(self, *arguments):
+        if self.compiled is None:
+            return self.function(*arguments)
+        if self.graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may now be reused
+        generators = torch.get_rng_state(), (torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
+        try:
+            return self.compiled(*arguments)
+        except (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.InternalTorchDynamoError) as error:
+            # A compile failed before the step ran: the step is taken eagerly, with the random numbers it
+            # would have drawn, and so is every later one.
+            warn_eager(f"torch.compile failed ({last_line(getattr(error, 'inner_exception', None) or error)})")
+            self.compiled = None
+            torch.set_rng_state(generators[0])
+            if generators[1] is not None:
+                torch.cuda.set_rng_state(generators[1], self.device)
+            return self.function(*arguments)
+
+
+def compile_unsupported(device: torch.device) -> str | None:
+    """Why torch.compile cannot run here, or None."""
+    if getattr(torch, "compile", None) is None:
+        return f"PyTorch {torch.__version__} has no torch.compile (it came with 2.0)"
+    if not torch._dynamo.is_dynamo_supported():
+        return "torch.compile does not support this Python"
+    if device.type not in ("cpu", "cuda"):
+        return f"torch.compile is not used on {device.type} devices here"
+    return None
+
+
+def warn_eager(reason: str) -> None:
+    warnings.warn(f"--compile: {reason}; training eagerly (the same steps, not compiled)", AirsceneWarning, stacklevel=3)
+

@@ -1,0 +1,88 @@
+"""--compile: the training step compiled by torch.compile takes the eager step's samples and losses, compiles
+once for the whole run (the schedules are inputs, not constants), resumes bit for bit, and where torch cannot
+compile, says so in one line and trains eagerly."""
+
+import json
+import warnings
+
+import pytest
+import torch
+import torch._inductor.config
+from torch._dynamo.utils import counters
+
+from airscene import cli
+from airscene.cli import main
+from airscene.data import make_multi_mnist
+from airscene.errors import AirsceneWarning
+
+TINY = ["--glimpse-size", "8", "--what-size", "4", "--hidden-size", "16", "--embedding-size", "16",
+        "--glimpse-hidden-size", "16", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("data")
+    make_multi_mnist(directory, train=64, test=16, seed=0, progress=False)
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def fresh_compiler():
+    """Each test compiles for itself (a graph compiled by another test would pass its guards)."""
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+def losses_of_run(data_dir, out, steps: int, *flags: str) -> list[float]:
+    """Train `steps` steps (the exploration decaying to 0 over the first 2, so that the run spans both of its
+    regimes), logging every step; the run's losses. Fails on any airscene warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AirsceneWarning)
+        assert main(["train", "--data", str(data_dir), "--out", str(out), "--quiet", "--steps", str(steps),
+                     "--log-every", "1", "--eval-every", "4", "--checkpoint-every", "2",
+                     "--presence-exploration-steps", "2", *TINY, *flags]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [record["loss"] for record in records if record["kind"] == "train"]
+
+
+def test_the_compiled_step_takes_the_eager_steps_and_compiles_once(data_dir, tmp_path):
+    eager = losses_of_run(data_dir, tmp_path / "eager", 4)
+    compiled = losses_of_run(data_dir, tmp_path / "compiled", 4, "--compile", "default")
+    assert counters["stats"]["unique_graphs"] == 1  # one graph for every exploration weight, 1 down to 0
+    # The same samples (eager's random generators); the sums rounded otherwise by fused kernels, so the
+    # first steps' losses agree closely and later ones drift apart as the weights do.
+    assert compiled[:3] == pytest.approx(eager[:3], rel=1e-4)
+    assert compiled != eager
+
+
+def test_a_compiled_run_resumes_bit_for_bit(data_dir, tmp_path):
+    losses_of_run(data_dir, tmp_path / "whole", 4, "--compile", "default")
+    losses_of_run(data_dir, tmp_path / "split", 2, "--compile", "default")
+    losses_of_run(data_dir, tmp_path / "split", 4, "--compile", "default", "--resume")
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    assert split["step"] == whole["step"] == 4
+    for key, value in whole["model"].items():
+        assert torch.equal(value, split["model"][key]), key
+
+
+def test_where_torch_cannot_compile_one_warning_says_so_and_the_run_trains_eagerly(data_dir, tmp_path, monkeypatch):
+    eager = losses_of_run(data_dir, tmp_path / "eager", 3)
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", ("/nonexistent/c++",))  # no C++ compiler for the kernels
+    with pytest.warns(AirsceneWarning) as caught:
+        assert main(["train", "--data", str(data_dir), "--out", str(tmp_path / "fallback"), "--quiet", "--steps", "3",
+                     "--log-every", "1", "--eval-every", "4", "--presence-exploration-steps", "2", *TINY,
+                     "--compile", "default"]) == 0
+    assert [str(warning.message) for warning in caught] == [
+        "--compile: torch.compile failed (No working C++ compiler found in torch._inductor.config.cpp.cxx: "
+        "('/nonexistent/c++',)); training eagerly (the same steps, not compiled)"]
+    records = [json.loads(line) for line in (tmp_path / "fallback" / "metrics.jsonl").read_text().splitlines()]
+    assert [record["loss"] for record in records if record["kind"] == "train"] == eager  # the draws put back
+
+
+def test_the_command_line_shows_airscenes_warnings_in_one_line():
+    assert cli._format_warning(AirsceneWarning("--compile: why"), AirsceneWarning, "compiled.py", 1) == \
+        "airscene: warning: --compile: why\n"
+    assert "UserWarning" in cli._format_warning(UserWarning("other"), UserWarning, "elsewhere.py", 1)
