@@ -14,6 +14,17 @@ import tempfile
 from pathlib import Path
 
 
+def parse_versions(values: list[str]) -> dict[str, tuple[str, list[str]]]:
+    """--version arguments, each "NAME=SRC_FOLDER" or "NAME=SRC_FOLDER --flag value ...", as {name: (the
+    folder, the training flags that version is run with)}: one source measured with and without a flag."""
+    versions = {}
+    for value in values:
+        name, rest = value.split("=", 1)
+        source, *flags = rest.split()
+        versions[name] = (source, flags)
+    return versions
+
+
 def under(source: str) -> dict:
     """The environment of a process that imports `source`'s airscene."""
     return {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
@@ -36,14 +47,19 @@ def records(run: Path, kind: str) -> list[dict]:
     return [record for record in map(json.loads, lines) if record["kind"] == kind]
 
 
-def ms_per_step(source: str, data: str, device: str, batch: int, steps: int, *flags: str) -> float:
-    """The time between the training records of step 100 and step `steps`, per step (no evaluation or
-    checkpoint in between)."""
+def record_seconds(source: str, data: str, device: str, batch: int, steps: int, *flags: str) -> dict[int, float]:
+    """The `seconds` of each training record (every 50 steps) of a run of `steps` steps with no evaluation or
+    checkpoint before its end."""
     run = Path(tempfile.mkdtemp()) / "run"
     airscene(source, "train", "--data", data, "--out", str(run), "--device", device, "--batch-size", str(batch),
              "--steps", str(steps), "--log-every", "50", "--eval-every", str(10 * steps), "--checkpoint-every",
              str(10 * steps), "--quiet", *flags)
-    seconds = {record["step"]: record["seconds"] for record in records(run, "train")}
+    return {record["step"]: record["seconds"] for record in records(run, "train")}
+
+
+def ms_per_step(source: str, data: str, device: str, batch: int, steps: int, *flags: str) -> float:
+    """The time between the training records of step 100 and step `steps`, per step."""
+    seconds = record_seconds(source, data, device, batch, steps, *flags)
     return 1000 * (seconds[steps] - seconds[100]) / (steps - 100)
 
 
