@@ -14,9 +14,7 @@ from airscene import cli
 from airscene.cli import main
 from airscene.data import make_multi_mnist
 from airscene.errors import AirsceneWarning
-
-TINY = ["--glimpse-size", "8", "--what-size", "4", "--hidden-size", "16", "--embedding-size", "16",
-        "--glimpse-hidden-size", "16", "--batch-size", "8"]
+from test_host_sync import TINY
 
 
 @pytest.fixture(scope="module")
