@@ -6,6 +6,7 @@ metrics are reduced exactly, and rank 0 alone writes the run directory (airscene
 
 from __future__ import annotations
 
+import functools
 import math
 import signal
 import time
@@ -81,8 +82,16 @@ def batch_indices(step: int, size: int, batch_size: int, seed: int, shard: Shard
     global_batch = batch_size * shard.world
     per_epoch = size // global_batch
     epoch, position = divmod(step, per_epoch)
+    return shard.of_batch(epoch_order(seed, epoch, size)[position * global_batch:(position + 1) * global_batch]).copy()
+
+
+@functools.lru_cache(maxsize=2)
+def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
+    """The permutation of an epoch's images, drawn once an epoch (drawing it is most of a millisecond for
+    60,000 images, 3% of a step); read-only, as the cache shares it (batch_indices hands out copies)."""
     order = np.random.default_rng([seed, epoch]).permutation(size)
-    return shard.of_batch(order[position * global_batch:(position + 1) * global_batch])
+    order.flags.writeable = False
+    return order
 
 
 def make_optimiser(model: torch.nn.Module, estimator: torch.nn.Module, config: TrainConfig,
