@@ -267,7 +267,7 @@ def combine(partials: list[dict[str, tuple[float, float]]]) -> dict:
     return {name: (total / weight if weight else None) for name, (total, weight) in sorted(totals.items())}
 
 
-def draw_and_estimate(job: TrainingJob, model, estimator, batch: Batch, exploration: float, step: int):
+def draw_and_estimate(job: TrainingJob, model, estimator, batch: Batch, exploration: torch.Tensor, step: int):
     """A step's forward pass, drawn as its estimator needs it, and the estimator's (loss, statistics), with the
     trace: the part of a step that --compile compiles (autograd compiles its backward with it). `model` and
     `estimator` are the job's, replicated across ranks."""
