@@ -66,10 +66,10 @@ def test_a_compiled_run_resumes_bit_for_bit(data_dir, tmp_path):
         assert torch.equal(value, split["model"][key]), key
 
 
-def test_where_torch_cannot_compile_one_warning_says_so_and_the_run_trains_eagerly(data_dir, tmp_path, monkeypatch):
+def test_where_torch_cannot_compile_one_warning_says_so_and_the_run_trains_eagerly(data_dir, tmp_path):
     eager = losses_of_run(data_dir, tmp_path / "eager", 3)
-    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", ("/nonexistent/c++",))  # no C++ compiler for the kernels
-    with pytest.warns(AirsceneWarning) as caught:
+    # no C++ compiler for the kernels
+    with torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/c++",)}), pytest.warns(AirsceneWarning) as caught:
         assert main(["train", "--data", str(data_dir), "--out", str(tmp_path / "fallback"), "--quiet", "--steps", "3",
                      "--log-every", "1", "--eval-every", "4", "--presence-exploration-steps", "2", *TINY,
                      "--compile", "default"]) == 0

@@ -6,12 +6,14 @@ steps and of 20, each logging, evaluating and checkpointing once, at its end; th
 difference, and it must be nothing."""
 
 import contextlib
+import warnings
 
 import pytest
 import torch
 
 from airscene.cli import main
 from airscene.data import make_multi_mnist
+from airscene.errors import AirsceneWarning
 
 READ_BACKS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__", "__array__")
 TINY = ["--glimpse-size", "8", "--what-size", "4", "--hidden-size", "16", "--embedding-size", "16",
@@ -44,7 +46,8 @@ def counted_read_backs(monkeypatch):
 
 def read_backs_of_run(monkeypatch, data_dir, out, steps: int, flags: list[str]) -> int:
     torch._dynamo.reset()  # a compiled run compiles afresh, as the run it is compared with did
-    with counted_read_backs(monkeypatch) as counter:
+    with counted_read_backs(monkeypatch) as counter, warnings.catch_warnings():
+        warnings.simplefilter("error", AirsceneWarning)  # a compiled run that fell back to eager would count nothing
         assert main(["train", "--data", str(data_dir), "--out", str(out), "--quiet", "--steps", str(steps),
                      "--log-every", str(steps), "--eval-every", str(steps), "--checkpoint-every", str(steps),
                      *TINY, *flags]) == 0

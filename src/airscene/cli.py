@@ -692,8 +692,8 @@ _python_format_warning = warnings.formatwarning
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.formatwarning = _format_warning
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _format_warning
     try:
         return args.handler(args)
     except AirsceneError as error:
@@ -702,6 +702,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("airscene: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = _python_format_warning
 
 
 if __name__ == "__main__":

@@ -15,14 +15,20 @@ import warnings
 from typing import Callable
 
 import torch
+import torch._functorch.config
 
 from airscene.errors import AirsceneWarning, last_line
 
 COMPILE_MODES = ("none", "default", "reduce-overhead")
+# The backward compiled with the forward pass rather than at its first use (where torch has the setting).
+EAGER_BACKWARD = ({"force_non_lazy_backward_lowering": True}
+                  if hasattr(torch._functorch.config, "force_non_lazy_backward_lowering") else {})
 
 
 class Compiled:
-    """`function`, compiled in `mode` (one of COMPILE_MODES; "none" calls it as it is) for tensors on `device`."""
+    """`function`, compiled in `mode` (one of COMPILE_MODES; "none" calls it as it is) for tensors on `device`.
+    Compiled, it takes its float arguments (the schedules' values) as 0-d tensors, inputs rather than
+    constants, so that one graph serves a whole run; eagerly, as the numbers they are."""
 
     def __init__(self, function: Callable, mode: str, device: torch.device):
         if mode not in COMPILE_MODES:
@@ -35,9 +41,6 @@ class Compiled:
             if unsupported:
                 warn_eager(unsupported)
             else:
-                # The compiler warns of its own internals' deprecations (as it compiles the forward pass here
-                # and the backward in loss.backward()), which no user can act on.
-                warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\._inductor")
                 self.compiled = torch.compile(function, options={"fallback_random": True, "triton.cudagraphs": self.graphs})
 
     def __call__(self, *arguments):
@@ -45,9 +48,14 @@ class Compiled:
             return self.function(*arguments)
         if self.graphs:
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may now be reused
+        inputs = [torch.full((), value, device=self.device) if isinstance(value, float) else value for value in arguments]
         generators = torch.get_rng_state(), (torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
         try:
-            return self.compiled(*arguments)
+            # The backward compiles with the forward pass, so that a compile that fails fails here; the compiler's
+            # warnings of its own internals' deprecations, which no user can act on, are not shown.
+            with warnings.catch_warnings(), torch._functorch.config.patch(**EAGER_BACKWARD):
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\._inductor")
+                return self.compiled(*inputs)
         except (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.InternalTorchDynamoError) as error:
             # A compile failed before the step ran: the step is taken eagerly, with the random numbers it
             # would have drawn, and so is every later one.

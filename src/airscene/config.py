@@ -177,7 +177,7 @@ class TrainConfig:
                              choices=("fp32", "bf16"))
     # A training step is about a thousand small operators; compiled, they fuse into a few kernels (and with
     # reduce-overhead on a GPU, one CUDA graph replay), after a compile of up to a minute at the run's start
-    # and when the exploration ends (airscene.compiled). It changes how a step computes, not what.
+    # (airscene.compiled). It changes how a step computes (its sums' rounding), not what it computes.
     compile: str = setting("none", "compile the training step with torch.compile: none, default, or reduce-overhead "
                            "(on a GPU, replayed as CUDA graphs)", choices=COMPILE_MODES, added="0.2.0")
     # Under torchrun each rank takes batch_size images, so a step sees batch_size x world size; "linear"

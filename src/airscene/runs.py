@@ -208,7 +208,8 @@ class StepAverages:
 
     def __init__(self, values: dict[str, list[float]] | None = None):
         self.values: dict[str, list[float]] = dict(values or {})
-        self.pending: list[tuple[int, dict]] = []  # (step, its statistics), not yet read
+        # (step, its statistics that are numbers, the keys of those that are tensors, those stacked), not yet read
+        self.pending: list[tuple[int, dict, list[str], torch.Tensor | None]] = []
         self.bad_steps = 0  # non-finite steps in a row
         self.skipped_steps = 0
 
@@ -267,7 +268,8 @@ def combine(partials: list[dict[str, tuple[float, float]]]) -> dict:
     return {name: (total / weight if weight else None) for name, (total, weight) in sorted(totals.items())}
 
 
-def draw_and_estimate(job: TrainingJob, model, estimator, batch: Batch, exploration: torch.Tensor, step: int):
+def draw_and_estimate(job: TrainingJob, model, estimator, batch: Batch, exploration: float | torch.Tensor,
+                      step: int):
     """A step's forward pass, drawn as its estimator needs it, and the estimator's (loss, statistics), with the
     trace: the part of a step that --compile compiles (autograd compiles its backward with it). `model` and
     `estimator` are the job's, replicated across ranks."""
@@ -284,8 +286,7 @@ def train_step(job: TrainingJob, step: int, model, estimator, forward=draw_and_e
     loss or gradient is not finite; its statistics, unread (StepAverages): the loss, the learning rate, the
     estimator's and the job's, and whether it was `skipped` with the `gradient_norm` a skipped step logs.
     `forward` is draw_and_estimate, or it compiled (airscene.compiled)."""
-    # The exploration weight as a tensor on the device: a compiled step takes it as an input, not a constant.
-    exploration = torch.full((), job.schedule(step), device=job.device)
+    exploration = job.schedule(step)
     job.estimator.schedule(step)
     batch = job.batch(step)
     kept = [buffer.clone() for buffer in job.estimator.buffers()]  # what the forward pass moves (NVIL's moments)

@@ -45,18 +45,19 @@ PRESENCE_MODES = ("sample", "all", "greedy", "relaxed", "straight_through")
 
 def explore_presence(logit: torch.Tensor, exploration: float | torch.Tensor, step: int, steps: int) -> torch.Tensor:
     """The logit of the exploration mixture (1 - e) Bernoulli(sigmoid(logit)) + e Bernoulli(u_i) at step
-    `step` (from 0) of `steps`. e is a number, or a 0-d tensor (as a training step gives it, so that one
+    `step` (from 0) of `steps`. e is a number, or a 0-d tensor (a compiled training step's input, so that one
     compiled step serves every e)."""
-    if not torch.is_tensor(exploration):
-        if exploration <= 0:
-            return logit
-        exploration = torch.tensor(exploration, dtype=logit.dtype, device=logit.device)
     uniform_count = (steps - step) / (steps - step + 1)
-    exploring = exploration > 0
+
+    def mixed(e):
+        return torch.logit((1 - e) * torch.sigmoid(logit) + e * uniform_count)
+
+    if not torch.is_tensor(exploration):
+        return mixed(exploration) if exploration > 0 else logit
     # Where e = 0 the logit is returned as it is; the mixture there is computed with e = 1/2, whose logit
     # stays finite (and its zero gradient too) however confident the network.
-    e = torch.where(exploring, exploration, 0.5)
-    return torch.where(exploring, torch.logit((1 - e) * torch.sigmoid(logit) + e * uniform_count), logit)
+    exploring = exploration > 0
+    return torch.where(exploring, mixed(torch.where(exploring, exploration, 0.5)), logit)
 
 
 def draw_presence(logit: torch.Tensor, previous: torch.Tensor, presence: str, temperature: float | torch.Tensor) -> torch.Tensor:
