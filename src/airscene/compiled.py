@@ -68,9 +68,7 @@ class Compiled:
 
 
 def compile_unsupported(device: torch.device) -> str | None:
-    """Why torch.compile cannot run here, or None."""
-    if getattr(torch, "compile", None) is None:
-        return f"PyTorch {torch.__version__} has no torch.compile (it came with 2.0)"
+    """Why torch.compile cannot run here, or None (every PyTorch airscene installs with has it)."""
     if not torch._dynamo.is_dynamo_supported():
         return "torch.compile does not support this Python"
     if device.type not in ("cpu", "cuda"):

@@ -30,8 +30,8 @@ class Estimator(nn.Module):
         training step `step`, before that step's draw."""
 
     def draw(self, model: nn.Module, batch: Batch, exploration: float | torch.Tensor, step: int) -> Trace:
-        """One forward pass of the model, drawn as this estimator needs it; `samples` traces per image
-        lie next to each other in the batch, (B * samples, ...)."""
+        """One forward pass of the model, drawn as this estimator needs it (with the state schedule(step) last
+        set); `samples` traces per image lie next to each other in the batch, (B * samples, ...)."""
         images = batch.images.repeat_interleave(self.samples, dim=0) if self.samples > 1 else batch.images
         return model(images, self.presence, exploration)
 
