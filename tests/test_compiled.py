@@ -5,6 +5,7 @@ compile, says so in one line and trains eagerly."""
 import json
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch._inductor.config
@@ -12,8 +13,11 @@ from torch._dynamo.utils import counters
 
 from airscene import cli
 from airscene.cli import main
+from airscene.config import Config, ModelConfig
 from airscene.data import make_multi_mnist
-from airscene.errors import AirsceneWarning
+from airscene.errors import AirsceneError, AirsceneWarning
+from airscene.infer import TrainedModel
+from airscene.model import AIR
 from test_host_sync import TINY
 
 
@@ -75,7 +79,7 @@ def test_where_torch_cannot_compile_one_warning_says_so_and_the_run_trains_eager
                      "--compile", "default"]) == 0
     assert [str(warning.message) for warning in caught] == [
         "--compile: torch.compile failed (No working C++ compiler found in torch._inductor.config.cpp.cxx: "
-        "('/nonexistent/c++',)); training eagerly (the same steps, not compiled)"]
+        "('/nonexistent/c++',)); training runs eagerly (the same computation, not compiled)"]
     records = [json.loads(line) for line in (tmp_path / "fallback" / "metrics.jsonl").read_text().splitlines()]
     assert [record["loss"] for record in records if record["kind"] == "train"] == eager  # the draws put back
 
@@ -84,3 +88,33 @@ def test_the_command_line_shows_airscenes_warnings_in_one_line():
     assert cli._format_warning(AirsceneWarning("--compile: why"), AirsceneWarning, "compiled.py", 1) == \
         "airscene: warning: --compile: why\n"
     assert "UserWarning" in cli._format_warning(UserWarning("other"), UserWarning, "elsewhere.py", 1)
+
+
+@pytest.mark.parametrize("kind", ["air", "dair"])
+def test_compiled_inference_describes_what_eager_inference_does(kind):
+    torch.manual_seed(3)
+    config = Config(model=ModelConfig(model=kind, image_size=20, channels=1, glimpse_size=8, what_size=4, hidden_size=16,
+                                      embedding_size=16, glimpse_hidden_size=16, max_objects=3))
+    model = AIR(config.model)
+    images = torch.rand(32, 1, 20, 20) * torch.rand(32, 1, 1, 1)
+    with torch.no_grad():  # presence that depends on the image, so that images stop at different steps
+        model.infer_step.head.weight[0] *= 30
+        for _ in range(3):
+            model.infer_step.head.bias[0] -= model(images, presence="all", sample=False).presence_logits.median()
+    eager, compiled = TrainedModel(model, config), TrainedModel(model, config, compile="default")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AirsceneWarning)  # compiled, not fallen back to eager
+        for batch in (images, images[:1], images[5:6]):  # a batch, then one image at a time
+            expected, found = eager.infer(batch), compiled.infer(batch)
+            assert np.array_equal(found.counts, expected.counts)
+            for name in ("boxes", "presence", "what", "where"):
+                np.testing.assert_allclose(getattr(found, name), getattr(expected, name), rtol=1e-4, atol=1e-5)
+    assert set(eager.infer(images).counts) == {0, 1, 2, 3}
+    assert counters["stats"]["unique_graphs"] == 2  # one for the batch, one for single images
+
+
+def test_inference_compiles_only_in_the_modes_there_are():
+    config = Config(model=ModelConfig(image_size=20, channels=1, glimpse_size=8, what_size=4, hidden_size=16,
+                                      embedding_size=16, glimpse_hidden_size=16))
+    with pytest.raises(AirsceneError, match="setting compile = 'fast' is invalid"):
+        TrainedModel(AIR(config.model), config, compile="fast")

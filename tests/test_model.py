@@ -306,6 +306,9 @@ def test_describe_infers_what_the_greedy_forward_pass_does_where_images_stop_at_
         torch.testing.assert_close(described.where[shown], trace.z_where[shown])
         torch.testing.assert_close(described.what[shown], trace.z_what[shown])
         assert described.where[~shown].isnan().all()
+        fixed = model.describe(images, fixed_shapes=True)  # every step on every image, the stopped masked: the same
+        for name in ("present", "presence", "where", "what"):
+            torch.testing.assert_close(getattr(fixed, name), getattr(described, name), equal_nan=True)
 
 
 def test_air_embeds_the_image_once():

@@ -11,6 +11,7 @@ so and the step runs eagerly."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Callable
 
@@ -28,20 +29,24 @@ EAGER_BACKWARD = ({"force_non_lazy_backward_lowering": True}
 class Compiled:
     """`function`, compiled in `mode` (one of COMPILE_MODES; "none" calls it as it is) for tensors on `device`.
     Compiled, it takes its float arguments (the schedules' values) as 0-d tensors, inputs rather than
-    constants, so that one graph serves a whole run; eagerly, as the numbers they are."""
+    constants, so that one graph serves a whole run; eagerly, as the numbers they are. `task` names what runs
+    eagerly where it cannot be compiled ("training", "inference"); `options`, inductor's, are added to the
+    defaults."""
 
-    def __init__(self, function: Callable, mode: str, device: torch.device):
+    def __init__(self, function: Callable, mode: str, device: torch.device, task: str = "training",
+                 options: dict | None = None):
         if mode not in COMPILE_MODES:
             raise ValueError(f"mode must be one of {COMPILE_MODES}")
-        self.function, self.device = function, device
+        self.function, self.device, self.task = function, device, task
         self.graphs = mode == "reduce-overhead" and device.type == "cuda"  # torch replays CUDA graphs only there
         self.compiled = None
         if mode != "none":
             unsupported = compile_unsupported(device)
             if unsupported:
-                warn_eager(unsupported)
+                warn_eager(unsupported, task)
             else:
-                self.compiled = torch.compile(function, options={"fallback_random": True, "triton.cudagraphs": self.graphs})
+                self.compiled = torch.compile(function, options={"fallback_random": True, "triton.cudagraphs": self.graphs,
+                                                                 **(options or {})})
 
     def __call__(self, *arguments):
         if self.compiled is None:
@@ -51,15 +56,17 @@ class Compiled:
         inputs = [torch.full((), value, device=self.device) if isinstance(value, float) else value for value in arguments]
         generators = torch.get_rng_state(), (torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
         try:
-            # The backward compiles with the forward pass, so that a compile that fails fails here; the compiler's
-            # warnings of its own internals' deprecations, which no user can act on, are not shown.
-            with warnings.catch_warnings(), torch._functorch.config.patch(**EAGER_BACKWARD):
+            # The backward compiles with the forward pass, so that a compile that fails fails here (a call without
+            # gradients, which has none, is spared the patch's cost); the compiler's warnings of its own internals'
+            # deprecations, which no user can act on, are not shown.
+            with warnings.catch_warnings(), (torch._functorch.config.patch(**EAGER_BACKWARD) if torch.is_grad_enabled()
+                                             else contextlib.nullcontext()):
                 warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\._inductor")
                 return self.compiled(*inputs)
         except (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.InternalTorchDynamoError) as error:
             # A compile failed before the step ran: the step is taken eagerly, with the random numbers it
             # would have drawn, and so is every later one.
-            warn_eager(f"torch.compile failed ({last_line(getattr(error, 'inner_exception', None) or error)})")
+            warn_eager(f"torch.compile failed ({last_line(getattr(error, 'inner_exception', None) or error)})", self.task)
             self.compiled = None
             torch.set_rng_state(generators[0])
             if generators[1] is not None:
@@ -76,6 +83,7 @@ def compile_unsupported(device: torch.device) -> str | None:
     return None
 
 
-def warn_eager(reason: str) -> None:
-    warnings.warn(f"--compile: {reason}; training eagerly (the same steps, not compiled)", AirsceneWarning, stacklevel=3)
+def warn_eager(reason: str, task: str) -> None:
+    warnings.warn(f"--compile: {reason}; {task} runs eagerly (the same computation, not compiled)", AirsceneWarning,
+                  stacklevel=3)
 

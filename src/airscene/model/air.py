@@ -455,16 +455,19 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         return self(images, presence="greedy", sample=sample)
 
     @torch.no_grad()
-    def describe(self, images: torch.Tensor, threshold: float = 0.5) -> Description:
+    def describe(self, images: torch.Tensor, threshold: float = 0.5, fixed_shapes: bool = False) -> Description:
         """Test-time inference: the recurrence's steps (`step`) with means instead of samples, no rendering (but
         DAIR's canvas), and early exit: each step runs only on the images whose every earlier step was present,
         and stops once none is left. Returns its Description: z_pres (B, N), presence probabilities (B, N; 0 for
-        steps not reached), z_where (B, N, 3) and z_what (B, N, C_what), NaN where absent."""
+        steps not reached), z_where (B, N, 3) and z_what (B, N, C_what), NaN where absent. With `fixed_shapes`,
+        every step runs on every image and the stopped ones are masked: the same description, with nothing read
+        back to the host, so that it compiles into one graph (infer.TrainedModel's compile)."""
         c, batch = self.config, images.shape[0]
         present, presence = images.new_zeros(batch, c.max_objects), images.new_zeros(batch, c.max_objects)
         wheres = images.new_full((batch, c.max_objects, 3), float("nan"))
         whats = images.new_full((batch, c.max_objects, c.what_size), float("nan"))
         active = torch.arange(batch, device=images.device)  # images still being explained
+        reached = images.new_ones(batch, dtype=torch.bool)  # fixed shapes: every earlier step was present
         previous = torch.cat([self.initial_feedback(images), images.new_ones(batch, 1)], 1)
         state = self.infer_step.initial_state(images)
         context = self.read_image(images, sample=False) if self.difference else None  # DAIR's canvas starts with it
@@ -478,19 +481,26 @@ class AIR(AttendInferRepeat, PixelLikelihood):
             logit, latents, state = self.step(images, context, image_gates, previous, state, sample=False)
             z_where, z_what, feedback, drawn = latents.z_where, latents.z_what, latents.feedback, latents.objects
             probability = torch.sigmoid(logit)
-            presence[active, step] = probability
-            keep = probability > threshold
-            if not keep.any():
-                break
-            if not keep.all():  # drop the images that stopped (only then: indexing costs time)
-                active, images, image_gates, z_where, z_what, feedback = (
-                    tensor[keep] for tensor in (active, images, image_gates, z_where, z_what, feedback))
-                state, objects = (state[0][keep], state[1][keep]), [obj[keep] for obj in objects]
-                context = None if context is None else BackgroundLatents(background=context.background[keep],
-                                                                         log_ratio=context.log_ratio[keep])
-                drawn = None if drawn is None else drawn[keep]
-            present[active, step] = 1.0
-            wheres[active, step], whats[active, step] = z_where, z_what
+            if fixed_shapes:
+                presence[:, step] = probability * reached
+                reached = reached & (probability > threshold)
+                present[:, step] = reached.to(present.dtype)
+                wheres[:, step] = torch.where(reached[:, None], z_where, float("nan"))
+                whats[:, step] = torch.where(reached[:, None], z_what, float("nan"))
+            else:
+                presence[active, step] = probability
+                keep = probability > threshold
+                if not keep.any():
+                    break
+                if not keep.all():  # drop the images that stopped (only then: indexing costs time)
+                    active, images, image_gates, z_where, z_what, feedback = (
+                        tensor[keep] for tensor in (active, images, image_gates, z_where, z_what, feedback))
+                    state, objects = (state[0][keep], state[1][keep]), [obj[keep] for obj in objects]
+                    context = None if context is None else BackgroundLatents(background=context.background[keep],
+                                                                             log_ratio=context.log_ratio[keep])
+                    drawn = None if drawn is None else drawn[keep]
+                present[active, step] = 1.0
+                wheres[active, step], whats[active, step] = z_where, z_what
             previous = torch.cat([feedback, torch.ones_like(z_where[:, :1])], 1)
             if self.difference:
                 objects.append(drawn)

@@ -38,7 +38,9 @@ class SceneModel(Protocol):
 
     def most_probable(self, images: torch.Tensor, sample: bool = False) -> Trace: ...
 
-    def describe(self, images: torch.Tensor, threshold: float = 0.5) -> Description: ...
+    def describe(self, images: torch.Tensor, threshold: float = 0.5, fixed_shapes: bool = False) -> Description:
+        """Test-time inference; with `fixed_shapes`, the same description from a computation whose shapes do not
+        depend on the images and that reads nothing back to the host (one graph for torch.compile)."""
 
     def sample(self, number: int, generator: torch.Generator | None = None, count: int | None = None) -> SceneSample: ...
 
