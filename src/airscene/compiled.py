@@ -2,7 +2,8 @@
 torch.compile. Eagerly a step dispatches about a thousand small operators, each launched from Python; compiled,
 they are fused into a few generated kernels (on this project's 2-core CPU a step takes about three quarters of
 the eager time: README, "Where the compute is"). Mode reduce-overhead also replays the step as a CUDA graph on a
-GPU, so the host launches one graph instead of every kernel.
+GPU, so the host launches one graph instead of every kernel. Inference compiles the same way
+(infer.TrainedModel's compile): a model's fixed-shape describe, one image per call in about half the eager time.
 
 The compiled step draws its random numbers with eager PyTorch's generators (inductor's fallback_random), so it
 samples exactly what an eager step samples, and a run resumes bit for bit. Where torch cannot compile here (no
