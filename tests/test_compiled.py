@@ -17,7 +17,7 @@ from airscene.config import Config, ModelConfig
 from airscene.data import make_multi_mnist
 from airscene.errors import AirsceneError, AirsceneWarning
 from airscene.infer import TrainedModel
-from airscene.model import AIR
+from airscene.model import AIR, GridAIR
 from test_host_sync import TINY
 
 
@@ -118,3 +118,14 @@ def test_inference_compiles_only_in_the_modes_there_are():
                                       embedding_size=16, glimpse_hidden_size=16))
     with pytest.raises(AirsceneError, match="setting compile = 'fast' is invalid"):
         TrainedModel(AIR(config.model), config, compile="fast")
+
+
+def test_a_model_whose_inference_is_faster_eagerly_says_so_and_infers_eagerly():
+    config = Config(model=ModelConfig(model="grid", image_size=24, channels=1, cell_size=8, object_size=(8.0,),
+                                      glimpse_size=6, what_size=3, embedding_size=16, glimpse_hidden_size=16))
+    model = GridAIR(config.model)
+    with pytest.warns(AirsceneWarning, match="the grid model's inference is faster eagerly than compiled; inference runs eagerly"):
+        trained = TrainedModel(model, config, compile="default")
+    images = torch.rand(2, 1, 24, 24)
+    np.testing.assert_array_equal(trained.infer(images).where, TrainedModel(model, config).infer(images).where)
+    assert counters["stats"]["unique_graphs"] == 0

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from airscene.checkpoint import load_checkpoint
-from airscene.compiled import COMPILE_MODES, Compiled
+from airscene.compiled import COMPILE_MODES, Compiled, warn_eager
 from airscene.config import Config
 from airscene.data.imports import MIN_CANVAS
 from airscene.data.scenes import SceneSet
@@ -115,20 +115,25 @@ def refine_explanation(model: SceneModel, trace: Trace, steps: int,
 class TrainedModel:
     """A trained AIR (or grid model) with its config, rebuilt from a checkpoint alone, on any device. `compile`
     (compiled.COMPILE_MODES): `infer` through torch.compile, the model's fixed-shape describe as one graph (a
-    compile of seconds at the first call of each batch size; then one image in about half the eager time)."""
+    compile of seconds at the first call of each batch size; then one image in about half the eager time), where
+    the model's describe compiles (SceneModel.describe_compiles; elsewhere a warning, and eager inference)."""
 
     def __init__(self, model: SceneModel, config: Config, step: int = 0, compile: str = "none"):
         self.model = model.eval()
         self.config = config
         self.step = step
         compile = check_value("compile", compile, str, {"choices": COMPILE_MODES})
+        if compile != "none" and not model.describe_compiles:
+            warn_eager(f"the {config.model.model} model's inference is faster eagerly than compiled", "inference")
+            compile = "none"
         # Inductor's C++ wrapper calls the kernels with less Python between them: it pays on calls of one image.
         self.described = Compiled(functools.partial(self.described_tensors, fixed_shapes=compile != "none"), compile,
                                   self.device, task="inference", options={"cpp_wrapper": True})
 
     def described_tensors(self, images: torch.Tensor, fixed_shapes: bool = False) -> dict[str, torch.Tensor]:
-        """Scenes' fields of a batch, as tensors on the model's device (model.describe, `fixed_shapes` as it says)."""
-        described = self.model.describe(images, fixed_shapes=fixed_shapes)
+        """Scenes' fields of a batch, as tensors on the model's device (model.describe; `fixed_shapes`, its
+        fixed-shape form, where the model has one)."""
+        described = self.model.describe(images, fixed_shapes=True) if fixed_shapes else self.model.describe(images)
         return {"counts": described.present.sum(1).long(), "boxes": self.model.boxes(described.where, images.shape[-1]),
                 "presence": described.presence, "what": described.what, "where": described.where}
 

@@ -359,6 +359,7 @@ class AIR(AttendInferRepeat, PixelLikelihood):
     enumerates_count = True  # presence "all" draws every step: the count's N + 1 terms from one trace
     # "local" sums out one grid cell's presence given the others: AIR's steps are a sequence, not cells.
     estimators = ("enumerate", "nvil", "vimco", "relaxed")
+    describe_compiles = True  # describe(fixed_shapes=True): N steps on every image, one graph
 
     @staticmethod
     def fit_to_data(config: ModelConfig, largest: int, batch_size: int, data) -> None:

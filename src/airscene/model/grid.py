@@ -313,6 +313,9 @@ class GridAIR(nn.Module, PixelLikelihood):
     enumerates_count = False  # 2^K presence patterns: a grid's presences are sampled (or summed cell by cell)
     # "enumerate" sums out AIR's count and NVIL's baseline runs over AIR's steps: a grid has neither.
     estimators = ("local", "vimco", "relaxed")
+    # One graph must weigh every cell (how many are candidates depends on the image): on 200 x 200 canvases that
+    # took 4.7 ms an image compiled against 1.8 ms eagerly, after a compile of five minutes.
+    describe_compiles = False
 
     @staticmethod
     def fit_to_data(config: ModelConfig, largest: int, batch_size: int, data) -> None:
@@ -552,29 +555,24 @@ class GridAIR(nn.Module, PixelLikelihood):
         return weighed_cells(trace.presence_logits)
 
     @torch.no_grad()
-    def describe(self, images: torch.Tensor, threshold: float = 0.5, fixed_shapes: bool = False) -> Description:
+    def describe(self, images: torch.Tensor, threshold: float = 0.5) -> Description:
         """Test-time inference, every cell at once: the cells whose presence probability exceeds `threshold` (above
         CANDIDATE_PRESENCE) are present, then refined (`refine_presence`) unless presence_sweeps is 0; only the
         candidate cells are decoded and weighed. Returns a Description as AIR.describe does, with K cells for N
         steps: z_pres (B, K), the network's presence probabilities (B, K), z_where (B, K, 3) and z_what
-        (B, K, C_what), NaN where absent. With `fixed_shapes`, every cell is decoded and weighed (the others
-        still never present): the same description, with nothing read back to the host (how many cells are
-        candidates is), so that it compiles into one graph."""
+        (B, K, C_what), NaN where absent."""
         height, width = self.padded_size(images)
         chunk = max(1, REFINEMENT_FLOATS // (height * width // self.cell ** 2 * (images.shape[1] + 2) * self.tile ** 2))
         if len(images) > chunk:  # at worst every cell's tiles, a few copies: in chunks
-            return Description.joined([self.describe(part, threshold, fixed_shapes) for part in images.split(chunk)])
-        cells = self.infer_cells(images, sample=False, candidates=not fixed_shapes)
-        logits = cells.presence_logits if cells.cells is None else cells.presence_logits.gather(1, cells.cells)
-        present = ((torch.sigmoid(logits) > threshold) & weighed_cells(logits)).float()
+            return Description.joined([self.describe(part, threshold) for part in images.split(chunk)])
+        cells = self.infer_cells(images, sample=False, candidates=True)
+        present = (torch.sigmoid(cells.presence_logits.gather(1, cells.cells)) > threshold).float()
         if self.config.presence_sweeps:
             trace = self.trace_of(images, cells, "greedy", sample=False)
             present = self.refine_presence(dataclasses.replace(trace, z_pres=present))
         absent = present[..., None] == 0
 
         def every_cell(values: torch.Tensor, empty: float) -> torch.Tensor:  # (B, M, ...) of the candidates -> (B, K, ...)
-            if cells.cells is None:
-                return values
             shape = (*cells.presence_logits.shape, *values.shape[2:])
             index = cells.cells.view(*cells.cells.shape, *[1] * (values.dim() - 2)).expand_as(values)
             return values.new_full(shape, empty).scatter(1, index, values)

@@ -19,6 +19,7 @@ class SceneModel(Protocol):
     # What it can do.
     enumerates_count: bool  # presence "all" gives every count's terms, so the count can be summed out exactly
     estimators: tuple[str, ...]  # the estimators (config.ESTIMATORS) that can train it
+    describe_compiles: bool  # describe has a fixed-shape form, and compiled it is faster than eager inference
     own_settings: tuple[str, ...]  # settings ("model.NAME", "train.NAME") that only some models read, this one among them
 
     @staticmethod
@@ -38,9 +39,10 @@ class SceneModel(Protocol):
 
     def most_probable(self, images: torch.Tensor, sample: bool = False) -> Trace: ...
 
-    def describe(self, images: torch.Tensor, threshold: float = 0.5, fixed_shapes: bool = False) -> Description:
-        """Test-time inference; with `fixed_shapes`, the same description from a computation whose shapes do not
-        depend on the images and that reads nothing back to the host (one graph for torch.compile)."""
+    def describe(self, images: torch.Tensor, threshold: float = 0.5) -> Description:
+        """Test-time inference. Where describe_compiles, describe(..., fixed_shapes=True) gives the same description
+        from a computation whose shapes do not depend on the images and that reads nothing back to the host: one
+        graph for torch.compile."""
 
     def sample(self, number: int, generator: torch.Generator | None = None, count: int | None = None) -> SceneSample: ...
 
