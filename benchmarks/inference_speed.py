@@ -4,8 +4,9 @@ several versions side by side on this machine.
     python benchmarks/inference_speed.py --checkpoint RUN/checkpoint.pt --version before=.before/src \
         --version eager=src --version 'compiled=src --compile default'
 
-Each version (a `src` folder, with `--compile MODE` passed to `airscene.load` where given) is measured in a
-process of its own, 2 torch threads, the versions taking turns for `--rounds` rounds, so that the machine's drift
+Each version (a `src` folder, with `--compile MODE` passed to `airscene.load` where given; on a GPU,
+`--device cuda` and `--compile reduce-overhead` for CUDA graphs) is measured in a process of its own, 2 torch
+threads, the versions taking turns for `--rounds` rounds, so that the machine's drift
 falls on all alike. In each: the first call (with a compile, its cost), 50 more to warm up, then the median of
 `--calls` calls of one held-out image each (timed call by call), and batches of 1,000 over 10,000 held-out
 images (the best of 3 passes, per image). A version's figure is the median over the rounds."""
@@ -28,10 +29,11 @@ import torch
 import airscene
 from airscene.data import load_dataset
 
-checkpoint, data, mode, calls = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+checkpoint, data, mode, calls, device = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 torch.set_num_threads(2)
 _, test, _ = load_dataset(data)
-model = airscene.load(checkpoint) if mode == "none" else airscene.load(checkpoint, compile=mode)
+model = (airscene.load(checkpoint, device=device) if mode == "none"
+         else airscene.load(checkpoint, device=device, compile=mode))
 started = time.perf_counter()
 model.infer(test.images[:1])
 first = time.perf_counter() - started
@@ -67,12 +69,15 @@ def main() -> None:
     parser.add_argument("--version", action="append", required=True, help="NAME=SRC_FOLDER [--compile MODE]")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--device", default="cpu", help="where the model infers (its results come back to the host, "
+                        "so every call is timed to its end)")
     args = parser.parse_args()
     versions = parse_versions(args.version)
     measured: dict[str, list[dict]] = {name: [] for name in versions}
     for round_ in range(args.rounds):
         for name, (source, flags) in versions.items():
-            result = json.loads(last_line(source, MEASURE, args.checkpoint, args.data, compile_mode(flags), str(args.calls)))
+            result = json.loads(last_line(source, MEASURE, args.checkpoint, args.data, compile_mode(flags), str(args.calls),
+                                           args.device))
             measured[name].append(result)
             print(f"round {round_}: {name} {result}", flush=True)
     figures = {name: {key: statistics.median(result[key] for result in results) for key in results[0]}
@@ -92,7 +97,7 @@ def main() -> None:
                      + " | ".join(f"{figures[name][key] / figures[first][key]:.2f}" for name in names) + " |")
     body = "\n".join([
         "Versions: " + ", ".join(f"{name} = `{' '.join([source, *flags])}`" for name, (source, flags) in versions.items())
-        + f". Checkpoint `{args.checkpoint}`; {args.calls} calls of one image, medians over {args.rounds} rounds "
+        + f". Checkpoint `{args.checkpoint}`, device {args.device}; {args.calls} calls of one image, medians over {args.rounds} rounds "
         "(each version in a process of its own, taking turns).\n",
         *table,
         "\nA version with `--compile` runs the model's fixed-shape describe as one compiled graph (every step on every "
