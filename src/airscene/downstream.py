@@ -4,7 +4,9 @@ AIR is trained without labels on 0-2 digit scenes. On separate 2-digit scenes, s
 learn (a) the sum of the two digits and (b) whether they appear in ascending order, left to right, from
 one of three representations of the same images:
 - `air`: AIR's inferred objects, ordered left to right by their window's x, each (presence, z_where,
-  z_what): a structured code;
+  z_what): a structured code, read by one network shared by the objects and an MLP on their embeddings;
+- `air-digits`: the same code, read by one digit classifier shared by the objects, whose two distributions give
+  the task's answer exactly (the sum's distribution is their convolution): the task's own structure;
 - `cae`: the code of a convolutional autoencoder trained on the same unlabelled scenes as AIR;
 - `pixels`: the raw image, learned end to end by a small CNN.
 Test accuracy against the number of labelled scenes gives the data-efficiency curves; `digit_ceiling`
@@ -13,6 +15,7 @@ measures what the digit pool allows with every label.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +29,8 @@ from airscene.infer import TrainedModel
 from airscene.images import to_model_layout
 
 TASKS = {"sum": 19, "ascending": 2}  # task: number of classes
-REPRESENTATIONS = ("air", "cae", "pixels")
+REPRESENTATIONS = ("air", "air-digits", "cae", "pixels")
+DIGITS = 10
 BATCH_SIZE = 64
 
 
@@ -131,6 +135,26 @@ class ObjectHead(nn.Module):
         return self.out(self.embed(codes.view(len(codes), self.objects, -1)).flatten(1))
 
 
+class DigitHead(nn.Module):
+    """For AIR's codes: one classifier shared by the two objects reads each one's digit, and the task's answer is
+    a function of the two digits, so its distribution follows exactly from theirs: log p(answer) is the logsumexp
+    of log p(left = i) + log p(right = j) over the pairs (i, j) with that answer (the sum's is a convolution).
+    The pair labels teach the classifier the digits through that structure; returns log-probabilities."""
+
+    def __init__(self, object_size: int, task: str):
+        super().__init__()
+        self.classify = nn.Sequential(nn.Linear(object_size, 256), nn.ReLU(), nn.Linear(256, DIGITS))
+        digits = np.stack(np.meshgrid(np.arange(DIGITS), np.arange(DIGITS), indexing="ij"), -1).reshape(-1, 2)
+        answers = torch.from_numpy(PairScenes(images=np.empty(0), digits=digits).targets(task))  # (100,) of pair (i, j)
+        table = F.one_hot(answers, TASKS[task]).T.reshape(TASKS[task], DIGITS, DIGITS).bool()  # (classes, 10, 10)
+        self.register_buffer("log_table", torch.zeros(table.shape).masked_fill(~table, -math.inf))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:  # (B, 2 * object_size) -> (B, classes)
+        digits = F.log_softmax(self.classify(codes.view(len(codes), 2, -1)), -1)  # (B, 2, 10)
+        pairs = digits[:, 0, :, None] + digits[:, 1, None, :]  # (B, 10, 10) log p(left = i, right = j)
+        return torch.logsumexp((pairs[:, None] + self.log_table).flatten(2), -1)  # (B, classes)
+
+
 class DigitClassifier(nn.Sequential):
     """(B, 1, S, S) -> (B, 10): a LeNet-like CNN for single digits, for the ceiling below."""
 
@@ -160,12 +184,15 @@ def digit_ceiling(train_pool: ObjectPool, test_pool: ObjectPool, seed: int, step
     return float((predicted == test_pool.labels).mean())
 
 
-def make_head(representation: str, inputs: np.ndarray, classes: int, objects: int = 2) -> nn.Module:
-    """A shared-object head on AIR's codes, an MLP on the autoencoder's code, or a CNN on pixels."""
+def make_head(representation: str, inputs: np.ndarray, task: str, objects: int = 2) -> nn.Module:
+    """A shared-object head or the digit head on AIR's codes, an MLP on the autoencoder's code, or a CNN on pixels."""
+    classes = TASKS[task]
     if representation == "pixels":
         return nn.Sequential(ConvEncoder(128, inputs.shape[-1]), nn.ReLU(), nn.Linear(128, classes))
     if representation == "air":
         return ObjectHead(inputs.shape[1] // objects, objects, classes)
+    if representation == "air-digits":
+        return DigitHead(inputs.shape[1] // objects, task)
     return nn.Sequential(nn.Linear(inputs.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                          nn.Linear(256, classes))
 
@@ -180,12 +207,12 @@ def as_tensor(representation: str, inputs: np.ndarray) -> torch.Tensor:
 
 
 def fit_and_score(representation: str, train_inputs: np.ndarray, train_targets: np.ndarray,
-                  test_inputs: np.ndarray, test_targets: np.ndarray, classes: int, learning_rate: float,
+                  test_inputs: np.ndarray, test_targets: np.ndarray, task: str, learning_rate: float,
                   weight_decay: float, seed: int) -> float:
     """Train a head on the labelled scenes for training_steps(...) steps; its accuracy on the test scenes."""
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
-    head = make_head(representation, train_inputs, classes)
+    head = make_head(representation, train_inputs, task)
     optimiser = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=weight_decay)
     targets = torch.from_numpy(train_targets)
     for _ in range(training_steps(len(train_inputs))):
