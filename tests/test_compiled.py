@@ -104,13 +104,16 @@ def test_compiled_inference_describes_what_eager_inference_does(kind):
     eager, compiled = TrainedModel(model, config), TrainedModel(model, config, compile="default")
     with warnings.catch_warnings():
         warnings.simplefilter("error", AirsceneWarning)  # compiled, not fallen back to eager
-        for batch in (images, images[:1], images[5:6]):  # a batch, then one image at a time
+        grey = images[:, 0].numpy()
+        # a batch, one image at a time, and then both again from RGB arrays (channels last; read as grey, the same
+        # shapes laid out otherwise)
+        for batch in (images, images[:1], images[5:6], np.repeat(grey[..., None], 3, -1), np.repeat(grey[:1, ..., None], 3, -1)):
             expected, found = eager.infer(batch), compiled.infer(batch)
             assert np.array_equal(found.counts, expected.counts)
             for name in ("boxes", "presence", "what", "where"):
                 np.testing.assert_allclose(getattr(found, name), getattr(expected, name), rtol=1e-4, atol=1e-5)
     assert set(eager.infer(images).counts) == {0, 1, 2, 3}
-    assert counters["stats"]["unique_graphs"] == 2  # one for the batch, one for single images
+    assert counters["stats"]["unique_graphs"] == 2  # one for batches, one for single images, whatever their layout
 
 
 def test_inference_compiles_only_in_the_modes_there_are():

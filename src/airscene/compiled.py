@@ -54,7 +54,8 @@ class Compiled:
             return self.function(*arguments)
         if self.graphs:
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may now be reused
-        inputs = [torch.full((), value, device=self.device) if isinstance(value, float) else value for value in arguments]
+        inputs = [torch.full((), value, device=self.device) if isinstance(value, float) else
+                  with_standard_strides(value) if isinstance(value, torch.Tensor) else value for value in arguments]
         generators = torch.get_rng_state(), (torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
         try:
             # The backward compiles with the forward pass, so that a compile that fails fails here (a call without
@@ -73,6 +74,17 @@ class Compiled:
             if generators[1] is not None:
                 torch.cuda.set_rng_state(generators[1], self.device)
             return self.function(*arguments)
+
+
+def with_standard_strides(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor laid out as a new tensor of its shape is (a copy only where it is not): a compiled graph is
+    kept for the strides it was traced with, so that equal shapes from inputs laid out otherwise (a grey image
+    read from a channels-last RGB array) share one graph."""
+    strides, step = [], 1
+    for size in reversed(tensor.shape):
+        strides.append(step)
+        step *= size
+    return tensor if tensor.stride() == tuple(reversed(strides)) else tensor.clone(memory_format=torch.contiguous_format)
 
 
 def compile_unsupported(device: torch.device) -> str | None:

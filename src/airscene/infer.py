@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,13 +126,15 @@ class TrainedModel:
             warn_eager(f"the {config.model.model} model's inference is faster eagerly than compiled", "inference")
             compile = "none"
         # Inductor's C++ wrapper calls the kernels with less Python between them: it pays on calls of one image.
-        self.described = Compiled(functools.partial(self.described_tensors, fixed_shapes=compile != "none"), compile,
-                                  self.device, task="inference", options={"cpp_wrapper": True})
+        self.described = Compiled(self.described_tensors, compile, self.device, task="inference",
+                                  options={"cpp_wrapper": True})
 
-    def described_tensors(self, images: torch.Tensor, fixed_shapes: bool = False) -> dict[str, torch.Tensor]:
-        """Scenes' fields of a batch, as tensors on the model's device (model.describe; `fixed_shapes`, its
-        fixed-shape form, where the model has one)."""
-        described = self.model.describe(images, fixed_shapes=True) if fixed_shapes else self.model.describe(images)
+    def described_tensors(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Scenes' fields of a batch, as tensors on the model's device: model.describe, in its fixed-shape form
+        where torch.compile traces it, and with its early exit wherever it runs eagerly (also where torch gives up
+        compiling a new shape, past its recompile limit)."""
+        compiling = torch.compiler.is_compiling() and self.model.describe_compiles
+        described = self.model.describe(images, fixed_shapes=True) if compiling else self.model.describe(images)
         return {"counts": described.present.sum(1).long(), "boxes": self.model.boxes(described.where, images.shape[-1]),
                 "presence": described.presence, "what": described.what, "where": described.where}
 
