@@ -150,6 +150,21 @@ def test_scaled_digits_keep_boxes_tight(tiny_pool):
         assert (x1 - x0) <= 17 and ink_box(image) == (x0, y0, x1, y1)
 
 
+def test_turned_objects_keep_their_ink_and_the_scenes_without_turns_stay_as_they_were(tiny_pool):
+    plain = compose_scenes(tiny_pool, 30, counts=(1,), seed=0, progress=False)
+    assert np.array_equal(compose_scenes(tiny_pool, 30, counts=(1,), seed=0, rotation=0, progress=False).images,
+                          plain.images)  # no turn draws nothing from the generator: old data sets are unchanged
+    turned = compose_scenes(tiny_pool, 30, counts=(1,), seed=0, rotation=30, progress=False)
+    for image, box in zip(turned.images, turned.boxes[:, 0]):
+        assert ink_box(image) == tuple(box)
+    # an upright rectangle turned fills fewer pixels of its box: its corners are cut by the box's diagonals
+    filled = lambda scenes: np.mean([(image[y0:y1, x0:x1] > 127).mean()  # noqa: E731
+                                     for image, (x0, y0, x1, y1) in zip(scenes.images, scenes.boxes[:, 0])])
+    assert filled(plain) > 0.99 and filled(turned) < 0.8
+    with pytest.raises(AirsceneError, match="--rotation 60 is invalid"):
+        compose_scenes(tiny_pool, 1, rotation=60, progress=False)
+
+
 def test_impossible_scene_is_refused(tiny_pool):
     with pytest.raises(AirsceneError, match="smaller than the objects"):
         compose_scenes(tiny_pool, 1, size=20, progress=False)

