@@ -175,8 +175,8 @@ def compose_scenes(pool: ObjectPool, number: int, counts: tuple[int, ...] = (0, 
                    backgrounds: Backgrounds | None = None, rotation: float = 0.0, progress: bool = True) -> SceneSet:
     """Canvases of size x size holding a count drawn uniformly from `counts` of objects from the pool
     (each scaled by a factor from scale_range and turned by up to `rotation` degrees), each wholly inside the
-    canvas, over a black canvas or one of `backgrounds`; their ink boxes do not overlap unless `overlap`, where a later object is drawn over
-    an earlier one."""
+    canvas, over a black canvas or one of `backgrounds`; their ink boxes do not overlap unless `overlap`, where
+    a later object is drawn over an earlier one."""
     counts = check_counts(counts)
     scale_range = None if scale_range is None else check_scale_range(scale_range)
     rotation = check_rotation(rotation)
