@@ -26,7 +26,6 @@ from airscene.downstream import (REPRESENTATIONS, TASKS, air_features, cae_featu
                                  fit_and_score, pair_scenes, train_autoencoder)
 from airscene.viz import plt, save_figure  # noqa: E402
 
-FIGURE = Path(__file__).with_name("downstream.png")
 GRID = list(itertools.product((1e-3, 3e-3), (0.0, 1e-2)))  # learning rate, weight decay
 
 
@@ -42,6 +41,9 @@ def main() -> None:
     parser.add_argument("--cae-steps", type=int, default=3000)
     parser.add_argument("--representations", nargs="+", default=list(REPRESENTATIONS), choices=REPRESENTATIONS)
     parser.add_argument("--out", default="benchmarks/out/downstream.json")
+    parser.add_argument("--section", default="Downstream tasks", help="the RESULTS.md section it writes (another "
+                        "name for a variant, e.g. an AIR trained on other data, beside the main one)")
+    parser.add_argument("--figure", default="downstream.png", help="its figure, in benchmarks/")
     args = parser.parse_args()
     torch.set_num_threads(1)
     train_pool, test_pool = load_pools(args.digits)
@@ -110,12 +112,12 @@ def report(results: dict, args) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    save_figure(figure, FIGURE, dpi=110)
+    save_figure(figure, Path(__file__).with_name(args.figure), dpi=110)
     budgets = list(results["curves"][f"{args.representations[0]}/sum"])
     ceiling = np.array(results["digit_ceiling"])
     train_digits, test_digits = results["digits"]
     body = "\n".join([
-        f"AIR: `{args.air}`, `airscene train` for {args.air_steps:,} steps without labels on 0-2 digit scenes; it "
+        f"AIR: `{args.air}`, `airscene train` for {args.air_steps:,} steps without labels on the 0-2 digit scenes of `{args.data}`; it "
         f"counts {results['air_count_accuracy_on_test_pairs']:.1%} of the 2,000 test pairs right. The CAE: trained "
         f"{args.cae_steps} steps on the same unlabelled scenes, 128-number code, with a 2-hidden-layer MLP head "
         "(256 units). Pixels: a 3-layer CNN. `air`: each object's (presence, z_where, z_what), ordered left to "
@@ -134,9 +136,9 @@ def report(results: dict, args) -> None:
         f"both digits of a pair, and the sum, right about {np.mean(ceiling ** 2):.1%} of the time: the paper's 95% "
         f"on the sum is at the limit of what {train_digits:,} digits teach even with all their labels, before any "
         "unsupervised code.\n",
-        f"![data efficiency]({FIGURE.name})",
+        f"![data efficiency]({args.figure})",
     ])
-    write_section("Downstream tasks", body)
+    write_section(args.section, body)
     print(body)
 
 
