@@ -4,6 +4,7 @@ command line and the public API only, so that any version can be measured.
 
     git archive REV src | tar -x -C .before     # the earlier version's source, beside the current one
     python benchmarks/gpu.py --version before=.before/src --version after=src --device cuda --out results.json
+    python benchmarks/gpu.py --version eager=src --version 'graphs=src --compile reduce-overhead' --device cuda
 
 Each training runs in its own process (`airscene train` under PYTHONPATH=VERSION); ms/step is the time between
 two training records past the first hundred steps (no evaluation or checkpoint in between); time to 95% is the
@@ -18,7 +19,7 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from versions import last_line, ms_per_step, time_to_accuracy  # noqa: E402
+from versions import last_line, ms_per_step, parse_versions, time_to_accuracy  # noqa: E402
 
 
 INFERENCE = textwrap.dedent("""
@@ -26,8 +27,8 @@ INFERENCE = textwrap.dedent("""
     import torch
     import airscene
     from airscene.data import load_dataset
-    run, data, device = sys.argv[1:4]
-    model = airscene.load(run, device=device)
+    run, data, device, mode = sys.argv[1:5]
+    model = airscene.load(run, device=device) if mode == "none" else airscene.load(run, device=device, compile=mode)
     images = load_dataset(data)[1].images
     tensor = model.prepare(images)  # on the device: the batched figure is the model's, not the upload's
     def timed(call, repeats):
@@ -73,13 +74,17 @@ def synchronisations_per_step(source: str, data: str, device: str, *flags: str) 
     return (runs[1] - runs[0]) / 100
 
 
-def inference(source: str, run: str, data: str, device: str) -> dict:
-    return json.loads(last_line(source, INFERENCE, run, data, device))
+def inference(source: str, run: str, data: str, device: str, flags: list[str]) -> dict:
+    """Batched and one-image inference with the run's model, compiled as the version's --compile says."""
+    mode = flags[flags.index("--compile") + 1] if "--compile" in flags else "none"
+    return json.loads(last_line(source, INFERENCE, run, data, device, mode))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="append", required=True, help="NAME=SRC_FOLDER, once per version")
+    parser.add_argument("--version", action="append", required=True, help="NAME=SRC_FOLDER [--flag value ...] "
+                        "(training flags, e.g. --compile reduce-overhead, which inference is loaded with too), once "
+                        "per version")
     parser.add_argument("--data", default="data/multi-mnist")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--steps", type=int, default=400, help="training steps timed per setting")
@@ -91,7 +96,7 @@ def main() -> None:
                         "joined by commas, e.g. model=grid,estimator=local ('default' for none)")
     args = parser.parse_args()
     if args.synchronisations:
-        source = args.version[-1].split("=", 1)[1]
+        source = parse_versions(args.version[-1:]).popitem()[1][0]
         for settings in args.synchronisations:
             flags = [part for pair in settings.split(",") if "=" in pair for part in ("--" + pair.split("=")[0],
                                                                                     pair.split("=")[1])]
@@ -101,19 +106,19 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     results: dict = {}
-    for version in args.version:
-        name, source = version.split("=", 1)
+    for name, (source, flags) in parse_versions(args.version).items():
         result = results[name] = {}
         if args.device.startswith("cuda"):
-            result["host_synchronisations_per_step"] = synchronisations_per_step(source, args.data, args.device)
+            result["host_synchronisations_per_step"] = synchronisations_per_step(source, args.data, args.device, *flags)
         for batch in args.batches:
-            result[f"step_ms_batch_{batch}"] = ms_per_step(source, args.data, args.device, batch, args.steps)
-        result["step_ms_batch_64_bf16"] = ms_per_step(source, args.data, args.device, 64, args.steps,
+            result[f"step_ms_batch_{batch}"] = ms_per_step(source, args.data, args.device, batch, args.steps, *flags)
+        result["step_ms_batch_64_bf16"] = ms_per_step(source, args.data, args.device, 64, args.steps, *flags,
                                                       "--precision", "bf16")
         for batch in args.batches:
-            result[f"time_to_95_batch_{batch}"] = time_to_accuracy(source, args.data, args.device, batch, args.minutes)
+            result[f"time_to_95_batch_{batch}"] = time_to_accuracy(source, args.data, args.device, batch, args.minutes,
+                                                                   *flags)
         result["inference"] = inference(source, result[f"time_to_95_batch_{args.batches[-1]}"]["run"], args.data,
-                                        args.device)
+                                        args.device, flags)
         print(json.dumps({name: result}), flush=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
 
