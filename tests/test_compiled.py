@@ -107,7 +107,8 @@ def test_compiled_inference_describes_what_eager_inference_does(kind):
         grey = images[:, 0].numpy()
         # a batch, one image at a time, and then both again from RGB arrays (channels last; read as grey, the same
         # shapes laid out otherwise)
-        for batch in (images, images[:1], images[5:6], np.repeat(grey[..., None], 3, -1), np.repeat(grey[:1, ..., None], 3, -1)):
+        rgb = np.repeat(grey[..., None], 3, -1)
+        for batch in (images, images[:1], images[5:6], rgb, rgb[:1]):
             expected, found = eager.infer(batch), compiled.infer(batch)
             assert np.array_equal(found.counts, expected.counts)
             for name in ("boxes", "presence", "what", "where"):
