@@ -119,6 +119,11 @@ def check_rotation(rotation) -> float:
     return float(rotation)
 
 
+def _resampled_pixels(values: np.ndarray) -> np.ndarray:
+    """An object image resampled in float32 (turned, scaled) back to uint8."""
+    return np.clip(values, 0, 255).round().astype(np.uint8)
+
+
 def _rotated(image: np.ndarray, rotation: float, rng: np.random.Generator) -> np.ndarray:
     """The object turned by an angle drawn uniformly within +-rotation degrees, in its own image (what turns
     out of it is cut: a digit, in the middle of its 28 x 28 image, stays whole up to about 30 degrees); a
@@ -127,8 +132,8 @@ def _rotated(image: np.ndarray, rotation: float, rng: np.random.Generator) -> np
         return image
     from scipy.ndimage import rotate
 
-    turned = rotate(image.astype(np.float32), rng.uniform(-rotation, rotation), axes=(1, 0), reshape=False, order=1)
-    return np.clip(turned, 0, 255).round().astype(np.uint8)
+    return _resampled_pixels(rotate(image.astype(np.float32), rng.uniform(-rotation, rotation), axes=(1, 0),
+                                    reshape=False, order=1))
 
 
 def _scaled(image: np.ndarray, scale_range: tuple[float, float] | None, rng: np.random.Generator) -> np.ndarray:
@@ -138,7 +143,7 @@ def _scaled(image: np.ndarray, scale_range: tuple[float, float] | None, rng: np.
 
     factor = rng.uniform(*scale_range)
     factors = (factor, factor, 1) if image.ndim == 3 else factor
-    return np.clip(zoom(image.astype(np.float32), factors, order=1), 0, 255).round().astype(np.uint8)
+    return _resampled_pixels(zoom(image.astype(np.float32), factors, order=1))
 
 
 def _place_objects(pool: ObjectPool, count: int, size: int, scale_range, overlap: bool, rotation: float,
