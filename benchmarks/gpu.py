@@ -19,7 +19,7 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from versions import last_line, ms_per_step, parse_versions, time_to_accuracy  # noqa: E402
+from versions import compile_mode, last_line, ms_per_step, parse_versions, time_to_accuracy  # noqa: E402
 
 
 INFERENCE = textwrap.dedent("""
@@ -76,8 +76,7 @@ def synchronisations_per_step(source: str, data: str, device: str, *flags: str) 
 
 def inference(source: str, run: str, data: str, device: str, flags: list[str]) -> dict:
     """Batched and one-image inference with the run's model, compiled as the version's --compile says."""
-    mode = flags[flags.index("--compile") + 1] if "--compile" in flags else "none"
-    return json.loads(last_line(source, INFERENCE, run, data, device, mode))
+    return json.loads(last_line(source, INFERENCE, run, data, device, compile_mode(flags)))
 
 
 def main() -> None:

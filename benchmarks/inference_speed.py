@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results import write_section  # noqa: E402
-from versions import last_line, parse_versions  # noqa: E402
+from versions import compile_mode, last_line, parse_versions  # noqa: E402
 
 MEASURE = """
 import json, statistics, sys, time
@@ -55,11 +55,6 @@ for _ in range(3):
 print(json.dumps({"first_call_s": first, "single_ms": 1000 * statistics.median(single),
                   "batched_ms": 1000 * min(batched)}))
 """
-
-
-def compile_mode(flags: list[str]) -> str:
-    """The --compile flag's value among a version's flags, or "none"."""
-    return flags[flags.index("--compile") + 1] if "--compile" in flags else "none"
 
 
 def main() -> None:

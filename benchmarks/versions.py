@@ -25,6 +25,11 @@ def parse_versions(values: list[str]) -> dict[str, tuple[str, list[str]]]:
     return versions
 
 
+def compile_mode(flags: list[str]) -> str:
+    """The --compile flag's value among a version's flags, or "none"."""
+    return flags[flags.index("--compile") + 1] if "--compile" in flags else "none"
+
+
 def under(source: str) -> dict:
     """The environment of a process that imports `source`'s airscene."""
     return {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
