@@ -26,6 +26,8 @@ VARIANTS = {  # name: (label, `airscene train` options)
     "air": ("AIR", ["--model", "air"]),
     "dair": ("DAIR", ["--model", "dair"]),
     "dair-no-memory": ("DAIR without step memory (ours)", ["--model", "dair", "--no-step-memory"]),
+    "dair-stateless": ("DAIR without step memory or feedback (ours)",
+                       ["--model", "dair", "--no-step-memory", "--no-step-feedback"]),
 }
 
 

@@ -241,6 +241,9 @@ def test_config_rejects_impossible_settings():
         GraphicsConfig(train=dataclasses.replace(graphics_training(), clip_norm=0.0)).validate()
     with pytest.raises(AirsceneError, match="estimator 'vimco' is AIR's"):
         GraphicsConfig(train=dataclasses.replace(graphics_training(), estimator="vimco")).validate()
+    with pytest.raises(AirsceneError, match="without step memory and step feedback every AIR step sees the same input"):
+        GraphicsConfig(model=SceneModelConfig(step_memory=False, step_feedback=False)).validate()
+    GraphicsConfig(model=SceneModelConfig(model="dair", step_memory=False, step_feedback=False)).validate()
     with pytest.raises(AirsceneError, match="shapes teapot are unknown"):
         TorchRenderer(("teapot",))
 

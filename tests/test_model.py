@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from airscene.config import Config, ModelConfig, TrainConfig
+from airscene.errors import AirsceneError
 from airscene.estimators import NVIL, BaselineNetwork, Batch, Enumerate
 from airscene.estimators.elbo import (count_log_posterior, elbo_per_count, greedy_counts,
                                       prefix_log_likelihoods, sampled_elbo_terms)
@@ -360,3 +361,19 @@ def test_without_step_memory_every_step_starts_from_an_empty_state():
         model.describe(torch.rand(3, 1, 20, 20))
         assert len(states) == 6 and all(s.abs().sum() == 0 for s in (states[0], states[3]))
         assert all((s.abs().sum() > 0) == memory for s in states[1:3] + states[4:6])
+
+
+def test_without_step_feedback_no_step_is_told_the_previous_latents():
+    for feedback in (True, False):
+        torch.manual_seed(11)
+        model = AIR(small_config(model="dair", step_memory=False, step_feedback=feedback))
+        with torch.no_grad():
+            model.infer_step.head.bias[0] = 50.0  # every step present: no early exit
+        previous, step = [], model.infer_step.forward
+        model.infer_step.forward = lambda *args: previous.append(args[1].clone()) or step(*args)
+        model(torch.rand(3, 1, 20, 20))
+        model.describe(torch.rand(3, 1, 20, 20))
+        assert len(previous) == 6 and all((p.abs().sum() > 0) == feedback for p in previous)
+    Config(data="x", model=ModelConfig(step_feedback=False)).validate()  # AIR's memory tells its steps apart
+    with pytest.raises(AirsceneError, match="without step memory and step feedback every AIR step sees the same input"):
+        Config(data="x", model=ModelConfig(step_memory=False, step_feedback=False)).validate()

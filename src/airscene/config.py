@@ -36,9 +36,15 @@ class ModelConfig:
     backbone_channels: int = setting(32, "grid: channels of the backbone's first convolution, doubled at each stride",
                                      minimum=1, maximum=1024, added="0.2.0")
     # False: every inference step starts from an empty LSTM state. It then cannot count its own steps and
-    # must decide from its input alone (for DAIR: is anything left to explain?), which is what lets a
-    # model trained on at most 2 objects find a third.
+    # must decide from its input and the previous step's latents (for DAIR: is anything left to explain?),
+    # which is what lets a model trained on at most 2 objects find a third.
     step_memory: bool = setting(True, "carry the LSTM state from step to step")
+    # False: step i is not told z^{i-1} (nor z_pres^{i-1}) either. Without step memory the previous object's
+    # latents are still a clue to which step this is (the first object's window differs from the third's in
+    # training scenes); without both, DAIR's step is one function of what is left to explain, the same at every
+    # step, as interpolation to an unseen count needs.
+    step_feedback: bool = setting(True, "feed step i the previous step's latents z^{i-1} and z_pres^{i-1}",
+                                  added="0.2.0")
     max_objects: int = setting(3, "N, the number of inference steps", minimum=1, maximum=64)
     # The canvas: None until training sets them from the data (a value that contradicts the data is refused).
     image_size: int | None = setting(None, "canvases are image_size x image_size (default: the data's)",
@@ -202,6 +208,7 @@ class Config(Settings):
                                             f"{', '.join(ESTIMATORS)}"),
             (model.min_scale < model.where_prior_mean[0], f"min_scale {model.min_scale} must be below the prior's "
                                                           f"mean scale {model.where_prior_mean[0]}"),
+            steps_told_apart(model),
             (train.estimator in accepted or train.estimator not in ESTIMATORS,
              f"estimator '{train.estimator}' does not apply to --model {model.model}: use {', '.join(accepted)}"),
         ]
@@ -224,6 +231,14 @@ class Config(Settings):
                 ("model.likelihood_sd", model.likelihood == "gaussian", "with --likelihood gaussian"),
                 ("model.background_size", model.background == "learned", "with --background learned"),
                 ("model.background_resolution", model.background == "learned", "with --background learned")]
+
+
+def steps_told_apart(model) -> tuple[bool, str]:
+    """A model's consistency check (AIR's and inverse graphics'): AIR's steps all read the image, so without step
+    memory and step feedback every step would infer the same object."""
+    return (model.step_memory or model.step_feedback or model.model != "air",
+            "without step memory and step feedback every AIR step sees the same input and infers the same object: "
+            "use --model dair, or keep --step-memory or --step-feedback")
 
 
 def estimator_settings_used(train: TrainConfig) -> list[tuple[str, bool, str]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from airscene.config import TrainConfig, estimator_settings_used
+from airscene.config import TrainConfig, estimator_settings_used, steps_told_apart
 from airscene.graphics.scenes import CROCKERY, SINGLE_OBJECTS
 from airscene.settings import Settings, setting
 
@@ -40,6 +40,7 @@ class SceneModelConfig:
     model: str = setting("air", "air, or dair (steps see the image minus the render of earlier steps)",
                          choices=("air", "dair"))
     step_memory: bool = setting(True, "carry the LSTM state from step to step")
+    step_feedback: bool = setting(True, "feed step i the previous step's latents", added="0.2.0")
     image_size: int = setting(32, "rendered images are image_size x image_size", minimum=16, maximum=512)
     hidden_size: int = setting(256, "LSTM units and image features", minimum=8, maximum=8192)
     likelihood_sd: float = setting(0.15, "sd of the Gaussian pixel noise", minimum=1e-3, maximum=100.0)
@@ -101,4 +102,5 @@ class GraphicsConfig(Settings):
             (self.train.batch_size <= self.training_images,
              f"batch size {self.train.batch_size} exceeds the {self.training_images} training images: lower "
              "--batch-size or raise --training-images"),
+            steps_told_apart(self.model),
         ]
