@@ -40,9 +40,8 @@ class ModelConfig:
     # which is what lets a model trained on at most 2 objects find a third.
     step_memory: bool = setting(True, "carry the LSTM state from step to step")
     # False: step i is not told z^{i-1} (nor z_pres^{i-1}) either. Without step memory the previous object's
-    # latents are still a clue to which step this is (the first object's window differs from the third's in
-    # training scenes); without both, DAIR's step is one function of what is left to explain, the same at every
-    # step, as interpolation to an unseen count needs.
+    # latents can still tell a step where it is in the sequence; without both, DAIR's step is one function of
+    # what is left to explain, the same at every step, which is what a count never seen in training needs.
     step_feedback: bool = setting(True, "feed step i the previous step's latents z^{i-1} and z_pres^{i-1}",
                                   added="0.2.0")
     max_objects: int = setting(3, "N, the number of inference steps", minimum=1, maximum=64)

@@ -82,8 +82,8 @@ def draw_presence(logit: torch.Tensor, previous: torch.Tensor, presence: str, te
 
 class AttendInferRepeat(nn.Module):
     """The recurrence of the paper's Fig. 2. A subclass has `config` (max_objects, step_memory, step_feedback),
-    `infer_step` (an InferenceStep), `difference` (DAIR) and `count_prior` (a buffer: rho), and says what an object is:
-    `read_image`, `embed_input`, `initial_feedback`, `infer_object`, `make_trace`."""
+    `infer_step` (an InferenceStep), `difference` (DAIR) and `count_prior` (a buffer: rho), and says what an object
+    is: `read_image`, `embed_input`, `initial_feedback`, `infer_object`, `make_trace`."""
 
     def forward(self, images: torch.Tensor, presence: str = "sample", exploration: float | torch.Tensor = 0.0,
                 temperature: float | torch.Tensor = 1.0, sample: bool = True) -> Trace:
@@ -114,8 +114,8 @@ class AttendInferRepeat(nn.Module):
     def step(self, images, context, image_gates, previous, state, sample: bool):
         """One step of the recurrence, as training and test-time inference both take it: the LSTM reads the
         image's gates (B, 4H) and previous = [z^{i-1}, z_pres^{i-1}] (B, F + 1) (from a fresh state without
-        step memory; zeros without step feedback), proposes q(z_pres^i) and q(z_where^i), and the model infers the object. Returns the
-        presence logit (B,), the step's record (infer_object's) and the new LSTM state."""
+        step memory; zeros without step feedback), proposes q(z_pres^i) and q(z_where^i), and the model infers
+        the object. Returns the presence logit (B,), the step's record (infer_object's) and the new LSTM state."""
         if not self.config.step_memory:
             state = tuple(torch.zeros_like(part) for part in state)
         if not self.config.step_feedback:
@@ -356,8 +356,9 @@ class AIR(AttendInferRepeat, PixelLikelihood):
     # --object-size, a grid cell has no count to explore, and the fast start slowed the grid's count (94.7% at step
     # 1,500 without it, 88.4% with it, one seed): the training loop starts the grid at its rate.
     own_settings = ("model.max_objects", "model.step_memory", "model.step_feedback", "model.where_prior_mean",
-                    "model.where_prior_sd", "model.min_scale", "train.presence_exploration", "train.presence_exploration_hold",
-                    "train.presence_exploration_steps", "train.learning_rate_start", "train.learning_rate_start_steps")
+                    "model.where_prior_sd", "model.min_scale", "train.presence_exploration",
+                    "train.presence_exploration_hold", "train.presence_exploration_steps", "train.learning_rate_start",
+                    "train.learning_rate_start_steps")
     enumerates_count = True  # presence "all" draws every step: the count's N + 1 terms from one trace
     # "local" sums out one grid cell's presence given the others: AIR's steps are a sequence, not cells.
     estimators = ("enumerate", "nvil", "vimco", "relaxed")
