@@ -7,8 +7,8 @@ sprites are still blurred discs. Here nothing else is learned: each glimpse is o
 turned at random, as `airscene data multi-dsprites` draws them) of a random colour over a random colour, centred
 in the 28 x 28 window as a perfectly placed attention window would crop it. The glimpse encoder and decoder
 (airscene.model.networks, the model's own settings: 200 hidden units, a 50-number z_what, the decoder's alpha
-composited over the true background, the likelihood's sd 0.1) are trained alone as a VAE, batch 64, Adam at
-1e-3, gradients clipped at 10, as the training loop does. Reported on 500 new glimpses every 1,000 steps: the
+composited over the true background; the likelihood's sd 0.1, as the segmentation benchmark trains) are trained
+alone as a VAE, batch 64, Adam at 1e-3, gradients clipped at 10, as the training loop does. Reported on 500 new glimpses every 1,000 steps: the
 IoU of the decoded shape (alpha > 0.5) with the sprite's."""
 
 from __future__ import annotations
