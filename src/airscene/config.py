@@ -36,8 +36,7 @@ class ModelConfig:
     backbone_channels: int = setting(32, "grid: channels of the backbone's first convolution, doubled at each stride",
                                      minimum=1, maximum=1024, added="0.2.0")
     # False: every inference step starts from an empty LSTM state. It then cannot count its own steps and
-    # must decide from its input and the previous step's latents (for DAIR: is anything left to explain?),
-    # which is what lets a model trained on at most 2 objects find a third.
+    # must decide from its input and the previous step's latents (for DAIR: is anything left to explain?).
     step_memory: bool = setting(True, "carry the LSTM state from step to step")
     # False: step i is not told z^{i-1} (nor z_pres^{i-1}) either. Without step memory the previous object's
     # latents can still tell a step where it is in the sequence; without both, DAIR's step is one function of
