@@ -117,7 +117,8 @@ def report(results: dict, args) -> None:
     ceiling = np.array(results["digit_ceiling"])
     train_digits, test_digits = results["digits"]
     body = "\n".join([
-        f"AIR: `{args.air}`, `airscene train` for {args.air_steps:,} steps without labels on the 0-2 digit scenes of `{args.data}`; it "
+        f"AIR: `{args.air}`, `airscene train` for {args.air_steps:,} steps without labels on the 0-2 digit scenes "
+        f"of `{args.data}`; it "
         f"counts {results['air_count_accuracy_on_test_pairs']:.1%} of the 2,000 test pairs right. The CAE: trained "
         f"{args.cae_steps} steps on the same unlabelled scenes, 128-number code, with a 2-hidden-layer MLP head "
         "(256 units). Pixels: a 3-layer CNN. `air`: each object's (presence, z_where, z_what), ordered left to "

@@ -8,8 +8,8 @@ turned at random, as `airscene data multi-dsprites` draws them) of a random colo
 in the 28 x 28 window as a perfectly placed attention window would crop it. The glimpse encoder and decoder
 (airscene.model.networks, the model's own settings: 200 hidden units, a 50-number z_what, the decoder's alpha
 composited over the true background; the likelihood's sd 0.1, as the segmentation benchmark trains) are trained
-alone as a VAE, batch 64, Adam at 1e-3, gradients clipped at 10, as the training loop does. Reported on 500 new glimpses every 1,000 steps: the
-IoU of the decoded shape (alpha > 0.5) with the sprite's."""
+alone as a VAE, batch 64, Adam at 1e-3, gradients clipped at 10, as the training loop does. Reported on 500 new
+glimpses every 1,000 steps: the IoU of the decoded shape (alpha > 0.5) with the sprite's."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def train(variant: str, steps: int, seed: int) -> list[float]:
     decoder = GlimpseDecoder(3, GLIMPSE, hidden, WHAT, -2.0, network, alpha=True, colour=colour)
     parameters = [*encoder.parameters(), *decoder.parameters()]
     optimiser = torch.optim.Adam(parameters, 1e-3)
-    held_out = sprites(500, turned, rng)
+    held_out_images, _, held_out_masks = sprites(500, turned, rng)
     scores = []
     for step in range(1, steps + 1):
         images, backgrounds, _ = sprites(BATCH, turned, rng)
@@ -73,9 +73,9 @@ def train(variant: str, steps: int, seed: int) -> list[float]:
         optimiser.step()
         if step % 1000 == 0:
             with torch.no_grad():
-                shape = decoder(encoder(held_out[0])[0])[:, 3] > 0.5
-                truth = held_out[2]
-                scores.append(float(((shape & truth).sum((1, 2)) / (shape | truth).sum((1, 2))).mean()))
+                shape = decoder(encoder(held_out_images)[0])[:, 3] > 0.5  # (B, g, g) from the codes' means
+                overlap = (shape & held_out_masks).sum((1, 2)) / (shape | held_out_masks).sum((1, 2))
+                scores.append(float(overlap.mean()))
     return scores
 
 

@@ -28,6 +28,7 @@ INFERENCE = textwrap.dedent("""
     import airscene
     from airscene.data import load_dataset
     run, data, device, mode = sys.argv[1:5]
+    # versions from before compiled inference have no compile argument: it is passed only where asked for
     model = airscene.load(run, device=device) if mode == "none" else airscene.load(run, device=device, compile=mode)
     images = load_dataset(data)[1].images
     tensor = model.prepare(images)  # on the device: the batched figure is the model's, not the upload's
