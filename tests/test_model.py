@@ -377,3 +377,49 @@ def test_without_step_feedback_no_step_is_told_the_previous_latents():
     Config(data="x", model=ModelConfig(step_feedback=False)).validate()  # AIR's memory tells its steps apart
     with pytest.raises(AirsceneError, match="without step memory and step feedback every AIR step sees the same input"):
         Config(data="x", model=ModelConfig(step_memory=False, step_feedback=False)).validate()
+
+
+def blob_images(rows: slice, columns: slice, height: int = 20, width: int = 20) -> torch.Tensor:
+    """(1, 1, height, width): one bright square on black."""
+    images = torch.zeros(1, 1, height, width)
+    images[..., rows, columns] = 1.0
+    return images
+
+
+def test_residual_proposal_is_the_blob_centre_in_z_where_units():
+    model = AIR(small_config(model="dair", where_proposal="residual"))
+    cases = [(blob_images(slice(2, 6), slice(12, 16)), (13.5, 3.5)),  # (column, row) of the blob's centre
+             (blob_images(slice(16, 20), slice(0, 4)), (1.5, 17.5)),  # at the canvas's corner: not pulled inwards
+             (blob_images(slice(8, 12), slice(24, 28), height=14, width=32), (25.5, 9.5))]  # a wide canvas
+    for images, (column, row) in cases:
+        width, height = images.shape[-1], images.shape[-2]
+        shift = model.propose_where(images)[0]
+        # z_where's x spans the width over [-1, 1]; y is in the same units, centred on the canvas
+        expected = torch.tensor([0.0, (column + 0.5) * 2 / width - 1, (row + 0.5) * 2 / width - height / width])
+        assert torch.allclose(shift, expected, atol=1 / width + 1e-6), (shift, expected)  # within half a pixel
+    # Two blobs: the brighter first; then, with the first step's window there, the other one
+    images = blob_images(slice(2, 6), slice(12, 16)) + 0.5 * blob_images(slice(13, 17), slice(2, 6))
+    first = model.propose_where(images)
+    window = first + torch.tensor([model.config.where_prior_mean[0], 0.0, 0.0])
+    second = model.propose_where(images, window[:, None])
+    assert torch.allclose(first[0, 1:], torch.tensor([0.4, -0.6]), atol=0.051)
+    assert torch.allclose(second[0, 1:], torch.tensor([-0.6, 0.5]), atol=0.051)
+
+
+def test_residual_proposal_moves_each_dair_window_onto_what_is_left():
+    images = blob_images(slice(13, 17), slice(2, 6))  # centre (x, y) = (-0.6, 0.5) in z_where units
+    target = torch.tensor([-0.6, 0.5])
+    firsts = {}
+    for proposal in ("none", "residual"):
+        torch.manual_seed(3)
+        model = AIR(small_config(model="dair", where_proposal=proposal))
+        trace = model(images, presence="all", sample=False)  # z_where: q's means
+        described = model.describe(images, threshold=0.0)
+        assert torch.allclose(trace.z_where[0, 0], described.where[0, 0], atol=1e-5)  # inference takes the same step
+        firsts[proposal] = trace.z_where[0, 0, 1:]
+    assert (firsts["residual"] - target).abs().max() < 0.15  # about a pixel and a half: the head's offset starts small
+    assert (firsts["none"] - target).abs().max() > 0.4  # the network alone starts at the canvas's centre
+    for name, estimator in (("air", "enumerate"), ("grid", "local")):
+        with pytest.raises(AirsceneError, match="--where-proposal residual .* only DAIR reads"):
+            Config(data="x", model=ModelConfig(model=name, where_proposal="residual"),
+                   train=TrainConfig(estimator=estimator)).validate()

@@ -43,6 +43,13 @@ class ModelConfig:
     # what is left to explain, the same at every step, which is what a count never seen in training needs.
     step_feedback: bool = setting(True, "feed step i the previous step's latents z^{i-1} and z_pres^{i-1}",
                                   added="0.2.0")
+    # "residual": DAIR's step i centres its window's mean on the brightest blob of what is left to explain (the
+    # local mean of |x - xhat^{i-1}| over a prior-sized window), and the network learns only an offset from it.
+    # Where objects are small on a large canvas, the network alone learns slowly where they are, and a step may
+    # settle on an object already explained (behind it, with alpha, a duplicate costs the likelihood nothing).
+    where_proposal: str = setting("none", "DAIR: where each step's window starts: none (the network's alone) or "
+                                  "residual (on the brightest blob of what is left to explain)",
+                                  choices=("none", "residual"), added="0.2.0")
     max_objects: int = setting(3, "N, the number of inference steps", minimum=1, maximum=64)
     # The canvas: None until training sets them from the data (a value that contradicts the data is refused).
     image_size: int | None = setting(None, "canvases are image_size x image_size (default: the data's)",
@@ -207,6 +214,9 @@ class Config(Settings):
             (model.min_scale < model.where_prior_mean[0], f"min_scale {model.min_scale} must be below the prior's "
                                                           f"mean scale {model.where_prior_mean[0]}"),
             steps_told_apart(model),
+            (model.where_proposal == "none" or model.model == "dair",
+             "--where-proposal residual centres a step's window on what the earlier steps left to explain, which "
+             "only DAIR reads: use --model dair"),
             (train.estimator in accepted or train.estimator not in ESTIMATORS,
              f"estimator '{train.estimator}' does not apply to --model {model.model}: use {', '.join(accepted)}"),
         ]

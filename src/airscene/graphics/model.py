@@ -177,8 +177,8 @@ class SceneAIR(AttendInferRepeat):
 
     def embed_input(self, images, context: SceneContext, steps: list[SceneStep], z_pres: list[torch.Tensor]):
         if not self.difference:
-            return context.embedding
-        return self.embed(images - self.explained(context.camera, steps, z_pres))  # what is left to explain
+            return context.embedding, None
+        return self.embed(images - self.explained(context.camera, steps, z_pres)), None  # what is left to explain
 
     @torch.no_grad()
     def explained(self, camera: torch.Tensor, steps: list[SceneStep], z_pres: list[torch.Tensor]) -> torch.Tensor:

@@ -26,13 +26,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
 from airscene.model.networks import BackgroundVAE, GlimpseDecoder, GlimpseEncoder, ImageEmbedding, InferenceStep
 from airscene.model.priors import apply_object_size, count_log_prior, draw, normal, prior_presence, standard_normal
 from airscene.model.trace import Description, SceneSample, Trace, stack_steps
-from airscene.model.transformer import crop_glimpse, paste_glimpse, window_boxes
+from airscene.model.transformer import crop_glimpse, paste_glimpse, window_boxes, window_scale
 
 # The brightness (the brightest channel, images in [0, 1]) an added glimpse must exceed the background's by to
 # take most of a pixel's prior share from it: a decoder's sigmoid never draws an exact 0, and without a floor a
@@ -83,7 +84,8 @@ def draw_presence(logit: torch.Tensor, previous: torch.Tensor, presence: str, te
 class AttendInferRepeat(nn.Module):
     """The recurrence of the paper's Fig. 2. A subclass has `config` (max_objects, step_memory, step_feedback),
     `infer_step` (an InferenceStep), `difference` (DAIR) and `count_prior` (a buffer: rho), and says what an object
-    is: `read_image`, `embed_input`, `initial_feedback`, `infer_object`, `make_trace`."""
+    is: `read_image`, `embed_input` (a step's input embedded, and a shift of its window's mean or None),
+    `initial_feedback`, `infer_object`, `make_trace`."""
 
     def forward(self, images: torch.Tensor, presence: str = "sample", exploration: float | torch.Tensor = 0.0,
                 temperature: float | torch.Tensor = 1.0, sample: bool = True) -> Trace:
@@ -101,8 +103,10 @@ class AttendInferRepeat(nn.Module):
             if step == 0 or self.difference:
                 # The recurrent input's share of the LSTM gates, (B, 4H): AIR's input is x at every step,
                 # so it is computed once; DAIR's is x - xhat^{i-1}, new at every step.
-                image_gates = self.infer_step.image_gates(self.embed_input(images, context, steps, presences))
-            logit, latents, state = self.step(images, context, image_gates, torch.cat([feedback, z_pres], 1), state, sample)
+                embedding, where_shift = self.embed_input(images, context, steps, presences)
+                image_gates = self.infer_step.image_gates(embedding)
+            logit, latents, state = self.step(images, context, image_gates, torch.cat([feedback, z_pres], 1), state,
+                                              sample=sample, where_shift=where_shift)
             logit = explore_presence(logit, exploration, step, steps_total)
             z_pres = draw_presence(logit, z_pres, presence, temperature)
             feedback = latents.feedback
@@ -111,16 +115,19 @@ class AttendInferRepeat(nn.Module):
             presences.append(z_pres[:, 0])
         return self.make_trace(images, context, stack_steps(steps), torch.stack(logits, 1), torch.stack(presences, 1))
 
-    def step(self, images, context, image_gates, previous, state, sample: bool):
+    def step(self, images, context, image_gates, previous, state, sample: bool, where_shift: torch.Tensor | None):
         """One step of the recurrence, as training and test-time inference both take it: the LSTM reads the
         image's gates (B, 4H) and previous = [z^{i-1}, z_pres^{i-1}] (B, F + 1) (from a fresh state without
-        step memory; zeros without step feedback), proposes q(z_pres^i) and q(z_where^i), and the model infers
-        the object. Returns the presence logit (B,), the step's record (infer_object's) and the new LSTM state."""
+        step memory; zeros without step feedback), proposes q(z_pres^i) and q(z_where^i) (its mean shifted by
+        where_shift (B, D) where the input proposes a window), and the model infers the object. Returns the
+        presence logit (B,), the step's record (infer_object's) and the new LSTM state."""
         if not self.config.step_memory:
             state = tuple(torch.zeros_like(part) for part in state)
         if not self.config.step_feedback:
             previous = torch.zeros_like(previous)
         logit, where_mean, where_sd, state = self.infer_step(image_gates, previous, state)
+        if where_shift is not None:
+            where_mean = where_mean + where_shift
         return logit, self.infer_object(images, context, state[0], where_mean, where_sd, sample), state
 
     def count_log_prior(self, counts: torch.Tensor) -> torch.Tensor:
@@ -311,10 +318,50 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         return None if self.config.background == "none" else read_background(self.background, images, sample)
 
     def embed_input(self, images: torch.Tensor, context, steps: list[GlimpseStep], z_pres: list[torch.Tensor]):
+        """What step i reads: the embedding of x (DAIR: of x - xhat^{i-1}), and its window's proposal (or None)."""
         if not self.difference:
-            return self.embed(images)
+            return self.embed(images), None
         background = None if context is None else context.background
-        return self.embed(images - self.explained(images, background, [step.objects for step in steps], z_pres))
+        residual = images - self.explained(images, background, [step.objects for step in steps], z_pres)
+        return self.read_residual(residual, torch.stack([step.z_where for step in steps], 1) if steps else None)
+
+    def read_residual(self, residual: torch.Tensor,
+                      windows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """DAIR's input, x - xhat^{i-1} (B, C, H, W), and the earlier steps' windows (B, i - 1, 3) -> its
+        embedding (B, E), and the shift of q(z_where)'s mean (B, 3) that centres the window on the residual's
+        brightest blob outside those windows (with --where-proposal residual)."""
+        if self.config.where_proposal == "none":
+            return self.embed(residual), None
+        return self.embed(residual), self.propose_where(residual, windows)
+
+    def propose_where(self, residual: torch.Tensor, windows: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, H, W) -> (B, 3): (0, x, y), the peak of |residual| smoothed over a window of the prior's mean
+        size, in z_where's units, outside `windows` (B, M, 3), the windows earlier steps took: early in training a
+        glimpse draws almost nothing, so what is left barely changes from step to step, and without that every
+        step would be sent to the same blob. Detached: a starting point the network's offset refines, not a path
+        for gradients (the argmax has none)."""
+        _, _, height, width = residual.shape
+        # A Gaussian of sd a quarter of the window, not a box: a box's plateau over a blob would tie, and at the
+        # canvas's edge its peak would slide inwards; outside the canvas there is nothing to explain (zero padding).
+        radius = round(width / self.config.where_prior_mean[0]) // 2
+        offsets = torch.arange(-radius, radius + 1, device=residual.device, dtype=residual.dtype)
+        kernel = torch.exp(-0.5 * (offsets / max(radius / 2, 0.5)) ** 2)  # (2 radius + 1,)
+        strength = residual.detach().abs().sum(1, keepdim=True)  # (B, 1, H, W)
+        strength = F.conv2d(strength, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+        strength = F.conv2d(strength, kernel.view(1, 1, 1, -1), padding=(0, radius))
+        # pixel centres in canvas units: x over [-1, 1] of the width, y in the same units (z_where's convention)
+        xs = (torch.arange(width, device=residual.device) + 0.5) * 2 / width - 1  # (W,)
+        ys = (torch.arange(height, device=residual.device) + 0.5) * 2 / width - height / width  # (H,)
+        if windows is not None:  # each earlier window (its object's blurred edge would otherwise outshine a dim one)
+            windows = windows.detach()
+            reach = 1 / window_scale(windows[..., 0], self.config.min_scale)  # (B, M) half a window's side
+            near_x = (xs - windows[..., 1, None]).abs() < reach[..., None]  # (B, M, W)
+            near_y = (ys - windows[..., 2, None]).abs() < reach[..., None]  # (B, M, H)
+            taken = (near_y[..., :, None] & near_x[..., None, :]).any(1)  # (B, H, W)
+            strength = strength.masked_fill(taken[:, None], -1.0)
+        index = strength.flatten(1).argmax(1)  # (B,)
+        x, y = xs[index % width], ys[index // width]
+        return torch.stack([torch.zeros_like(x), x, y], 1)
 
     def explained(self, images, background: torch.Tensor | None, objects: list[torch.Tensor],
                   z_pres: list[torch.Tensor]) -> torch.Tensor:
@@ -355,8 +402,8 @@ class AIR(AttendInferRepeat, PixelLikelihood):
     # The settings only AIR and DAIR read (Config.used refuses them for other models): the grid's windows follow
     # --object-size, a grid cell has no count to explore, and the fast start slowed the grid's count (94.7% at step
     # 1,500 without it, 88.4% with it, one seed): the training loop starts the grid at its rate.
-    own_settings = ("model.max_objects", "model.step_memory", "model.step_feedback", "model.where_prior_mean",
-                    "model.where_prior_sd", "model.min_scale", "train.presence_exploration",
+    own_settings = ("model.max_objects", "model.step_memory", "model.step_feedback", "model.where_proposal",
+                    "model.where_prior_mean", "model.where_prior_sd", "model.min_scale", "train.presence_exploration",
                     "train.presence_exploration_hold", "train.presence_exploration_steps", "train.learning_rate_start",
                     "train.learning_rate_start_steps")
     enumerates_count = True  # presence "all" draws every step: the count's N + 1 terms from one trace
@@ -479,10 +526,14 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         for step in range(c.max_objects):
             if step == 0 or self.difference:
                 background = None if context is None else context.background
-                seen = (images - self.explained(images, background, objects, [images.new_ones(len(images))] * len(objects))
-                        if self.difference else images)
-                image_gates = self.infer_step.image_gates(self.embed(seen))
-            logit, latents, state = self.step(images, context, image_gates, previous, state, sample=False)
+                if self.difference:
+                    shown = self.explained(images, background, objects, [images.new_ones(len(images))] * len(objects))
+                    embedding, where_shift = self.read_residual(images - shown, wheres[active, :step] if step else None)
+                else:
+                    embedding, where_shift = self.embed(images), None
+                image_gates = self.infer_step.image_gates(embedding)
+            logit, latents, state = self.step(images, context, image_gates, previous, state, sample=False,
+                                              where_shift=where_shift)
             z_where, z_what, feedback, drawn = latents.z_where, latents.z_what, latents.feedback, latents.objects
             probability = torch.sigmoid(logit)
             if fixed_shapes:
