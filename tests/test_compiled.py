@@ -90,11 +90,11 @@ def test_the_command_line_shows_airscenes_warnings_in_one_line():
     assert "UserWarning" in cli._format_warning(UserWarning("other"), UserWarning, "elsewhere.py", 1)
 
 
-@pytest.mark.parametrize("kind", ["air", "dair"])
-def test_compiled_inference_describes_what_eager_inference_does(kind):
+@pytest.mark.parametrize("kind, proposal", [("air", "none"), ("dair", "none"), ("dair", "residual")])
+def test_compiled_inference_describes_what_eager_inference_does(kind, proposal):
     torch.manual_seed(3)
     config = Config(model=ModelConfig(model=kind, image_size=20, channels=1, glimpse_size=8, what_size=4, hidden_size=16,
-                                      embedding_size=16, glimpse_hidden_size=16, max_objects=3))
+                                      embedding_size=16, glimpse_hidden_size=16, max_objects=3, where_proposal=proposal))
     model = AIR(config.model)
     images = torch.rand(32, 1, 20, 20) * torch.rand(32, 1, 1, 1)
     with torch.no_grad():  # presence that depends on the image, so that images stop at different steps

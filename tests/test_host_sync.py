@@ -58,7 +58,8 @@ def read_backs_of_run(monkeypatch, data_dir, out, steps: int, flags: list[str]) 
     [], ["--model", "dair"], ["--estimator", "nvil"], ["--estimator", "vimco"], ["--estimator", "relaxed"],
     ["--model", "grid", "--estimator", "local", "--cell-size", "12", "--object-size", "20"],
     ["--model", "dair", "--background", "learned", "--compositing", "alpha"], ["--compile", "default"],
-], ids=["air", "dair", "nvil", "vimco", "relaxed", "grid", "dair-background-alpha", "air-compiled"])
+    ["--model", "dair", "--where-proposal", "residual"],
+], ids=["air", "dair", "nvil", "vimco", "relaxed", "grid", "dair-background-alpha", "air-compiled", "dair-residual"])
 def test_steps_between_records_never_read_the_device(monkeypatch, data_dir, tmp_path, flags):
     short = read_backs_of_run(monkeypatch, data_dir, tmp_path / "short", 10, flags)
     long = read_backs_of_run(monkeypatch, data_dir, tmp_path / "long", 20, flags)
