@@ -406,19 +406,21 @@ def test_residual_proposal_is_the_blob_centre_in_z_where_units():
     assert torch.allclose(second[0, 1:], torch.tensor([-0.6, 0.5]), atol=0.051)
 
 
-def test_residual_proposal_moves_each_dair_window_onto_what_is_left():
-    images = blob_images(slice(13, 17), slice(2, 6))  # centre (x, y) = (-0.6, 0.5) in z_where units
-    target = torch.tensor([-0.6, 0.5])
-    firsts = {}
+def test_residual_proposal_sends_each_dair_step_to_what_is_left():
+    # two blobs, centres (x, y) = (0.4, -0.6) and (-0.6, 0.5) in z_where units; the brighter first
+    images = blob_images(slice(2, 6), slice(12, 16)) + 0.5 * blob_images(slice(13, 17), slice(2, 6))
+    targets = torch.tensor([[0.4, -0.6], [-0.6, 0.5]])
+    windows = {}
     for proposal in ("none", "residual"):
         torch.manual_seed(3)
-        model = AIR(small_config(model="dair", where_proposal=proposal))
+        model = AIR(small_config(model="dair", where_proposal=proposal, max_objects=2))
         trace = model(images, presence="all", sample=False)  # z_where: q's means
-        described = model.describe(images, threshold=0.0)
-        assert torch.allclose(trace.z_where[0, 0], described.where[0, 0], atol=1e-5)  # inference takes the same step
-        firsts[proposal] = trace.z_where[0, 0, 1:]
-    assert (firsts["residual"] - target).abs().max() < 0.15  # about a pixel and a half: the head's offset starts small
-    assert (firsts["none"] - target).abs().max() > 0.4  # the network alone starts at the canvas's centre
+        described = model.describe(images, threshold=0.0)  # every step taken
+        assert torch.allclose(trace.z_where, described.where, atol=1e-5)  # inference takes the same steps
+        windows[proposal] = trace.z_where[0, :, 1:]
+    # within about a pixel and a half (the head's offset starts small); the network alone starts at the centre
+    assert (windows["residual"] - targets).abs().max() < 0.15
+    assert (windows["none"] - targets).abs().amax(1).min() > 0.4
     for name, estimator in (("air", "enumerate"), ("grid", "local")):
         with pytest.raises(AirsceneError, match="--where-proposal residual .* only DAIR reads"):
             Config(data="x", model=ModelConfig(model=name, where_proposal="residual"),

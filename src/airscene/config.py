@@ -44,9 +44,10 @@ class ModelConfig:
     step_feedback: bool = setting(True, "feed step i the previous step's latents z^{i-1} and z_pres^{i-1}",
                                   added="0.2.0")
     # "residual": DAIR's step i centres its window's mean on the brightest blob of what is left to explain (the
-    # local mean of |x - xhat^{i-1}| over a prior-sized window), and the network learns only an offset from it.
-    # Where objects are small on a large canvas, the network alone learns slowly where they are, and a step may
-    # settle on an object already explained (behind it, with alpha, a duplicate costs the likelihood nothing).
+    # peak of |x - xhat^{i-1}| smoothed over a prior-sized window, outside the earlier steps' windows), and the
+    # network learns only an offset from it. The network alone learns slowly where small objects are, and a step
+    # may settle on an object already explained (behind it, with alpha, a duplicate costs the likelihood nothing):
+    # measured on the Multi-dSprites and CLEVR look-alikes (RESULTS.md, "Segmentation: each step sent to what is left").
     where_proposal: str = setting("none", "DAIR: where each step's window starts: none (the network's alone) or "
                                   "residual (on the brightest blob of what is left to explain)",
                                   choices=("none", "residual"), added="0.2.0")
