@@ -323,16 +323,16 @@ class AIR(AttendInferRepeat, PixelLikelihood):
             return self.embed(images), None
         background = None if context is None else context.background
         residual = images - self.explained(images, background, [step.objects for step in steps], z_pres)
-        return self.read_residual(residual, torch.stack([step.z_where for step in steps], 1) if steps else None)
+        proposing = bool(steps) and self.config.where_proposal == "residual"  # only a proposal reads the windows
+        return self.read_residual(residual, torch.stack([step.z_where for step in steps], 1) if proposing else None)
 
     def read_residual(self, residual: torch.Tensor,
                       windows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """DAIR's input, x - xhat^{i-1} (B, C, H, W), and the earlier steps' windows (B, i - 1, 3) -> its
         embedding (B, E), and the shift of q(z_where)'s mean (B, 3) that centres the window on the residual's
         brightest blob outside those windows (with --where-proposal residual)."""
-        if self.config.where_proposal == "none":
-            return self.embed(residual), None
-        return self.embed(residual), self.propose_where(residual, windows)
+        proposal = self.propose_where(residual, windows) if self.config.where_proposal == "residual" else None
+        return self.embed(residual), proposal
 
     def propose_where(self, residual: torch.Tensor, windows: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, H, W) -> (B, 3): (0, x, y), the peak of |residual| smoothed over a window of the prior's mean
@@ -353,7 +353,6 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         xs = (torch.arange(width, device=residual.device) + 0.5) * 2 / width - 1  # (W,)
         ys = (torch.arange(height, device=residual.device) + 0.5) * 2 / width - height / width  # (H,)
         if windows is not None:  # each earlier window (its object's blurred edge would otherwise outshine a dim one)
-            windows = windows.detach()
             reach = 1 / window_scale(windows[..., 0], self.config.min_scale)  # (B, M) half a window's side
             near_x = (xs - windows[..., 1, None]).abs() < reach[..., None]  # (B, M, W)
             near_y = (ys - windows[..., 2, None]).abs() < reach[..., None]  # (B, M, H)
