@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from results import write_section  # noqa: E402
 
 from airscene.data.scenes import DSPRITE_SHAPES, dsprite_mask  # noqa: E402
+from airscene.model.air import composite  # noqa: E402
 from airscene.model.networks import GlimpseDecoder, GlimpseEncoder  # noqa: E402
 
 GLIMPSE, WHAT, SD, BATCH = 28, 50, 0.1, 64
@@ -64,7 +65,8 @@ def train(variant: str, steps: int, seed: int) -> list[float]:
         images, backgrounds, _ = sprites(BATCH, turned, rng)
         q = torch.distributions.Normal(*encoder(images))
         glimpse = decoder(q.rsample())  # (B, 4, g, g): colour, then alpha
-        canvas = glimpse[:, 3:] * glimpse[:, :3] + (1 - glimpse[:, 3:]) * backgrounds
+        canvas = composite(glimpse[:, None], backgrounds.expand(-1, -1, GLIMPSE, GLIMPSE),
+                           torch.ones(BATCH, 1), alpha=True)[:, -1]  # as the model draws one object over its ground
         negative_log_likelihood = 0.5 * ((images - canvas) / SD).square().flatten(1).sum(1)
         kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(1)
         optimiser.zero_grad()
