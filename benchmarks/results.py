@@ -18,13 +18,16 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADER = "# airscene benchmark results\n\nEach section is written by the script named in it; rerun that command to refresh it.\n"
 
 
+DEFAULT_MINUTES = 10.0  # a seeded run's wall-clock budget unless --minutes says otherwise
+
+
 def seeded_runs_parser(description: str, out: str) -> argparse.ArgumentParser:
     """The options of a benchmark that trains runs by seed for a wall-clock budget: where its runs go, the
     seeds, each run's minutes, and how many train at once."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", default=out)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, default=DEFAULT_MINUTES)
     parser.add_argument("--parallel", type=int, default=2)
     return parser
 
