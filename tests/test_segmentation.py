@@ -212,6 +212,35 @@ def test_what_a_pixel_shows_decides_whose_it_is_where_the_glimpses_blur():
     assert none[0, 0].tolist() == [[1.0, 1.0]]
 
 
+def test_a_sprites_soft_edge_stays_the_sprites_where_its_decoded_colour_is_unfitted():
+    import dataclasses
+
+    from airscene.config import ModelConfig
+    from airscene.model import make_model
+    from airscene.model.air import alone_pictures, fitted_appearance, pixel_shares
+
+    model = make_model(ModelConfig(model="dair", image_size=4, channels=3, compositing="alpha", background="learned",
+                                   max_objects=1, glimpse_size=4, what_size=2, hidden_size=8, embedding_size=8,
+                                   glimpse_hidden_size=8, likelihood_sd=0.1)).eval()
+    red, purple = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.5, 0.0, 0.5])
+    images = purple[None, :, None, None].repeat(1, 1, 4, 4)
+    images[0, :, 0, :2] = red[:, None]  # a red sprite's two pixels on purple ground
+    # its glimpse: opaque red on the first, at the edge nearly transparent (alpha 0.05) and decoded black there,
+    # a colour no gradient ever fitted; transparent elsewhere
+    objects = torch.zeros(1, 1, 4, 4, 4)
+    objects[0, 0, :3, 0, 0], objects[0, 0, 3, 0, 0], objects[0, 0, 3, 0, 1] = red, 1.0, 0.05
+    with torch.no_grad():
+        trace = dataclasses.replace(model.most_probable(images), images=images, objects=objects,
+                                    background=purple[None, :, None, None].expand(1, 3, 4, 4), z_pres=torch.ones(1, 1))
+        labels = model.pixel_shares(trace).argmax(1)[0]
+    assert labels[0, :2].tolist() == [1, 1] and labels.sum() == 2
+    # taken as decoded, the edge pixel would go to the ground; where opaque, the fitted colour is its own
+    shares = pixel_shares(objects, trace.background, trace.z_pres, alpha=True)
+    raw = model.explain_pixels(images, shares, alone_pictures(objects[:, :, :3], trace.background, additive=False))
+    assert raw.argmax(1)[0, 0, :2].tolist() == [1, 0]
+    assert torch.equal(fitted_appearance(objects[:, :, :3], objects[:, :, 3])[..., 0, 0], red[None, None])
+
+
 def test_eval_and_training_report_segmentation_where_the_data_has_masks(tmp_path):
     import json
 

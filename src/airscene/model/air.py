@@ -195,6 +195,16 @@ def alone_pictures(appearance: torch.Tensor, background: torch.Tensor | None, ad
     return torch.cat([ground[:, None], appearance + ground[:, None] if additive else appearance], 1)
 
 
+def fitted_appearance(appearance: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
+    """(B, N, C, H, W) each opaque object's decoded colour, (B, N, H, W) its opacity -> the colour it would show at
+    each pixel: its own where it is opaque, drawn toward its opacity-weighted mean colour where it is transparent.
+    A transparent pixel's colour has no gradient, so the decoder never fitted it: taken as it is, it hands a
+    sprite's soft edge to the background."""
+    weights = opacity[:, :, None]  # (B, N, 1, H, W)
+    mean = (appearance * weights).sum((-2, -1), keepdim=True) / weights.sum((-2, -1), keepdim=True).clamp_min(1e-6)
+    return weights * appearance + (1 - weights) * mean
+
+
 @dataclass(kw_only=True)
 class BackgroundLatents:
     """The background drawn for B images, and log p(z_bg) - log q(z_bg | x)."""
@@ -492,7 +502,8 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         """(B, N + 1, H, W): how likely each pixel is the background's and each step's object's (absent: 0),
         given its shares of the canvas and what the pixel shows (explain_pixels)."""
         shares = pixel_shares(trace.objects, trace.background, trace.z_pres, self.alpha)
-        appearance = trace.objects[:, :, :-1] if self.alpha else trace.z_pres[:, :, None, None, None] * trace.objects
+        appearance = (fitted_appearance(trace.objects[:, :, :-1], trace.objects[:, :, -1]) if self.alpha
+                      else trace.z_pres[:, :, None, None, None] * trace.objects)
         return self.explain_pixels(trace.images, shares, alone_pictures(appearance, trace.background, not self.alpha))
 
     def boxes(self, z_where: torch.Tensor, image_size: int) -> torch.Tensor:

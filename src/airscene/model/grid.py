@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from airscene.config import ModelConfig
 from airscene.errors import AirsceneError
-from airscene.model.air import (PixelLikelihood, alone_pictures, draw_background, draw_presence, pixel_shares,
-                                read_background)
+from airscene.model.air import (PixelLikelihood, alone_pictures, draw_background, draw_presence, fitted_appearance,
+                                pixel_shares, read_background)
 from airscene.model.networks import PRESENCE_LOGIT_BOUND, BackgroundVAE, GlimpseDecoder, GlimpseEncoder, gaussian_parameters
 from airscene.model.priors import draw, normal, normal_kl, prior_presence, standard_normal
 from airscene.model.trace import Description, SceneSample, Trace
@@ -522,6 +522,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         nearness, covered = canvases[:, :, -2], 1 - torch.exp(canvases[:, :, -1].sum(1, keepdim=True))  # (B, M, H, W)
         shares = torch.cat([1 - covered, nearness / nearness.sum(1, keepdim=True).clamp_min(1e-12) * covered], 1)
         appearance = canvases[:, :, :-2] / nearness[:, :, None].clamp_min(1e-12)  # each object's own colour
+        appearance = fitted_appearance(appearance, 1 - torch.exp(canvases[:, :, -1]))  # (B, M, C, H, W)
         return self.explain_pixels(trace.images, shares, alone_pictures(appearance, trace.background, additive=False))
 
     def boxes(self, z_where: torch.Tensor, image_size: int) -> torch.Tensor:
