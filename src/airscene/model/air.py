@@ -196,8 +196,8 @@ def alone_pictures(appearance: torch.Tensor, background: torch.Tensor | None, ad
 
 
 def fitted_appearance(appearance: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
-    """(B, N, C, H, W) each opaque object's decoded colour, (B, N, H, W) its opacity -> the colour it would show at
-    each pixel: its own where it is opaque, drawn toward its opacity-weighted mean colour where it is transparent.
+    """(B, N, C, H, W) each alpha-composited object's decoded colour, (B, N, H, W) its opacity -> the colour it would
+    show at each pixel: its own where it is opaque, drawn toward its opacity-weighted mean colour where it is not.
     A transparent pixel's colour has no gradient, so the decoder never fitted it: taken as it is, it hands a
     sprite's soft edge to the background."""
     weights = opacity[:, :, None]  # (B, N, 1, H, W)
