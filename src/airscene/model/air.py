@@ -333,15 +333,21 @@ class AIR(AttendInferRepeat, PixelLikelihood):
             return self.embed(images), None
         background = None if context is None else context.background
         residual = images - self.explained(images, background, [step.objects for step in steps], z_pres)
-        proposing = bool(steps) and self.config.where_proposal == "residual"  # only a proposal reads the windows
-        return self.read_residual(residual, torch.stack([step.z_where for step in steps], 1) if proposing else None)
+        windows = torch.stack([step.z_where for step in steps], 1) if steps and self.proposes_where else None
+        return self.read_residual(residual, windows)
+
+    @property
+    def proposes_where(self) -> bool:
+        """Whether each step's window starts on what is left to explain (--where-proposal residual): only then are
+        the earlier steps' windows read."""
+        return self.config.where_proposal == "residual"
 
     def read_residual(self, residual: torch.Tensor,
                       windows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """DAIR's input, x - xhat^{i-1} (B, C, H, W), and the earlier steps' windows (B, i - 1, 3) -> its
         embedding (B, E), and the shift of q(z_where)'s mean (B, 3) that centres the window on the residual's
         brightest blob outside those windows (with --where-proposal residual)."""
-        proposal = self.propose_where(residual, windows) if self.config.where_proposal == "residual" else None
+        proposal = self.propose_where(residual, windows) if self.proposes_where else None
         return self.embed(residual), proposal
 
     def propose_where(self, residual: torch.Tensor, windows: torch.Tensor | None = None) -> torch.Tensor:
@@ -538,7 +544,8 @@ class AIR(AttendInferRepeat, PixelLikelihood):
                 background = None if context is None else context.background
                 if self.difference:
                     shown = self.explained(images, background, objects, [images.new_ones(len(images))] * len(objects))
-                    embedding, where_shift = self.read_residual(images - shown, wheres[active, :step] if step else None)
+                    windows = wheres[active, :step] if step and self.proposes_where else None
+                    embedding, where_shift = self.read_residual(images - shown, windows)
                 else:
                     embedding, where_shift = self.embed(images), None
                 image_gates = self.infer_step.image_gates(embedding)
