@@ -19,7 +19,7 @@ from results import write_section  # noqa: E402
 from airscene.data import load_dataset  # noqa: E402
 from airscene.evaluate import segmentation_metrics  # noqa: E402
 from airscene.infer import load  # noqa: E402
-from airscene.model.air import alone_pictures, fitted_appearance, pixel_shares  # noqa: E402
+from airscene.model.air import alone_pictures, pixel_shares  # noqa: E402
 
 
 def main() -> None:
@@ -38,9 +38,9 @@ def main() -> None:
             for chunk in images.split(100):
                 trace = model.most_probable(chunk)
                 shares = pixel_shares(trace.objects, trace.background, trace.z_pres, alpha=True)
-                colour, opacity = trace.objects[:, :, :-1], trace.objects[:, :, -1]
-                labels.append([model.explain_pixels(chunk, shares, alone_pictures(picture, trace.background, additive=False))
-                               .argmax(1) for picture in (colour, fitted_appearance(colour, opacity))])
+                decoded = alone_pictures(trace.objects[:, :, :-1], trace.background, additive=False)  # as drawn
+                labels.append([model.explain_pixels(chunk, shares, decoded).argmax(1),
+                               model.pixel_shares(trace).argmax(1)])  # the model's own masks, fitted colours
         scored = [segmentation_metrics(test.masks[:args.scenes], torch.cat(maps).numpy()) for maps in zip(*labels)]
         rows.append(f"| `{run}` | " + " | ".join(" / ".join(f"{100 * s[key]:.1f}%" for key in ("fg_ari", "ari", "mbo"))
                                                  for s in scored) + " |")
