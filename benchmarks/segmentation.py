@@ -41,7 +41,7 @@ from airscene.evaluate import segmentation_metrics  # noqa: E402
 # airscene's flags on every data set. The fast start (--learning-rate-start 4, the default) forms Multi-MNIST's
 # count sooner, but here it left the masks worse at the same step (RESULTS.md, "Segmentation: the fast start, and
 # what was tried on Multi-dSprites"), so these runs start at the rate they keep.
-RECIPE = ["--model", "dair", "--likelihood-sd", "0.1", "--learning-rate-decay", "cosine", "--learning-rate-start", "1"]
+RECIPE = ["--model", "dair", "--learning-rate-decay", "cosine", "--learning-rate-start", "1"]
 PROPOSALS = 16  # airscene's masks: each scene's best of this many explanations (`airscene eval --proposals`),
 REFINE = 100  # then refined by this many gradient steps on its joint (`--refine`); both chosen on other scenes
 DATA_SETS = {  # name: what it is, the `airscene data` command, Slot Attention's slots, airscene's train flags
@@ -49,31 +49,33 @@ DATA_SETS = {  # name: what it is, the `airscene data` command, Slot Attention's
         "what": "Tetrominoes look-alike (35 x 35, 3 pieces on black)",
         "data": ["tetrominoes", "--test", "1000"],
         "slots": 4,
-        "airscene": [*RECIPE, "--object-size", "5,20", "--window-limit", "1.2", "--max-objects", "3",
-                     "--glimpse-colour", "flat"],
+        "airscene": [*RECIPE, "--likelihood-sd", "0.1", "--object-size", "5,20", "--window-limit", "1.2",
+                     "--max-objects", "3", "--glimpse-colour", "flat"],
     },
     # Both below: each step's window starts on what is left to explain (--where-proposal residual), which stops
     # later steps stacking on a sprite already explained; chosen on validation scenes (RESULTS.md, "Segmentation:
     # each step sent to what is left"). Multi-dSprites: a stronger count prior, as leftover sprite edges otherwise
     # pay for a fourth step, and windows up to 1.5 times the largest --object-size, as a turned square's extent
     # reaches 36 pixels (with 1.2 the window cut off the largest sprites' corners). CLEVR: 16-pixel glimpses for
-    # objects of 4-20 pixels, and the count prior annealed (a learned background with the full prior from the
-    # first step switches every object off).
+    # objects of 4-20 pixels, the count prior annealed (a learned background with the full prior from the first
+    # step switches every object off), a narrower likelihood (sd 0.07: at 0.1 small dim objects were not worth a
+    # step, at 0.15 no object formed) and glimpse networks of 400 hidden units (fewer large objects split in two).
     "multi-dsprites": {
         "what": "Multi-dSprites look-alike (64 x 64, 1-4 sprites, colour on colour)",
         "data": ["multi-dsprites", "--test", "1000"],
         "slots": 5,
-        "airscene": [*RECIPE, "--compositing", "alpha", "--background", "learned", "--object-size", "12,26",
-                     "--window-limit", "1.5", "--max-objects", "4", "--where-proposal", "residual",
-                     "--count-prior", "1e-30"],
+        "airscene": [*RECIPE, "--likelihood-sd", "0.1", "--compositing", "alpha", "--background", "learned",
+                     "--object-size", "12,26", "--window-limit", "1.5", "--max-objects", "4",
+                     "--where-proposal", "residual", "--count-prior", "1e-30"],
     },
     "clevr": {
         "what": "CLEVR look-alike (64 x 64, 3-6 objects, rendered by MuJoCo)",
         "data": ["clevr", "--train", "30000", "--test", "1000"],
         "slots": 7,
-        "airscene": [*RECIPE, "--compositing", "alpha", "--background", "learned", "--object-size", "4,20",
-                     "--window-limit", "1.2", "--max-objects", "6", "--where-proposal", "residual",
-                     "--glimpse-size", "16", "--count-prior-schedule", "exponential", "--count-prior-start", "0.5",
+        "airscene": [*RECIPE, "--likelihood-sd", "0.07", "--compositing", "alpha", "--background", "learned",
+                     "--object-size", "4,20", "--window-limit", "1.2", "--max-objects", "6",
+                     "--where-proposal", "residual", "--glimpse-size", "16", "--glimpse-hidden-size", "400",
+                     "--count-prior-schedule", "exponential", "--count-prior-start", "0.5",
                      "--count-prior-steps", "1500"],
     },
 }
