@@ -18,7 +18,7 @@ from results import write_section  # noqa: E402
 from airscene.data import load_dataset  # noqa: E402
 from airscene.infer import load  # noqa: E402
 
-SIZES = ((0, 8), (8, 12), (12, 16), (16, 64))  # an object's extent in pixels: the larger side of its mask's box
+SIZES = ((0, 8), (8, 12), (12, 16), (16, np.inf))  # an object's extent in pixels: the larger side of its mask's box
 SPLIT_SHARE = 1 / 6  # a segment holding at least this share of an object's pixels is one of its pieces
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--scenes", type=int, default=300)
     args = parser.parse_args()
-    bands = [f"{low}-{high - 1} px" if high < 64 else f"{low}+ px" for low, high in SIZES]
+    bands = [f"{low}-{high - 1} px" if np.isfinite(high) else f"{low}+ px" for low, high in SIZES]
     rows = ["| run | count: under / right / over | " + " | ".join(f"{band}: missed / split" for band in bands) + " |",
             "|---|---|" + "---|" * len(bands)]
     for run in args.runs:
