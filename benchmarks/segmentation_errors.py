@@ -28,11 +28,12 @@ def object_outcomes(true: np.ndarray, labels: np.ndarray) -> list[tuple[int, str
     outcomes = []
     for truth, inferred in zip(true, labels):
         for index in range(1, int(truth.max()) + 1):
-            rows, columns = np.nonzero(truth == index)
+            mask = truth == index
+            rows, columns = np.nonzero(mask)
             if not len(rows):
                 continue
             extent = int(max(np.ptp(rows), np.ptp(columns))) + 1
-            owners = inferred[truth == index]
+            owners = inferred[mask]
             shares = np.bincount(owners) / len(owners)  # (segments + 1,) the background's share first
             if shares[0] > 0.5:
                 outcomes.append((extent, "missed"))
