@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from airscene.cli import main
 from airscene.config import Config, ModelConfig, TrainConfig
@@ -20,7 +21,7 @@ from airscene.estimators.elbo import greedy_counts, presence_kl
 from airscene.infer import load
 from airscene.model import GridAIR
 from airscene.model import grid as grid_module
-from airscene.model.transformer import cell_tiles, crop_glimpse, fold_tiles, tile_canvases
+from airscene.model.transformer import cell_tiles, crop_glimpse, fold_tiles, tile_canvases, tile_coverage
 from airscene.settings import from_dict
 
 
@@ -52,6 +53,25 @@ def test_the_tiles_of_chosen_cells_are_theirs_among_every_cells():
     mine = tiles.gather(1, chosen[..., None, None, None].expand(-1, -1, 3, 12, 12))
     only = torch.zeros_like(tiles).scatter(1, chosen[..., None, None, None].expand(-1, -1, 3, 12, 12), mine)
     torch.testing.assert_close(fold_tiles(mine, 16, 24, 8, chosen), fold_tiles(only, 16, 24, 8))
+
+
+def test_the_chosen_cells_tiles_pass_their_gradient_back_as_every_cells_do():
+    torch.manual_seed(0)
+    canvas, weights = torch.rand(2, 3, 16, 24, requires_grad=True), torch.rand(2, 3, 3, 12, 12)
+    chosen = torch.tensor([[0, 1, 4], [1, 2, 5]])  # neighbours: their tiles overlap
+    every = cell_tiles(canvas, 8, 12).gather(1, chosen[..., None, None, None].expand(-1, -1, 3, 12, 12))
+    expected, = torch.autograd.grad((every * weights).sum(), canvas)
+    got, = torch.autograd.grad((cell_tiles(canvas, 8, 12, chosen) * weights).sum(), canvas)
+    torch.testing.assert_close(got, expected)
+
+
+def test_which_tile_pixels_lie_on_the_canvas_is_the_tiles_of_a_canvas_of_ones():
+    height, width = 19, 22  # not whole cells: the last row and column of cells run past the canvas
+    ones = F.pad(torch.ones(2, 1, height, width), (0, 24 - width, 0, 24 - height))
+    every = cell_tiles(ones, 8, 12)  # (2, 9, 1, 12, 12)
+    torch.testing.assert_close(tile_coverage(height, width, 8, 12, torch.arange(9)).float().expand_as(every), every)
+    chosen = torch.tensor([[0, 5, 8], [2, 4, 7]])
+    torch.testing.assert_close(tile_coverage(height, width, 8, 12, chosen).float(), cell_tiles(ones, 8, 12, chosen))
 
 
 def test_many_windows_are_cropped_in_one_pass_as_one_at_a_time():

@@ -37,7 +37,8 @@ from airscene.model.air import (PixelLikelihood, alone_pictures, draw_background
 from airscene.model.networks import PRESENCE_LOGIT_BOUND, BackgroundVAE, GlimpseDecoder, GlimpseEncoder, gaussian_parameters
 from airscene.model.priors import draw, normal, normal_kl, prior_presence, standard_normal
 from airscene.model.trace import Description, SceneSample, Trace
-from airscene.model.transformer import cell_tiles, crop_glimpse, fold_tiles, paste_glimpse, tile_canvases, window_boxes
+from airscene.model.transformer import (cell_tiles, crop_glimpse, fold_tiles, paste_glimpse, tile_canvases, tile_coverage,
+                                       window_boxes)
 
 DEFAULT_OBJECT_SIZE = (20.0,)  # pixels, where the config does not say: an MNIST digit's ink
 WINDOW_FLOOR = 1e-3  # the grid bounds its windows itself; the transformer's own bound stays out of the way
@@ -107,8 +108,7 @@ class AdditiveGaussianEffects:
 
     def __init__(self, model: GridAIR, trace: GridTrace):
         self.rows, self.columns = model.cell_grid(trace.images)
-        inside = model.tiled(torch.ones_like(trace.images[:, :1]), trace.cells)
-        tiles = at_least_float32(trace.tiles) * inside  # (B, K, C, T, T), 0 beyond the canvas
+        tiles = at_least_float32(trace.tiles) * model.on_canvas(trace)  # (B, K, C, T, T), 0 beyond the canvas
         target = trace.images if trace.background is None else trace.images - trace.background
         self.variance = model.config.likelihood_sd ** 2
         self.alone = ((model.tiled(target, trace.cells) * tiles).flatten(2).sum(-1)
@@ -178,7 +178,7 @@ class CompositedEffects:
 
     def __init__(self, model: GridAIR, trace: GridTrace):
         self.model, self.images, self.cells = model, trace.images, trace.cells
-        self.inside = model.tiled(torch.ones_like(trace.images[:, :1]), self.cells)  # (B, K, 1, T, T): 1 on the canvas
+        self.inside = model.on_canvas(trace)  # (B or 1, K, 1, T, T): 1 on the canvas
         self.present = model.contributions(trace, torch.ones_like(trace.z_pres))  # (B, K, C', T, T)
         self.image_tiles = model.tiled(trace.images, self.cells).flatten(0, 1)  # (B K, C, T, T)
         self.background_tiles = None if trace.background is None else model.tiled(trace.background, self.cells).flatten(0, 1)
@@ -191,7 +191,7 @@ class CompositedEffects:
         compose, likelihood = self.model.compose, self.model.pixel_log_likelihood
         difference = (likelihood(self.image_tiles, compose((without + self.present).flatten(0, 1), self.background_tiles))
                       - likelihood(self.image_tiles, compose(without.flatten(0, 1), self.background_tiles)))
-        return (difference.view(*self.inside.shape[:2], *difference.shape[1:]) * self.inside).flatten(2).sum(-1)
+        return (difference.view(*self.present.shape[:2], *difference.shape[1:]) * self.inside).flatten(2).sum(-1)
 
 
 def weighed_cells(logits: torch.Tensor) -> torch.Tensor:
@@ -272,6 +272,12 @@ class GridAIR(nn.Module, PixelLikelihood):
         """(B, C, H, W) -> (B, K, C, T, T): the tile around each cell (or each of `cells`, (B, K) indices), zero
         beyond the canvas."""
         return cell_tiles(self.padded(canvas), self.cell, self.tile, cells)
+
+    def on_canvas(self, trace: GridTrace) -> torch.Tensor:
+        """(B, K, 1, T, T) (or (1, K, 1, T, T) for every cell): 1 where a cell's tile lies on the canvas, 0 beyond."""
+        cells = trace.cells if trace.cells is not None else torch.arange(trace.z_pres.shape[1], device=trace.z_pres.device)
+        inside = tile_coverage(*trace.images.shape[-2:], self.cell, self.tile, cells).to(trace.tiles.dtype)
+        return inside if trace.cells is not None else inside[None]
 
     def cell_grid(self, images: torch.Tensor) -> tuple[int, int]:
         """The rows and columns of cells over images (B, C, H, W), the last ones completed by padding."""

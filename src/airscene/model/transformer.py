@@ -72,11 +72,23 @@ def cell_tiles(images: torch.Tensor, cell: int, tile: int, cells: torch.Tensor |
     batch, channels, height, width = images.shape
     margin = (tile - cell) // 2
     padded = F.pad(images, (margin, tile - cell - margin, margin, tile - cell - margin))
+    columns, stride = width // cell, padded.stride()
+    every = padded.as_strided((batch, height // cell, columns, channels, tile, tile),  # a view: the tiles overlap
+                              (stride[0], cell * stride[2], cell * stride[3], stride[1], stride[2], stride[3]))
     if cells is None:
-        tiles = F.unfold(padded, kernel_size=tile, stride=cell)  # (B, C * tile * tile, K)
-        return tiles.transpose(1, 2).reshape(batch, -1, channels, tile, tile)
-    pixels = _tile_pixels(cells, padded.shape[-1], cell, tile)[:, None].expand(-1, channels, -1)  # (B, C, M T T)
-    return padded.flatten(2).gather(2, pixels).view(batch, channels, -1, tile, tile).transpose(1, 2)
+        return every.reshape(batch, -1, channels, tile, tile)
+    return every[torch.arange(batch, device=cells.device)[:, None], cells // columns, cells % columns]
+
+
+def tile_coverage(height: int, width: int, cell: int, tile: int, cells: torch.Tensor) -> torch.Tensor:
+    """Which pixels of each cell's tile lie on an H x W canvas: cells (K,) or (B, K) (row-major indices on the
+    grid of `cell_tiles`) -> (K, 1, tile, tile) or (B, K, 1, tile, tile), 1 on the canvas and 0 beyond it.
+    `cell_tiles` of a canvas of ones, from the tiles' geometry alone."""
+    margin, columns = (tile - cell) // 2, -(-width // cell)
+    span = torch.arange(tile, device=cells.device) - margin
+    rows, across = (cells // columns * cell)[..., None] + span, (cells % columns * cell)[..., None] + span  # (..., K, T)
+    on_rows, on_columns = (rows >= 0) & (rows < height), (across >= 0) & (across < width)
+    return (on_rows[..., :, None] & on_columns[..., None, :]).unsqueeze(-3)
 
 
 def fold_tiles(tiles: torch.Tensor, height: int, width: int, cell: int, cells: torch.Tensor | None = None) -> torch.Tensor:
