@@ -273,10 +273,14 @@ class GridAIR(nn.Module, PixelLikelihood):
         beyond the canvas."""
         return cell_tiles(self.padded(canvas), self.cell, self.tile, cells)
 
+    @staticmethod
+    def cell_indices(trace: GridTrace) -> torch.Tensor:
+        """The trace's cells: (B, K) row-major indices, or (K,) every cell of the canvas where it holds them all."""
+        return trace.cells if trace.cells is not None else torch.arange(trace.z_pres.shape[1], device=trace.z_pres.device)
+
     def on_canvas(self, trace: GridTrace) -> torch.Tensor:
         """(B, K, 1, T, T) (or (1, K, 1, T, T) for every cell): 1 where a cell's tile lies on the canvas, 0 beyond."""
-        cells = trace.cells if trace.cells is not None else torch.arange(trace.z_pres.shape[1], device=trace.z_pres.device)
-        inside = tile_coverage(*trace.images.shape[-2:], self.cell, self.tile, cells).to(trace.tiles.dtype)
+        inside = tile_coverage(*trace.images.shape[-2:], self.cell, self.tile, self.cell_indices(trace)).to(trace.tiles.dtype)
         return inside if trace.cells is not None else inside[None]
 
     def cell_grid(self, images: torch.Tensor) -> tuple[int, int]:
@@ -544,7 +548,7 @@ class GridAIR(nn.Module, PixelLikelihood):
         the network gives more than CANDIDATE_PRESENCE are weighed; the rest stay absent. Cells whose tiles
         cannot overlap are updated together, so a sweep takes reach^2 passes; every sweep runs."""
         reach, columns = self.reach, self.cell_grid(trace.images)[1]
-        cells = trace.cells if trace.cells is not None else torch.arange(trace.z_pres.shape[1], device=trace.z_pres.device)
+        cells = self.cell_indices(trace)
         group = (cells // columns % reach) * reach + cells % columns % reach  # (K,) or (B, K)
         cost = trace.latent_kl - torch.logit(self.count_prior)  # (B, K)
         cost = cost.masked_fill(~self.weighed(trace), math.inf)
