@@ -25,7 +25,7 @@ EXPERIMENTS = {
 }
 RENDERERS = ("mujoco", "torch")
 # "marginal": the identity summed out exactly (a fixed count of one object); "nvil": the score function for
-# the presence (any N); "supervised": the same network trained on the true scenes (the paper's Fig. 6b).
+# the presence (any N); "supervised": the same network trained on the true scenes (the paper's Figs. 6b and 7).
 ESTIMATORS = ("marginal", "nvil", "supervised")
 
 
@@ -97,8 +97,9 @@ class GraphicsConfig(Settings):
         estimator, fixed = self.train.estimator, self.model.fixed_count
         return [
             (estimator in ESTIMATORS, f"estimator '{estimator}' is AIR's: inverse graphics uses {', '.join(ESTIMATORS)}"),
-            ((estimator == "nvil") != fixed, f"{self.model.experiment} has a {'fixed' if fixed else 'variable'} count: "
-                                             f"use --estimator {'marginal or supervised' if fixed else 'nvil'}"),
+            (estimator == "supervised" or (estimator == "nvil") != fixed,
+             f"{self.model.experiment} has a {'fixed' if fixed else 'variable'} count: "
+             f"use --estimator {'marginal' if fixed else 'nvil'} or supervised"),
             (self.train.batch_size <= self.training_images,
              f"batch size {self.train.batch_size} exceeds the {self.training_images} training images: lower "
              "--batch-size or raise --training-images"),
