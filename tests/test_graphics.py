@@ -12,7 +12,7 @@ from airscene.graphics.config import GraphicsConfig, SceneModelConfig, graphics_
 from airscene.graphics.estimators import (MarginalIdentity, SceneNVIL, alternative_log_likelihoods, labels_in_type_order,
                                           yaw_alternatives)
 from airscene.graphics.evaluate import match_objects, rotation_error, scene_metrics
-from airscene.graphics.model import CAMERA_PRIOR_SD, POSITION_BOUND, SceneAIR, SceneTrace, von_mises_log_prob
+from airscene.graphics.model import CAMERA_PRIOR_SD, POSITION_BOUND, SceneAIR, SceneStep, SceneTrace, von_mises_log_prob
 from airscene.graphics.renderers import MujocoRenderer, TorchRenderer, make_renderer
 from airscene.graphics.scenes import CROCKERY, SINGLE_OBJECTS, TABLE_REACH, SceneParameters, sample_scenes
 from airscene.graphics.train import evaluate_graphics, open_run, train_graphics
@@ -110,6 +110,33 @@ def test_locate_points_at_the_object_in_the_image(backend, request):
     ramp = (torch.arange(32) + 0.5) / 16 - 1  # pixel centres in grid_sample's coordinates
     seen = torch.stack([(sphere.sum(1) * ramp).sum(1), (sphere.sum(2) * ramp).sum(1)], 1) / sphere.sum((1, 2))[:, None]
     assert (located - seen).abs().max() < 0.06  # within one pixel (2 / 32)
+    heights = renderer.heights[scenes.identity[:, 0]] if backend == "mujoco" else None
+    torch.testing.assert_close(renderer.unproject(located, cameras, heights), positions)  # its inverse
+
+
+@pytest.mark.parametrize("backend", ["torch", "mujoco"])
+def test_residual_proposal_starts_each_step_on_an_item_left_to_explain(backend, request):
+    """With --where-proposal residual, step 1 starts on the brightest item (the plate), and once the plate is
+    rendered, step 2 starts on the other item; a proposal is q(position)'s unbounded mean."""
+    if backend == "mujoco":
+        request.getfixturevalue("mujoco")
+    truth = SceneParameters(identity=torch.tensor([[1, 0, 0, 0]] * 2), present=torch.tensor([[True, True, False, False]] * 2),
+                            pose=torch.tensor([[[0.2, -0.1, 0.0], [-0.25, 0.2, 0.0], [0.0] * 3, [0.0] * 3]] * 2),
+                            camera=torch.tensor([[0.3], [-0.2]]))
+    with make_renderer(backend, CROCKERY, 4, 32) as renderer:
+        model = SceneAIR(SceneModelConfig(experiment="table-top", renderer=backend, model="dair", where_proposal="residual"),
+                         renderer)
+        images = renderer.render(truth)
+
+        def proposed(shown: list[bool], steps: list) -> torch.Tensor:
+            drawn = SceneParameters(identity=truth.identity, present=torch.tensor([shown + [False] * 2] * 2), pose=truth.pose,
+                                    camera=truth.camera)
+            return POSITION_BOUND * torch.tanh(model.propose_position(images - renderer.render(drawn), truth.camera, steps))
+
+        plate = SceneStep(identity=truth.identity[:, 1], pose=truth.pose[:, 1], **{name: None for name in (
+            "identity_log_q", "kl", "yaw_natural", "log_ratio", "feedback")})
+        assert (proposed([False, False], []) - truth.pose[:, 1, :2]).norm(dim=1).max() < 0.08
+        assert (proposed([False, True], [plate]) - truth.pose[:, 0, :2]).norm(dim=1).max() < 0.08
 
 
 def test_von_mises_in_natural_parameters_is_a_density_whose_mean_follows_them():
@@ -246,6 +273,8 @@ def test_config_rejects_impossible_settings():
         GraphicsConfig(train=dataclasses.replace(graphics_training(), estimator="vimco")).validate()
     with pytest.raises(AirsceneError, match="without step memory and step feedback every AIR step sees the same input"):
         GraphicsConfig(model=SceneModelConfig(step_memory=False, step_feedback=False)).validate()
+    with pytest.raises(AirsceneError, match="--where-proposal residual starts a step on what the earlier steps left"):
+        GraphicsConfig(model=SceneModelConfig(where_proposal="residual")).validate()
     GraphicsConfig(model=SceneModelConfig(model="dair", step_memory=False, step_feedback=False)).validate()
     with pytest.raises(AirsceneError, match="shapes teapot are unknown"):
         TorchRenderer(("teapot",))

@@ -215,9 +215,7 @@ class Config(Settings):
             (model.min_scale < model.where_prior_mean[0], f"min_scale {model.min_scale} must be below the prior's "
                                                           f"mean scale {model.where_prior_mean[0]}"),
             steps_told_apart(model),
-            (model.where_proposal == "none" or model.model == "dair",
-             "--where-proposal residual centres a step's window on what the earlier steps left to explain, which "
-             "only DAIR reads: use --model dair"),
+            proposal_reads_residual(model),
             (train.estimator in accepted or train.estimator not in ESTIMATORS,
              f"estimator '{train.estimator}' does not apply to --model {model.model}: use {', '.join(accepted)}"),
         ]
@@ -240,6 +238,14 @@ class Config(Settings):
                 ("model.likelihood_sd", model.likelihood == "gaussian", "with --likelihood gaussian"),
                 ("model.background_size", model.background == "learned", "with --background learned"),
                 ("model.background_resolution", model.background == "learned", "with --background learned")]
+
+
+def proposal_reads_residual(model) -> tuple[bool, str]:
+    """A model's consistency check (AIR's and inverse graphics'): a residual proposal reads what the earlier steps
+    left to explain, which only DAIR's steps see."""
+    return (model.where_proposal == "none" or model.model == "dair",
+            "--where-proposal residual starts a step on what the earlier steps left to explain, which only DAIR "
+            "reads: use --model dair")
 
 
 def steps_told_apart(model) -> tuple[bool, str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from airscene.config import TrainConfig, estimator_settings_used, steps_told_apart
+from airscene.config import TrainConfig, estimator_settings_used, proposal_reads_residual, steps_told_apart
 from airscene.graphics.scenes import CROCKERY, SINGLE_OBJECTS
 from airscene.settings import Settings, setting
 
@@ -39,6 +39,13 @@ class SceneModelConfig:
     # what is already explained (under occlusion a duplicate object costs the likelihood nothing)
     model: str = setting("air", "air, or dair (steps see the image minus the render of earlier steps)",
                          choices=("air", "dair"))
+    # "residual": DAIR's step i starts q(position) where the camera sees the brightest blob of what is left to
+    # explain (outside the objects earlier steps placed), and the network learns an offset from it. Without it a
+    # step that starts on an item already explained stays there: a duplicate hidden under it costs the likelihood
+    # nothing, and the renderer's gradient is local.
+    where_proposal: str = setting("none", "DAIR: where each step's position starts: none (the network's alone) or "
+                                  "residual (where the camera sees the brightest blob of what is left to explain)",
+                                  choices=("none", "residual"), added="0.2.0")
     step_memory: bool = setting(True, "carry the LSTM state from step to step")
     step_feedback: bool = setting(True, "feed step i the previous step's latents", added="0.2.0")
     image_size: int = setting(32, "rendered images are image_size x image_size", minimum=16, maximum=512)
@@ -104,4 +111,5 @@ class GraphicsConfig(Settings):
              f"batch size {self.train.batch_size} exceeds the {self.training_images} training images: lower "
              "--batch-size or raise --training-images"),
             steps_told_apart(self.model),
+            proposal_reads_residual(self.model),
         ]

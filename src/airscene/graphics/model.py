@@ -24,7 +24,7 @@ from airscene.errors import AirsceneError
 from airscene.graphics.config import SceneModelConfig
 from airscene.graphics.renderers import Renderer
 from airscene.graphics.scenes import CAMERA_REACH, SHAPES, TABLE_REACH, SceneParameters
-from airscene.model.air import AttendInferRepeat
+from airscene.model.air import AttendInferRepeat, brightest_blob
 from airscene.model.networks import InferenceStep, gaussian_parameters
 from airscene.model.priors import draw, normal, normal_kl, prior_presence
 from airscene.model.trace import Trace
@@ -43,6 +43,10 @@ POSITION_BOUND = TABLE_REACH + 0.05
 INITIAL_POSE_SD_BIAS = -3.0
 POSITION_PRIOR_SD = 1.0
 CAMERA_PRIOR_SD = CAMERA_REACH / math.sqrt(3)
+# A residual proposal (--where-proposal residual) smooths the residual over PROPOSAL_RADIUS (table units: a cup's,
+# about half a plate's) and looks beyond TAKEN_RADIUS of where earlier steps' objects are seen (less than the
+# closest two items' centres, 0.35, less a cup's radius).
+PROPOSAL_RADIUS, TAKEN_RADIUS = 0.12, 0.2
 # q(yaw) reads a glimpse of half the image's width centred where the object is seen (an object is about
 # a fifth), resampled to GLIMPSE_SIZE^2 pixels: the turn of a centred object is a fixed pattern of pixels.
 # A CNN of the whole image (SceneEncoder) learned no cube yaw in 1,500 steps even supervised on the true
@@ -178,7 +182,31 @@ class SceneAIR(AttendInferRepeat):
     def embed_input(self, images, context: SceneContext, steps: list[SceneStep], z_pres: list[torch.Tensor]):
         if not self.difference:
             return context.embedding, None
-        return self.embed(images - self.explained(context.camera, steps, z_pres)), None  # what is left to explain
+        residual = images - self.explained(context.camera, steps, z_pres)  # what is left to explain
+        proposal = (self.propose_position(residual, context.camera, steps) if self.config.where_proposal == "residual"
+                    else None)
+        return self.embed(residual), proposal
+
+    def propose_position(self, residual: torch.Tensor, camera: torch.Tensor, steps: list[SceneStep]) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 2): where on the table the camera sees the brightest blob of the residual, outside
+        TAKEN_RADIUS of where it shows each earlier step's object (early in training a step's object may be
+        wrong and leave its item bright, and every step would be sent back to it), as q(position)'s unbounded
+        mean (the network adds its offset). Detached: a starting point, not a path for gradients."""
+        size, camera = self.config.image_size, camera.detach()
+        pixel = self.renderer.steps[0].item() * 4  # table units per pixel (the position's difference step is a quarter)
+        radius = max(round(PROPOSAL_RADIUS / pixel), 1)  # pixels
+        centres = (torch.arange(size, device=residual.device, dtype=residual.dtype) + 0.5) * 2 / size - 1  # (S,)
+        taken = None
+        if steps:
+            seen = torch.stack([self.renderer.locate(step.identity, step.pose[:, :2].detach(), camera) for step in steps],
+                               1)  # (B, M, 2) grid_sample's x, y
+            reach = (2 * TAKEN_RADIUS / pixel / size) ** 2  # squared, in grid_sample's units
+            near = ((centres[:, None] - seen[..., 1, None, None]) ** 2
+                    + (centres - seen[..., 0, None, None]) ** 2) < reach  # (B, M, S, S)
+            taken = near.any(1)
+        index = brightest_blob(residual, radius, taken)  # (B,)
+        position = self.renderer.unproject(torch.stack([centres[index % size], centres[index // size]], 1), camera)
+        return torch.atanh((position / POSITION_BOUND).clamp(-0.99, 0.99))
 
     @torch.no_grad()
     def explained(self, camera: torch.Tensor, steps: list[SceneStep], z_pres: list[torch.Tensor]) -> torch.Tensor:

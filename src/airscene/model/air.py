@@ -213,6 +213,21 @@ class BackgroundLatents:
     log_ratio: torch.Tensor  # (B,)
 
 
+def brightest_blob(residual: torch.Tensor, radius: int, taken: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, C, H, W) -> (B,): the pixel (row-major index) where |residual|, summed over channels and smoothed over
+    an object's `radius`, peaks outside `taken` (B, H, W), the places earlier steps took. Detached (an argmax has
+    no gradient). The smoothing is a Gaussian of sd half the radius, not a box: a box's plateau over a blob would
+    tie, and at the canvas's edge its peak would slide inwards; outside the canvas there is nothing to explain."""
+    offsets = torch.arange(-radius, radius + 1, device=residual.device, dtype=residual.dtype)
+    kernel = torch.exp(-0.5 * (offsets / max(radius / 2, 0.5)) ** 2)  # (2 radius + 1,)
+    strength = residual.detach().abs().sum(1, keepdim=True)  # (B, 1, H, W)
+    strength = F.conv2d(strength, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+    strength = F.conv2d(strength, kernel.view(1, 1, 1, -1), padding=(0, radius))
+    if taken is not None:
+        strength = strength.masked_fill(taken[:, None], -1.0)
+    return strength.flatten(1).argmax(1)
+
+
 def read_background(background: BackgroundVAE, images: torch.Tensor, sample: bool) -> BackgroundLatents:
     """The background component's latent inferred from images (B, C, H, W), and decoded to their size."""
     q = normal(*background.encode(images))
@@ -357,24 +372,16 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         step would be sent to the same blob. Detached: a starting point the network's offset refines, not a path
         for gradients (the argmax has none)."""
         _, _, height, width = residual.shape
-        # A Gaussian of sd a quarter of the window, not a box: a box's plateau over a blob would tie, and at the
-        # canvas's edge its peak would slide inwards; outside the canvas there is nothing to explain (zero padding).
-        radius = round(width / self.config.where_prior_mean[0]) // 2
-        offsets = torch.arange(-radius, radius + 1, device=residual.device, dtype=residual.dtype)
-        kernel = torch.exp(-0.5 * (offsets / max(radius / 2, 0.5)) ** 2)  # (2 radius + 1,)
-        strength = residual.detach().abs().sum(1, keepdim=True)  # (B, 1, H, W)
-        strength = F.conv2d(strength, kernel.view(1, 1, -1, 1), padding=(radius, 0))
-        strength = F.conv2d(strength, kernel.view(1, 1, 1, -1), padding=(0, radius))
         # pixel centres in canvas units: x over [-1, 1] of the width, y in the same units (z_where's convention)
         xs = (torch.arange(width, device=residual.device) + 0.5) * 2 / width - 1  # (W,)
         ys = (torch.arange(height, device=residual.device) + 0.5) * 2 / width - height / width  # (H,)
+        taken = None
         if windows is not None:  # each earlier window (its object's blurred edge would otherwise outshine a dim one)
             reach = 1 / window_scale(windows[..., 0], self.config.min_scale)  # (B, M) half a window's side
             near_x = (xs - windows[..., 1, None]).abs() < reach[..., None]  # (B, M, W)
             near_y = (ys - windows[..., 2, None]).abs() < reach[..., None]  # (B, M, H)
             taken = (near_y[..., :, None] & near_x[..., None, :]).any(1)  # (B, H, W)
-            strength = strength.masked_fill(taken[:, None], -1.0)
-        index = strength.flatten(1).argmax(1)  # (B,)
+        index = brightest_blob(residual, round(width / self.config.where_prior_mean[0]) // 2, taken)
         x, y = xs[index % width], ys[index // width]
         return torch.stack([torch.zeros_like(x), x, y], 1)
 

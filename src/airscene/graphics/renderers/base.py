@@ -42,6 +42,12 @@ class Renderer:
         normalised coordinates (x right, y down, [-1, 1] across the image)."""
         raise NotImplementedError
 
+    def unproject(self, point: torch.Tensor, camera: torch.Tensor, height: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 2), (B, 1) -> (B, 2): the inverse of `locate`, the table position of an object whose centre appears
+        at `point` (grid_sample's coordinates), for centres `height` (B,) above the table (default: the shapes'
+        mean centre height, for an object not yet named)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release the backend's resources (contexts, worker processes)."""
 

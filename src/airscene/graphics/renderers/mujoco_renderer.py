@@ -168,20 +168,35 @@ class MujocoRenderer(Renderer):
             images = np.concatenate(self.pool.map(_render_in_worker, chunks))
         return torch.from_numpy(images).to(scenes.pose.device).permute(0, 3, 1, 2).float().div_(255)
 
-    def locate(self, identity: torch.Tensor, position: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
-        """The perspective projection of MuJoCo's free camera: it looks at the table's centre from
+    def view_axes(self, camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, 1) -> forward, up, right (B, 3) each: MuJoCo's free camera looks at the table's centre from
         `distance` along `forward`, with the vertical field of view set in scene_xml."""
-        distance, elevation = self.camera[0], math.radians(self.camera[1])
+        elevation = math.radians(self.camera[1])
         azimuth = math.radians(self.camera[2]) + camera[:, 0]  # (B,)
         forward = torch.stack([math.cos(elevation) * azimuth.cos(), math.cos(elevation) * azimuth.sin(),
                                torch.full_like(azimuth, math.sin(elevation))], 1)  # (B, 3)
         up = torch.stack([-math.sin(elevation) * azimuth.cos(), -math.sin(elevation) * azimuth.sin(),
                           torch.full_like(azimuth, math.cos(elevation))], 1)
-        right = torch.linalg.cross(forward, up)
+        return forward, up, torch.linalg.cross(forward, up)
+
+    def locate(self, identity: torch.Tensor, position: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+        """The perspective projection of the camera (`view_axes`)."""
+        forward, up, right = self.view_axes(camera)
         centre = torch.cat([position, self.heights.to(position.device)[identity][:, None]], 1)  # (B, 3)
-        seen = centre + distance * forward  # from the camera, which is at -distance * forward
+        seen = centre + self.camera[0] * forward  # from the camera, which is at -distance * forward
         depth = (seen * forward).sum(1) * math.tan(math.radians(FIELD_OF_VIEW / 2))
         return torch.stack([(seen * right).sum(1), -(seen * up).sum(1)], 1) / depth[:, None]
+
+    def unproject(self, point: torch.Tensor, camera: torch.Tensor, height: torch.Tensor | None = None) -> torch.Tensor:
+        """Where the camera's ray through `point` meets the plane of the objects' centres."""
+        forward, up, right = self.view_axes(camera)
+        if height is None:
+            height = self.heights.mean().expand(len(point))
+        spread = math.tan(math.radians(FIELD_OF_VIEW / 2))
+        ray = forward + spread * (point[:, :1] * right - point[:, 1:] * up)  # (B, 3): seen = depth along it
+        origin = -self.camera[0] * forward  # the camera
+        along = (height.to(point.device) - origin[:, 2]) / ray[:, 2]  # (B,)
+        return origin[:, :2] + along[:, None] * ray[:, :2]
 
     def close(self) -> None:
         if self.pool is not None:

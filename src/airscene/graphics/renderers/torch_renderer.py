@@ -34,6 +34,11 @@ class TorchRenderer(Renderer):
         seen = rotate(position.unsqueeze(1), -camera)[:, 0]  # (B, 2): the view turns with the camera
         return torch.stack([seen[:, 0], -seen[:, 1]], 1) / self.view  # image rows run along -y
 
+    def unproject(self, point: torch.Tensor, camera: torch.Tensor, height: torch.Tensor | None = None) -> torch.Tensor:
+        """Seen from straight above: the same at every height."""
+        seen = torch.stack([point[:, 0], -point[:, 1]], 1) * self.view
+        return rotate(seen.unsqueeze(1), camera)[:, 0]
+
     def draw(self, scenes: SceneParameters) -> torch.Tensor:
         """The render, differentiable by autograd in every continuous parameter, on the scenes' device."""
         batch, slots = scenes.identity.shape
