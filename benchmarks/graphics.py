@@ -47,7 +47,7 @@ SCENARIOS = {"repeats": ("item types may repeat", []), "distinct": ("distinct it
 
 
 def table_top_name(method: str, scenario: str, seed: int) -> str:
-    """The run's folder: the unsupervised runs keep the names of the runs before the supervised baseline."""
+    """The run's folder: plain DAIR's runs keep the names they had before the other methods joined them."""
     return f"table-top-{scenario}-seed{seed}" if method == "dair" else f"table-top-{scenario}-{method}-seed{seed}"
 
 
