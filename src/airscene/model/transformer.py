@@ -84,11 +84,17 @@ def tile_coverage(height: int, width: int, cell: int, tile: int, cells: torch.Te
     """Which pixels of each cell's tile lie on an H x W canvas: cells (K,) or (B, K) (row-major indices on the
     grid of `cell_tiles`) -> (K, 1, tile, tile) or (B, K, 1, tile, tile), 1 on the canvas and 0 beyond it.
     `cell_tiles` of a canvas of ones, from the tiles' geometry alone."""
-    margin, columns = (tile - cell) // 2, -(-width // cell)
-    span = torch.arange(tile, device=cells.device) - margin
-    rows, across = (cells // columns * cell)[..., None] + span, (cells % columns * cell)[..., None] + span  # (..., K, T)
-    on_rows, on_columns = (rows >= 0) & (rows < height), (across >= 0) & (across < width)
+    margin = (tile - cell) // 2
+    rows, across = tile_spans(cells, -(-width // cell), cell, tile)  # (..., K, T) in the padded canvas
+    on_rows, on_columns = (rows >= margin) & (rows < height + margin), (across >= margin) & (across < width + margin)
     return (on_rows[..., :, None] & on_columns[..., None, :]).unsqueeze(-3)
+
+
+def tile_spans(cells: torch.Tensor, columns: int, cell: int, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cells (...,) (row-major indices on a grid `columns` cells wide) -> the rows and the columns (..., tile) of
+    the canvas padded by the tiles' margin that each cell's tile covers."""
+    span = torch.arange(tile, device=cells.device)
+    return (cells // columns * cell)[..., None] + span, (cells % columns * cell)[..., None] + span
 
 
 def fold_tiles(tiles: torch.Tensor, height: int, width: int, cell: int, cells: torch.Tensor | None = None) -> torch.Tensor:
@@ -109,10 +115,8 @@ def fold_tiles(tiles: torch.Tensor, height: int, width: int, cell: int, cells: t
 def _tile_pixels(cells: torch.Tensor, width: int, cell: int, tile: int) -> torch.Tensor:
     """(B, M) cell indices -> (B, M T T) each tile pixel's index among its image's pixels, row by row, in the
     canvas padded by the tiles' margin (`width` wide)."""
-    columns = (width - tile + cell) // cell
-    origin = (cells // columns * width + cells % columns) * cell  # (B, M) each tile's first pixel
-    span = torch.arange(tile, device=cells.device)
-    return (origin[..., None] + (span[:, None] * width + span).flatten()).flatten(1)
+    rows, columns = tile_spans(cells, (width - tile + cell) // cell, cell, tile)  # (B, M, T) each
+    return (rows[..., :, None] * width + columns[..., None, :]).flatten(1)
 
 
 def tile_canvases(tiles: torch.Tensor, cells: torch.Tensor, height: int, width: int, cell: int) -> torch.Tensor:
@@ -121,9 +125,7 @@ def tile_canvases(tiles: torch.Tensor, cells: torch.Tensor, height: int, width: 
     count, channels, tile, _ = tiles.shape
     margin = (tile - cell) // 2
     canvas = tiles.new_zeros(count, channels, height + tile - cell, width + tile - cell)
-    row, column = cells // (width // cell), cells % (width // cell)
-    span = torch.arange(tile, device=tiles.device)
-    rows, columns = row[:, None] * cell + span, column[:, None] * cell + span  # (M, tile) in the padded canvas
+    rows, columns = tile_spans(cells, width // cell, cell, tile)  # (M, tile) in the padded canvas
     canvas[torch.arange(count, device=tiles.device)[:, None, None], :, rows[:, :, None], columns[:, None, :]] = \
         tiles.permute(0, 2, 3, 1)
     return canvas[:, :, margin:margin + height, margin:margin + width]
