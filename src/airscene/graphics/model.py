@@ -193,7 +193,7 @@ class SceneAIR(AttendInferRepeat):
         wrong and leave its item bright, and every step would be sent back to it), as q(position)'s unbounded
         mean (the network adds its offset). Detached: a starting point, not a path for gradients."""
         size, camera = self.config.image_size, camera.detach()
-        pixel = self.renderer.steps[0].item() * 4  # table units per pixel (the position's difference step is a quarter)
+        pixel = self.renderer.pixel  # table units per pixel
         radius = max(round(PROPOSAL_RADIUS / pixel), 1)  # pixels
         centres = (torch.arange(size, device=residual.device, dtype=residual.dtype) + 0.5) * 2 / size - 1  # (S,)
         taken = None

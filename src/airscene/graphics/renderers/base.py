@@ -12,17 +12,16 @@ from airscene.graphics.scenes import SHAPES, SceneParameters
 
 
 class Renderer:
-    """`shapes` names the identities that scene.identity indexes; the finite-difference steps are in the
-    parameters' own units (table units, radians). Renders come back on the scenes' device, wherever the
-    backend itself runs."""
+    """`shapes` names the identities that scene.identity indexes; `pixel` is the table units a pixel spans at the
+    table's centre; the finite-difference steps are in the parameters' own units (table units, radians), a
+    position's a quarter of a pixel. Renders come back on the scenes' device, wherever the backend itself runs."""
 
-    def __init__(self, shapes: tuple[str, ...], image_size: int, position_step: float, yaw_step: float,
-                 camera_step: float):
+    def __init__(self, shapes: tuple[str, ...], image_size: int, pixel: float, yaw_step: float, camera_step: float):
         unknown = [shape for shape in shapes if shape not in SHAPES]
         if unknown:
             raise AirsceneError(f"shapes {', '.join(unknown)} are unknown: use some of {', '.join(SHAPES)}")
-        self.shapes, self.image_size = tuple(shapes), image_size
-        self.steps = torch.tensor([position_step, position_step, yaw_step])
+        self.shapes, self.image_size, self.pixel = tuple(shapes), image_size, pixel
+        self.steps = torch.tensor([pixel / 4, pixel / 4, yaw_step])
         self.camera_step = camera_step
         # Yaw changes nothing for rotationally symmetric shapes: their yaw needs no extra renders.
         self.rotates = torch.tensor([math.isfinite(SHAPES[shape].symmetry) for shape in shapes])

@@ -145,7 +145,7 @@ class MujocoRenderer(Renderer):
     def __init__(self, shapes: tuple[str, ...], slots: int, image_size: int = 32,
                  camera: tuple[float, float, float] = (2.1, -70.0, 90.0), workers: int = 0):
         pixel = 2 * camera[0] * math.tan(math.radians(FIELD_OF_VIEW / 2)) / image_size  # table units per pixel at the centre
-        super().__init__(shapes, image_size, position_step=pixel / 4, yaw_step=0.08, camera_step=0.02)
+        super().__init__(shapes, image_size, pixel=pixel, yaw_step=0.08, camera_step=0.02)
         self.slots, self.pool, self.local, self.camera = slots, None, None, camera
         # Each shape's centre above the table (its first geom's), where `locate` aims.
         self.heights = torch.tensor([SHAPES[shape].geoms[0][2][2] for shape in shapes])

@@ -17,7 +17,7 @@ class TorchRenderer(Renderer):
 
     def __init__(self, shapes: tuple[str, ...], image_size: int = 32, view: float = 0.8, autograd: bool = False):
         pixel = 2 * view / image_size
-        super().__init__(shapes, image_size, position_step=pixel / 4, yaw_step=0.05, camera_step=0.02)
+        super().__init__(shapes, image_size, pixel=pixel, yaw_step=0.05, camera_step=0.02)
         self.autograd, self.softness, self.view = autograd, pixel / 2, view
         centres = (torch.arange(image_size) + 0.5) * pixel - view
         rows, columns = torch.meshgrid(-centres, centres, indexing="ij")  # image rows run along -y
