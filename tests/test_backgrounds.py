@@ -13,7 +13,6 @@ from airscene.data import load_dataset, make_multi_mnist
 from airscene.data.backgrounds import TEST_PHOTOS, TRAIN_PHOTOS, background_pools
 from airscene.estimators import Batch, Enumerate
 from airscene.errors import AirsceneError
-from airscene.estimators.elbo import prefix_log_likelihoods
 from airscene.model import AIR
 from airscene.model.air import composite
 from airscene.runs import make_optimiser
@@ -58,7 +57,7 @@ def test_every_prefix_likelihood_is_the_likelihood_of_its_canvas(background, com
     trace = model(torch.rand(4, 1, 20, 20), presence="all")
     assert (trace.background is not None) == (background == "learned")
     canvases = model.prefix_canvases(trace)
-    torch.testing.assert_close(prefix_log_likelihoods(model, trace), model.log_likelihood(trace.images, canvases),
+    torch.testing.assert_close(model.prefix_log_likelihoods(trace), model.log_likelihood(trace.images, canvases),
                                rtol=1e-5, atol=1e-3)
     torch.testing.assert_close(canvases[:, -1], model.render(trace))
 

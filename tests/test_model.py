@@ -6,8 +6,7 @@ import torch
 from airscene.config import Config, ModelConfig, TrainConfig
 from airscene.errors import AirsceneError
 from airscene.estimators import NVIL, BaselineNetwork, Batch, Enumerate
-from airscene.estimators.elbo import (count_log_posterior, elbo_per_count, greedy_counts,
-                                      prefix_log_likelihoods, sampled_elbo_terms)
+from airscene.estimators.elbo import count_log_posterior, elbo_per_count, greedy_counts, sampled_elbo_terms
 from airscene.model import AIR
 from airscene.model.transformer import paste_glimpse
 from airscene.model.priors import count_log_prior
@@ -126,7 +125,7 @@ def test_prefix_likelihoods_match_explicit_canvases():
         model = AIR(small_config(likelihood=likelihood))
         trace = model(torch.rand(4, 1, 20, 20), presence="all")
         expected = model.log_likelihood(trace.images, model.prefix_canvases(trace))
-        torch.testing.assert_close(prefix_log_likelihoods(model, trace), expected, rtol=1e-5, atol=1e-3)
+        torch.testing.assert_close(model.prefix_log_likelihoods(trace), expected, rtol=1e-5, atol=1e-3)
 
 
 def test_exploration_mixes_presence_towards_a_uniform_count():

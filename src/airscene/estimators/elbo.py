@@ -1,33 +1,13 @@
 """The ELBO's terms, computed once from a trace and shared by every estimator (and every model: the
-model supplies log p(x | z) of a trace and its count prior)."""
+model supplies log p(x | z) of a trace, of each prefix of its objects, and its count prior)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from airscene.model.air import AIR, GlimpseTrace
 from airscene.model.priors import presence_log_prior
 from airscene.model.trace import Trace
-
-
-def prefix_log_likelihoods(model: AIR, trace: GlimpseTrace) -> torch.Tensor:
-    """(B, N+1): log p(x | canvas n) for every count n = 0..N."""
-    if model.config.likelihood != "gaussian" or model.alpha:
-        return model.log_likelihood(trace.images, model.prefix_canvases(trace))
-    # Additive objects over a background b: sum (x - b - canvas_n)^2 = |x'|^2 - 2 sum_{i<=n} <x', y^i>
-    # + sum_{i,j<=n} <y^i, y^j> with x' = x - b: all N+1 squared errors from N inner products and an N x N
-    # Gram matrix, without building the N+1 canvases.
-    residual = trace.images if trace.background is None else trace.images - trace.background.float()
-    objects = trace.objects.flatten(2).float()  # (B, N, P), in float32 (the sums are over thousands of pixels)
-    image = residual.flatten(1)  # (B, P)
-    cross = torch.bmm(objects, image.unsqueeze(2)).squeeze(2)  # (B, N) <x', y^i>
-    gram = torch.bmm(objects, objects.transpose(1, 2))  # (B, N, N) <y^i, y^j>
-    canvas_norms = gram.cumsum(1).cumsum(2).diagonal(dim1=1, dim2=2)  # (B, N) |canvas_n|^2 for n >= 1
-    zero = torch.zeros_like(cross[:, :1])
-    squared_error = (image.square().sum(1, keepdim=True) - 2 * torch.cat([zero, cross.cumsum(1)], 1)
-                     + torch.cat([zero, canvas_norms], 1))
-    return model.gaussian_log_likelihood(squared_error, image[0].numel())
 
 
 def count_log_posterior(trace: Trace) -> torch.Tensor:
@@ -44,12 +24,12 @@ def cumulative_latent_terms(trace: Trace) -> torch.Tensor:
     return torch.cat([torch.zeros_like(trace.log_ratio[:, :1]), trace.log_ratio.cumsum(1)], 1)
 
 
-def elbo_per_count(model: AIR, trace: GlimpseTrace, count_log_q: torch.Tensor) -> torch.Tensor:
+def elbo_per_count(model, trace: Trace, count_log_q: torch.Tensor) -> torch.Tensor:
     """(B, N+1): the ELBO's integrand for each count n with the continuous latents of the trace:
     log p(x | z^{1:n}) + log p(n) - log q(n) + sum_{i<=n} (log p(z^i) - log q(z^i)).
     count_log_q (B, N+1) is count_log_posterior(trace)."""
     counts = torch.arange(model.config.max_objects + 1, device=trace.images.device, dtype=torch.float32)
-    return (prefix_log_likelihoods(model, trace) + model.count_log_prior(counts) - count_log_q
+    return (model.prefix_log_likelihoods(trace) + model.count_log_prior(counts) - count_log_q
             + cumulative_latent_terms(trace) + trace.scene_log_ratio[:, None])
 
 

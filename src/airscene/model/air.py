@@ -507,6 +507,24 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         """(B, N+1, C, H, W): canvas n holds the first n objects (as if they were present) over the background."""
         return composite(trace.objects, trace.background, torch.ones_like(trace.z_pres), self.alpha)
 
+    def prefix_log_likelihoods(self, trace: GlimpseTrace) -> torch.Tensor:
+        """(B, N+1): log p(x | canvas n) for every count n = 0..N."""
+        if self.config.likelihood != "gaussian" or self.alpha:
+            return self.log_likelihood(trace.images, self.prefix_canvases(trace))
+        # Additive objects over a background b: sum (x - b - canvas_n)^2 = |x'|^2 - 2 sum_{i<=n} <x', y^i>
+        # + sum_{i,j<=n} <y^i, y^j> with x' = x - b: all N+1 squared errors from N inner products and an N x N
+        # Gram matrix, without building the N+1 canvases.
+        residual = trace.images if trace.background is None else trace.images - trace.background.float()
+        objects = trace.objects.flatten(2).float()  # (B, N, P), in float32 (the sums are over thousands of pixels)
+        image = residual.flatten(1)  # (B, P)
+        cross = torch.bmm(objects, image.unsqueeze(2)).squeeze(2)  # (B, N) <x', y^i>
+        gram = torch.bmm(objects, objects.transpose(1, 2))  # (B, N, N) <y^i, y^j>
+        canvas_norms = gram.cumsum(1).cumsum(2).diagonal(dim1=1, dim2=2)  # (B, N) |canvas_n|^2 for n >= 1
+        zero = torch.zeros_like(cross[:, :1])
+        squared_error = (image.square().sum(1, keepdim=True) - 2 * torch.cat([zero, cross.cumsum(1)], 1)
+                         + torch.cat([zero, canvas_norms], 1))
+        return self.gaussian_log_likelihood(squared_error, image[0].numel())
+
     def trace_log_likelihood(self, trace: GlimpseTrace) -> torch.Tensor:
         """(B,) log p(x | z) of the trace's latents."""
         return self.log_likelihood(trace.images, self.render(trace))
