@@ -46,6 +46,8 @@ class SceneModelConfig:
     where_proposal: str = setting("none", "DAIR: where each step's position starts: none (the network's alone) or "
                                   "residual (where the camera sees the brightest blob of what is left to explain)",
                                   choices=("none", "residual"), added="0.2.0")
+    bound_camera: bool = setting(True, "keep the camera's azimuth within +-45 degrees, beyond which the square table "
+                                 "looks the same", added="0.2.0", earlier=False)
     step_memory: bool = setting(True, "carry the LSTM state from step to step")
     step_feedback: bool = setting(True, "feed step i the previous step's latents", added="0.2.0")
     image_size: int = setting(32, "rendered images are image_size x image_size", minimum=16, maximum=512)

@@ -33,8 +33,13 @@ from airscene.model.transformer import crop_glimpse
 # An object's position on the table is POSITION_BOUND * tanh(u), u ~ N(0, 1) a priori, so the renderer
 # never draws an object off the table or out of the camera's view. Unbounded, an object the network has
 # not yet found is pushed out of the picture (an object drawn where there is none costs likelihood; one
-# out of sight costs nothing), and out of sight it gets no gradient back. The camera's azimuth is unbounded.
+# out of sight costs nothing), and out of sight it gets no gradient back.
 POSITION_BOUND = TABLE_REACH + 0.05
+# The camera's azimuth is CAMERA_BOUND * tanh(u) (SceneModelConfig.bound_camera): the square table looks the same
+# turned by 90 degrees, and so do the objects once their positions turn with it (the residual proposal places them
+# where the camera sees them), so beyond +-45 degrees the image cannot tell one azimuth from another. Unbounded,
+# the azimuth drifted from one such mode to the next (DAIR, table top, seed 2: 1,473 degrees off at step 1,750).
+CAMERA_BOUND = math.pi / 4
 # q(pose) starts narrow (sd softplus(-3) = 0.05). The renderer's gradient only reaches a guess that
 # overlaps the object, and a narrow q makes the network's first guesses what per-image gradient descent
 # from the table's centre would try, which finds most objects. Started wide (sd 0.7), the guesses
@@ -42,7 +47,7 @@ POSITION_BOUND = TABLE_REACH + 0.05
 # within 500 with MuJoCo; started narrow, within 100 and 250 (tests/test_graphics.py has a learning run).
 INITIAL_POSE_SD_BIAS = -3.0
 POSITION_PRIOR_SD = 1.0
-CAMERA_PRIOR_SD = CAMERA_REACH / math.sqrt(3)
+CAMERA_PRIOR_SD = CAMERA_REACH / math.sqrt(3)  # the azimuth's, the sd of the scenes' (uniform within +-CAMERA_REACH)
 # A residual proposal (--where-proposal residual) smooths the residual over PROPOSAL_RADIUS (table units: a cup's,
 # about half a plate's) and looks beyond TAKEN_RADIUS of where earlier steps' objects are seen (less than the
 # closest two items' centres, 0.35, less a cup's radius).
@@ -170,14 +175,22 @@ class SceneAIR(AttendInferRepeat):
     def read_image(self, images: torch.Tensor, sample: bool) -> SceneContext:
         """The image's features and the camera, a latent of the whole image."""
         embedding = self.embed(images)  # (B, E)
-        camera_mean, camera_sd = gaussian_parameters(self.camera_head(embedding))  # (B, 1) each
+        camera_mean, camera_sd = gaussian_parameters(self.camera_head(embedding))  # (B, 1) each, of u
         if self.config.move_camera:
-            camera = camera_mean + camera_sd * torch.randn_like(camera_mean) if sample else camera_mean
-            camera_kl = normal_kl(normal(camera_mean, camera_sd), normal(0.0, CAMERA_PRIOR_SD)).sum(1)
+            camera = self.azimuth(camera_mean + camera_sd * torch.randn_like(camera_mean) if sample else camera_mean)
+            camera_kl = normal_kl(normal(camera_mean, camera_sd), self.camera_prior()).sum(1)
         else:
             camera, camera_kl = torch.zeros_like(camera_mean), images.new_zeros(len(images))
         return SceneContext(embedding=embedding, identity_embedding=self.identity_encoder(images), camera=camera,
                             camera_kl=camera_kl)
+
+    def camera_prior(self) -> torch.distributions.Normal:
+        """p(u), the camera's latent: the azimuth's spread over the scenes, scaled into tanh's argument."""
+        return normal(0.0, CAMERA_PRIOR_SD / (CAMERA_BOUND if self.config.bound_camera else 1.0))
+
+    def azimuth(self, latent: torch.Tensor) -> torch.Tensor:
+        """The camera's azimuth offset of its latent u: CAMERA_BOUND tanh(u), or u itself (an unbounded camera)."""
+        return CAMERA_BOUND * torch.tanh(latent) if self.config.bound_camera else latent
 
     def embed_input(self, images, context: SceneContext, steps: list[SceneStep], z_pres: list[torch.Tensor]):
         if not self.difference:
@@ -269,7 +282,7 @@ class SceneAIR(AttendInferRepeat):
         the count from the truncated geometric of rho (or `count` objects each; every slot where the experiment's
         count is fixed), each identity uniform over the shapes, each position POSITION_BOUND tanh(u) with
         u ~ N(0, POSITION_PRIOR_SD^2), each yaw uniform over its shape's turns (round shapes: 0), the camera's
-        azimuth from N(0, CAMERA_PRIOR_SD^2) where it moves; rendered, then x from the Gaussian likelihood."""
+        azimuth from its latent's prior (`camera_prior`, `azimuth`) where it moves; rendered, then x from the Gaussian likelihood."""
         c, device = self.config, self.count_prior.device
         count = c.max_objects if c.fixed_count and count is None else count
         present = prior_presence(number, c.max_objects, self.count_prior, unary=True, generator=generator,
@@ -280,7 +293,7 @@ class SceneAIR(AttendInferRepeat):
         order = self.symmetry_order[identity]  # (B, N) turns per revolution that look alike; 0: round
         turn = torch.rand(number, c.max_objects, generator=generator, device=device)
         yaw = torch.where(order > 0, (2 * turn - 1) * math.pi / order.clamp(min=1), 0.0)
-        camera = (draw(normal(0.0, CAMERA_PRIOR_SD), (number, 1), generator, device) if c.move_camera
+        camera = (self.azimuth(draw(self.camera_prior(), (number, 1), generator, device)) if c.move_camera
                   else torch.zeros(number, 1, device=device))
         scenes = SceneParameters(identity=identity, present=present, pose=torch.cat([position, yaw[..., None]], -1),
                                  camera=camera)
