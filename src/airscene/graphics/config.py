@@ -25,8 +25,8 @@ EXPERIMENTS = {
 }
 RENDERERS = ("mujoco", "torch")
 # "marginal": the identity summed out exactly (a fixed count of one object); "nvil": the score function for
-# the presence (any N); "supervised": the same network trained on the true scenes (the paper's Figs. 6b and 7).
-ESTIMATORS = ("marginal", "nvil", "supervised")
+# the presence (any N); "enumerate": the count summed out over the N + 1 rendered prefixes (any N); "supervised": the same network trained on the true scenes (the paper's Figs. 6b and 7).
+ESTIMATORS = ("marginal", "nvil", "enumerate", "supervised")
 
 
 @dataclass
@@ -106,9 +106,9 @@ class GraphicsConfig(Settings):
         estimator, fixed = self.train.estimator, self.model.fixed_count
         return [
             (estimator in ESTIMATORS, f"estimator '{estimator}' is AIR's: inverse graphics uses {', '.join(ESTIMATORS)}"),
-            (estimator == "supervised" or (estimator == "nvil") != fixed,
+            (estimator == "supervised" or (estimator in ("nvil", "enumerate")) != fixed,
              f"{self.model.experiment} has a {'fixed' if fixed else 'variable'} count: "
-             f"use --estimator {'marginal' if fixed else 'nvil'} or supervised"),
+             f"use --estimator {'marginal' if fixed else 'nvil, enumerate'} or supervised"),
             (self.train.batch_size <= self.training_images,
              f"batch size {self.train.batch_size} exceeds the {self.training_images} training images: lower "
              "--batch-size or raise --training-images"),

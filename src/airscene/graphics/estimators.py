@@ -2,8 +2,9 @@
 pass in, a loss out.
 
 Position and camera are reparameterised, their gradient coming through the renderer by finite differences.
-`SceneNVIL` (any N): presence by the core's NVIL, with a baseline that reads the image; `MarginalIdentity`
-(a fixed count): the identity summed out. In both, q(identity) learns the identity's exact conditional
+`SceneNVIL` (any N): presence by the core's NVIL, with a baseline that reads the image; `SceneEnumerate` (any
+N): the count summed out over the rendered prefixes; `MarginalIdentity` (a fixed count): the identity summed out.
+In each, q(identity) learns the identity's exact conditional
 posterior (`identity_posterior_loss` says why) and q(yaw) an importance-weighted estimate of the yaw's
 (`yaw_posterior_loss`): reweighted wake-sleep's wake updates, found by rendering alternatives.
 `Supervised`: the same network trained on the true scenes instead, their labels in a fixed order (the paper's
@@ -20,9 +21,10 @@ import torch.nn.functional as F
 
 from airscene.config import TrainConfig
 from airscene.errors import AirsceneError
-from airscene.estimators import NVIL, Batch, Estimator
+from airscene.estimators import NVIL, Batch, Enumerate, Estimator
+from airscene.estimators.elbo import count_log_posterior
 from airscene.graphics.config import SceneModelConfig
-from airscene.graphics.model import SceneAIR, SceneEncoder, SceneTrace, von_mises, von_mises_log_prob
+from airscene.graphics.model import SceneAIR, SceneEncoder, SceneTrace, first_objects, von_mises, von_mises_log_prob
 from airscene.graphics.scenes import SceneParameters
 
 
@@ -134,6 +136,32 @@ class SceneNVIL(Estimator):
                                                  "yaw_loss": yaw_loss.detach()}
 
 
+class SceneEnumerate(Enumerate):
+    """A variable count summed out exactly: the core's Enumerate over the N+1 rendered prefixes, so the count's
+    gradient has no score function and no baseline. The poses' and camera's likelihood gradient, which the
+    prefixes' renders do not carry, comes from one count drawn from q(n) (an unbiased estimate of the sum's), and
+    the wake updates work on that count's scene.
+
+    Why: with NVIL, a step that had learned to find and name a cup (0.035 table units off, 177 nats better
+    present than absent) still said absent with probability 0.97 after 2,000 steps (DAIR, distinct types, seed 2):
+    the score function's signal, thousands of nats wide, never moved it back."""
+
+    def __init__(self, yaw_proposals: int):
+        super().__init__()
+        self.yaw_proposals = yaw_proposals
+
+    def forward(self, model: SceneAIR, trace: SceneTrace) -> tuple[torch.Tensor, dict]:
+        loss, statistics = super().forward(model, trace)
+        counts = torch.distributions.Categorical(logits=count_log_posterior(trace).detach(), validate_args=False).sample()
+        drawn = dataclasses.replace(trace, scenes=first_objects(trace.scenes, counts))
+        log_likelihood = model.trace_log_likelihood(drawn)  # (B,)
+        pose_loss = -(log_likelihood - log_likelihood.detach()).mean()  # its value 0, its gradient the poses'
+        identity_loss = identity_posterior_loss(drawn, alternative_log_likelihoods(model, drawn, differentiable=False))
+        yaw_loss = yaw_posterior_loss(model, drawn, self.yaw_proposals)
+        return loss + pose_loss + identity_loss + yaw_loss, {**statistics, "identity_loss": identity_loss.detach(),
+                                                              "yaw_loss": yaw_loss.detach()}
+
+
 class MarginalIdentity(Estimator):
     """A fixed count (single objects): the identity is summed out of the model exactly, so the bound is
     E_q(pose)[log sum_k p(k) p(x | k, pose)] - KL(pose), from a pass that rendered the drawn pose as every
@@ -208,4 +236,6 @@ def make_scene_estimator(config: SceneModelConfig, train: TrainConfig) -> Estima
         return SceneNVIL(config, train)
     if train.estimator == "supervised":
         return Supervised()
+    if train.estimator == "enumerate":
+        return SceneEnumerate(train.yaw_proposals)
     return MarginalIdentity(train.yaw_proposals)

@@ -102,6 +102,12 @@ class RenderedSample:
     images: torch.Tensor  # (B, 3, H, W) x ~ p(x | z): the picture plus the pixel noise
 
 
+def first_objects(scenes: SceneParameters, counts: torch.Tensor) -> SceneParameters:
+    """The scenes with their first counts (B,) objects present, as drawn whether present or not, and no others."""
+    present = torch.arange(scenes.present.shape[1], device=counts.device) < counts[:, None]  # (B, N)
+    return SceneParameters(identity=scenes.identity, present=present, pose=scenes.pose, camera=scenes.camera)
+
+
 class SceneEncoder(nn.Module):
     """Image -> embedding, by a small CNN. Two extra input channels hold each pixel's coordinates, so
     the network can read positions off the image directly (CoordConv)."""
@@ -271,6 +277,19 @@ class SceneAIR(AttendInferRepeat):
     def log_likelihood(self, images: torch.Tensor, renders: torch.Tensor) -> torch.Tensor:
         """(B,) log N(x; render, sd^2 I), summed over pixels and channels."""
         return normal(renders, self.config.likelihood_sd).log_prob(images).sum((1, 2, 3))
+
+    def prefix_log_likelihoods(self, trace: SceneTrace) -> torch.Tensor:
+        """(B, N+1): log p(x | the first n objects as drawn) for every count n = 0..N, from one batched render of
+        the N+1 prefixes. No gradient for the poses and camera: differencing every prefix would cost N+1 times the
+        trace's own render, so the estimator (graphics.estimators.SceneEnumerate) takes theirs from one count."""
+        scenes, slots = trace.scenes, self.config.max_objects
+        batch = len(scenes.identity)
+        counts = torch.arange(slots + 1, device=scenes.identity.device).repeat_interleave(batch)  # (B(N+1),) n-major
+        rows = torch.arange(batch, device=counts.device).repeat(slots + 1)
+        prefixes = first_objects(SceneParameters(identity=scenes.identity[rows], present=scenes.present[rows],
+                                                 pose=scenes.pose.detach()[rows], camera=scenes.camera.detach()[rows]),
+                                 counts)
+        return self.log_likelihood(trace.images[rows], self.render(prefixes, differentiable=False)).view(slots + 1, batch).T
 
     def trace_log_likelihood(self, trace: SceneTrace) -> torch.Tensor:
         """(B,) log p(x | z) of the trace's scenes, differentiable in their positions and camera."""
