@@ -73,7 +73,7 @@ def _numbers(text: str) -> tuple[float, ...]:
 
 
 # Settings a program never reads, so its command does not offer them: AIR's have no yaw to propose; inverse
-# graphics trains with marginal, nvil or supervised, never VIMCO's samples or a relaxation's temperature.
+# graphics trains with marginal, nvil, enumerate or supervised, never VIMCO's samples or a relaxation's temperature.
 AIR_UNREAD = ("data", "train.yaw_proposals")
 PROPOSALS_HELP = ("the masks: each image's best of this many explanations, the most probable and the rest drawn from "
                   "the inference network, by log p(x, z) - log q(z | x) (1: the most probable alone)")

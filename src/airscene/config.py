@@ -124,7 +124,8 @@ class TrainConfig:
     defaults differ: airscene.graphics.config)."""
 
     estimator: str = setting("enumerate", "how the count's gradient is estimated (AIR: enumerate, nvil, vimco, "
-                             "relaxed; the grid: local, vimco, relaxed; inverse graphics: marginal, nvil, supervised)",
+                             "relaxed; the grid: local, vimco, relaxed; inverse graphics: marginal, nvil, enumerate, "
+                             "supervised)",
                              choices=(*ESTIMATORS, "marginal", "supervised"))
     batch_size: int = setting(64, "images per step", minimum=1, maximum=65536)
     learning_rate: float = setting(1e-3, "Adam's step size for the model", above=0.0, maximum=10.0)
