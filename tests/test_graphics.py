@@ -403,6 +403,22 @@ def test_supervised_table_top_learns_counts_and_identities(tmp_path):
     assert summary["position_error"] <= 0.2 and summary["camera_error_degrees"] <= 3
 
 
+def test_dair_counts_the_table_top_from_the_renderer_alone_with_its_count_summed_out(tmp_path):
+    """Unsupervised: DAIR, each step's position proposed from the residual, its count summed out over the rendered
+    prefixes, learns to count table tops of distinct items (chance: 25%) and name them (33%) in 300 steps, where
+    NVIL's score function, the same run otherwise, had counted none (measured: 0.0%)."""
+    torch.manual_seed(0)
+    model = SceneModelConfig(experiment="table-top", renderer="torch", model="dair", where_proposal="residual",
+                             count_prior=1e-6)
+    config = GraphicsConfig(training_images=2000, test_images=200, repeats=False, model=model,
+                            train=dataclasses.replace(graphics_training(), estimator="enumerate", steps=300,
+                                                      presence_exploration_hold=100, presence_exploration_steps=100,
+                                                      eval_every=300, checkpoint_every=300, seed=0))
+    summary = train_graphics(config, tmp_path / "run", progress=False)
+    assert summary["count_accuracy"] >= 0.8 and summary["identity_accuracy"] >= 0.7
+    assert summary["position_error"] <= 0.06 and summary["camera_error_degrees"] <= 5
+
+
 def test_inverse_graphics_samples_its_generative_model():
     """Scenes from the priors the ELBO charges the inferred latents against, rendered, plus the pixel noise."""
     renderer = TorchRenderer(CROCKERY, 32)
