@@ -17,6 +17,7 @@ import argparse
 import json
 import statistics
 import sys
+import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -239,12 +240,12 @@ def draw_table_top(out: Path, methods: list[str], seeds: list[int], reports: dic
                 with open_run(out / table_top_name(method, scenario, seed)) as (_, network, _):
                     scenes = network.infer(images)
                 inferred = scenes if inferred is None else inferred
-                rows.append((METHODS[method][0], model.renderer.render(scenes[:shown])))
+                rows.append(("\n".join(textwrap.wrap(METHODS[method][0], 18)), model.renderer.render(scenes[:shown])))
         for row_index, (label, pictures) in enumerate(rows):
             image_row([figure.add_subplot(grid[height * index + row_index, column]) for column in range(shown)], pictures, label)
-        axis = figure.add_subplot(grid[height * index:height * (index + 1), shown + 1:shown + 4])
+        axis = figure.add_subplot(grid[height * index + 1:height * (index + 1), shown + 1:shown + 4])  # a row for the title
         draw_positions(axis, inferred, data.test_scenes)
-        axis.set_title(f"{METHODS[methods[0]][0]}, {SCENARIOS[scenario][0]}, seed {seed}", fontsize=8)
+        axis.set_title(f"{METHODS[methods[0]][0]},\n{SCENARIOS[scenario][0]}, seed {seed}", fontsize=8)
     axis = figure.add_subplot(grid[1:-1, shown + 5:])
     width = 0.8 / len(methods)
     for offset, method in enumerate(methods):
@@ -257,7 +258,7 @@ def draw_table_top(out: Path, methods: list[str], seeds: list[int], reports: dic
     axis.set_xticks(range(len(scenarios)), [SCENARIOS[scenario][0] for scenario in scenarios], fontsize=7)
     axis.set_ylim(0, 1)
     axis.set_ylabel("held-out count accuracy", fontsize=8)
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.01))
     save_figure(figure, path, dpi=110)
 
 
