@@ -25,7 +25,8 @@ EXPERIMENTS = {
 }
 RENDERERS = ("mujoco", "torch")
 # "marginal": the identity summed out exactly (a fixed count of one object); "nvil": the score function for
-# the presence (any N); "enumerate": the count summed out over the N + 1 rendered prefixes (any N); "supervised": the same network trained on the true scenes (the paper's Figs. 6b and 7).
+# the presence (any N); "enumerate": the count summed out over the N + 1 rendered prefixes (any N); "supervised":
+# the same network trained on the true scenes (the paper's Figs. 6b and 7).
 ESTIMATORS = ("marginal", "nvil", "enumerate", "supervised")
 
 

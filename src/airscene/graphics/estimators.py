@@ -4,9 +4,9 @@ pass in, a loss out.
 Position and camera are reparameterised, their gradient coming through the renderer by finite differences.
 `SceneNVIL` (any N): presence by the core's NVIL, with a baseline that reads the image; `SceneEnumerate` (any
 N): the count summed out over the rendered prefixes; `MarginalIdentity` (a fixed count): the identity summed out.
-In each, q(identity) learns the identity's exact conditional
-posterior (`identity_posterior_loss` says why) and q(yaw) an importance-weighted estimate of the yaw's
-(`yaw_posterior_loss`): reweighted wake-sleep's wake updates, found by rendering alternatives.
+In each, q(identity) learns the identity's exact conditional posterior (`identity_posterior_loss` says why) and
+q(yaw) an importance-weighted estimate of the yaw's (`yaw_posterior_loss`): reweighted wake-sleep's wake updates,
+found by rendering alternatives.
 `Supervised`: the same network trained on the true scenes instead, their labels in a fixed order (the paper's
 Figs. 6b and 7)."""
 

@@ -13,7 +13,7 @@ estimator (graphics/estimators.py)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -105,7 +105,7 @@ class RenderedSample:
 def first_objects(scenes: SceneParameters, counts: torch.Tensor) -> SceneParameters:
     """The scenes with their first counts (B,) objects present, as drawn whether present or not, and no others."""
     present = torch.arange(scenes.present.shape[1], device=counts.device) < counts[:, None]  # (B, N)
-    return SceneParameters(identity=scenes.identity, present=present, pose=scenes.pose, camera=scenes.camera)
+    return replace(scenes, present=present)
 
 
 class SceneEncoder(nn.Module):
@@ -282,14 +282,12 @@ class SceneAIR(AttendInferRepeat):
         """(B, N+1): log p(x | the first n objects as drawn) for every count n = 0..N, from one batched render of
         the N+1 prefixes. No gradient for the poses and camera: differencing every prefix would cost N+1 times the
         trace's own render, so the estimator (graphics.estimators.SceneEnumerate) takes theirs from one count."""
-        scenes, slots = trace.scenes, self.config.max_objects
-        batch = len(scenes.identity)
-        counts = torch.arange(slots + 1, device=scenes.identity.device).repeat_interleave(batch)  # (B(N+1),) n-major
+        batch, slots = len(trace.scenes), self.config.max_objects
+        counts = torch.arange(slots + 1, device=trace.images.device).repeat_interleave(batch)  # (B(N+1),) n-major
         rows = torch.arange(batch, device=counts.device).repeat(slots + 1)
-        prefixes = first_objects(SceneParameters(identity=scenes.identity[rows], present=scenes.present[rows],
-                                                 pose=scenes.pose.detach()[rows], camera=scenes.camera.detach()[rows]),
-                                 counts)
-        return self.log_likelihood(trace.images[rows], self.render(prefixes, differentiable=False)).view(slots + 1, batch).T
+        with torch.no_grad():
+            renders = self.render(first_objects(trace.scenes[rows], counts), differentiable=False)
+        return self.log_likelihood(trace.images[rows], renders).view(slots + 1, batch).T
 
     def trace_log_likelihood(self, trace: SceneTrace) -> torch.Tensor:
         """(B,) log p(x | z) of the trace's scenes, differentiable in their positions and camera."""
@@ -301,7 +299,8 @@ class SceneAIR(AttendInferRepeat):
         the count from the truncated geometric of rho (or `count` objects each; every slot where the experiment's
         count is fixed), each identity uniform over the shapes, each position POSITION_BOUND tanh(u) with
         u ~ N(0, POSITION_PRIOR_SD^2), each yaw uniform over its shape's turns (round shapes: 0), the camera's
-        azimuth from its latent's prior (`camera_prior`, `azimuth`) where it moves; rendered, then x from the Gaussian likelihood."""
+        azimuth from its latent's prior (`camera_prior`, `azimuth`) where it moves; rendered, then x from the
+        Gaussian likelihood."""
         c, device = self.config, self.count_prior.device
         count = c.max_objects if c.fixed_count and count is None else count
         present = prior_presence(number, c.max_objects, self.count_prior, unary=True, generator=generator,
