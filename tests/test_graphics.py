@@ -316,7 +316,7 @@ def test_marginal_identity_bound_sums_the_identity_out():
 
 
 def test_config_rejects_impossible_settings():
-    with pytest.raises(AirsceneError, match="table-top has a variable count: use --estimator nvil, enumerate or supervised"):
+    with pytest.raises(AirsceneError, match="table-top has a variable count: use --estimator enumerate, nvil or supervised"):
         GraphicsConfig(model=SceneModelConfig(experiment="table-top")).validate()
     with pytest.raises(AirsceneError, match="single-object has a fixed count: use --estimator marginal or supervised"):
         GraphicsConfig(train=dataclasses.replace(graphics_training(), estimator="nvil")).validate()

@@ -109,7 +109,7 @@ class GraphicsConfig(Settings):
             (estimator in ESTIMATORS, f"estimator '{estimator}' is AIR's: inverse graphics uses {', '.join(ESTIMATORS)}"),
             (estimator == "supervised" or (estimator in ("nvil", "enumerate")) != fixed,
              f"{self.model.experiment} has a {'fixed' if fixed else 'variable'} count: "
-             f"use --estimator {'marginal' if fixed else 'nvil, enumerate'} or supervised"),
+             f"use --estimator {'marginal' if fixed else 'enumerate, nvil'} or supervised"),
             (self.train.batch_size <= self.training_images,
              f"batch size {self.train.batch_size} exceeds the {self.training_images} training images: lower "
              "--batch-size or raise --training-images"),
