@@ -327,7 +327,7 @@ def test_commands_check_their_output_directory_before_the_work(data_dir, mount_d
     train(tiny_config(data_dir, steps=5), run, progress=False)
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
     work = []
-    monkeypatch.setattr("airscene.evaluate.evaluate", lambda *args, **kwargs: work.append("evaluate"))
+    monkeypatch.setattr("airscene.pipeline.evaluate", lambda *args, **kwargs: work.append("evaluate"))
     monkeypatch.setattr("airscene.viz.figure3", lambda *args, **kwargs: work.append("figure"))
     monkeypatch.setattr("airscene.gradvar.measure", lambda *args, **kwargs: work.append("gradvar"))
     for command in (["eval", str(run)], ["viz", str(run)], ["gradvar", str(run)],
