@@ -9,6 +9,7 @@ import torch
 from airscene.errors import AirsceneError
 from airscene.estimators import Batch
 from airscene.graphics.config import GraphicsConfig, SceneModelConfig, graphics_training
+from airscene.graphics.data import DATA_FILE, scene_data
 from airscene.estimators.elbo import count_log_posterior, elbo_per_count
 from airscene.graphics.estimators import (MarginalIdentity, SceneEnumerate, SceneNVIL, alternative_log_likelihoods,
                                           labels_in_type_order, yaw_alternatives)
@@ -283,6 +284,22 @@ def test_the_camera_stays_where_the_square_table_tells_azimuths_apart():
     with torch.no_grad():
         model.camera_head.bias.fill_(50.0)
     assert (model.read_image(torch.rand(2, 3, 32, 32), sample=False).camera > 40).all()
+
+
+def test_rendered_scenes_are_read_back_not_rendered_again(tmp_path):
+    """A run's scenes.npz is reused by eval and --resume while its settings match (its 0-d settings array once came
+    back 1-d, so every reader rendered the whole data set again), and rendered anew when they do not."""
+    config = dataclasses.replace(table_top(), training_images=8, test_images=4)
+    renderer, renders = TorchRenderer(CROCKERY, 32), []
+    first = scene_data(config, renderer, tmp_path)
+    stamp = (tmp_path / DATA_FILE).stat().st_mtime_ns
+    render = renderer.render
+    renderer.render = lambda scenes: renders.append(len(scenes)) or render(scenes)
+    again = scene_data(config, renderer, tmp_path)
+    assert not renders and (tmp_path / DATA_FILE).stat().st_mtime_ns == stamp
+    assert np.array_equal(again.test_images, first.test_images) and torch.equal(again.train_scenes.pose, first.train_scenes.pose)
+    scene_data(dataclasses.replace(config, test_images=5), renderer, tmp_path)
+    assert renders  # other settings: rendered again
 
 
 def test_dair_steps_see_what_the_earlier_steps_leave_unexplained():

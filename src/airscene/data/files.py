@@ -31,7 +31,8 @@ def npz_writer(arrays: dict[str, np.ndarray]) -> Callable[[BinaryIO], None]:
         with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for name, array in arrays.items():
                 buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+                # np.require keeps a 0-d array 0-d (ascontiguousarray makes it 1-d, and its reader sees a list)
+                np.lib.format.write_array(buffer, np.require(array, requirements="C"), allow_pickle=False)
                 archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue(),
                                  compress_type=zipfile.ZIP_DEFLATED)
     return write

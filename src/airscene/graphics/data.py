@@ -47,7 +47,7 @@ def scene_data(config: GraphicsConfig, renderer: Renderer, directory: Path) -> S
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as archive:
-                if json.loads(str(archive["settings"])) == settings:
+                if json.loads(archive["settings"].item()) == settings:  # .item(): files written 1-d read too
                     return SceneData(train_images=archive["train_images"], train_scenes=_scenes(archive, "train"),
                                      test_images=archive["test_images"], test_scenes=_scenes(archive, "test"))
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
