@@ -350,6 +350,14 @@ def test_config_rejects_impossible_settings():
     with pytest.raises(AirsceneError, match="--where-proposal residual starts a step on what the earlier steps left"):
         GraphicsConfig(model=SceneModelConfig(where_proposal="residual")).validate()
     GraphicsConfig(model=SceneModelConfig(model="dair", step_memory=False, step_feedback=False)).validate()
+    # settings the run would never read are refused, not ignored
+    with pytest.raises(AirsceneError, match="bound_camera = False is only read by experiments whose camera turns"):
+        GraphicsConfig(model=SceneModelConfig(bound_camera=False)).validate()
+    with pytest.raises(AirsceneError, match="count_prior = 0.5 is only read by experiments with several objects"):
+        GraphicsConfig(model=SceneModelConfig(count_prior=0.5)).validate()
+    with pytest.raises(AirsceneError, match="baseline_learning_rate = 0.5 is only read by --estimator nvil"):
+        dataclasses.replace(table_top(), train=dataclasses.replace(table_top().train, estimator="enumerate",
+                                                                   baseline_learning_rate=0.5)).validate()
     with pytest.raises(AirsceneError, match="shapes teapot are unknown"):
         TorchRenderer(("teapot",))
 

@@ -261,6 +261,7 @@ def estimator_settings_used(train: TrainConfig) -> list[tuple[str, bool, str]]:
     """TrainConfig's settings that only some estimators or schedules read."""
     relaxed = train.estimator == "relaxed"
     return [("train.normalise_signal", train.estimator == "nvil", "by --estimator nvil"),
+            ("train.baseline_learning_rate", train.estimator == "nvil", "by --estimator nvil, whose baseline it trains"),
             ("train.vimco_samples", train.estimator == "vimco", "by --estimator vimco"),
             *((f"train.{name}", relaxed, "by --estimator relaxed")
               for name in ("temperature_start", "temperature_end", "temperature_steps", "straight_through")),

@@ -101,6 +101,8 @@ class GraphicsConfig(Settings):
         return [*estimator_settings_used(train),
                 ("workers", self.model.renderer == "mujoco", "by the MuJoCo renderer"),
                 ("repeats", not self.model.fixed_count, "by experiments with several objects"),
+                ("model.count_prior", not self.model.fixed_count, "by experiments with several objects"),
+                ("model.bound_camera", self.model.move_camera, "by experiments whose camera turns"),
                 ("train.yaw_proposals", train.estimator != "supervised", "by the unsupervised estimators")]
 
     def consistency(self) -> list[tuple[bool, str]]:
