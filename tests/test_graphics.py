@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from airscene.cli import main
 from airscene.errors import AirsceneError
 from airscene.estimators import Batch
+from airscene.estimators.elbo import count_log_posterior, elbo_per_count
 from airscene.graphics.config import GraphicsConfig, SceneModelConfig, graphics_training
 from airscene.graphics.data import DATA_FILE, scene_data
-from airscene.estimators.elbo import count_log_posterior, elbo_per_count
 from airscene.graphics.estimators import (MarginalIdentity, SceneEnumerate, SceneNVIL, alternative_log_likelihoods,
                                           labels_in_type_order, yaw_alternatives)
 from airscene.graphics.evaluate import match_objects, rotation_error, scene_metrics
@@ -366,6 +367,13 @@ def small_run(steps: int, **train) -> GraphicsConfig:
     return GraphicsConfig(training_images=64, test_images=16, model=SceneModelConfig(renderer="torch"),
                           train=dataclasses.replace(graphics_training(), steps=steps, batch_size=8, eval_every=100,
                                                     checkpoint_every=100, log_every=1, **train))
+
+
+def test_graphics_eval_of_a_checkpoint_names_the_files_it_wrote(tmp_path, capsys):
+    train_graphics(small_run(2), tmp_path / "run", progress=False)
+    assert main(["graphics", "eval", str(tmp_path / "run" / "checkpoint.pt")]) == 0
+    assert f"metrics: {tmp_path / 'run' / 'eval.json'}\n" in capsys.readouterr().out
+    assert (tmp_path / "run" / "eval.json").is_file()
 
 
 def test_graphics_run_resumes_bit_for_bit(tmp_path):

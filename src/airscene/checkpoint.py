@@ -173,4 +173,10 @@ def writable_run(run: str | Path) -> Path:
     run = as_path(run, "run")
     if not run.exists():
         raise AirsceneError(f"run {run} does not exist: give a run directory or its checkpoint.pt")
-    return check_writable(run if run.is_dir() else run.parent, "run directory", create=False)
+    return check_writable(run_directory(run), "run directory", create=False)
+
+
+def run_directory(run: str | Path) -> Path:
+    """The directory of a run given as the directory or its checkpoint."""
+    run = Path(run)
+    return run if run.is_dir() else run.parent

@@ -421,10 +421,12 @@ def _graphics_train_command(args: argparse.Namespace) -> int:
 
 
 def _graphics_eval_command(args: argparse.Namespace) -> int:
+    from airscene.checkpoint import run_directory
     from airscene.graphics.train import evaluate_graphics
 
     _print(evaluate_graphics(args.run, args.optimise_images, args.iterations, args.workers, args.device))
-    print(f"metrics: {Path(args.run) / 'eval.json'}\nfigure: {Path(args.run) / 'figure.png'}")
+    directory = run_directory(args.run)
+    print(f"metrics: {directory / 'eval.json'}\nfigure: {directory / 'figure.png'}")
     return 0
 
 
