@@ -134,7 +134,8 @@ def _air_config(args: argparse.Namespace, resume: bool) -> Config:
 
     if resume and getattr(args, "config", None):
         raise AirsceneError(f"--config {args.config} is not read when resuming: a resumed run keeps its own settings "
-                            "(only --steps, --minutes, --threads, --device and --workers may change); drop --config")
+                            "(only --steps, --minutes, --threads, --device, --compile and --workers may change); "
+                            "drop --config")
     if resume:
         base = saved_config(args.out, Config.from_dict, "air")
     elif getattr(args, "config", None):
@@ -433,7 +434,7 @@ def _graphics_eval_command(args: argparse.Namespace) -> int:
 def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint "
-                        "(only --steps, --minutes and --threads may change)")
+                        "(only --steps, --minutes, --threads, --device, --compile and --workers may change)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
