@@ -475,6 +475,25 @@ def test_a_run_from_before_the_marker_still_resumes(data_dir, tmp_path):
     assert airscene.load(tmp_path / "run").step == 10 and (tmp_path / "run" / RUN_MARKER).is_file()
 
 
+def test_nothing_is_written_beside_a_checkpoint_copied_into_a_folder_of_ones_own(data_dir, tmp_path, capsys):
+    """A checkpoint alone does not make a run directory: results go only into a folder training made (its marker),
+    or a run from before the marker (its config and records beside the checkpoint)."""
+    train(tiny_config(data_dir, steps=5), tmp_path / "run", progress=False)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "figure.png").write_text("my figure")
+    (folder / "checkpoint.pt").write_bytes((tmp_path / "run" / "checkpoint.pt").read_bytes())
+    for command in (["eval", str(folder)], ["eval", str(folder / "checkpoint.pt")], ["viz", str(folder)],
+                    ["gradvar", str(folder)]):
+        assert main(command) == 2
+        assert "is not a run directory airscene made" in capsys.readouterr().err
+    assert main(["train", "--data", str(data_dir), "--out", str(folder), "--quiet", "--resume"]) == 2
+    assert "holds files that airscene did not write" in capsys.readouterr().err
+    assert sorted(entry.name for entry in folder.iterdir()) == ["checkpoint.pt", "figure.png"]
+    assert (folder / "figure.png").read_text() == "my figure"
+    assert main(["eval", str(tmp_path / "run" / "checkpoint.pt"), "--samples", "2"]) == 0  # the run itself
+
+
 def test_resume_refuses_a_config_file_it_would_not_read(data_dir, tmp_path, capsys):
     train(tiny_config(data_dir, steps=5), tmp_path, progress=False)
     (tmp_path / "other.json").write_text(json.dumps({"train": {"learning_rate": 0.5}}))

@@ -11,10 +11,11 @@ import torch
 
 from airscene.config import Config
 from airscene.errors import AirsceneError
-from airscene.storage import as_path, check_writable, write_file
+from airscene.storage import as_path, check_writable, holds_marker, write_file
 
 CHECKPOINT_FORMAT = 2
 CHECKPOINT_NAME = "checkpoint.pt"
+RUN_MARKER = ".airscene-run"  # in every run directory airscene made: what makes a folder plainly its own
 
 
 def resumable(directory: str | Path) -> bool:
@@ -168,12 +169,25 @@ def load_checkpoint(path: str | Path) -> tuple[dict, Config]:
 
 
 def writable_run(run: str | Path) -> Path:
-    """The directory of a run given as the directory or its checkpoint, checked writable (and not full)
-    before a command writes its results into it; nothing is created for a path that does not exist."""
+    """The directory of a run given as the directory or its checkpoint, checked to be a run directory airscene
+    made and writable (and not full) before a command writes its results into it; nothing is created for a path
+    that does not exist."""
     run = as_path(run, "run")
     if not run.exists():
         raise AirsceneError(f"run {run} does not exist: give a run directory or its checkpoint.pt")
-    return check_writable(run_directory(run), "run directory", create=False)
+    directory = check_writable(run_directory(run), "run directory", create=False)
+    if not holds_marker(directory, RUN_MARKER, "run directory") and not made_before_the_marker(directory):
+        raise AirsceneError(f"{directory} is not a run directory airscene made (no {RUN_MARKER}, and no config.json and "
+                            "metrics.jsonl beside its checkpoint): airscene writes results only into its own run "
+                            "directories; give the directory the run was trained into")
+    return directory
+
+
+def made_before_the_marker(directory: Path) -> bool:
+    """A run directory from an airscene before RUN_MARKER: an intact airscene checkpoint beside the config and the
+    records every training writes (a checkpoint copied into a folder of one's own is not a run)."""
+    names = {entry.name for entry in directory.iterdir()}
+    return {CHECKPOINT_NAME, "config.json", "metrics.jsonl"} <= names and bool(read_checkpoint(directory / CHECKPOINT_NAME))
 
 
 def run_directory(run: str | Path) -> Path:

@@ -9,7 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
-from airscene.checkpoint import CHECKPOINT_NAME, checkpoint_config, read_checkpoint, save_checkpoint
+from airscene.checkpoint import (CHECKPOINT_NAME, RUN_MARKER, checkpoint_config, made_before_the_marker,
+                                 read_checkpoint, save_checkpoint)
 from airscene.distributed import Shard
 from airscene.errors import AirsceneError
 from airscene.settings import differences
@@ -139,16 +140,10 @@ class Run:
             self._lock = None
 
 
-RUN_MARKER = ".airscene-run"  # in every run directory airscene made: what makes a folder plainly its own
-
-
 def claim_run_directory(directory: Path) -> None:
     """A run writes (and clears what a died run left) only in a folder airscene made for a run, a new or empty
-    one, or one holding an intact airscene checkpoint (a run from before the marker)."""
-    def made_earlier(entries: list[str]) -> bool:
-        return CHECKPOINT_NAME in entries and bool(read_checkpoint(directory / CHECKPOINT_NAME))  # refuses a foreign one
-
-    claim_directory(directory, RUN_MARKER, "run directory", made_earlier)
+    one, or a run directory from before the marker (checkpoint.made_before_the_marker)."""
+    claim_directory(directory, RUN_MARKER, "run directory", lambda entries: made_before_the_marker(directory))
 
 
 def remove_file(path: Path) -> None:

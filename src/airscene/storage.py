@@ -174,14 +174,24 @@ def claim_directory(directory: Path, marker: str, what: str, made_earlier: Calla
     """Mark `directory` as airscene's `what` with the file `marker`, or refuse it: airscene writes only into a
     folder holding its marker, a new or empty one, or one whose entries `made_earlier` recognises as written by
     an airscene from before the marker; anyone else's folder is never written into."""
-    path, text = directory / marker, f"airscene {what}\n"
-    if path.is_file() and not path.is_symlink() and path.stat().st_size == len(text) and path.read_text() == text:
+    if holds_marker(directory, marker, what):
         return
     entries = sorted(entry.name for entry in directory.iterdir())
     if entries and not made_earlier(entries):
         raise AirsceneError(f"{what} {directory} holds files that airscene did not write ({listed(entries)}): airscene "
                             "writes only into a new or empty folder, or one of its own; choose a new --out")
-    write_text(path, text, f"{what} marker")
+    write_text(directory / marker, marker_text(what), f"{what} marker")
+
+
+def marker_text(what: str) -> str:
+    return f"airscene {what}\n"
+
+
+def holds_marker(directory: Path, marker: str, what: str) -> bool:
+    """Whether `directory` holds the file `marker` that airscene writes into its `what`, saying so (a file of that
+    name with anything else in it is someone else's)."""
+    path, text = directory / marker, marker_text(what)
+    return path.is_file() and not path.is_symlink() and path.stat().st_size == len(text) and path.read_text() == text
 
 
 def listed(names: list[str], most: int = 3) -> str:
