@@ -466,6 +466,14 @@ def test_training_never_writes_into_a_folder_that_is_not_a_run(data_dir, tmp_pat
     assert (folder / "config.json").read_text() == "my config" and not (folder / ".lock").exists()
 
 
+def test_resuming_to_a_step_the_run_has_passed_is_refused_and_changes_nothing(data_dir, tmp_path, capsys):
+    train(tiny_config(data_dir, steps=6), tmp_path / "run", progress=False)
+    saved = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    assert main(["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--quiet", "--resume", "--steps", "3"]) == 2
+    assert "the run is at step 6, past --steps 3: resume with --steps above 6" in capsys.readouterr().err
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == saved
+
+
 def test_a_run_from_before_the_marker_still_resumes(data_dir, tmp_path):
     from airscene.rundir import RUN_MARKER
 

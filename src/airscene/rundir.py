@@ -82,6 +82,9 @@ class Run:
             raise AirsceneError(f"resuming would train another configuration than the checkpoint's ({'; '.join(changed)}): "
                                 "resume with the run's own settings (only --steps, --minutes, --threads, --device, "
                                 "--compile and --workers may change), or start a new run with another --out")
+        if requested.train.steps is not None and requested.train.steps < state["step"]:
+            raise AirsceneError(f"the run is at step {state['step']}, past --steps {requested.train.steps}: resume with "
+                                f"--steps above {state['step']}, or evaluate the run as it is")
         if state.get("data") != data_digest:
             raise AirsceneError(f"the data set {getattr(requested, 'data', '')} is not the one the checkpoint was trained on "
                                 "(its splits' digests differ): resume on that data set, or start a new run")
