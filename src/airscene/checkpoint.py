@@ -175,19 +175,22 @@ def writable_run(run: str | Path) -> Path:
     run = as_path(run, "run")
     if not run.exists():
         raise AirsceneError(f"run {run} does not exist: give a run directory or its checkpoint.pt")
-    directory = check_writable(run_directory(run), "run directory", create=False)
-    if not holds_marker(directory, RUN_MARKER, "run directory") and not made_before_the_marker(directory):
+    directory = run_directory(run)
+    # Whose folder it is is asked first: proving it writable leaves a temporary file in it for a moment.
+    if (not holds_marker(directory, RUN_MARKER, "run directory")
+            and not made_before_the_marker(directory, [entry.name for entry in directory.iterdir()])):
         raise AirsceneError(f"{directory} is not a run directory airscene made (no {RUN_MARKER}, and no config.json and "
                             "metrics.jsonl beside its checkpoint): airscene writes results only into its own run "
                             "directories; give the directory the run was trained into")
-    return directory
+    return check_writable(directory, "run directory", create=False)
 
 
-def made_before_the_marker(directory: Path) -> bool:
-    """A run directory from an airscene before RUN_MARKER: an intact airscene checkpoint beside the config and the
-    records every training writes (a checkpoint copied into a folder of one's own is not a run)."""
-    names = {entry.name for entry in directory.iterdir()}
-    return {CHECKPOINT_NAME, "config.json", "metrics.jsonl"} <= names and bool(read_checkpoint(directory / CHECKPOINT_NAME))
+def made_before_the_marker(directory: Path, entries: list[str]) -> bool:
+    """Whether `directory`, holding `entries` (names), is a run directory from an airscene before RUN_MARKER: an
+    intact airscene checkpoint beside the config and the records every training writes (a checkpoint copied into a
+    folder of one's own is not a run)."""
+    return ({CHECKPOINT_NAME, "config.json", "metrics.jsonl"} <= set(entries)
+            and bool(read_checkpoint(directory / CHECKPOINT_NAME)))
 
 
 def run_directory(run: str | Path) -> Path:

@@ -82,7 +82,7 @@ class Run:
             raise AirsceneError(f"resuming would train another configuration than the checkpoint's ({'; '.join(changed)}): "
                                 "resume with the run's own settings (only --steps, --minutes, --threads, --device, "
                                 "--compile and --workers may change), or start a new run with another --out")
-        if requested.train.steps is not None and requested.train.steps < state["step"]:
+        if requested.train.steps < state["step"]:
             raise AirsceneError(f"the run is at step {state['step']}, past --steps {requested.train.steps}: resume with "
                                 f"--steps above {state['step']}, or evaluate the run as it is")
         if state.get("data") != data_digest:
@@ -146,7 +146,7 @@ class Run:
 def claim_run_directory(directory: Path) -> None:
     """A run writes (and clears what a died run left) only in a folder airscene made for a run, a new or empty
     one, or a run directory from before the marker (checkpoint.made_before_the_marker)."""
-    claim_directory(directory, RUN_MARKER, "run directory", lambda entries: made_before_the_marker(directory))
+    claim_directory(directory, RUN_MARKER, "run directory", lambda entries: made_before_the_marker(directory, entries))
 
 
 def remove_file(path: Path) -> None:
