@@ -118,6 +118,17 @@ def yaw_posterior_loss(model: SceneAIR, trace: SceneTrace, proposals: int) -> to
     return -(weights * log_q).sum((1, 2)).mean()
 
 
+def wake_updates(model: SceneAIR, trace: SceneTrace, yaw_proposals: int,
+                 per_identity: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """The identity's and the yaw's wake updates on the trace's scenes (their sum) and their statistics;
+    `per_identity` (B, N, K), where the estimator rendered the alternatives already, or they are rendered here."""
+    if per_identity is None:
+        per_identity = alternative_log_likelihoods(model, trace, differentiable=False)
+    identity_loss = identity_posterior_loss(trace, per_identity)
+    yaw_loss = yaw_posterior_loss(model, trace, yaw_proposals)
+    return identity_loss + yaw_loss, {"identity_loss": identity_loss.detach(), "yaw_loss": yaw_loss.detach()}
+
+
 class SceneNVIL(Estimator):
     """A variable count (the table top): the core's NVIL for the presence, with the wake updates."""
 
@@ -130,10 +141,8 @@ class SceneNVIL(Estimator):
 
     def forward(self, model: SceneAIR, trace: SceneTrace) -> tuple[torch.Tensor, dict]:
         loss, statistics = self.nvil(model, trace)
-        identity_loss = identity_posterior_loss(trace, alternative_log_likelihoods(model, trace, differentiable=False))
-        yaw_loss = yaw_posterior_loss(model, trace, self.yaw_proposals)
-        return loss + identity_loss + yaw_loss, {**statistics, "identity_loss": identity_loss.detach(),
-                                                 "yaw_loss": yaw_loss.detach()}
+        wake, wake_statistics = wake_updates(model, trace, self.yaw_proposals)
+        return loss + wake, {**statistics, **wake_statistics}
 
 
 class SceneEnumerate(Enumerate):
@@ -156,10 +165,8 @@ class SceneEnumerate(Enumerate):
         drawn = dataclasses.replace(trace, scenes=first_objects(trace.scenes, counts))
         log_likelihood = model.trace_log_likelihood(drawn)  # (B,)
         pose_loss = -(log_likelihood - log_likelihood.detach()).mean()  # its value 0, its gradient the poses'
-        identity_loss = identity_posterior_loss(drawn, alternative_log_likelihoods(model, drawn, differentiable=False))
-        yaw_loss = yaw_posterior_loss(model, drawn, self.yaw_proposals)
-        return loss + pose_loss + identity_loss + yaw_loss, {**statistics, "identity_loss": identity_loss.detach(),
-                                                              "yaw_loss": yaw_loss.detach()}
+        wake, wake_statistics = wake_updates(model, drawn, self.yaw_proposals)
+        return loss + pose_loss + wake, {**statistics, **wake_statistics}
 
 
 class MarginalIdentity(Estimator):
@@ -177,10 +184,8 @@ class MarginalIdentity(Estimator):
         per_identity = alternative_log_likelihoods(model, trace, differentiable=True)  # (B, N, K)
         marginal = torch.logsumexp(per_identity - math.log(model.shapes), -1).sum(1)  # (B,)
         elbo = marginal - trace.kl.sum(1) + trace.scene_log_ratio
-        identity_loss = identity_posterior_loss(trace, per_identity)
-        yaw_loss = yaw_posterior_loss(model, trace, self.yaw_proposals)
-        statistics = {"elbo": elbo.mean().detach(), "identity_loss": identity_loss.detach(), "yaw_loss": yaw_loss.detach()}
-        return -elbo.mean() + identity_loss + yaw_loss, statistics
+        wake, wake_statistics = wake_updates(model, trace, self.yaw_proposals, per_identity)
+        return -elbo.mean() + wake, {"elbo": elbo.mean().detach(), **wake_statistics}
 
 
 def labels_in_type_order(truth: SceneParameters) -> SceneParameters:
