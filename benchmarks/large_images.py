@@ -74,6 +74,12 @@ VARIANTS = {  # what was tried on top of a kind's flags: name -> (flags, what it
     "anneal-background-alpha": ([*ANNEAL, "--background", "learned", "--compositing", "alpha"],
                                 "annealed, a learned background, objects occlude it (an object darker than its "
                                 "background cannot be added to it)"),
+    "anneal-background-sd-0.15": ([*ANNEAL, "--background", "learned", "--likelihood-sd", "0.15"],
+                                  "annealed, a learned background, a sharper likelihood"),
+    "anneal-background-sd-0.2": ([*ANNEAL, "--background", "learned", "--likelihood-sd", "0.2"],
+                                 "annealed, a learned background, a likelihood a little sharper"),
+    "anneal-background-prior-10": ([*ANNEAL, "--background", "learned", "--count-prior", "1e-10"],
+                                   "annealed, a learned background, a weaker count prior"),
     "anneal-background-turns": ([*ANNEAL, "--background", "learned", "--augment", "turns"],
                                 "annealed, a learned background, tiles turned"),
 }

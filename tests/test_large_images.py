@@ -19,6 +19,8 @@ from airscene.errors import AirsceneError
 from airscene.images import STRETCH_PERCENTILES, read_image, read_images, rescaled, to_model_layout
 from airscene.config import Config
 from airscene.infer import Scenes, count_by_tiles, count_files, load, tile_corners
+from airscene.model.air import read_background
+from airscene.model.networks import BackgroundVAE
 from airscene.runs import batch_indices
 from airscene.train import AIRJob, fit_model_to_data, turned
 
@@ -281,3 +283,29 @@ def test_what_the_hostile_user_tried_is_read_or_refused_in_one_line(camera_files
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "other"), *GRID, "--steps", "1"]) == 2
     assert "has an intensity 'auto' or a scale -1 that no import writes" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+class WindowMeans(BackgroundVAE):
+    """A background component that reads a canvas's mean and draws it flat: what a window sees, it draws."""
+
+    def __init__(self):
+        super().__init__(channels=1, latent_size=1, resolution=2)
+
+    def encode(self, images):
+        return images.mean((1, 2, 3))[:, None], torch.ones(len(images), 1)
+
+    def decode(self, z_background, size):
+        return z_background[:, :, None, None].expand(-1, 1, *size)
+
+
+def test_a_canvas_larger_than_the_one_learned_on_gets_its_background_window_by_window():
+    dark_then_bright = torch.cat([torch.full((1, 1, 64, 96), 0.2), torch.full((1, 1, 64, 96), 0.8)], -1)  # 64 x 192
+    whole = read_background(WindowMeans(), dark_then_bright, sample=False, side=64 * 3)
+    assert torch.allclose(whole.background, torch.full_like(dark_then_bright, 0.5))  # read whole: one mean
+    windows = read_background(WindowMeans(), dark_then_bright, sample=False, side=64)
+    assert windows.background.shape == dark_then_bright.shape
+    assert torch.allclose(windows.background[..., :32], torch.tensor(0.2))  # far from the edge, each side its own
+    assert torch.allclose(windows.background[..., -32:], torch.tensor(0.8))
+    assert windows.log_ratio.shape == (1,)
+    flat = read_background(WindowMeans(), torch.full((2, 1, 100, 130), 0.3), sample=False, side=48)
+    assert torch.allclose(flat.background, torch.tensor(0.3))  # the windows' weights add up to one everywhere

@@ -228,12 +228,41 @@ def brightest_blob(residual: torch.Tensor, radius: int, taken: torch.Tensor | No
     return strength.flatten(1).argmax(1)
 
 
-def read_background(background: BackgroundVAE, images: torch.Tensor, sample: bool) -> BackgroundLatents:
-    """The background component's latent inferred from images (B, C, H, W), and decoded to their size."""
+def read_background(background: BackgroundVAE, images: torch.Tensor, sample: bool, side: int) -> BackgroundLatents:
+    """The background component's latent inferred from images (B, C, H, W), and decoded to their size. Images
+    larger than the canvas `side` it learned on are read window by window (read_background_in_windows)."""
+    if max(images.shape[-2:]) > side:
+        return read_background_in_windows(background, images, sample, side)
     q = normal(*background.encode(images))
     z_background = q.rsample() if sample else q.mean  # (B, D)
     log_ratio = (standard_normal().log_prob(z_background) - q.log_prob(z_background)).sum(-1)
     return BackgroundLatents(background=background.decode(z_background, images.shape[-2:]), log_ratio=log_ratio)
+
+
+def read_background_in_windows(background: BackgroundVAE, images: torch.Tensor, sample: bool,
+                               side: int) -> BackgroundLatents:
+    """The background of images (B, C, H, W) larger than the canvas `side` the component learned on, read at
+    the scale it learned: windows of side x side (at most the images' own height and width) half a window
+    apart, each with a latent of its own, decoded, and blended by weights that fall from the window's centre
+    to almost nothing at its edges. Read whole, one coarse latent would have to draw a canvas many times the
+    size of any it learned on, smoother than any background it was trained to fit. The log ratio is the
+    windows' summed. The images are padded by their edge pixels to a whole number of half windows."""
+    batch, channels, height, width = images.shape
+    window = (min(side, height), min(side, width))
+    stride = tuple(max(1, length // 2) for length in window)
+    padded_size = [length + -(length - size) % step for length, size, step in zip((height, width), window, stride)]
+    padded = F.pad(images, (0, padded_size[1] - width, 0, padded_size[0] - height), mode="replicate")
+    windows = F.unfold(padded, window, stride=stride)  # (B, C h w, L)
+    count = windows.shape[-1]
+    read = read_background(background, windows.transpose(1, 2).reshape(batch * count, channels, *window), sample,
+                           side)
+    ramps = [1 - ((torch.arange(size, device=images.device, dtype=images.dtype) + 0.5) / size * 2 - 1).abs()
+             for size in window]  # (h,), (w,): 1 at the centre, 1 / size at the edges
+    weight = (ramps[0][:, None] * ramps[1][None, :]).flatten()  # (h w,)
+    drawn = read.background.view(batch, count, channels * weight.numel()).transpose(1, 2) * weight.repeat(channels)[:, None]
+    total = F.fold(weight.repeat(channels)[None, :, None].expand(1, -1, count), padded_size, window, stride=stride)
+    blended = F.fold(drawn, padded_size, window, stride=stride) / total
+    return BackgroundLatents(background=blended[..., :height, :width], log_ratio=read.log_ratio.view(batch, count).sum(1))
 
 
 def draw_background(background: BackgroundVAE, config: ModelConfig, number: int, generator: torch.Generator | None,
@@ -340,7 +369,8 @@ class AIR(AttendInferRepeat, PixelLikelihood):
 
     def read_image(self, images: torch.Tensor, sample: bool) -> BackgroundLatents | None:
         """The background, AIR's one latent of the whole image (where the config has one)."""
-        return None if self.config.background == "none" else read_background(self.background, images, sample)
+        return None if self.config.background == "none" else read_background(self.background, images, sample,
+                                                                                 self.config.image_size)
 
     def embed_input(self, images: torch.Tensor, context, steps: list[GlimpseStep], z_pres: list[torch.Tensor]):
         """What step i reads: the embedding of x (DAIR: of x - xhat^{i-1}), and its window's proposal (or None)."""

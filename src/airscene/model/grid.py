@@ -455,7 +455,8 @@ class GridAIR(nn.Module, PixelLikelihood):
                  sample: bool = True) -> GridTrace:
         """The trace of the cells `cells` holds: their presences drawn, their objects decoded into their tiles,
         and the background read."""
-        context = None if self.config.background == "none" else read_background(self.background, images, sample)
+        context = (None if self.config.background == "none"
+                   else read_background(self.background, images, sample, self.config.image_size))
         logits = cells.presence_logits if cells.cells is None else cells.presence_logits.gather(1, cells.cells)
         z_pres = draw_presence(logits.flatten(), logits.new_ones(logits.numel(), 1), presence, temperature)
         return GridTrace(images=images, presence_logits=logits, z_pres=z_pres.view_as(logits), log_ratio=cells.log_ratio,
