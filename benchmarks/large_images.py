@@ -296,8 +296,8 @@ def main() -> None:
         "true count; for the synthetic scenes, the share of scenes counted exactly, the mean absolute error, and "
         "the windows' errors over the 50 scenes (each window given to the true box holding its centre): objects no "
         "window found, windows doubling an object, windows on the background. "
-        "The runs shared the two cores with a second run or other work, so a 4-minute run took 2,400-5,000 steps "
-        "(the first seed's shown). Trained by `python benchmarks/large_images.py --seeds 0 1 2 --no-report` (each "
+        "The runs shared the two cores with a second run or other work, so a 4-minute run's steps vary with what "
+        "ran beside it (the first seed's shown). Trained by `python benchmarks/large_images.py --seeds 0 1 2 --no-report` (each "
         "kind's chosen variant), `--variants NAME --seeds 0` for the others and `--one-command` for the last table; "
         "then reported by the command above.",
         "",
