@@ -270,6 +270,10 @@ def test_inference_step_is_the_lstm_cell_with_precomputed_image_gates():
     expected_hidden, expected_cell = step.lstm(torch.cat([embedding, z_where, z_what, z_pres], -1), state)
     torch.testing.assert_close(hidden, expected_hidden)
     torch.testing.assert_close(cell, expected_cell)
+    _, _, _, (hidden, cell) = step(step.image_gates(embedding), torch.cat([z_where, z_what, z_pres], -1), None)
+    expected_hidden, expected_cell = step.lstm(torch.cat([embedding, z_where, z_what, z_pres], -1))  # zeros
+    torch.testing.assert_close(hidden, expected_hidden)
+    torch.testing.assert_close(cell, expected_cell)
 
 
 def test_sampled_elbo_sums_to_the_count_and_latent_terms():
@@ -355,11 +359,11 @@ def test_without_step_memory_every_step_starts_from_an_empty_state():
         with torch.no_grad():
             model.infer_step.head.bias[0] = 50.0  # every step present: no early exit
         states, step = [], model.infer_step.forward
-        model.infer_step.forward = lambda *args: states.append(args[-1][0].clone()) or step(*args)
+        model.infer_step.forward = lambda *args: states.append(args[-1]) or step(*args)
         model(torch.rand(3, 1, 20, 20))
         model.describe(torch.rand(3, 1, 20, 20))
-        assert len(states) == 6 and all(s.abs().sum() == 0 for s in (states[0], states[3]))
-        assert all((s.abs().sum() > 0) == memory for s in states[1:3] + states[4:6])
+        assert len(states) == 6 and states[0] is None and states[3] is None  # a fresh state: zeros, not computed
+        assert all((state is not None and state[0].abs().sum() > 0) == memory for state in states[1:3] + states[4:6])
 
 
 def test_without_step_feedback_no_step_is_told_the_previous_latents():

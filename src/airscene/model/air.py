@@ -97,7 +97,7 @@ class AttendInferRepeat(nn.Module):
         steps_total = self.config.max_objects
         context = self.read_image(images, sample)
         feedback, z_pres = self.initial_feedback(images), images.new_ones(len(images), 1)
-        state = self.infer_step.initial_state(images)
+        state = None  # the LSTM's fresh state (zeros)
         steps, logits, presences = [], [], []
         for step in range(steps_total):
             if step == 0 or self.difference:
@@ -122,7 +122,7 @@ class AttendInferRepeat(nn.Module):
         where_shift (B, D) where the input proposes a window), and the model infers the object. Returns the
         presence logit (B,), the step's record (infer_object's) and the new LSTM state."""
         if not self.config.step_memory:
-            state = tuple(torch.zeros_like(part) for part in state)
+            state = None
         if not self.config.step_feedback:
             previous = torch.zeros_like(previous)
         logit, where_mean, where_sd, state = self.infer_step(image_gates, previous, state)
@@ -591,7 +591,7 @@ class AIR(AttendInferRepeat, PixelLikelihood):
         active = torch.arange(batch, device=images.device)  # images still being explained
         reached = images.new_ones(batch, dtype=torch.bool)  # fixed shapes: every earlier step was present
         previous = torch.cat([self.initial_feedback(images), images.new_ones(batch, 1)], 1)
-        state = self.infer_step.initial_state(images)
+        state = None  # the LSTM's fresh state (zeros)
         context = self.read_image(images, sample=False) if self.difference else None  # DAIR's canvas starts with it
         objects: list[torch.Tensor] = []  # DAIR: each step's object, for the images still active
         for step in range(c.max_objects):
@@ -619,13 +619,14 @@ class AIR(AttendInferRepeat, PixelLikelihood):
                 keep = probability > threshold
                 if not keep.any():
                     break
-                if not keep.all():  # drop the images that stopped (only then: indexing costs time)
+                if not keep.all():  # drop the images that stopped (only then: copying rows costs time)
+                    kept = keep.nonzero().squeeze(1)  # found once; a boolean index would search the mask anew
                     active, images, image_gates, z_where, z_what, feedback = (
-                        tensor[keep] for tensor in (active, images, image_gates, z_where, z_what, feedback))
-                    state, objects = (state[0][keep], state[1][keep]), [obj[keep] for obj in objects]
-                    context = None if context is None else BackgroundLatents(background=context.background[keep],
-                                                                             log_ratio=context.log_ratio[keep])
-                    drawn = None if drawn is None else drawn[keep]
+                        tensor.index_select(0, kept) for tensor in (active, images, image_gates, z_where, z_what, feedback))
+                    state, objects = (state[0][kept], state[1][kept]), [obj[kept] for obj in objects]
+                    context = None if context is None else BackgroundLatents(background=context.background[kept],
+                                                                             log_ratio=context.log_ratio[kept])
+                    drawn = None if drawn is None else drawn[kept]
                 present[active, step] = 1.0
                 wheres[active, step], whats[active, step] = z_where, z_what
             previous = torch.cat([feedback, torch.ones_like(z_where[:, :1])], 1)

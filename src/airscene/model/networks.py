@@ -147,10 +147,6 @@ class InferenceStep(nn.Module):
             self.head.weight.mul_(0.1)
             self.head.bias.copy_(torch.tensor([2.0, *where_mean, *where_sd_bias]))
 
-    def initial_state(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The LSTM state (hidden, cell) before the first step, on the images' device."""
-        hidden = images.new_zeros(len(images), self.hidden_size)
-        return hidden, torch.zeros_like(hidden)
 
     def image_gates(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, E) -> (B, 4H): the image's share of the LSTM's gate pre-activations. AIR's recurrent input
@@ -159,13 +155,16 @@ class InferenceStep(nn.Module):
         return F.linear(embedding, weight, self.lstm.bias_ih + self.lstm.bias_hh)
 
     def forward(self, image_gates, previous, state):
-        """(B, 4H), (B, F + 1) = [z^{i-1}, z_pres^{i-1}], ((B, H), (B, H)) -> logit (B,), mean (B, D),
-        sd (B, D), state. The LSTM cell of nn.LSTMCell (gates i, f, g, o), with the image's gates precomputed."""
-        hidden, cell = state
-        gates = (image_gates + F.linear(previous, self.lstm.weight_ih[:, self.embedding_size:])
-                 + F.linear(hidden, self.lstm.weight_hh))
+        """(B, 4H), (B, F + 1) = [z^{i-1}, z_pres^{i-1}], ((B, H), (B, H)) or None (a fresh state: zeros) ->
+        logit (B,), mean (B, D), sd (B, D), state. The LSTM cell of nn.LSTMCell (gates i, f, g, o), with the
+        image's gates precomputed; a fresh state's terms, zero, are not computed."""
+        gates = torch.addmm(image_gates, previous, self.lstm.weight_ih[:, self.embedding_size:].t())
+        if state is not None:
+            gates = torch.addmm(gates, state[0], self.lstm.weight_hh.t())
         input_gate, forget_gate, cell_gate, output_gate = gates.chunk(4, dim=1)
-        cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(input_gate) * torch.tanh(cell_gate)
+        cell = torch.sigmoid(input_gate) * torch.tanh(cell_gate)
+        if state is not None:
+            cell = torch.sigmoid(forget_gate) * state[1] + cell
         hidden = torch.sigmoid(output_gate) * torch.tanh(cell)
         output = self.head(hidden)
         mean, sd = gaussian_parameters(output[:, 1:])
