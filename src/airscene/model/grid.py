@@ -111,8 +111,8 @@ class AdditiveGaussianEffects:
         tiles = at_least_float32(trace.tiles) * model.on_canvas(trace)  # (B, K, C, T, T), 0 beyond the canvas
         target = trace.images if trace.background is None else trace.images - trace.background
         self.variance = model.config.likelihood_sd ** 2
-        self.alone = ((model.tiled(target, trace.cells) * tiles).flatten(2).sum(-1)
-                      - 0.5 * tiles.square().flatten(2).sum(-1))  # (B, K)
+        self.alone = torch.linalg.vecdot((model.tiled(target, trace.cells) - 0.5 * tiles).flatten(2),
+                                         tiles.flatten(2))  # (B, K) <x - b, y_k> - |y_k|^2 / 2
         self.gram = (None if trace.cells is None else overlap_gram(  # (B, K, K)
             tiles, trace.cells, model.weighed(trace), self.columns, model.reach, model.cell))
         if self.gram is not None:
@@ -153,18 +153,21 @@ def overlap_gram(tiles: torch.Tensor, cells: torch.Tensor, weighed: torch.Tensor
     batch, count, size = tiles.shape[0], tiles.shape[1], tiles.shape[-1]
     row, column = cells // columns, cells % columns  # (B, K)
     below, right = row[:, None, :] - row[:, :, None], column[:, None, :] - column[:, :, None]  # (B, K, K): j from k
-    pairs = weighed[:, :, None] & weighed[:, None, :]
+    after = (below > 0) | ((below == 0) & (right > 0))  # each pair once
+    near = weighed[:, :, None] & weighed[:, None, :] & after & (below < reach) & (right.abs() < reach)
+    pairs = near.nonzero(as_tuple=True)  # (P,) each: the overlapping pairs, found once
+    offsets = below[pairs], right[pairs]  # (P,) each
     flat = tiles.flatten(0, 1)  # (B K, C, T, T)
     gram = tiles.new_zeros(batch, count, count)
     for down in range(reach):
         for across in range(-reach + 1, reach):
             if (down, across) <= (0, 0):
                 continue
-            image, mine, theirs = (pairs & (below == down) & (right == across)).nonzero(as_tuple=True)
+            image, mine, theirs = (part[(offsets[0] == down) & (offsets[1] == across)] for part in pairs)
             rows, columns_mine = slice(down * cell, size), slice(max(0, across) * cell, size + min(0, across) * cell)
             rows_theirs, columns_theirs = slice(0, size - down * cell), slice(max(0, -across) * cell, size - max(0, across) * cell)
-            inner = (flat[image * count + mine][..., rows, columns_mine]
-                     * flat[image * count + theirs][..., rows_theirs, columns_theirs]).flatten(1).sum(-1)
+            inner = (flat[..., rows, columns_mine][image * count + mine]  # only the common pixels are gathered
+                     * flat[..., rows_theirs, columns_theirs][image * count + theirs]).flatten(1).sum(-1)
             gram[image, mine, theirs] = inner
             gram[image, theirs, mine] = inner
     return gram
