@@ -137,7 +137,7 @@ class InferenceStep(nn.Module):
     def __init__(self, embedding_size: int, feedback_size: int, hidden_size: int,
                  where_mean: tuple[float, ...], where_sd_bias: tuple[float, ...]):
         super().__init__()
-        self.embedding_size, self.hidden_size = embedding_size, hidden_size
+        self.embedding_size = embedding_size
         self.lstm = nn.LSTMCell(embedding_size + feedback_size + 1, hidden_size)
         self.head = nn.Linear(hidden_size, 1 + 2 * len(where_mean))
         with torch.no_grad():
@@ -146,7 +146,6 @@ class InferenceStep(nn.Module):
             # probability sigmoid(2) = 0.88 so that early steps are tried and learn.
             self.head.weight.mul_(0.1)
             self.head.bias.copy_(torch.tensor([2.0, *where_mean, *where_sd_bias]))
-
 
     def image_gates(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, E) -> (B, 4H): the image's share of the LSTM's gate pre-activations. AIR's recurrent input
