@@ -13,7 +13,7 @@ import typing
 import warnings
 from pathlib import Path
 
-from airscene.config import MAIN_JOB_MINUTES, Config
+from airscene.config import MAIN_JOB_MINUTES, Config, resumable_flags
 from airscene.errors import AirsceneError, AirsceneWarning
 from airscene.images import INTENSITIES
 from airscene.settings import holds_every_setting
@@ -134,8 +134,7 @@ def _air_config(args: argparse.Namespace, resume: bool) -> Config:
 
     if resume and getattr(args, "config", None):
         raise AirsceneError(f"--config {args.config} is not read when resuming: a resumed run keeps its own settings "
-                            "(only --steps, --minutes, --threads, --device, --compile and --workers may change); "
-                            "drop --config")
+                            f"(only {resumable_flags()} may change); drop --config")
     if resume:
         base = saved_config(args.out, Config.from_dict, "air")
     elif getattr(args, "config", None):
@@ -434,7 +433,7 @@ def _graphics_eval_command(args: argparse.Namespace) -> int:
 def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint "
-                        "(only --steps, --minutes, --threads, --device, --compile and --workers may change)")
+                        f"(only {resumable_flags()} may change)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

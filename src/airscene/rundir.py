@@ -11,14 +11,13 @@ from pathlib import Path
 
 from airscene.checkpoint import (CHECKPOINT_NAME, RUN_MARKER, checkpoint_config, made_before_the_marker,
                                  read_checkpoint, save_checkpoint)
+from airscene.config import RESUMABLE, resumable_flags
 from airscene.distributed import Shard
 from airscene.errors import AirsceneError
 from airscene.settings import differences
 from airscene.storage import (append_line, as_path, check_writable, claim_directory, json_ready, lock_directory,
                               write_failure, write_json, write_text)
 
-# What a resumed run may change: its budget and where it computes; anything else would be another run.
-RESUMABLE = ("train.steps", "train.minutes", "train.threads", "train.device", "train.compile", "workers")
 # Taken from the data at the start of training; a checkpoint written before they existed holds None for them.
 FROM_THE_DATA = ("model.intensity", "model.image_scale")
 
@@ -80,8 +79,8 @@ class Run:
                    and not any(line.startswith(f"{name}: None -> ") for name in FROM_THE_DATA)]
         if changed:
             raise AirsceneError(f"resuming would train another configuration than the checkpoint's ({'; '.join(changed)}): "
-                                "resume with the run's own settings (only --steps, --minutes, --threads, --device, "
-                                "--compile and --workers may change), or start a new run with another --out")
+                                f"resume with the run's own settings (only {resumable_flags()} may change), or start "
+                                "a new run with another --out")
         if requested.train.steps < state["step"]:
             raise AirsceneError(f"the run is at step {state['step']}, past --steps {requested.train.steps}: resume with "
                                 f"--steps above {state['step']}, or evaluate the run as it is")
