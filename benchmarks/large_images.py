@@ -16,6 +16,7 @@ scikit-image's photographs and textures on 256 x 256 canvases, 15-40 a scene, co
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import json
 import subprocess
@@ -381,10 +382,16 @@ def scene_summary(counts: list[int], truth: list[int]) -> str:
     return f"{100 * np.mean(counts == true):.0f}% exact, MAE {np.abs(counts - true).mean():.2f}"
 
 
+@functools.cache
+def synthetic_scenes(out: Path):
+    """The synthetic kind's held-out scenes, with their true boxes (read once)."""
+    return load_dataset(out / "synthetic" / "scenes")[1]
+
+
 def run_summary(run: dict, out: Path) -> str:
     """A run's counts of the synthetic scenes: scene_summary, and its windows' errors (window_errors) where its
     counts kept the boxes."""
-    test = load_dataset(out / "synthetic" / "scenes")[1]
+    test = synthetic_scenes(out)
     summary = scene_summary(run["counts"], [int(count) for count in test.counts])
     if "boxes" not in run:
         return summary

@@ -258,9 +258,9 @@ def read_background_in_windows(background: BackgroundVAE, images: torch.Tensor, 
                            side)
     ramps = [1 - ((torch.arange(size, device=images.device, dtype=images.dtype) + 0.5) / size * 2 - 1).abs()
              for size in window]  # (h,), (w,): 1 at the centre, 1 / size at the edges
-    weight = (ramps[0][:, None] * ramps[1][None, :]).flatten()  # (h w,)
-    drawn = read.background.view(batch, count, channels * weight.numel()).transpose(1, 2) * weight.repeat(channels)[:, None]
-    total = F.fold(weight.repeat(channels)[None, :, None].expand(1, -1, count), padded_size, window, stride=stride)
+    weight = (ramps[0][:, None] * ramps[1][None, :]).flatten().repeat(channels)[:, None]  # (C h w, 1)
+    drawn = read.background.reshape(batch, count, -1).transpose(1, 2) * weight  # (B, C h w, L)
+    total = F.fold(weight[None].expand(1, -1, count), padded_size, window, stride=stride)
     blended = F.fold(drawn, padded_size, window, stride=stride) / total
     return BackgroundLatents(background=blended[..., :height, :width], log_ratio=read.log_ratio.view(batch, count).sum(1))
 
