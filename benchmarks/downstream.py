@@ -1,5 +1,5 @@
-"""Data-efficiency curves for summing and ordering two digits (the paper's Fig. 5) from AIR's codes, a
-convolutional autoencoder's codes, and raw pixels (a CNN); see airscene/downstream.py.
+"""Data-efficiency curves for summing and ordering two digits (the paper's Fig. 5) from AIR's codes, the pixels
+under AIR's windows, a convolutional autoencoder's codes, and raw pixels (a CNN); see airscene/downstream.py.
 
 AIR is trained here (once, 20,000 steps, one thread, about 20 minutes) unless --air names a trained run.
 Protocol: 10,000 labelled 2-digit scenes from the training digits, 1,000 validation scenes from the
@@ -22,8 +22,8 @@ from results import train_once, write_section  # noqa: E402
 
 import airscene  # noqa: E402
 from airscene.data import load_dataset, load_pools  # noqa: E402
-from airscene.downstream import (REPRESENTATIONS, TASKS, air_features, cae_features, digit_ceiling,  # noqa: E402
-                                 fit_and_score, pair_scenes, train_autoencoder)
+from airscene.downstream import (REPRESENTATIONS, TASKS, air_features, air_glimpses, cae_features,  # noqa: E402
+                                 digit_ceiling, fit_and_score, pair_scenes, train_autoencoder)
 from airscene.viz import plt, save_figure  # noqa: E402
 
 GRID = list(itertools.product((1e-3, 3e-3), (0.0, 1e-2)))  # learning rate, weight decay
@@ -55,6 +55,7 @@ def main() -> None:
     autoencoder = train_autoencoder(unlabelled, args.cae_steps, seed=0)
     codes = {name: air_features(trained, split.images) for name, split in splits.items()}
     inputs = {"air": codes, "air-digits": codes,
+              "air-glimpses": {name: air_glimpses(trained, split.images) for name, split in splits.items()},
               "cae": {name: cae_features(autoencoder, split.images) for name, split in splits.items()},
               "pixels": {name: split.images for name, split in splits.items()}}
     found = [int(c) for c in trained.infer(splits["test"].images).counts]
@@ -124,7 +125,10 @@ def report(results: dict, args) -> None:
         "(256 units). Pixels: a 3-layer CNN. `air`: each object's (presence, z_where, z_what), ordered left to "
         "right, through one network shared by the objects and then an MLP (`ObjectHead`); `air-digits`: the same "
         "code through one digit classifier shared by the objects, whose two distributions give the answer's exactly "
-        "(`DigitHead`: the task's structure, which only a code of objects allows). Every head trains "
+        "(`DigitHead`: the task's structure, which only a code of objects allows); `air-glimpses`: AIR's windows "
+        "without its appearance code, the pixels under each object's window (the glimpse its encoder reads), left to "
+        "right, through the same digit head with a small CNN (`DigitClassifier`, half as wide) as its classifier. "
+        "Every head trains "
         "for 30 epochs, at least 200 and at most 5,000 steps of batch 64. Mean test accuracy over seeds "
         f"{', '.join(map(str, args.seeds))}; the last columns are the first label budget whose mean reaches 90%, "
         "and the learning rate and weight decay chosen on the validation scenes.\n",

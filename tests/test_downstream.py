@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 from airscene.config import Config, ModelConfig
 from airscene.data import compose_scenes
-from airscene.downstream import (TASKS, DigitHead, PairScenes, air_features, cae_features, digit_ceiling,
-                                 fit_and_score, pair_scenes, train_autoencoder)
+from airscene.downstream import (TASKS, DigitHead, PairScenes, air_features, air_glimpses, cae_features,
+                                 digit_ceiling, fit_and_score, pair_scenes, train_autoencoder)
 from airscene.images import to_model_layout
 from airscene.infer import Scenes, TrainedModel
 from airscene.model import AIR
@@ -41,6 +41,25 @@ def test_air_features_order_objects_by_x_and_zero_what_is_missing(monkeypatch):
     np.testing.assert_allclose(features[1], [0.7, 2.3, 0.1, 0, 3, 3] + [0] * 6)
 
 
+def test_air_glimpses_are_the_pixels_under_each_window_left_to_right(monkeypatch):
+    config = Config(model=ModelConfig(image_size=20, channels=1, glimpse_size=8, what_size=2, hidden_size=16,
+                                      embedding_size=16, glimpse_hidden_size=16))
+    trained = TrainedModel(AIR(config.model), config)
+    nan = np.nan
+    left, right = [2.0, -0.5, 0.0], [2.0, 0.5, 0.0]  # windows half a canvas wide over the left and right halves
+    scenes = Scenes(counts=np.array([2, 1]), boxes=np.zeros((2, 3, 4)), presence=np.array([[0.9, 0.8, 0.1], [0.7, 0.2, 0]]),
+                    what=np.zeros((2, 3, 2)), where=np.array([[right, left, [nan] * 3], [left, [nan] * 3, [nan] * 3]]))
+    monkeypatch.setattr(trained, "infer", lambda images: scenes)
+    images = np.zeros((2, 20, 20), np.uint8)
+    images[:, :, :10], images[:, :, 10:] = 255, 102  # the left half white, the right 40% grey
+    glimpses = air_glimpses(trained, images)
+    assert glimpses.shape == (2, 2, 8, 8)
+    np.testing.assert_allclose(glimpses[0, 0], 1.0, atol=1e-6)  # the left object first, though found second
+    np.testing.assert_allclose(glimpses[0, 1], 0.4, atol=1e-6)
+    np.testing.assert_allclose(glimpses[1, 0], 1.0, atol=1e-6)
+    assert (glimpses[1, 1] == 0).all()  # no second object: an empty glimpse
+
+
 def test_heads_learn_a_separable_task_from_codes_and_from_pixels():
     rng = np.random.default_rng(0)
     targets = rng.integers(0, 2, 300)
@@ -56,14 +75,19 @@ def test_heads_learn_a_separable_task_from_codes_and_from_pixels():
         image[:, 8 * target:8 * target + 4] = 255  # a bar whose position is the class
     assert fit_and_score("pixels", images[:200], targets[:200], images[200:], targets[200:], "ascending", 3e-3, 0.0,
                          seed=0) > 0.95
+    glimpses = np.zeros((300, 2, 8, 8), np.float32)  # two objects, each a bar whose row is its class
+    for pair, classes in zip(glimpses, objects):
+        for glimpse, row in zip(pair, classes):
+            glimpse[2 * row:2 * row + 2] = 1
+    assert fit_and_score("air-glimpses", glimpses[:200], ordered[:200], glimpses[200:], ordered[200:], "ascending",
+                         3e-3, 0.0, seed=0) > 0.95
 
 
 def test_the_digit_head_answers_from_the_two_digits_distributions():
     digits = np.stack(np.meshgrid(np.arange(10), np.arange(10), indexing="ij"), -1).reshape(-1, 2)  # every pair
     pairs = PairScenes(images=np.empty(0), digits=digits)
     for task in TASKS:
-        head = DigitHead(object_size=10, task=task)
-        head.classify = torch.nn.Linear(10, 10)
+        head = DigitHead(torch.nn.Linear(10, 10), (10,), task)
         with torch.no_grad():  # each object's code is its digit, one-hot: the classifier is sure of it
             head.classify.weight.copy_(50 * torch.eye(10))
             head.classify.bias.zero_()
