@@ -67,11 +67,12 @@ def test_the_chosen_cells_tiles_pass_their_gradient_back_as_every_cells_do():
 
 def test_which_tile_pixels_lie_on_the_canvas_is_the_tiles_of_a_canvas_of_ones():
     height, width = 19, 22  # not whole cells: the last row and column of cells run past the canvas
-    ones = F.pad(torch.ones(2, 1, height, width), (0, 24 - width, 0, 24 - height))
-    every = cell_tiles(ones, 8, 12)  # (2, 9, 1, 12, 12)
-    torch.testing.assert_close(tile_coverage(height, width, 8, 12, torch.arange(9)).float().expand_as(every), every)
+    ones = torch.ones(2, 1, height, width)
+    every = cell_tiles(ones, 8, 12)  # (2, 9, 1, 12, 12): the canvas completed to whole cells by zeros
+    torch.testing.assert_close(every, cell_tiles(F.pad(ones, (0, 24 - width, 0, 24 - height)), 8, 12))
+    torch.testing.assert_close(tile_coverage(height, width, 8, 12, torch.arange(9)).expand_as(every), every)
     chosen = torch.tensor([[0, 5, 8], [2, 4, 7]])
-    torch.testing.assert_close(tile_coverage(height, width, 8, 12, chosen).float(), cell_tiles(ones, 8, 12, chosen))
+    torch.testing.assert_close(tile_coverage(height, width, 8, 12, chosen), cell_tiles(ones, 8, 12, chosen))
 
 
 def test_many_windows_are_cropped_in_one_pass_as_one_at_a_time():

@@ -111,8 +111,9 @@ class AdditiveGaussianEffects:
         tiles = at_least_float32(trace.tiles) * model.on_canvas(trace)  # (B, K, C, T, T), 0 beyond the canvas
         target = trace.images if trace.background is None else trace.images - trace.background
         self.variance = model.config.likelihood_sd ** 2
-        self.alone = torch.linalg.vecdot((model.tiled(target, trace.cells) - 0.5 * tiles).flatten(2),
-                                         tiles.flatten(2))  # (B, K) <x - b, y_k> - |y_k|^2 / 2
+        flat = tiles.flatten(2)  # (B, K, C T T); each term one product, the norm none: few tile-sized temporaries
+        self.alone = (torch.linalg.vecdot(model.tiled(target, trace.cells).flatten(2), flat)
+                      - 0.5 * torch.linalg.vector_norm(flat, dim=-1).square())  # (B, K) <x - b, y_k> - |y_k|^2 / 2
         self.gram = (None if trace.cells is None else overlap_gram(  # (B, K, K)
             tiles, trace.cells, model.weighed(trace), self.columns, model.reach, model.cell))
         if self.gram is not None:
@@ -274,7 +275,7 @@ class GridAIR(nn.Module, PixelLikelihood):
     def tiled(self, canvas: torch.Tensor, cells: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, H, W) -> (B, K, C, T, T): the tile around each cell (or each of `cells`, (B, K) indices), zero
         beyond the canvas."""
-        return cell_tiles(self.padded(canvas), self.cell, self.tile, cells)
+        return cell_tiles(canvas, self.cell, self.tile, cells)
 
     @staticmethod
     def cell_indices(trace: GridTrace) -> torch.Tensor:
@@ -283,7 +284,7 @@ class GridAIR(nn.Module, PixelLikelihood):
 
     def on_canvas(self, trace: GridTrace) -> torch.Tensor:
         """(B, K, 1, T, T) (or (1, K, 1, T, T) for every cell): 1 where a cell's tile lies on the canvas, 0 beyond."""
-        inside = tile_coverage(*trace.images.shape[-2:], self.cell, self.tile, self.cell_indices(trace)).to(trace.tiles.dtype)
+        inside = tile_coverage(*trace.images.shape[-2:], self.cell, self.tile, self.cell_indices(trace), trace.tiles.dtype)
         return inside if trace.cells is not None else inside[None]
 
     def cell_grid(self, images: torch.Tensor) -> tuple[int, int]:

@@ -65,29 +65,32 @@ def window_boxes(z_where: torch.Tensor, image_size: int, min_scale: float) -> to
 
 
 def cell_tiles(images: torch.Tensor, cell: int, tile: int, cells: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, C, H, W) with H, W multiples of `cell` -> (B, K, C, tile, tile): the tile around each of the
-    K = (H / cell) (W / cell) cells (row-major), centred on it (tile - cell even), zero beyond the canvas.
-    Where a grid model draws each cell's object. With `cells` (B, M) (row-major indices), the tiles of
-    those cells only: (B, M, C, tile, tile)."""
+    """(B, C, H, W) -> (B, K, C, tile, tile): the tile around each of the K = ceil(H / cell) ceil(W / cell) cells
+    (row-major; the last row and column completed by zeros), centred on it (tile - cell even), zero beyond the
+    canvas. Where a grid model draws each cell's object. With `cells` (B, M) (row-major indices), the tiles of
+    those cells only: (B, M, C, tile, tile). The canvas is padded once, for the cells and the tiles' margins."""
     batch, channels, height, width = images.shape
     margin = (tile - cell) // 2
-    padded = F.pad(images, (margin, tile - cell - margin, margin, tile - cell - margin))
-    columns, stride = width // cell, padded.stride()
-    every = padded.as_strided((batch, height // cell, columns, channels, tile, tile),  # a view: the tiles overlap
+    right, bottom = tile - cell - margin + (-width % cell), tile - cell - margin + (-height % cell)
+    padded = F.pad(images, (margin, right, margin, bottom))
+    rows, columns, stride = -(-height // cell), -(-width // cell), padded.stride()
+    every = padded.as_strided((batch, rows, columns, channels, tile, tile),  # a view: the tiles overlap
                               (stride[0], cell * stride[2], cell * stride[3], stride[1], stride[2], stride[3]))
     if cells is None:
         return every.reshape(batch, -1, channels, tile, tile)
     return every[torch.arange(batch, device=cells.device)[:, None], cells // columns, cells % columns]
 
 
-def tile_coverage(height: int, width: int, cell: int, tile: int, cells: torch.Tensor) -> torch.Tensor:
+def tile_coverage(height: int, width: int, cell: int, tile: int, cells: torch.Tensor,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Which pixels of each cell's tile lie on an H x W canvas: cells (K,) or (B, K) (row-major indices on the
-    grid of `cell_tiles`) -> (K, 1, tile, tile) or (B, K, 1, tile, tile), 1 on the canvas and 0 beyond it.
-    `cell_tiles` of a canvas of ones, from the tiles' geometry alone."""
+    grid of `cell_tiles`) -> (K, 1, tile, tile) or (B, K, 1, tile, tile) of `dtype`, 1 on the canvas and 0 beyond
+    it. `cell_tiles` of a canvas of ones, from the tiles' geometry alone: a row's share times a column's."""
     margin = (tile - cell) // 2
     rows, across = tile_spans(cells, -(-width // cell), cell, tile)  # (..., K, T) in the padded canvas
-    on_rows, on_columns = (rows >= margin) & (rows < height + margin), (across >= margin) & (across < width + margin)
-    return (on_rows[..., :, None] & on_columns[..., None, :]).unsqueeze(-3)
+    on_rows = ((rows >= margin) & (rows < height + margin)).to(dtype)
+    on_columns = ((across >= margin) & (across < width + margin)).to(dtype)
+    return (on_rows[..., :, None] * on_columns[..., None, :]).unsqueeze(-3)
 
 
 def tile_spans(cells: torch.Tensor, columns: int, cell: int, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
