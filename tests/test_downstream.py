@@ -25,20 +25,35 @@ def test_pair_scenes_order_digits_left_to_right(tiny_pool):
     assert scenes.targets("ascending").tolist() == [1, 0, 0]
 
 
+def drawing_nothing(trained, monkeypatch, drawn=None):
+    """The model's decompose, monkeypatched: each step's drawing `drawn` (B, N, H, W), or no ink anywhere."""
+    monkeypatch.setattr(trained, "decompose", lambda images: {
+        "objects": np.zeros((len(images), 3, 1, 20, 20)) if drawn is None else drawn[:, :, None]})
+
+
 def test_air_features_order_objects_by_x_and_zero_what_is_missing(monkeypatch):
     config = Config(model=ModelConfig(image_size=20, channels=1, glimpse_size=8, what_size=2, hidden_size=16,
                                       embedding_size=16, glimpse_hidden_size=16))
     trained = TrainedModel(AIR(config.model), config)
     nan = np.nan
-    scenes = Scenes(counts=np.array([2, 1]), boxes=np.zeros((2, 3, 4)),
+    boxes = np.zeros((2, 3, 4))
+    boxes[0, :2, 0], boxes[0, :2, 2] = [12, 2], [18, 8]  # the windows' x: where nothing is drawn, they order
+    scenes = Scenes(counts=np.array([2, 1]), boxes=boxes,
                     presence=np.array([[0.9, 0.8, 0.1], [0.7, 0.2, 0.0]]),
                     what=np.array([[[1, 1], [2, 2], [nan, nan]], [[3, 3], [nan, nan], [nan, nan]]]),
                     where=np.array([[[2.3, 0.5, 0], [2.3, -0.5, 0], [nan] * 3], [[2.3, 0.1, 0], [nan] * 3, [nan] * 3]]))
     monkeypatch.setattr(trained, "infer", lambda images: scenes)
+    drawing_nothing(trained, monkeypatch)
     features = air_features(trained, np.zeros((2, 20, 20), np.uint8))
     assert features.shape == (2, 2 * 6)
     np.testing.assert_allclose(features[0], [0.8, 2.3, -0.5, 0, 2, 2, 0.9, 2.3, 0.5, 0, 1, 1])  # left one first
     np.testing.assert_allclose(features[1], [0.7, 2.3, 0.1, 0, 3, 3] + [0] * 6)
+    drawn = np.zeros((2, 3, 20, 20))
+    drawn[0, 0, 5:9, 1:9] = 0.8  # the first step draws its digit at columns 1-8, left of the second's 6-9
+    drawn[0, 1, 5:9, 6:10] = 0.8  # (their windows say the other way round: a box centre 15 against 5)
+    drawn[0, 1, 0, 0] = 0.4  # fainter than INK: not ink
+    drawing_nothing(trained, monkeypatch, drawn)
+    np.testing.assert_allclose(air_features(trained, np.zeros((2, 20, 20), np.uint8))[0, :6], [0.9, 2.3, 0.5, 0, 1, 1])
 
 
 def test_air_glimpses_are_the_pixels_under_each_window_left_to_right(monkeypatch):
@@ -47,9 +62,12 @@ def test_air_glimpses_are_the_pixels_under_each_window_left_to_right(monkeypatch
     trained = TrainedModel(AIR(config.model), config)
     nan = np.nan
     left, right = [2.0, -0.5, 0.0], [2.0, 0.5, 0.0]  # windows half a canvas wide over the left and right halves
-    scenes = Scenes(counts=np.array([2, 1]), boxes=np.zeros((2, 3, 4)), presence=np.array([[0.9, 0.8, 0.1], [0.7, 0.2, 0]]),
-                    what=np.zeros((2, 3, 2)), where=np.array([[right, left, [nan] * 3], [left, [nan] * 3, [nan] * 3]]))
+    left_box, right_box, none = [0, 5, 10, 15], [10, 5, 20, 15], [nan] * 4  # their pixel boxes
+    scenes = Scenes(counts=np.array([2, 1]), boxes=np.array([[right_box, left_box, none], [left_box, none, none]]),
+                    presence=np.array([[0.9, 0.8, 0.1], [0.7, 0.2, 0]]), what=np.zeros((2, 3, 2)),
+                    where=np.array([[right, left, [nan] * 3], [left, [nan] * 3, [nan] * 3]]))
     monkeypatch.setattr(trained, "infer", lambda images: scenes)
+    drawing_nothing(trained, monkeypatch)
     images = np.zeros((2, 20, 20), np.uint8)
     images[:, :, :10], images[:, :, 10:] = 255, 102  # the left half white, the right 40% grey
     glimpses = air_glimpses(trained, images)

@@ -3,7 +3,7 @@
 AIR is trained without labels on 0-2 digit scenes. On separate 2-digit scenes, small supervised heads then
 learn (a) the sum of the two digits and (b) whether they appear in ascending order, left to right, from
 one of three representations of the same images:
-- `air`: AIR's inferred objects, ordered left to right by their window's x, each (presence, z_where,
+- `air`: AIR's inferred objects, ordered left to right by the ink each draws, each (presence, z_where,
   z_what): a structured code, read by one network shared by the objects and an MLP on their embeddings;
 - `air-digits`: the same code, read by one digit classifier shared by the objects, whose two distributions give
   the task's answer exactly (the sum's distribution is their convolution): the task's own structure;
@@ -50,19 +50,38 @@ class PairScenes:
 
 
 def pair_scenes(pool: ObjectPool, number: int, seed: int, size: int = 50) -> PairScenes:
-    """2-digit Multi-MNIST scenes with the digits' labels ordered by the x of their ink's centre, as AIR's
-    objects are ordered by their window's centre (by the ink's left edge, 2% of pairs would disagree)."""
+    """2-digit Multi-MNIST scenes with the digits' labels ordered by the x of their ink box's centre, as AIR's
+    objects are ordered by the centres of the ink they draw (`drawn_centres`)."""
     scenes = compose_scenes(pool, number, seed=seed, counts=(2,), size=size, progress=False)
     centres = scenes.boxes[:, :2, 0] + scenes.boxes[:, :2, 2]  # (M, 2): twice the x of each box's centre
     order = np.argsort(centres, axis=1, kind="stable")  # (M, 2)
     return PairScenes(images=scenes.images, digits=np.take_along_axis(scenes.labels[:, :2], order, axis=1))
 
 
-def left_to_right(scenes: Scenes, objects: int) -> tuple[np.ndarray, np.ndarray]:
-    """(M, objects) the steps of the first `objects` inferred objects by their window's x, present ones first and
-    then empty steps; and (M, N) whether each step found an object."""
+INK = 0.5  # a pixel of an object's drawing is ink where it is at least this bright
+
+
+def drawn_centres(trained: TrainedModel, images: np.ndarray, scenes: Scenes, chunk: int = 1000) -> np.ndarray:
+    """(M, N) the x (pixels) of the centre of the box of the ink each step's object draws, alone (`decompose`); the
+    centre of its window where it draws no pixel as bright as INK. The pair's digits are ordered by their ink
+    boxes' centres; a window's centre is further from that (2.4% of test pairs in the other order against 1.3%)."""
+    centres = []
+    for start in range(0, len(images), chunk):
+        drawn = trained.decompose(images[start:start + chunk])["objects"].max(2)  # (m, N, H, W) over the channels
+        columns = (drawn >= INK).any(2)  # (m, N, W): the columns holding ink
+        width = columns.shape[-1]
+        left, right = columns.argmax(-1), width - 1 - columns[..., ::-1].argmax(-1)  # (m, N)
+        centres.append(np.where(columns.any(-1), (left + right + 1) / 2, np.nan))
+    centre, window = np.concatenate(centres), (scenes.boxes[..., 0] + scenes.boxes[..., 2]) / 2
+    return np.where(np.isnan(centre), window, centre)
+
+
+def left_to_right(trained: TrainedModel, images: np.ndarray, scenes: Scenes,
+                  objects: int) -> tuple[np.ndarray, np.ndarray]:
+    """(M, objects) the steps of the first `objects` inferred objects left to right by their drawings
+    (`drawn_centres`), present ones first and then empty steps; and (M, N) whether each step found an object."""
     present = np.arange(scenes.presence.shape[1]) < scenes.counts[:, None]  # (M, N)
-    x = np.where(present, scenes.where[..., 1], np.inf)
+    x = np.where(present, drawn_centres(trained, images, scenes), np.inf)
     return np.argsort(x, axis=1)[:, :objects], present
 
 
@@ -70,7 +89,7 @@ def air_features(trained: TrainedModel, images: np.ndarray, objects: int = 2) ->
     """(M, objects * (4 + C)): per inferred object, left to right, its presence, z_where and z_what;
     zeros for objects not found (and the first `objects` by x if more were)."""
     scenes = trained.infer(images)
-    order, present = left_to_right(scenes, objects)
+    order, present = left_to_right(trained, images, scenes, objects)
     per_object = np.concatenate([scenes.presence[..., None], scenes.where, scenes.what], -1)  # (M, N, 4 + C)
     per_object = np.nan_to_num(per_object * present[..., None])
     return np.take_along_axis(per_object, order[..., None], axis=1).reshape(len(images), -1).astype(np.float32)
@@ -81,7 +100,7 @@ def air_glimpses(trained: TrainedModel, images: np.ndarray, objects: int = 2) ->
     """(M, objects, g, g): per inferred object, left to right, the image under its attention window resampled
     to the glimpse AIR's encoder reads (crop_glimpse at its z_where); zeros for objects not found."""
     scenes = trained.infer(images)
-    order, present = left_to_right(scenes, objects)
+    order, present = left_to_right(trained, images, scenes, objects)
     where = torch.from_numpy(np.take_along_axis(np.nan_to_num(scenes.where), order[..., None], axis=1))  # (M, objects, 3)
     found = torch.from_numpy(np.take_along_axis(present, order, axis=1))  # (M, objects)
     model = trained.config.model
