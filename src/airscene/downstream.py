@@ -64,7 +64,8 @@ INK = 0.5  # a pixel of an object's drawing is ink where it is at least this bri
 def drawn_centres(trained: TrainedModel, images: np.ndarray, scenes: Scenes, chunk: int = 1000) -> np.ndarray:
     """(M, N) the x (pixels) of the centre of the box of the ink each step's object draws, alone (`decompose`); the
     centre of its window where it draws no pixel as bright as INK. The pair's digits are ordered by their ink
-    boxes' centres; a window's centre is further from that (2.4% of test pairs in the other order against 1.3%)."""
+    boxes' centres; a window's centre is further from that (with the downstream benchmark's AIR, 2.4% of its
+    test pairs in the other order against 1.3%)."""
     centres = []
     for start in range(0, len(images), chunk):
         drawn = trained.decompose(images[start:start + chunk])["objects"].max(2)  # (m, N, H, W) over the channels
@@ -199,7 +200,7 @@ class DigitHead(nn.Module):
 
 class DigitClassifier(nn.Sequential):
     """(B, 1, S, S) -> (B, 10): a LeNet-like CNN for single digits, for the ceiling below (and, half as wide, the
-    glimpses' digit head: a quarter of the arithmetic, trained a thousand times in a benchmark)."""
+    glimpses' digit head: a quarter of the arithmetic, for a head trained fifty times in one benchmark)."""
 
     def __init__(self, size: int = 28, widths: tuple[int, int] = (32, 64)):
         super().__init__(nn.Conv2d(1, widths[0], 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
