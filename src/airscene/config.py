@@ -13,16 +13,16 @@ from airscene.settings import Settings, setting
 MAIN_JOB_MINUTES = 10.0  # the main job's (`airscene run`) training budget where its config sets none
 # What a resumed run may change: its budget and where it computes; anything else would be another run.
 RESUMABLE = ("train.steps", "train.minutes", "train.threads", "train.device", "train.compile", "workers")
-
-
-def resumable_flags() -> str:
-    """RESUMABLE as the flags that set them, in words: "--steps, ..., and --workers"."""
-    flags = [f"--{name.split('.')[-1].replace('_', '-')}" for name in RESUMABLE]
-    return f"{', '.join(flags[:-1])} and {flags[-1]}"
 # Every scene model's (each declares those it accepts: AIR.estimators, GridAIR.estimators); inverse graphics
 # has its own (graphics.config).
 ESTIMATORS = ("enumerate", "nvil", "vimco", "relaxed", "local")
 SCHEDULES = ("none", "linear", "exponential")
+
+
+def resumable_flags() -> str:
+    """RESUMABLE as the flags that set them, in words: "--steps, ... and --workers"."""
+    flags = [f"--{name.split('.')[-1].replace('_', '-')}" for name in RESUMABLE]
+    return f"{', '.join(flags[:-1])} and {flags[-1]}"
 
 
 @dataclass
