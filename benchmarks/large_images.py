@@ -351,7 +351,8 @@ def main() -> None:
         "window found, windows doubling an object, windows on the background. "
         "The runs shared the two cores with a second run or other work, so a 4-minute run's steps vary with what "
         "ran beside it (the first seed's shown). Trained by `python benchmarks/large_images.py --seeds 0 1 2 --no-report` (each "
-        "kind's chosen variant), `--variants NAME --seeds 0` for the others and `--one-command` for the last table; "
+        "kind's chosen variant), `--variants NAME --seeds 0` for the others and `--one-command` for the one command's "
+        "table; "
         "then reported by the command above.",
         "",
         "| image | true count | recipe | airscene by seed | training a run |",
@@ -365,14 +366,7 @@ def main() -> None:
         "|---|---|---:|---|---|",
         *tried,
         "",
-        "One command on a whole image (`airscene count FOLDER --train OUT --minutes M`: settings chosen from the "
-        "image, trained on its tiles, the same image counted; no labels are used, so learning from the image counted "
-        "is what a practitioner with one image would do):",
-        "",
-        "| image | true count | airscene by seed | training a run |",
-        "|---|---:|---|---|",
-        *one_command_rows(out, args.kinds, args.seeds),
-        "",
+        *one_command_table(out, args.kinds, args.seeds),
         "![each counted image with the boxes of the first seed's run](large_images.png)",
     ]))
 
@@ -396,7 +390,8 @@ def draw_counts(out: Path, names: list[str], seed: int) -> None:
     save_figure(figure, Path(__file__).with_name("large_images.png"))
 
 
-def one_command_rows(out: Path, names: list[str], seeds: list[int]) -> list[str]:
+def one_command_table(out: Path, names: list[str], seeds: list[int]) -> list[str]:
+    """The one command's counts of each kind's whole image by seed (no lines where it was not run)."""
     rows = []
     for name in names:
         found = [json.loads(path.read_text()) for seed in seeds
@@ -405,7 +400,12 @@ def one_command_rows(out: Path, names: list[str], seeds: list[int]) -> list[str]
             rows.append(f"| {name}, whole | {found[0]['truth']} | "
                         + "; ".join(count_error(run["count"], run["truth"]) for run in found)
                         + f" | {found[0]['seconds'] / 60:.1f} min ({found[0]['steps']} steps) |")
-    return rows
+    if not rows:
+        return []
+    return ["One command on a whole image (`airscene count FOLDER --train OUT --minutes M`: settings chosen from the "
+            "image, trained on its tiles, the same image counted; no labels are used, so learning from the image "
+            "counted is what a practitioner with one image would do):", "",
+            "| image | true count | airscene by seed | training a run |", "|---|---:|---|---|", *rows, ""]
 
 
 def count_error(counted: int, true: int) -> str:
