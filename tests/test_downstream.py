@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from airscene.config import Config, ModelConfig
 from airscene.data import compose_scenes
 from airscene.downstream import (TASKS, DigitHead, PairScenes, air_features, air_glimpses, cae_features,
-                                 digit_ceiling, fit_and_score, pair_scenes, train_autoencoder)
+                                 digit_ceiling, fit_and_score, pair_scenes, shifted, train_autoencoder)
 from airscene.images import to_model_layout
 from airscene.infer import Scenes, TrainedModel
 from airscene.model import AIR
@@ -23,6 +23,21 @@ def test_pair_scenes_order_digits_left_to_right(tiny_pool):
     scenes = PairScenes(images=np.zeros((3, 50, 50), np.uint8), digits=np.array([[3, 4], [4, 3], [5, 5]]))
     assert scenes.targets("sum").tolist() == [7, 7, 10]
     assert scenes.targets("ascending").tolist() == [1, 0, 0]
+
+
+def test_shifted_moves_each_picture_whole_by_up_to_two_pixels():
+    pictures = torch.zeros(300, 2, 9, 9)
+    pictures[:, 0, 3:6, 4] = torch.arange(1.0, 4.0)  # a vertical bar, away from the edges
+    pictures[:, 1, 4, 4] = 5.0
+    moved = shifted(pictures, np.random.default_rng(0))
+    assert moved.shape == pictures.shape and torch.equal(moved.sum((2, 3)), pictures.sum((2, 3)))  # nothing lost
+    offsets = set()
+    for before, after in zip(pictures.flatten(0, 1), moved.flatten(0, 1)):
+        (row, column), (row_moved, column_moved) = (np.argwhere(p.numpy() == p.max().item())[0] for p in (before, after))
+        dy, dx = row_moved - row, column_moved - column
+        assert max(abs(dy), abs(dx)) <= 2 and torch.equal(after, torch.roll(before, (int(dy), int(dx)), (0, 1)))
+        offsets.add((int(dy), int(dx)))
+    assert len(offsets) == 25  # every move within two pixels happens, and each picture has its own
 
 
 def drawing_nothing(trained, monkeypatch, drawn=None):

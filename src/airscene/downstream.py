@@ -33,8 +33,12 @@ from airscene.model import crop_glimpse
 
 TASKS = {"sum": 19, "ascending": 2}  # task: number of classes
 REPRESENTATIONS = ("air", "air-digits", "air-glimpses", "cae", "pixels")
+IMAGES = ("air-glimpses", "pixels")  # the representations that are pictures, read by CNNs
 DIGITS = 10
 BATCH_SIZE = 64
+# Every CNN here (the glimpses', the pixels', the ceiling's) sees each training picture moved by up to SHIFT pixels
+# each step: a labelled digit in 25 places, as AIR's windows hold digits a pixel or two off centre.
+SHIFT = 2
 
 
 @dataclass
@@ -208,9 +212,20 @@ class DigitClassifier(nn.Sequential):
                          nn.Linear(widths[1] * (size // 4) ** 2, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, DIGITS))
 
 
+def shifted(pictures: torch.Tensor, generator: np.random.Generator, shift: int = SHIFT) -> torch.Tensor:
+    """(..., H, W) -> the same, each picture moved by a random whole number of pixels in [-shift, shift] on each axis,
+    zeros where it moved from."""
+    *leading, height, width = pictures.shape
+    flat = F.pad(pictures.reshape(-1, height, width), (shift, shift, shift, shift))  # (P, H + 2s, W + 2s)
+    dx, dy = (torch.from_numpy(generator.integers(0, 2 * shift + 1, len(flat))) for _ in range(2))  # (P,)
+    rows = (dy[:, None] + torch.arange(height))[:, :, None]  # (P, H, 1)
+    columns = (dx[:, None] + torch.arange(width))[:, None, :]  # (P, 1, W)
+    return flat[torch.arange(len(flat))[:, None, None], rows, columns].view(pictures.shape)
+
+
 def digit_ceiling(train_pool: ObjectPool, test_pool: ObjectPool, seed: int, steps: int = 3000) -> float:
     """Accuracy on the test pool's single digits of a standard CNN trained on every training digit with its
-    label: a reference for what a code learned from these digits without labels can be expected to give
+    label (each moved by up to SHIFT pixels, as the other CNNs' pictures are): a reference for what a code learned from these digits without labels can be expected to give
     per digit. Both digits of a pair are read right, so the sum is right, with about its square."""
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
@@ -219,7 +234,7 @@ def digit_ceiling(train_pool: ObjectPool, test_pool: ObjectPool, seed: int, step
     images, labels = to_model_layout(train_pool.images, 1), torch.from_numpy(train_pool.labels)
     for _ in range(steps):
         index = generator.integers(0, len(labels), BATCH_SIZE)
-        loss = F.cross_entropy(classifier(images[index]), labels[index])
+        loss = F.cross_entropy(classifier(shifted(images[index], generator)), labels[index])
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -258,7 +273,8 @@ def as_tensor(representation: str, inputs: np.ndarray) -> torch.Tensor:
 def fit_and_score(representation: str, train_inputs: np.ndarray, train_targets: np.ndarray,
                   test_inputs: np.ndarray, test_targets: np.ndarray, task: str, learning_rate: float,
                   weight_decay: float, seed: int) -> float:
-    """Train a head on the labelled scenes for training_steps(...) steps; its accuracy on the test scenes."""
+    """Train a head on the labelled scenes for training_steps(...) steps (pictures moved by up to SHIFT pixels each
+    step); its accuracy on the test scenes."""
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
     head = make_head(representation, train_inputs, task)
@@ -266,7 +282,8 @@ def fit_and_score(representation: str, train_inputs: np.ndarray, train_targets: 
     targets = torch.from_numpy(train_targets)
     for _ in range(training_steps(len(train_inputs))):
         index = generator.integers(0, len(train_inputs), min(BATCH_SIZE, len(train_inputs)))
-        loss = F.cross_entropy(head(as_tensor(representation, train_inputs[index])), targets[index])
+        inputs = as_tensor(representation, train_inputs[index])
+        loss = F.cross_entropy(head(shifted(inputs, generator) if representation in IMAGES else inputs), targets[index])
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
