@@ -44,7 +44,13 @@ def main() -> None:
     parser.add_argument("--section", default="Downstream tasks", help="the RESULTS.md section it writes (another "
                         "name for a variant, e.g. an AIR trained on other data, beside the main one)")
     parser.add_argument("--figure", default="downstream.png", help="its figure, in benchmarks/")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="only report: the results of runs that each "
+                        "measured some of the representations (--representations, --out), side by side in --out")
     args = parser.parse_args()
+    if args.merge:
+        results = merged([json.loads(Path(path).read_text()) for path in args.merge], args.representations)
+        Path(args.out).write_text(json.dumps(results, indent=2))
+        return report(results, args)
     torch.set_num_threads(1)
     train_pool, test_pool = load_pools(args.digits)
     splits = {"train": pair_scenes(train_pool, max(args.budgets), seed=100),
@@ -84,6 +90,23 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     report(results, args)
+
+
+def merged(parts: list[dict], representations: list[str]) -> dict:
+    """One results record from runs that each measured some of the representations on the same AIR, digits and
+    seeds (their shared figures must agree); the curves in the order of `representations`."""
+    shared = ("air_count_accuracy_on_test_pairs", "digit_ceiling", "digits")
+    if any(part[key] != parts[0][key] for part in parts for key in shared):
+        raise SystemExit("the runs to merge measured different AIRs, digits or seeds: " + ", ".join(shared))
+    curves = {key: {int(budget): values for budget, values in curve.items()}  # JSON's keys are strings
+              for part in parts for key, curve in part["curves"].items()}
+    chosen = {key: value for part in parts for key, value in part["chosen"].items()}
+    missing = [key for key in (f"{name}/{task}" for name in representations for task in TASKS) if key not in curves]
+    if missing:
+        raise SystemExit(f"no run to merge measured {', '.join(missing)}")
+    order = [f"{name}/{task}" for name in representations for task in TASKS]
+    return {**{key: parts[0][key] for key in shared}, "chosen": {key: chosen[key] for key in order},
+            "curves": {key: curves[key] for key in order}}
 
 
 def first_budget_at(curve: dict, bar: float):
@@ -129,7 +152,9 @@ def report(results: dict, args) -> None:
         "without its appearance code, the pixels under each object's window (the glimpse its encoder reads), left to "
         "right, through the same digit head with a small CNN (`DigitClassifier`, half as wide) as its classifier. "
         "Every head trains "
-        "for 30 epochs, at least 200 and at most 5,000 steps of batch 64. Mean test accuracy over seeds "
+        "for 30 epochs, at least 200 and at most 5,000 steps of batch 64; the CNNs (the glimpses', the pixels' and "
+        "the ceiling's) see each training picture moved by up to 2 pixels each step (`shifted`). Mean test accuracy "
+        "over seeds "
         f"{', '.join(map(str, args.seeds))}; the last columns are the first label budget whose mean reaches 90%, "
         "and the learning rate and weight decay chosen on the validation scenes.\n",
         "| task | representation | " + " | ".join(f"{b:,}" for b in budgets) + " | first at 90% | lr, wd |",
