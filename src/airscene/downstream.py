@@ -215,7 +215,7 @@ class DigitClassifier(nn.Sequential):
 def shifted(pictures: torch.Tensor, generator: np.random.Generator, shift: int = SHIFT) -> torch.Tensor:
     """(..., H, W) -> the same, each picture moved by a random whole number of pixels in [-shift, shift] on each axis,
     zeros where it moved from."""
-    *leading, height, width = pictures.shape
+    height, width = pictures.shape[-2:]
     flat = F.pad(pictures.reshape(-1, height, width), (shift, shift, shift, shift))  # (P, H + 2s, W + 2s)
     dx, dy = (torch.from_numpy(generator.integers(0, 2 * shift + 1, len(flat))) for _ in range(2))  # (P,)
     rows = (dy[:, None] + torch.arange(height))[:, :, None]  # (P, H, 1)
@@ -225,8 +225,9 @@ def shifted(pictures: torch.Tensor, generator: np.random.Generator, shift: int =
 
 def digit_ceiling(train_pool: ObjectPool, test_pool: ObjectPool, seed: int, steps: int = 3000) -> float:
     """Accuracy on the test pool's single digits of a standard CNN trained on every training digit with its
-    label (each moved by up to SHIFT pixels, as the other CNNs' pictures are): a reference for what a code learned from these digits without labels can be expected to give
-    per digit. Both digits of a pair are read right, so the sum is right, with about its square."""
+    label (each moved by up to SHIFT pixels, as the other CNNs' pictures are): a reference for what a code learned
+    from these digits without labels can be expected to give per digit. Both digits of a pair are read right, so
+    the sum is right, with about its square."""
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
     classifier = DigitClassifier(train_pool.images.shape[-1])
