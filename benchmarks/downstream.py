@@ -101,10 +101,10 @@ def merged(parts: list[dict], representations: list[str]) -> dict:
     curves = {key: {int(budget): values for budget, values in curve.items()}  # JSON's keys are strings
               for part in parts for key, curve in part["curves"].items()}
     chosen = {key: value for part in parts for key, value in part["chosen"].items()}
-    missing = [key for key in (f"{name}/{task}" for name in representations for task in TASKS) if key not in curves]
+    order = [f"{name}/{task}" for name in representations for task in TASKS]
+    missing = [key for key in order if key not in curves]
     if missing:
         raise SystemExit(f"no run to merge measured {', '.join(missing)}")
-    order = [f"{name}/{task}" for name in representations for task in TASKS]
     return {**{key: parts[0][key] for key in shared}, "chosen": {key: chosen[key] for key in order},
             "curves": {key: curves[key] for key in order}}
 
