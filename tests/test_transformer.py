@@ -40,3 +40,29 @@ def test_scale_is_bounded_away_from_zero_without_nan():
     out = crop_glimpse(images, z_where, 28, 0.5).sum() + paste_glimpse(images[:, :, :28, :28], z_where, 50, 0.5).sum()
     out.backward()
     assert torch.isfinite(out) and torch.isfinite(raw.grad).all()
+
+
+def test_compiled_reading_is_grid_samples_to_float_rounding_and_so_is_its_gradient(monkeypatch):
+    """Under torch.compile a window is read as two matrix products: the same pixels and the same gradient as
+    grid_sample's, on a grey and a colour canvas, square and not, for windows inside it, across its edge and
+    off it."""
+    generator = torch.Generator().manual_seed(0)
+    z_where = torch.tensor([[2.0, 0.0, 0.0], [3.3, 0.7, -0.8], [1.2, -0.9, 0.95], [2.5, 1.6, 0.1], [0.9, 0.2, -0.3]])
+
+    def read(compiling):
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: compiling)
+        where = z_where.clone().requires_grad_()
+        glimpses = torch.rand(5, 3, 28, 28, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        outputs = [paste_glimpse(glimpses, where, 50, 0.5), crop_glimpse(torch.rand(5, 1, 40, 60, generator=generator), where, 28, 0.5),
+                   crop_glimpse(torch.rand(5, 3, 50, 50, generator=generator), where, 20, 0.5)]
+        weights = [torch.randn(output.shape, generator=generator) for output in outputs]
+        sum(((output * weight).sum() for output, weight in zip(outputs, weights))).backward()
+        return outputs, where.grad, glimpses.grad
+
+    generator.manual_seed(2)
+    sampled = read(False)
+    generator.manual_seed(2)
+    products = read(True)
+    for expected, got in zip(sampled[0] + [sampled[1], sampled[2]], products[0] + [products[1], products[2]]):
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert sampled[1].abs().max() > 1  # the windows' gradient is compared where it is not negligible
