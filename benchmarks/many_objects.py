@@ -89,15 +89,16 @@ def forced_air(model: str, steps: int, size: int) -> AIR:
     return air
 
 
-def model_times(model: str, large: str) -> list[float]:
+def model_times(model: str, large: str, precision: str = "fp32") -> list[float]:
     """Seconds per image of describe at each of TIMED_COUNTS (one thread), on 20 held-out scenes of that many
-    digits: of the trained grid run `model`, or of "air" or "dair" (forced_air)."""
+    digits: of the trained grid run `model` (loaded with that inference `precision`), or of "air" or "dair"
+    (forced_air)."""
     torch.set_num_threads(1)
     _, test, _ = load_dataset(large)
     batches = [scenes_with(test, count, 20) for count in TIMED_COUNTS]
     if model in ("air", "dair"):
         return seconds_per_image([forced_air(model, count + 1, 200).describe for count in TIMED_COUNTS], batches)
-    return seconds_per_image([airscene.load(model).model.describe] * len(batches), batches)
+    return seconds_per_image([airscene.load(model, precision=precision).described_tensors] * len(batches), batches)
 
 
 MODEL_TIMES = ("import json, sys; sys.path.insert(0, sys.argv[1]); from many_objects import model_times; "

@@ -133,3 +133,33 @@ def test_a_model_whose_inference_is_faster_eagerly_says_so_and_infers_eagerly():
     images = torch.rand(2, 1, 24, 24)
     np.testing.assert_array_equal(trained.infer(images).where, TrainedModel(model, config).infer(images).where)
     assert counters["stats"]["unique_graphs"] == 0
+
+
+def test_bf16_inference_of_a_grid_describes_what_float32_does_and_returns_float32():
+    torch.manual_seed(0)
+    config = Config(model=ModelConfig(model="grid", image_size=24, channels=1, cell_size=8, object_size=(8.0,),
+                                      glimpse_size=6, what_size=3, embedding_size=16, glimpse_hidden_size=16))
+    model = GridAIR(config.model)
+    images = torch.rand(6, 1, 48, 48) * torch.rand(6, 1, 1, 1)
+    with torch.no_grad():  # presences that depend on the image
+        model.head.weight[0] *= 30
+        model.head.bias[0] -= model.head(model.backbone(model.padded(images)))[:, 0].median()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AirsceneWarning)
+        half, full = TrainedModel(model, config, precision="bf16").infer(images), TrainedModel(model, config).infer(images)
+    assert half.where.dtype == np.float32 and half.what.dtype == np.float32
+    assert np.array_equal(half.counts, full.counts) and len(set(full.counts)) > 1
+    np.testing.assert_allclose(half.presence, full.presence, atol=0.02)
+    assert not np.array_equal(half.presence, full.presence)  # computed in bfloat16, not in float32
+
+
+def test_a_model_that_infers_in_float32_only_says_so_and_infers_in_float32():
+    config = Config(model=ModelConfig(image_size=20, channels=1, glimpse_size=8, what_size=4, hidden_size=16,
+                                      embedding_size=16, glimpse_hidden_size=16))
+    model = AIR(config.model)
+    with pytest.warns(AirsceneWarning, match="precision bf16: the air model infers in float32 only"):
+        trained = TrainedModel(model, config, precision="bf16")
+    images = torch.rand(3, 1, 20, 20)
+    np.testing.assert_array_equal(trained.infer(images).what, TrainedModel(model, config).infer(images).what)
+    with pytest.raises(AirsceneError, match="setting precision = 'fp16' is invalid"):
+        TrainedModel(model, config, precision="fp16")

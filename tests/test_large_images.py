@@ -108,6 +108,10 @@ def test_a_run_counts_whole_files_as_its_data_set_was_imported(camera_files, tmp
     assert "values read by --intensity auto, resized by 0.5" in capsys.readouterr().err
     rows = list(csv.DictReader(open(tmp_path / "counts.csv")))
     assert {row["count"] for row in rows} == {str(record["count"])} and (tmp_path / "drawn" / "coins.png").is_file()
+    assert main(["count", str(frame), "--model", str(tmp_path / "run"), "--precision", "bf16", "--json"]) == 0
+    [printed] = json.loads(capsys.readouterr().out)  # inferred in bfloat16, as load(precision="bf16") infers
+    [(_, half)] = count_files(load(tmp_path / "run", precision="bf16"), [frame])
+    assert printed["objects"] == json.loads(json.dumps(half["objects"])) and printed["objects"] != record["objects"]
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "other"), "--intensity", "full",
                  *GRID, "--steps", "3"]) == 2
     assert "setting intensity = full contradicts the data" in capsys.readouterr().err

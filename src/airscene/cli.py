@@ -322,7 +322,7 @@ def _infer_command(args: argparse.Namespace) -> int:
     elif args.proposals != 1 or args.refine != 0:
         raise AirsceneError("--proposals and --refine choose the explanation behind --masks: give --masks DIR too, "
                             "or drop them")
-    trained = load(args.checkpoint, args.device)
+    trained = load(args.checkpoint, args.device, precision=args.precision)
     results = infer_files(trained, files)
     _write_outputs(args, results, trained)
     if args.masks:
@@ -342,9 +342,9 @@ def _count_command(args: argparse.Namespace) -> int:
     from airscene.pipeline import COUNT_JOB_MINUTES, count_job
 
     if args.train:
-        if len(args.images) != 1 or args.out or args.draw:
+        if len(args.images) != 1 or args.out or args.draw or args.precision != "fp32":
             raise AirsceneError("--train learns from one folder of images and writes OUT/counts.csv and OUT/drawn/: give "
-                                "one folder, without --out and --draw")
+                                "one folder, without --out, --draw and --precision")
         results = count_job(args.images[0], args.train, args.minutes or COUNT_JOB_MINUTES, args.seed,
                             say=lambda text: print(text, file=sys.stderr))
         print(f"wrote {Path(args.train) / 'counts.csv'} and {Path(args.train) / 'drawn'}", file=sys.stderr)
@@ -353,7 +353,7 @@ def _count_command(args: argparse.Namespace) -> int:
             raise AirsceneError("--minutes is the training budget of --train: drop it with --model")
         files = image_paths(args.images)
         _check_outputs(args, files, args.model)
-        trained = load(args.model, args.device)
+        trained = load(args.model, args.device, precision=args.precision)
         how = "whole (the model takes any canvas)" if trained.image_size is None else (
             f"by {trained.image_size}-pixel tiles half a tile apart, each object counted by the tile nearest its centre")
         scale = trained.config.model.image_scale
@@ -439,6 +439,12 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
 
 def _add_device_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="where to compute: cpu (default), cuda, cuda:N, mps or auto")
+
+
+def _add_precision_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="fp32 (default), or bf16: "
+                        "the grid model infers under bfloat16 autocast (its backbone about twice as fast on a CPU with "
+                        "AMX; counts as in fp32 on all but a few scenes in a thousand)")
 
 
 def _add_graphics_commands(commands) -> None:
@@ -618,6 +624,7 @@ def _add_inference_commands(commands) -> None:
     inferrer.add_argument("--force", action="store_true", help="replace files at --out or in --draw that airscene "
                           "did not write")
     _add_device_flag(inferrer)
+    _add_precision_flag(inferrer)
     inferrer.set_defaults(handler=_infer_command)
 
     counter = commands.add_parser("count", help="count the objects in whole images of any size (large photographs, "
@@ -639,6 +646,7 @@ def _add_inference_commands(commands) -> None:
     counter.add_argument("--force", action="store_true", help="replace files at --out or in --draw that airscene "
                          "did not write")
     _add_device_flag(counter)
+    _add_precision_flag(counter)
     counter.set_defaults(handler=_count_command)
 
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from airscene.config import Config
 from airscene.data.imports import MIN_CANVAS
 from airscene.data.scenes import SceneSet
 from airscene.distributed import resolve_device
-from airscene.errors import AirsceneError, last_line
+from airscene.errors import AirsceneError, AirsceneWarning, last_line
 from airscene.estimators.elbo import log_weight
 from airscene.images import MAX_PIXELS, image_files, marked_png, quantise, read_images, rescaled, to_model_layout
 from airscene.model import SceneModel, make_model
@@ -111,13 +112,18 @@ def refine_explanation(model: SceneModel, trace: Trace, steps: int,
     return trace.where(better, refined)
 
 
+INFERENCE_PRECISIONS = ("fp32", "bf16")
+
+
 class TrainedModel:
     """A trained AIR (or grid model) with its config, rebuilt from a checkpoint alone, on any device. `compile`
     (compiled.COMPILE_MODES): `infer` through torch.compile, the model's fixed-shape describe as one graph (a
     compile of seconds at the first call of each batch size; then one image in about half the eager time), where
-    the model's describe compiles (SceneModel.describe_compiles; elsewhere a warning, and eager inference)."""
+    the model's describe compiles (SceneModel.describe_compiles; elsewhere a warning, and eager inference).
+    `precision` (INFERENCE_PRECISIONS): "bf16" infers under bfloat16 autocast, where the model's describe can
+    (SceneModel.describe_in_bf16; elsewhere a warning, and float32); what `infer` returns is float32 either way."""
 
-    def __init__(self, model: SceneModel, config: Config, step: int = 0, compile: str = "none"):
+    def __init__(self, model: SceneModel, config: Config, step: int = 0, compile: str = "none", precision: str = "fp32"):
         self.model = model.eval()
         self.config = config
         self.step = step
@@ -125,6 +131,11 @@ class TrainedModel:
         if compile != "none" and not model.describe_compiles:
             warn_eager(f"the {config.model.model} model's inference is faster eagerly than compiled", "inference")
             compile = "none"
+        self.precision = check_value("precision", precision, str, {"choices": INFERENCE_PRECISIONS})
+        if self.precision == "bf16" and not model.describe_in_bf16:
+            warnings.warn(f"precision bf16: the {config.model.model} model infers in float32 only; inference runs in "
+                          "float32", AirsceneWarning, stacklevel=2)
+            self.precision = "fp32"
         # Inductor's C++ wrapper calls the kernels with less Python between them: it pays on calls of one image.
         self.described = Compiled(self.described_tensors, compile, self.device, task="inference",
                                   options={"cpp_wrapper": True})
@@ -134,9 +145,11 @@ class TrainedModel:
         where torch.compile traces it, and with its early exit wherever it runs eagerly (also where torch gives up
         compiling a new shape, past its recompile limit)."""
         compiling = torch.compiler.is_compiling() and self.model.describe_compiles
-        described = self.model.describe(images, fixed_shapes=True) if compiling else self.model.describe(images)
-        return {"counts": described.present.sum(1).long(), "boxes": self.model.boxes(described.where, images.shape[-1]),
-                "presence": described.presence, "what": described.what, "where": described.where}
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            described = self.model.describe(images, fixed_shapes=True) if compiling else self.model.describe(images)
+        where = described.where.float()
+        return {"counts": described.present.sum(1).long(), "boxes": self.model.boxes(where, images.shape[-1]),
+                "presence": described.presence.float(), "what": described.what.float(), "where": where}
 
     @property
     def device(self) -> torch.device:
@@ -242,12 +255,12 @@ def model_from_checkpoint(state: dict, config: Config, path: str | Path, device:
     return model.to(resolve_device(device))
 
 
-def load(path: str | Path, device: str = "cpu", compile: str = "none") -> TrainedModel:
+def load(path: str | Path, device: str = "cpu", compile: str = "none", precision: str = "fp32") -> TrainedModel:
     """Rebuild a trained model from a checkpoint (or a run directory holding checkpoint.pt) on `device`:
     cpu (the default), cuda, cuda:N, mps, or auto. A checkpoint from any device loads on any other. `compile`:
-    none, default, or reduce-overhead (CUDA graphs on a GPU): TrainedModel's."""
+    none, default, or reduce-overhead (CUDA graphs on a GPU); `precision`: fp32 or bf16; TrainedModel's."""
     state, config = load_checkpoint(path)
-    return TrainedModel(model_from_checkpoint(state, config, path, device), config, state["step"], compile)
+    return TrainedModel(model_from_checkpoint(state, config, path, device), config, state["step"], compile, precision)
 
 
 def image_paths(paths) -> list[Path]:

@@ -462,6 +462,7 @@ class AIR(AttendInferRepeat, PixelLikelihood):
     # "local" sums out one grid cell's presence given the others: AIR's steps are a sequence, not cells.
     estimators = ("enumerate", "nvil", "vimco", "relaxed")
     describe_compiles = True  # describe(fixed_shapes=True): N steps on every image, one graph
+    describe_in_bf16 = False  # its steps' small products gain little; its description is kept in float32 buffers
 
     @staticmethod
     def fit_to_data(config: ModelConfig, largest: int, batch_size: int, data) -> None:

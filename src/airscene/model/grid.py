@@ -330,6 +330,9 @@ class GridAIR(nn.Module, PixelLikelihood):
     # One graph must weigh every cell (how many are candidates depends on the image): on 200 x 200 canvases that
     # was slower than eager inference, after a compile of minutes.
     describe_compiles = False
+    # Its backbone's convolutions, half its inference on 200 x 200 canvases, take half the time in bfloat16 on a CPU
+    # with AMX; the refinement's sums stay in float32 (RESULTS.md, "Many objects").
+    describe_in_bf16 = True
 
     @staticmethod
     def fit_to_data(config: ModelConfig, largest: int, batch_size: int, data) -> None:
