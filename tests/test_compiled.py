@@ -161,5 +161,8 @@ def test_a_model_that_infers_in_float32_only_says_so_and_infers_in_float32():
         trained = TrainedModel(model, config, precision="bf16")
     images = torch.rand(3, 1, 20, 20)
     np.testing.assert_array_equal(trained.infer(images).what, TrainedModel(model, config).infer(images).what)
+    assert trained.precision == "fp32"
+    with pytest.raises(AttributeError):
+        trained.precision = "bf16"  # fixed at loading, where it is checked
     with pytest.raises(AirsceneError, match="setting precision = 'fp16' is invalid"):
         TrainedModel(model, config, precision="fp16")

@@ -241,6 +241,8 @@ def test_count_learns_from_a_folder_and_counts_it_in_one_command(camera_files, t
                             (photos / "out", "is where this command reads from")):
         assert main(["count", str(photos), "--train", str(target)]) == 2
         assert message in capsys.readouterr().err
+    assert main(["count", str(photos), "--train", str(tmp_path / "half"), "--precision", "bf16"]) == 2
+    assert "--precision is the trained model's" in capsys.readouterr().err and not (tmp_path / "half").exists()
     assert sorted(path.name for path in photos.iterdir()) == ["bottom.png", "top.png"]
 
 

@@ -342,9 +342,12 @@ def _count_command(args: argparse.Namespace) -> int:
     from airscene.pipeline import COUNT_JOB_MINUTES, count_job
 
     if args.train:
-        if len(args.images) != 1 or args.out or args.draw or args.precision != "fp32":
+        if len(args.images) != 1 or args.out or args.draw:
             raise AirsceneError("--train learns from one folder of images and writes OUT/counts.csv and OUT/drawn/: give "
-                                "one folder, without --out, --draw and --precision")
+                                "one folder, without --out and --draw")
+        if args.precision != "fp32":
+            raise AirsceneError("--precision is the trained model's: count with --train first, then again with --model "
+                                "OUT/run --precision bf16")
         results = count_job(args.images[0], args.train, args.minutes or COUNT_JOB_MINUTES, args.seed,
                             say=lambda text: print(text, file=sys.stderr))
         print(f"wrote {Path(args.train) / 'counts.csv'} and {Path(args.train) / 'drawn'}", file=sys.stderr)

@@ -131,11 +131,12 @@ class TrainedModel:
         if compile != "none" and not model.describe_compiles:
             warn_eager(f"the {config.model.model} model's inference is faster eagerly than compiled", "inference")
             compile = "none"
-        self.precision = check_value("precision", precision, str, {"choices": INFERENCE_PRECISIONS})
-        if self.precision == "bf16" and not model.describe_in_bf16:
+        precision = check_value("precision", precision, str, {"choices": INFERENCE_PRECISIONS})
+        if precision == "bf16" and not model.describe_in_bf16:
             warnings.warn(f"precision bf16: the {config.model.model} model infers in float32 only; inference runs in "
                           "float32", AirsceneWarning, stacklevel=2)
-            self.precision = "fp32"
+            precision = "fp32"
+        self._precision = precision
         # Inductor's C++ wrapper calls the kernels with less Python between them: it pays on calls of one image.
         self.described = Compiled(self.described_tensors, compile, self.device, task="inference",
                                   options={"cpp_wrapper": True})
@@ -145,11 +146,16 @@ class TrainedModel:
         where torch.compile traces it, and with its early exit wherever it runs eagerly (also where torch gives up
         compiling a new shape, past its recompile limit)."""
         compiling = torch.compiler.is_compiling() and self.model.describe_compiles
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._precision == "bf16"):
             described = self.model.describe(images, fixed_shapes=True) if compiling else self.model.describe(images)
         where = described.where.float()
         return {"counts": described.present.sum(1).long(), "boxes": self.model.boxes(where, images.shape[-1]),
                 "presence": described.presence.float(), "what": described.what.float(), "where": where}
+
+    @property
+    def precision(self) -> str:
+        """The precision inference runs in (INFERENCE_PRECISIONS), fixed when the model is loaded."""
+        return self._precision
 
     @property
     def device(self) -> torch.device:
