@@ -20,7 +20,7 @@ class SceneModel(Protocol):
     enumerates_count: bool  # presence "all" gives every count's terms, so the count can be summed out exactly
     estimators: tuple[str, ...]  # the estimators (config.ESTIMATORS) that can train it
     describe_compiles: bool  # describe has a fixed-shape form, and compiled it is faster than eager inference
-    describe_in_bf16: bool  # describe runs under bfloat16 autocast (its sums and its outputs in float32)
+    describe_in_bf16: bool  # describe can run under bfloat16 autocast (TrainedModel's precision "bf16")
     own_settings: tuple[str, ...]  # settings ("model.NAME", "train.NAME") that only some models read, this one among them
 
     @staticmethod

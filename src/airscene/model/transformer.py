@@ -60,7 +60,7 @@ def resample(images: torch.Tensor, down: torch.Tensor, across: torch.Tensor) -> 
     -> (B, C, h, w): grid_sample's bilinear reading with zero padding. Compiled, as two small matrix products
     (the same numbers to float rounding): their weights' elementwise work fuses into a kernel or two, where
     grid_sample's backward scatters pixel by pixel and its compiled forward gathers them one by one (a
-    compiled training step a fifth faster on a CPU). Eagerly, where each elementwise operation would be a
+    compiled AIR step about a tenth faster on a CPU). Eagerly, where each elementwise operation would be a
     pass of its own, grid_sample is the faster."""
     if not torch.compiler.is_compiling():
         # align_corners=False everywhere: its default changed across torch versions, and with it the
