@@ -13,7 +13,7 @@ import typing
 import warnings
 from pathlib import Path
 
-from airscene.config import MAIN_JOB_MINUTES, Config, resumable_flags
+from airscene.config import MAIN_JOB_MINUTES, PRECISIONS, Config, resumable_flags
 from airscene.errors import AirsceneError, AirsceneWarning
 from airscene.images import INTENSITIES
 from airscene.settings import holds_every_setting
@@ -445,7 +445,7 @@ def _add_device_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_precision_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="fp32 (default), or bf16: "
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp32 (default), or bf16: "
                         "the grid model infers under bfloat16 autocast (its backbone about twice as fast on a CPU with "
                         "AMX; counts as in fp32 on all but a few scenes in a thousand)")
 

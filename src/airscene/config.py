@@ -16,6 +16,7 @@ RESUMABLE = ("train.steps", "train.minutes", "train.threads", "train.device", "t
 # Every scene model's (each declares those it accepts: AIR.estimators, GridAIR.estimators); inverse graphics
 # has its own (graphics.config).
 ESTIMATORS = ("enumerate", "nvil", "vimco", "relaxed", "local")
+PRECISIONS = ("fp32", "bf16")  # float32, or bfloat16 autocast: of a training step, and of inference
 SCHEDULES = ("none", "linear", "exponential")
 
 
@@ -195,7 +196,7 @@ class TrainConfig:
     threads: int = setting(0, "torch intra-op threads; 0 keeps torch's default", minimum=0, maximum=1024)
     device: str = setting("auto", "where to train: auto (a GPU if there is one), cpu, cuda, cuda:N or mps")
     precision: str = setting("fp32", "fp32, or bf16: autocast to bfloat16 (README, 'Where the compute is')",
-                             choices=("fp32", "bf16"))
+                             choices=PRECISIONS)
     # A training step is about a thousand small operators; compiled, they fuse into a few kernels (and with
     # reduce-overhead on a GPU, one CUDA graph replay), after a compile of up to a minute at the run's start
     # (airscene.compiled). It changes how a step computes (its sums' rounding), not what it computes.

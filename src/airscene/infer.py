@@ -17,7 +17,7 @@ import torch
 
 from airscene.checkpoint import load_checkpoint
 from airscene.compiled import COMPILE_MODES, Compiled, warn_eager
-from airscene.config import Config
+from airscene.config import PRECISIONS, Config
 from airscene.data.imports import MIN_CANVAS
 from airscene.data.scenes import SceneSet
 from airscene.distributed import resolve_device
@@ -112,15 +112,12 @@ def refine_explanation(model: SceneModel, trace: Trace, steps: int,
     return trace.where(better, refined)
 
 
-INFERENCE_PRECISIONS = ("fp32", "bf16")
-
-
 class TrainedModel:
     """A trained AIR (or grid model) with its config, rebuilt from a checkpoint alone, on any device. `compile`
     (compiled.COMPILE_MODES): `infer` through torch.compile, the model's fixed-shape describe as one graph (a
     compile of seconds at the first call of each batch size; then one image in about half the eager time), where
     the model's describe compiles (SceneModel.describe_compiles; elsewhere a warning, and eager inference).
-    `precision` (INFERENCE_PRECISIONS): "bf16" infers under bfloat16 autocast, where the model's describe can
+    `precision` (config.PRECISIONS): "bf16" infers under bfloat16 autocast, where the model's describe can
     (SceneModel.describe_in_bf16; elsewhere a warning, and float32); what `infer` returns is float32 either way."""
 
     def __init__(self, model: SceneModel, config: Config, step: int = 0, compile: str = "none", precision: str = "fp32"):
@@ -131,7 +128,7 @@ class TrainedModel:
         if compile != "none" and not model.describe_compiles:
             warn_eager(f"the {config.model.model} model's inference is faster eagerly than compiled", "inference")
             compile = "none"
-        precision = check_value("precision", precision, str, {"choices": INFERENCE_PRECISIONS})
+        precision = check_value("precision", precision, str, {"choices": PRECISIONS})
         if precision == "bf16" and not model.describe_in_bf16:
             warnings.warn(f"precision bf16: the {config.model.model} model infers in float32 only; inference runs in "
                           "float32", AirsceneWarning, stacklevel=2)
@@ -154,7 +151,7 @@ class TrainedModel:
 
     @property
     def precision(self) -> str:
-        """The precision inference runs in (INFERENCE_PRECISIONS), fixed when the model is loaded."""
+        """The precision inference runs in (config.PRECISIONS), fixed when the model is loaded."""
         return self._precision
 
     @property
