@@ -197,9 +197,10 @@ def to_model_layout(images, channels: int, image_size: int | None = None, what: 
 
 
 def rescaled(images: torch.Tensor, factor: float) -> torch.Tensor:
-    """(B, C, H, W) resized by `factor` (bilinear, antialiased), as `data import --scale` resizes its sources."""
+    """(B, C, H, W) in [0, 1] resized by `factor` (bilinear, antialiased), as `data import --scale` resizes its
+    sources; still in [0, 1] (the filter's float sums put a white pixel a rounding error above 1)."""
     height, width = max(1, round(images.shape[2] * factor)), max(1, round(images.shape[3] * factor))
-    return F.interpolate(images, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return F.interpolate(images, size=(height, width), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
 
 
 def read_image(path: str | Path, size: int | None = None, intensity: str = "auto") -> np.ndarray:
