@@ -180,6 +180,15 @@ def test_the_measured_object_size_matches_known_sprites(tmp_path):
     assert 11 <= low <= 14 and 16 <= high <= 19 and measured["max_objects"] == 2
 
 
+def test_the_measured_object_size_of_dark_objects_on_a_light_background():
+    sprites = airscene.data.sprites(300, counts=(1, 2), size=50, side_range=(12, 18), overlap=False, seed=0,
+                                    progress=False)
+    measured = suggest_object_size(255 - sprites.images)  # sweets on a white table
+    low, high = measured["object_size"]
+    assert 11 <= low <= 14 and 16 <= high <= 19 and measured["max_objects"] == 2
+    assert "at or below Otsu's threshold" in measured["method"]
+
+
 def test_scenes_from_a_folder_of_transparent_cut_outs(tmp_path):
     """Objects with transparent backgrounds, in class subfolders: composited over black, held-out
     instances only in the test scenes, labels from the subfolders."""

@@ -327,21 +327,25 @@ def scene_set(parts: list[Canvas], side: int, channels: int, labelled: bool) -> 
 def suggest_object_size(images: np.ndarray) -> dict:
     """An estimate of the objects' size from up to MEASURED_CANVASES canvases: the luminance, smoothed (a
     Gaussian of MEASURED_SMOOTHING pixels, so that a textured object or a noisy background does not break
-    into specks), is thresholded by Otsu's method and its holes filled (a coin's dark engraving is still
-    the coin); each 8-connected component of MEASURED_AREA or more pixels is an object, and its size is the
-    longer side of its box, measured on the components that do not touch their canvas's edge (a tile cuts
-    objects, and a cut object measures small), or on all where none is whole. Suggests the 10th to 90th
+    into specks), is thresholded by Otsu's method, the objects taken to be the side of it that covers fewer
+    pixels (a background covers most of an image: coins on cloth are brighter than it, sweets on a white table
+    darker), and their holes filled (a coin's dark engraving is still the coin); each 8-connected component of
+    MEASURED_AREA or more pixels is an object, and its size is the longer side of its box, measured on the
+    components that do not touch their canvas's edge (a tile cuts objects, and a cut object measures small), or
+    on all where none is whole. Suggests the 10th to 90th
     percentile as --object-size, and the 95th percentile of components per canvas as --max-objects.
-    Reliable for objects that stand out from their background by brightness."""
+    Reliable for objects that stand out from a plainer background by brightness."""
     from scipy import ndimage
 
     sample = images[:MEASURED_CANVASES].astype(np.float32) / 255
     grey = sample @ np.array([0.299, 0.587, 0.114], np.float32) if sample.ndim == 4 else sample
     smooth = ndimage.gaussian_filter(grey, (0, MEASURED_SMOOTHING, MEASURED_SMOOTHING))
     threshold = otsu_threshold(smooth)
+    bright = (smooth > threshold).mean() <= 0.5
+    objects = smooth > threshold if bright else smooth <= threshold  # (M, H, W)
     whole, cut, per_canvas = [], [], []
-    for canvas in smooth:
-        labelled, _ = ndimage.label(ndimage.binary_fill_holes(canvas > threshold), structure=np.ones((3, 3)))
+    for canvas in objects:
+        labelled, _ = ndimage.label(ndimage.binary_fill_holes(canvas), structure=np.ones((3, 3)))
         found = [box for box, area in zip(ndimage.find_objects(labelled), np.bincount(labelled.ravel())[1:])
                  if box is not None and area >= MEASURED_AREA]
         for rows, columns in found:
@@ -351,7 +355,8 @@ def suggest_object_size(images: np.ndarray) -> dict:
     sides = whole or cut
     measured = {"method": f"connected components (8-connected, >= {MEASURED_AREA} pixels, holes filled, those "
                           "inside their canvas) of the luminance smoothed by a Gaussian of "
-                          f"{MEASURED_SMOOTHING:g} pixel above Otsu's threshold {threshold:.3f}, in {len(grey)} "
+                          f"{MEASURED_SMOOTHING:g} pixel {'above' if bright else 'at or below'} Otsu's threshold "
+                          f"{threshold:.3f} (the side covering fewer pixels), in {len(grey)} "
                           "canvases", "objects": len(sides)}
     if sides:
         measured.update(object_size=[float(np.percentile(sides, 10)), float(np.percentile(sides, 90))],
