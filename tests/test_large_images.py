@@ -252,6 +252,23 @@ def test_count_learns_from_a_folder_and_counts_it_in_one_command(camera_files, t
     assert sorted(path.name for path in photos.iterdir()) == ["bottom.png", "top.png"]
 
 
+def test_the_one_command_lets_objects_darker_than_their_background_cover_it(camera_files, tmp_path):
+    """Coins on cloth add to a learned background; the same photograph in negative (dark coins on a light
+    cloth, as sweets on a white table) cannot be drawn by adding, so its coins cover the background."""
+    from airscene.pipeline import count_config, count_settings
+
+    coins, _ = camera_files
+    for name, image in (("positive", coins), ("negative", 255 - coins)):
+        (tmp_path / name).mkdir()
+        Image.fromarray(image).save(tmp_path / name / "coins.png")
+    positive, negative = (count_settings(tmp_path / name) for name in ("positive", "negative"))
+    assert not positive["darker_objects"] and negative["darker_objects"]
+    assert not positive["dark_background"] and not negative["dark_background"]
+    assert abs(positive["scale"] - negative["scale"]) <= 0.1
+    assert [count_config(settings, tmp_path, 1.0, 0).model.compositing
+            for settings in (positive, negative)] == ["add", "alpha"]
+
+
 def test_a_window_reads_the_same_pixels_on_a_canvas_of_any_shape():
     """z_where is in units of the canvas's width on both axes: on a wide or tall canvas the window must still
     read the pixels it covers (grid_sample's own y runs over the height)."""

@@ -48,7 +48,7 @@ COUNT_JOB_MINUTES = 5.0  # `airscene count FOLDER --train OUT`'s training budget
 MEASURE_SIDE = 128  # pixels: the crops of the source images on which the objects are measured
 OBJECT_TARGET = 28  # pixels: images are scaled down so that a typical object is at most about this wide
 MERGED = 1.5  # object sizes beyond this multiple of the typical one are taken for touching objects measured as one
-DARK_BACKGROUND = 0.1  # mean of the darker class below Otsu's threshold: darker, and no background is learned
+DARK_BACKGROUND = 0.1  # the background's mean (its side of Otsu's threshold): darker, and no background is learned
 
 
 def count_settings(folder: Path) -> dict:
@@ -57,8 +57,9 @@ def count_settings(folder: Path) -> dict:
     sizes capped at MERGED times the typical one, as touching objects measure as one), a scale that brings a
     typical object down to about OBJECT_TARGET pixels, tiles of twice the largest size a sixth of a tile apart,
     and, where the background is not dark, a learned background under a count prior annealed from 0.5 (from
-    the first step, the background explains everything and every object switches off); on a dark one, tiles
-    turned at random (a cell or a star has no up). benchmarks/large_images.py measured both."""
+    the first step, the background explains everything and every object switches off), which objects darker
+    than it cover rather than add to; on a dark one, tiles turned at random (a cell or a star has no up).
+    benchmarks/large_images.py measured all three."""
     import numpy as np
     import torch
 
@@ -87,9 +88,11 @@ def count_settings(folder: Path) -> dict:
     low, high = max(4, int(low * scale)), max(6, int(np.ceil(high * scale)))
     tile = int(8 * np.ceil(2 * high / 8))
     values = pixels.astype(np.float32) / 255
-    dark = float(values[values <= otsu_threshold(values)].mean()) < DARK_BACKGROUND
-    return dict(scale=scale, tile=tile, stride=max(1, tile // 6), object_size=(low, high), dark_background=dark,
-                measured=measured)
+    threshold = otsu_threshold(values)
+    darker = measured["darker_than_background"]
+    background = values[values > threshold] if darker else values[values <= threshold]
+    return dict(scale=scale, tile=tile, stride=max(1, tile // 6), object_size=(low, high),
+                dark_background=float(background.mean()) < DARK_BACKGROUND, darker_objects=darker, measured=measured)
 
 
 def count_config(settings: dict, data: Path, minutes: float, seed: int) -> Config:
@@ -103,6 +106,7 @@ def count_config(settings: dict, data: Path, minutes: float, seed: int) -> Confi
         train.augment = "turns"
     else:
         model.background, model.count_prior = "learned", 1e-20
+        model.compositing = "alpha" if settings["darker_objects"] else "add"
         train.count_prior_schedule, train.count_prior_start, train.count_prior_steps = "exponential", 0.5, 2000
     config.validate()
     return config
@@ -128,9 +132,11 @@ def count_job(folder: str | Path, out: str | Path, minutes: float = COUNT_JOB_MI
         raise AirsceneError(f"{out} holds files that `airscene count --train` did not write: give a new folder")
     settings = count_settings(folder)
     low, high = settings["object_size"]
+    background = "a dark background: none learned" if settings["dark_background"] else (
+        "a background learned, which the objects, darker, cover" if settings["darker_objects"] else "a background learned")
     say(f"objects measured {settings['measured']['object_size'][0]:g}-{settings['measured']['object_size'][1]:g} "
         f"pixels: images scaled by {settings['scale']:g} (objects {low}-{high} pixels), tiles of {settings['tile']} "
-        f"pixels every {settings['stride']}; {'a dark background: none learned' if settings['dark_background'] else 'a background learned'}")
+        f"pixels every {settings['stride']}; {background}")
     if not (data / "dataset.json").is_file():
         import_images(folder, data, scale=settings["scale"] if settings["scale"] != 1 else None, tile=settings["tile"],
                       stride=settings["stride"], test_fraction=0.0)

@@ -333,7 +333,8 @@ def suggest_object_size(images: np.ndarray) -> dict:
     MEASURED_AREA or more pixels is an object, and its size is the longer side of its box, measured on the
     components that do not touch their canvas's edge (a tile cuts objects, and a cut object measures small), or
     on all where none is whole. Suggests the 10th to 90th
-    percentile as --object-size, and the 95th percentile of components per canvas as --max-objects.
+    percentile as --object-size, and the 95th percentile of components per canvas as --max-objects, and whether
+    the objects are darker than their background.
     Reliable for objects that stand out from a plainer background by brightness."""
     from scipy import ndimage
 
@@ -357,7 +358,7 @@ def suggest_object_size(images: np.ndarray) -> dict:
                           "inside their canvas) of the luminance smoothed by a Gaussian of "
                           f"{MEASURED_SMOOTHING:g} pixel {'above' if bright else 'at or below'} Otsu's threshold "
                           f"{threshold:.3f} (the side covering fewer pixels), in {len(grey)} "
-                          "canvases", "objects": len(sides)}
+                          "canvases", "objects": len(sides), "darker_than_background": not bright}
     if sides:
         measured.update(object_size=[float(np.percentile(sides, 10)), float(np.percentile(sides, 90))],
                         typical=float(np.median(sides)), max_objects=int(np.ceil(np.percentile(per_canvas, 95))))
