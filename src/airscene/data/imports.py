@@ -332,9 +332,8 @@ def suggest_object_size(images: np.ndarray) -> dict:
     darker), and their holes filled (a coin's dark engraving is still the coin); each 8-connected component of
     MEASURED_AREA or more pixels is an object, and its size is the longer side of its box, measured on the
     components that do not touch their canvas's edge (a tile cuts objects, and a cut object measures small), or
-    on all where none is whole. Suggests the 10th to 90th
-    percentile as --object-size, and the 95th percentile of components per canvas as --max-objects, and whether
-    the objects are darker than their background.
+    on all where none is whole. Suggests the 10th to 90th percentile as --object-size and the 95th percentile of
+    components per canvas as --max-objects, and says whether the objects are darker than their background.
     Reliable for objects that stand out from a plainer background by brightness."""
     from scipy import ndimage
 
