@@ -338,3 +338,28 @@ def test_a_canvas_larger_than_the_one_learned_on_gets_its_background_window_by_w
     assert windows.log_ratio.shape == (1,)
     flat = read_background(WindowMeans(), torch.full((2, 1, 100, 130), 0.3), sample=False, side=48)
     assert torch.allclose(flat.background, torch.tensor(0.3))  # the windows' weights add up to one everywhere
+
+
+def test_contrast_scales_each_tile_about_its_median_by_one_gain_drawn_alike_on_resume(tmp_path):
+    main(["data", "sprites", "--out", str(tmp_path / "data"), "--train", "32", "--test", "8", "--size", "24",
+          "--side-range", "5,9", "--counts", "1-2"])
+    train_set, test_set, _ = load_dataset(tmp_path / "data")
+
+    def first_batch(contrast: float) -> torch.Tensor:
+        config = Config(data=str(tmp_path / "data"))
+        config.train.augment, config.train.augment_contrast, config.train.batch_size = "turns", contrast, 8
+        fit_model_to_data(config, train_set, test_set)
+        return AIRJob(config, train_set, test_set, torch.device("cpu")).batch(3).images
+
+    turned_only, both = first_batch(0.0), first_batch(1.0)
+    assert torch.equal(both, first_batch(1.0))  # a resumed run draws the same gains
+    median = turned_only.flatten(2).median(2).values[..., None, None]
+    assert torch.equal(both.flatten(2).median(2).values[..., None, None], median)
+    gains = []
+    for image, source, middle in zip(both, turned_only, median):
+        usable = ((source - middle).abs() > 0.05) & (image > 0) & (image < 1)  # far from the median, not clipped
+        ratios = (image - middle)[usable] / (source - middle)[usable]
+        if len(ratios):  # the turns are the same as without contrast: one gain maps the one onto the other
+            assert ratios.max() - ratios.min() < 1e-4
+            gains.append(float(ratios.mean()))
+    assert len(gains) >= 4 and 0.5 <= min(gains) < 0.9 and max(gains) <= 2.0

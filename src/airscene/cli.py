@@ -80,7 +80,7 @@ PROPOSALS_HELP = ("the masks: each image's best of this many explanations, the m
 REFINE_HELP = ("the masks: after choosing the explanation, this many gradient steps on each image's own joint log p(x, z) "
                "over its objects' windows and codes, kept where the joint rose (0: none)")
 GRAPHICS_UNREAD = ("train.vimco_samples", "train.temperature_start", "train.temperature_end", "train.temperature_steps",
-                   "train.straight_through", "train.augment")
+                   "train.straight_through", "train.augment", "train.augment_contrast")
 
 
 def _add_settings(parser: argparse.ArgumentParser, defaults, prefix: str = "", skip: tuple[str, ...] = ()) -> None:

@@ -64,6 +64,13 @@ def turned(images: torch.Tensor, symmetry: torch.Tensor) -> torch.Tensor:
     return variants[symmetry, torch.arange(len(images), device=images.device)]
 
 
+def contrasted(images: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """Images (B, C, H, W) in [0, 1], each channel's distance from its own median (the background, where
+    objects are few) multiplied by the image's gain (B,), kept in [0, 1]."""
+    median = images.flatten(2).median(2).values[..., None, None]  # (B, C, 1, 1)
+    return (median + gain.view(-1, 1, 1, 1) * (images - median)).clamp(0, 1)
+
+
 class AIRJob(TrainingJob):
     """AIR on a data set of scenes: batches by a seeded per-epoch permutation, the count prior and the
     exploration by their schedules; on the first eval_images test scenes, held-out count accuracy where the
@@ -95,6 +102,11 @@ class AIRJob(TrainingJob):
         if self.settings.augment == "turns":  # drawn from (seed, step, rank): a resumed run turns them alike
             symmetry = np.random.default_rng([self.settings.seed, step, self.shard.rank]).integers(0, 8, len(images))
             images = turned(images, torch.from_numpy(symmetry).to(self.device, non_blocking=True))
+        if self.settings.augment_contrast > 0:  # its own stream of (seed, step, rank), so the turns stay as they were
+            spread = np.log1p(self.settings.augment_contrast)
+            gain = np.exp(np.random.default_rng([self.settings.seed, step, self.shard.rank, 1]).uniform(
+                -spread, spread, len(images)))
+            images = contrasted(images, torch.from_numpy(gain).float().to(self.device, non_blocking=True))
         return Batch(images=images, truth=None if self.train_counts is None else self.train_counts[index])
 
     def schedule(self, step: int) -> float:
