@@ -174,10 +174,10 @@ class TrainConfig:
     augment: str = setting("none", "turns: each training image flipped and turned by a random multiple of 90 degrees "
                            "every step (objects seen from above, such as cells, coins and stars, from few source "
                            "images); none: as stored", choices=("none", "turns"), added="0.2.0")
-    augment_contrast: float = setting(0.0, "each training image's contrast about its median scaled every step by a "
-                                      "factor drawn log-uniformly from [1/(1 + c), 1 + c] (shades of objects the "
-                                      "source images do not show); 0: as stored", minimum=0.0, maximum=10.0,
-                                      added="0.2.0")
+    augment_contrast: float = setting(0.0, "each training image's contrast about each channel's median scaled every "
+                                      "step by a factor drawn log-uniformly from [1/(1 + c), 1 + c] (shades of "
+                                      "objects the source images do not show); 0: as stored", minimum=0.0,
+                                      maximum=10.0, added="0.2.0")
     # The count prior rho: fixed at the model's count_prior ("none"), or annealed from count_prior_start to
     # it over count_prior_steps ("linear", "exponential") and held there. A small fixed rho learns more
     # reliably than the paper's annealing from near 1: with exploration (below) nothing needs a high rho
